@@ -1,0 +1,77 @@
+"""The application factory: one Litestar app for the mini-program, the tills and HQ."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar
+from litestar.logging import LoggingConfig
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
+
+from backend.core.auth import TokenIssuer
+from backend.core.db import close_database, open_database
+from backend.core.errors import EXCEPTION_HANDLERS
+from backend.core.kv import KV, kv_from_url
+from backend.core.ratelimit import rate_limit_middleware
+from backend.core.requestid import request_id_middleware
+from backend.members.controllers import MeController, MiniProgramAuthController
+from backend.members.wechat import SandboxCode2Session, WeChatCode2Session
+from backend.sandbox.controllers import SandboxWeChatController
+from backend.settings import Settings, get_settings
+from backend.stores.controllers import (
+    AdminStoreController,
+    CashierStoreController,
+    StaffAuthController,
+    StoreController,
+)
+from backend.system.controllers import SystemController
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None, *, kv: KV | None = None) -> Litestar:
+    settings = settings or get_settings()
+    kv = kv or kv_from_url(settings.redis_url, pool_size=settings.redis_pool_size)
+    http = httpx.AsyncClient(headers={"User-Agent": "mall-backend"})
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        await open_database(pool_size=settings.db_pool_size)
+        try:
+            yield
+        finally:
+            await http.aclose()
+            await kv.close()
+            await close_database()
+
+    route_handlers: list[type] = [
+        SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
+        AdminStoreController, CashierStoreController,
+    ]
+    if settings.sandbox_enabled:
+        route_handlers.append(SandboxWeChatController)
+        wechat_login = SandboxCode2Session()
+    else:
+        wechat_login = WeChatCode2Session(http, base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
+                                          app_secret=settings.wechat_app_secret)
+
+    app = Litestar(
+        route_handlers=route_handlers,
+        lifespan=[lifespan],
+        middleware=[request_id_middleware, rate_limit_middleware],
+        exception_handlers=EXCEPTION_HANDLERS,
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(title="Mall API", version="1.0.0", path="/schema",
+                                     render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")]),
+        logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]},
+                                     log_exceptions="always", disable_stack_trace={404, 401, 403, 422, 409, 429}),
+        debug=settings.debug,
+    )
+    app.state.settings = settings
+    app.state.kv = kv
+    app.state.tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
+                                   staff_ttl=settings.staff_token_ttl_seconds)
+    app.state.wechat_login = wechat_login
+    return app

@@ -1,0 +1,159 @@
+"""python -m backend serve | migrate | seed-demo | create-store | create-staff"""
+
+import argparse
+import asyncio
+import secrets
+import sys
+from pathlib import Path
+
+from backend.settings import PROJECT_ROOT, Settings, SettingsError
+
+DEMO_STORES = [
+    ("S001", "旗舰店 Flagship", "1 Riverside Road", "08:00-22:00"),
+    ("S002", "社区店 Community", "22 Garden Street", "07:30-21:30"),
+    ("S003", "车站店 Station", "3 Station Square", "06:30-23:00"),
+]
+DEMO_STAFF = [
+    ("hq", "hq_admin", []),
+    ("manager1", "store_manager", ["S001"]),
+    ("cashier1", "cashier", ["S001"]),
+    ("cashier2", "cashier", ["S002"]),
+]
+
+
+async def migrate() -> None:
+    from piccolo.apps.migrations.commands.forwards import run_forwards
+
+    result = await run_forwards("backend")
+    if not result.success:
+        raise SystemExit(f"migrations failed: {result.message}")
+
+
+def demo_password(env: dict[str, str], var_dir: Path) -> tuple[str, bool]:
+    """DEMO_PASSWORD, or one generated once and kept under var/; answers (password, generated)."""
+    if env.get("DEMO_PASSWORD"):
+        return env["DEMO_PASSWORD"], False
+    path = var_dir / "demo_password"
+    if path.exists():
+        return path.read_text().strip(), False
+    var_dir.mkdir(parents=True, exist_ok=True)
+    password = secrets.token_urlsafe(12)
+    path.write_text(password)
+    path.chmod(0o600)
+    return password, True
+
+
+async def seed_demo(password: str) -> list[str]:
+    """Create the demo stores and staff that are missing; never touches what exists."""
+    from backend.core.db import close_database, is_unique_violation
+    from backend.stores import service
+    from backend.stores.schemas import StaffCreate, StoreCreate
+    from backend.stores.tables import Staff, Store
+
+    created = []
+    try:
+        for code, name, address, hours in DEMO_STORES:
+            if not await Store.exists().where(Store.code == code):
+                await service.create_store(StoreCreate(code=code, name=name, address=address, opening_hours=hours,
+                                                       landing_text=f"欢迎光临{name.split()[0]}，已为您开通会员。"))
+                created.append(f"store {code}")
+        ids = {row["code"]: row["id"] for row in await Store.select(Store.id, Store.code)}
+        for username, role, codes in DEMO_STAFF:
+            if await Staff.exists().where(Staff.username == username):
+                continue
+            try:
+                await service.create_staff(StaffCreate(username=username, password=password, role=role,
+                                                       store_ids=[ids[c] for c in codes]))
+            except Exception as error:
+                if not is_unique_violation(error):
+                    raise
+            created.append(f"staff {username}")
+    finally:
+        await close_database()
+    return created
+
+
+async def create_store(args: argparse.Namespace) -> None:
+    from backend.core.db import close_database
+    from backend.stores import service
+    from backend.stores.schemas import StoreCreate
+
+    try:
+        row = await service.create_store(StoreCreate(code=args.code, name=args.name, address=args.address))
+    finally:
+        await close_database()
+    print(f"store {row['code']} created with id {row['id']}")
+
+
+async def create_staff(args: argparse.Namespace) -> None:
+    from backend.core.db import close_database
+    from backend.stores import service
+    from backend.stores.schemas import StaffCreate
+    from backend.stores.tables import Store
+
+    try:
+        rows = await Store.select(Store.id, Store.code).where(Store.code.is_in(args.store)) if args.store else []
+        missing = set(args.store) - {row["code"] for row in rows}
+        if missing:
+            raise SystemExit(f"unknown store codes: {', '.join(sorted(missing))}")
+        row = await service.create_staff(StaffCreate(username=args.username, password=args.password, role=args.role,
+                                                     store_ids=[r["id"] for r in rows]))
+    finally:
+        await close_database()
+    print(f"staff {row['username']} ({row['role'].value}) created with id {row['id']}")
+
+
+def serve(settings: Settings) -> None:
+    import uvicorn
+
+    uvicorn.run("backend.app:create_app", factory=True, host=settings.host, port=settings.port,
+                workers=settings.workers, access_log=settings.access_log, log_level="info",
+                timeout_graceful_shutdown=10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    import os
+
+    from msgspec import ValidationError
+
+    parser = argparse.ArgumentParser(prog="python -m backend", description="The mall backend.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="serve HTTP on HOST:PORT (WORKERS processes)")
+    commands.add_parser("migrate", help="apply the database migrations")
+    commands.add_parser("seed-demo", help="create the demo stores and staff (idempotent)")
+    store = commands.add_parser("create-store", help="create a store")
+    store.add_argument("--code", required=True)
+    store.add_argument("--name", required=True)
+    store.add_argument("--address", default="")
+    staff = commands.add_parser("create-staff", help="create a staff account")
+    staff.add_argument("--username", required=True)
+    staff.add_argument("--password", required=True)
+    staff.add_argument("--role", required=True, choices=["cashier", "store_manager", "hq_admin"])
+    staff.add_argument("--store", action="append", default=[], metavar="CODE")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        raise SystemExit(f"configuration error: {error}") from None
+    try:
+        if args.command == "serve":
+            serve(settings)
+        elif args.command == "migrate":
+            asyncio.run(migrate())
+        elif args.command == "seed-demo":
+            password, generated = demo_password(dict(os.environ), PROJECT_ROOT / "var")
+            created = asyncio.run(seed_demo(password))
+            print("demo data: " + (", ".join(created) if created else "already present"))
+            if generated:
+                print(f"demo staff password (generated, kept in var/demo_password): {password}")
+        elif args.command == "create-store":
+            asyncio.run(create_store(args))
+        elif args.command == "create-staff":
+            asyncio.run(create_staff(args))
+    except ValidationError as error:
+        raise SystemExit(f"invalid input: {error}") from None
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,59 @@
+"""Access tokens: short-lived HS256 JWTs naming a member or a staff account."""
+
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import jwt
+from litestar.connection import ASGIConnection
+
+from backend.core.errors import Unauthenticated
+
+ISSUER = "mall"
+
+
+class PrincipalKind(str, Enum):
+    member = "member"
+    staff = "staff"
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    kind: PrincipalKind
+    subject_id: int
+    version: int
+
+
+class TokenIssuer:
+    def __init__(self, secret_key: str, *, member_ttl: int, staff_ttl: int) -> None:
+        self._key = secret_key
+        self._ttl = {PrincipalKind.member: member_ttl, PrincipalKind.staff: staff_ttl}
+
+    def ttl(self, kind: PrincipalKind) -> int:
+        return self._ttl[kind]
+
+    def issue(self, kind: PrincipalKind, subject_id: int, *, version: int = 0) -> str:
+        now = int(time.time())
+        claims = {"iss": ISSUER, "sub": f"{kind.value}:{subject_id}", "ver": version,
+                  "iat": now, "exp": now + self._ttl[kind]}
+        return jwt.encode(claims, self._key, algorithm="HS256")
+
+    def decode(self, token: str) -> Claims:
+        try:
+            claims = jwt.decode(token, self._key, algorithms=["HS256"], issuer=ISSUER,
+                                options={"require": ["exp", "iat", "sub", "iss"]})
+            kind, _, subject = str(claims["sub"]).partition(":")
+            return Claims(PrincipalKind(kind), int(subject), int(claims.get("ver", 0)))
+        except jwt.ExpiredSignatureError:
+            raise Unauthenticated("The access token has expired; sign in again.") from None
+        except (jwt.InvalidTokenError, ValueError):
+            raise Unauthenticated("The access token is not valid.") from None
+
+
+def bearer_claims(connection: ASGIConnection) -> Claims:
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated()
+    issuer: TokenIssuer = connection.app.state.tokens
+    return issuer.decode(token.strip())

@@ -1,0 +1,170 @@
+"""The KV port: the few fast, shared, expiring operations the domains need.
+
+Two implementations with the same semantics: `MemoryKV` for the embedded
+deployment (one process) and `RedisKV` for the scale-out one. Nothing that must
+survive a restart lives only here; the database stays the source of truth.
+"""
+
+import asyncio
+import time
+from typing import Protocol
+
+from redis.asyncio import BlockingConnectionPool, Redis
+
+# Decrement by n only when at least n is left; answer the new value or -1.
+# A missing key answers -2 so that callers rebuild it from the database.
+_DECR_IF_ENOUGH = """
+local current = redis.call('GET', KEYS[1])
+if not current then return -2 end
+current = tonumber(current)
+local n = tonumber(ARGV[1])
+if current < n then return -1 end
+return redis.call('DECRBY', KEYS[1], n)
+"""
+
+# INCR that sets the expiry only when the counter is born, so a window never slides.
+_INCR_WINDOW = """
+local value = redis.call('INCR', KEYS[1])
+if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return value
+"""
+
+GATE_MISSING = -2
+GATE_SHORT = -1
+
+
+class KV(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+    async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None: ...
+    async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool: ...
+    async def pop(self, key: str) -> bytes | None: ...
+    async def delete(self, key: str) -> None: ...
+    async def incr(self, key: str, *, expires_in: float) -> int: ...
+    async def decr_if_enough(self, key: str, amount: int) -> int: ...
+    async def ping(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+class MemoryKV:
+    """In-process KV for the embedded deployment; safe because one event loop owns it."""
+
+    def __init__(self, *, clock=time.monotonic) -> None:
+        self._data: dict[str, tuple[bytes | int, float | None]] = {}
+        self._clock = clock
+
+    def _live(self, key: str) -> bytes | int | None:
+        item = self._data.get(key)
+        if item is None:
+            return None
+        value, deadline = item
+        if deadline is not None and deadline <= self._clock():
+            del self._data[key]
+            return None
+        return value
+
+    def _deadline(self, expires_in: float | None) -> float | None:
+        return None if expires_in is None else self._clock() + expires_in
+
+    def _sweep(self) -> None:
+        # Amortized clean-up so that keys nobody reads again do not pile up.
+        if len(self._data) > 10_000 and len(self._data) % 1024 == 0:
+            now = self._clock()
+            for key in [k for k, (_, d) in self._data.items() if d is not None and d <= now]:
+                del self._data[key]
+
+    async def get(self, key: str) -> bytes | None:
+        value = self._live(key)
+        return str(value).encode() if isinstance(value, int) else value
+
+    async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None:
+        self._sweep()
+        self._data[key] = (value, self._deadline(expires_in))
+
+    async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        await self.set(key, value, expires_in=expires_in)
+        return True
+
+    async def pop(self, key: str) -> bytes | None:
+        value = await self.get(key)
+        self._data.pop(key, None)
+        return value
+
+    async def delete(self, key: str) -> None:
+        self._data.pop(key, None)
+
+    async def incr(self, key: str, *, expires_in: float) -> int:
+        current = self._live(key)
+        if current is None:
+            self._sweep()
+            self._data[key] = (1, self._deadline(expires_in))
+            return 1
+        value = int(current) + 1
+        self._data[key] = (value, self._data[key][1])
+        return value
+
+    async def decr_if_enough(self, key: str, amount: int) -> int:
+        current = self._live(key)
+        if current is None:
+            return GATE_MISSING
+        if int(current) < amount:
+            return GATE_SHORT
+        value = int(current) - amount
+        self._data[key] = (value, self._data[key][1])
+        return value
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        self._data.clear()
+
+
+class RedisKV:
+    """KV on a real Redis; every operation is one round trip and atomic on the server."""
+
+    def __init__(self, url: str, *, pool_size: int, timeout: float = 2.0) -> None:
+        # Waiters block for a slot instead of failing past the pool size; the wait is
+        # bounded so that a dead Redis surfaces as an error, not a hang.
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=pool_size, timeout=timeout,
+            socket_timeout=timeout, socket_connect_timeout=timeout,
+        )
+        self.redis = Redis(connection_pool=pool)
+        self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
+        self._incr_window = self.redis.register_script(_INCR_WINDOW)
+
+    async def get(self, key: str) -> bytes | None:
+        return await self.redis.get(key)
+
+    async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None:
+        await self.redis.set(key, value, px=None if expires_in is None else int(expires_in * 1000))
+
+    async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool:
+        return bool(await self.redis.set(key, value, px=int(expires_in * 1000), nx=True))
+
+    async def pop(self, key: str) -> bytes | None:
+        return await self.redis.getdel(key)
+
+    async def delete(self, key: str) -> None:
+        await self.redis.delete(key)
+
+    async def incr(self, key: str, *, expires_in: float) -> int:
+        return int(await self._incr_window(keys=[key], args=[int(expires_in * 1000)]))
+
+    async def decr_if_enough(self, key: str, amount: int) -> int:
+        return int(await self._decr_if_enough(keys=[key], args=[amount]))
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+
+def kv_from_url(redis_url: str | None, *, pool_size: int) -> KV:
+    return RedisKV(redis_url, pool_size=pool_size) if redis_url else MemoryKV()

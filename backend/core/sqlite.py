@@ -1,0 +1,275 @@
+"""The embedded database: Piccolo's SQLite engine on long-lived connections.
+
+Piccolo's SQLiteEngine opens a new aiosqlite connection (a new thread) for every
+query and every transaction, which caps an HTTP write path at a few hundred per
+second with multi-second tails. This engine keeps the same query layer and
+changes only where statements run:
+
+- every transaction runs on one long-lived writer connection, one transaction at
+  a time (an in-process lock serializes writers, as SQLite does anyway);
+- statements of a transaction run directly on the event loop: SQLite is a library
+  call taking microseconds here, cheaper than a hop to a thread; the only wait
+  that could be long, taking the write lock from another process, is retried
+  with `asyncio.sleep` instead of blocking in SQLite's busy handler;
+- reads outside a transaction run on reader connections owned by worker threads,
+  so a long report never stalls the loop (WAL lets them read beside the writer);
+- a failed BEGIN releases everything it took (the shipped engine leaks the
+  connection and its non-daemon thread, which hangs the process at exit).
+"""
+
+import asyncio
+import re
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
+from piccolo.querystring import QueryString
+
+
+BEGIN_RETRY_SECONDS = 0.002
+
+
+class DatabaseBusy(Exception):
+    """Another process held the SQLite write lock for longer than the configured timeout."""
+
+
+class _Savepoint:
+    def __init__(self, name: str, connection: sqlite3.Connection) -> None:
+        self.name = name
+        self._connection = connection
+
+    async def rollback_to(self) -> None:
+        self._connection.execute(f"ROLLBACK TO SAVEPOINT {self.name}")
+
+    async def release(self) -> None:
+        self._connection.execute(f"RELEASE SAVEPOINT {self.name}")
+
+
+class EmbeddedTransaction(SQLiteTransaction):
+    """A transaction on the engine's writer connection, holding the in-process write lock."""
+
+    engine: "EmbeddedSQLiteEngine"
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        if self._parent is not None:
+            return self._parent
+        lock = self.engine.write_lock()
+        await lock.acquire()
+        try:
+            self.connection = self.engine.writer()
+            await self.engine.begin(self.connection, self.transaction_type)
+        except BaseException:
+            lock.release()
+            raise
+        self.context = self.engine.current_transaction.set(self)
+        return self
+
+    async def begin(self) -> None:  # the engine begins with retries; see __aenter__
+        raise NotImplementedError
+
+    async def commit(self) -> None:
+        self.connection.execute("COMMIT")
+        self._committed = True
+
+    async def rollback(self) -> None:
+        if self.connection.in_transaction:
+            self.connection.execute("ROLLBACK")
+        self._rolled_back = True
+
+    async def savepoint(self, name: str | None = None) -> _Savepoint:  # type: ignore[override]
+        name = name or f"savepoint_{self.get_savepoint_id()}"
+        if not name.isidentifier():
+            raise ValueError("savepoint names are identifiers")
+        self.connection.execute(f"SAVEPOINT {name}")
+        return _Savepoint(name, self.connection)
+
+    async def rollback_to(self, savepoint_name: str) -> None:
+        await _Savepoint(savepoint_name, self.connection).rollback_to()
+
+    async def __aexit__(self, exception_type, exception, traceback) -> bool:
+        if self._parent:
+            return exception is None
+        try:
+            if exception is not None:
+                if not self._rolled_back:
+                    await self.rollback()
+            elif not self._committed and not self._rolled_back:
+                try:
+                    await self.commit()
+                except BaseException:
+                    await self.rollback()
+                    raise
+        finally:
+            self.engine.current_transaction.reset(self.context)
+            self.engine.write_lock().release()
+        return exception is None
+
+
+class EmbeddedSQLiteEngine(SQLiteEngine):
+    """SQLiteEngine with a long-lived writer connection and thread-owned readers."""
+
+    def __init__(self, path: str, *, busy_timeout_seconds: float = 10.0, readers: int = 4) -> None:
+        super().__init__(path=path, check_same_thread=False)
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self.reader_count = readers
+        self._writer: sqlite3.Connection | None = None
+        self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._readers: ThreadPoolExecutor | None = None
+        self._reader_connections: list[sqlite3.Connection] = []
+        self._local = threading.local()
+        self._guard = threading.Lock()
+
+    # Connections -----------------------------------------------------------
+
+    def _connect(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
+        connection = sqlite3.connect(**self.connection_kwargs)
+        connection.row_factory = dict_factory
+        connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")
+        connection.execute("PRAGMA foreign_keys = ON")
+        return connection
+
+    def writer(self) -> sqlite3.Connection:
+        if self._writer is None:
+            # A short busy handler only for the rare in-transaction wait (a checkpoint);
+            # waits for the write lock itself happen in `begin`, off SQLite's handler.
+            self._writer = self._connect(busy_timeout_ms=50)
+        return self._writer
+
+    def write_lock(self) -> asyncio.Lock:
+        loop = asyncio.get_running_loop()
+        if self._lock is None or self._lock[0] is not loop:
+            self._lock = (loop, asyncio.Lock())
+        return self._lock[1]
+
+    def _reader(self) -> sqlite3.Connection:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect(busy_timeout_ms=int(self.busy_timeout_seconds * 1000))
+            self._local.connection = connection
+            with self._guard:
+                self._reader_connections.append(connection)
+        return connection
+
+    def _reader_pool(self) -> ThreadPoolExecutor:
+        with self._guard:
+            if self._readers is None:
+                self._readers = ThreadPoolExecutor(self.reader_count, thread_name_prefix="sqlite-reader")
+            return self._readers
+
+    async def begin(self, connection: sqlite3.Connection, transaction_type: TransactionType) -> None:
+        deadline = time.monotonic() + self.busy_timeout_seconds
+        delay = BEGIN_RETRY_SECONDS
+        while True:
+            try:
+                connection.execute(f"BEGIN {transaction_type.value}")
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) and "busy" not in str(error):
+                    raise
+                if time.monotonic() >= deadline:
+                    raise DatabaseBusy("the database is locked by another process") from error
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+
+    def close(self) -> None:
+        """Close every connection; the engine reopens them on next use."""
+        with self._guard:
+            readers, self._readers = self._readers, None
+            connections, self._reader_connections = self._reader_connections, []
+        if readers is not None:
+            readers.shutdown(wait=True)
+        for connection in connections:
+            connection.close()
+        self._local = threading.local()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # Query execution -------------------------------------------------------
+
+    @staticmethod
+    def _run(connection: sqlite3.Connection, query: str, args: list[Any]) -> list[dict[str, Any]]:
+        cursor = connection.execute(query, args)
+        try:
+            return cursor.fetchall()
+        finally:
+            cursor.close()
+
+    def _read(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+        return self._run(self._reader(), query, args)
+
+    async def _run_in_existing_connection(self, connection, query, args=None, query_type="generic", table=None):
+        return self._run(connection, query, args or [])
+
+    async def _run_in_new_connection(self, query, args=None, query_type="generic", table=None):
+        args = args or []
+        if _is_read(query):
+            return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read, query, args)
+        async with self.transaction(transaction_type=TransactionType.immediate) as transaction:
+            return self._run(transaction.connection, query, args)
+
+    async def run_querystring(self, querystring: QueryString, in_pool: bool = False):
+        query, args = querystring.compile_string(engine_type=self.engine_type)
+        current = self.current_transaction.get()
+        if current is not None:
+            return self._run(current.connection, query, args)
+        return await self._run_in_new_connection(query, args)
+
+    async def run_ddl(self, ddl: str, in_pool: bool = False):
+        current = self.current_transaction.get()
+        if current is not None:
+            return self._run_ddl(current.connection, ddl)
+        async with self.transaction(transaction_type=TransactionType.immediate) as transaction:
+            return self._run_ddl(transaction.connection, ddl)
+
+    def _run_ddl(self, connection: sqlite3.Connection, ddl: str) -> list[dict[str, Any]]:
+        response: list[dict[str, Any]] = []
+        for statement in sqlite_ddl(ddl):
+            response = self._run(connection, statement, [])
+        return response
+
+    def transaction(
+        self, transaction_type: TransactionType = TransactionType.deferred, allow_nested: bool = True
+    ) -> EmbeddedTransaction:
+        return EmbeddedTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
+
+
+_ADD_CONSTRAINT = re.compile(r'^ALTER TABLE (?P<table>\S+) ADD CONSTRAINT (?P<name>\w+) (?P<kind>UNIQUE|CHECK) (?P<body>.*)$',
+                             re.S)
+_DROP_CONSTRAINT = re.compile(r"^ALTER TABLE (?P<table>\S+) DROP CONSTRAINT (IF EXISTS )?(?P<name>\w+)$")
+
+
+def sqlite_ddl(ddl: str) -> list[str]:
+    """Piccolo writes table constraints as ALTER TABLE ... ADD CONSTRAINT, which SQLite lacks.
+
+    A unique constraint becomes a unique index of the same name; a check becomes
+    insert and update triggers that abort with SQLite's own constraint error, so
+    the database still holds the invariant.
+    """
+    statement = ddl.strip()
+    if added := _ADD_CONSTRAINT.match(statement):
+        table, name, body = added["table"], added["name"], added["body"]
+        if added["kind"] == "UNIQUE":
+            if body.startswith("NULLS NOT DISTINCT"):
+                raise ValueError(f"{name}: SQLite has no UNIQUE NULLS NOT DISTINCT")
+            return [f"CREATE UNIQUE INDEX {name} ON {table} {body}"]
+        abort = f"SELECT RAISE(ABORT, 'CHECK constraint failed: {name}')"
+        body = re.sub(r'"(\w+)"', r'NEW."\1"', body)  # inside a trigger the row is NEW
+        return [
+            f"CREATE TRIGGER {name}_insert BEFORE INSERT ON {table} WHEN NOT {body} BEGIN {abort}; END",
+            f"CREATE TRIGGER {name}_update BEFORE UPDATE ON {table} WHEN NOT {body} BEGIN {abort}; END",
+        ]
+    if dropped := _DROP_CONSTRAINT.match(statement):
+        name = dropped["name"]
+        return [f"DROP INDEX IF EXISTS {name}", f"DROP TRIGGER IF EXISTS {name}_insert",
+                f"DROP TRIGGER IF EXISTS {name}_update"]
+    return [ddl]
+
+
+def _is_read(query: str) -> bool:
+    return query.lstrip()[:6].upper() == "SELECT"

@@ -1,0 +1,30 @@
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from backend.core.schema import Struct
+from backend.members.tables import EnrolmentChannel
+
+
+class MiniProgramLogin(Struct):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+    scene: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
+
+
+class MemberOut(Struct):
+    id: int
+    nickname: str
+    avatar_url: str
+    phone_masked: str | None
+    points_balance: int
+    enrolled_store_id: int | None
+    enrolled_via: EnrolmentChannel
+    created_at: datetime
+
+
+class MiniProgramLoginOut(Struct):
+    access_token: str
+    expires_in: int
+    member: MemberOut
+    is_new: bool

@@ -1,0 +1,47 @@
+from enum import Enum
+
+from piccolo.columns import ForeignKey, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.constraints import Unique
+from piccolo.table import Table
+
+from backend.stores.tables import Store
+
+
+class EnrolmentChannel(str, Enum):
+    miniprogram = "miniprogram"
+    cashier = "cashier"
+    referral = "referral"
+
+
+class MemberStatus(str, Enum):
+    active = "active"
+    merged = "merged"
+
+
+class IdentityKind(str, Enum):
+    wechat_openid = "wechat_openid"
+    wechat_unionid = "wechat_unionid"
+    phone = "phone"
+    alipay_user_id = "alipay_user_id"
+
+
+class Member(Table, tablename="member"):
+    nickname = Varchar(length=64, default="")
+    avatar_url = Varchar(length=500, default="")
+    status = Varchar(length=16, choices=MemberStatus, default=MemberStatus.active)
+    enrolled_store = ForeignKey(Store, null=True, on_delete=OnDelete.restrict)
+    enrolled_via = Varchar(length=16, choices=EnrolmentChannel)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+
+class MemberIdentity(Table, tablename="member_identity"):
+    """How the outside world names a member; each name belongs to exactly one member."""
+
+    member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict)
+    kind = Varchar(length=32, choices=IdentityKind)
+    value = Varchar(length=128)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    one_member_per_identity = Unique([kind, value])

@@ -1,0 +1,19 @@
+"""The one Piccolo app: every table of every domain, migrations in the top-level migrations/."""
+
+from pathlib import Path
+
+from piccolo.conf.apps import AppConfig
+
+from backend.members.tables import Member, MemberIdentity
+from backend.sandbox.tables import SandboxLoginCode
+from backend.stores.tables import Staff, StaffStore, Store
+
+TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, SandboxLoginCode]
+
+APP_CONFIG = AppConfig(
+    app_name="backend",
+    migrations_folder_path=str(Path(__file__).resolve().parent.parent / "migrations"),
+    table_classes=TABLES,
+    migration_dependencies=[],
+    commands=[],
+)

@@ -1,0 +1,18 @@
+from litestar import Controller, post
+from litestar.params import JSONBody
+
+from backend.sandbox import service
+from backend.sandbox.schemas import LoginCodeCreate, LoginCodeOut
+
+
+class SandboxWeChatController(Controller):
+    """Present only when PAYMENT_PROVIDER=sandbox: stands in for the phone and the WeChat runtime."""
+
+    path = "/api/v1/sandbox/wechat"
+    tags = ["Sandbox"]
+
+    @post("/login-codes", operation_id="CreateSandboxLoginCode")
+    async def create_login_code(self, data: JSONBody[LoginCodeCreate]) -> LoginCodeOut:
+        row = await service.issue_login_code(openid=data.openid, unionid=data.unionid)
+        return LoginCodeOut(code=row.code, openid=row.openid, unionid=row.unionid,
+                            expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)

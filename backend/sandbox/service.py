@@ -1,0 +1,34 @@
+"""WeChat's side of the sandbox: the mini-program runtime's login codes."""
+
+import secrets
+from datetime import timedelta
+
+from backend.core.clock import utcnow
+from backend.core.db import write_transaction
+from backend.sandbox.tables import SandboxLoginCode
+
+LOGIN_CODE_TTL_SECONDS = 300  # WeChat's wx.login codes live five minutes
+
+
+def new_openid() -> str:
+    # Real openids are 28 characters starting with "o"; sandbox ones look the same.
+    return "o" + secrets.token_urlsafe(20)[:27]
+
+
+async def issue_login_code(*, openid: str | None, unionid: str | None) -> SandboxLoginCode:
+    row = SandboxLoginCode(code=secrets.token_urlsafe(24), openid=openid or new_openid(), unionid=unionid,
+                           expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS))
+    async with write_transaction():
+        await SandboxLoginCode.insert(row)
+    return row
+
+
+async def redeem_login_code(code: str) -> tuple[str, str | None] | None:
+    """Spend a login code once; answer (openid, unionid), or None for an unknown, used or expired code."""
+    async with write_transaction():
+        rows = await SandboxLoginCode.update({SandboxLoginCode.used_at: utcnow()}).where(
+            (SandboxLoginCode.code == code)
+            & SandboxLoginCode.used_at.is_null()
+            & (SandboxLoginCode.expires_at > utcnow())
+        ).returning(SandboxLoginCode.openid, SandboxLoginCode.unionid)
+    return (rows[0]["openid"], rows[0]["unionid"]) if rows else None

@@ -1,0 +1,165 @@
+"""Settings from the environment; every knob is documented in the README."""
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
+PAYMENT_PROVIDERS = ("sandbox", "wechatpay")
+
+
+class SettingsError(Exception):
+    """The environment does not describe a deployment we can start."""
+
+
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise SettingsError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: dict[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def check_database_url(url: str) -> str:
+    """Return the URL's scheme family (`sqlite` or `postgres`), or fail with a clear message."""
+    scheme = urlsplit(url).scheme.split("+")[0]
+    if scheme not in DATABASE_SCHEMES:
+        raise SettingsError(
+            f"DATABASE_URL has an unsupported scheme {scheme!r}: use sqlite:///path/to/file.sqlite3 "
+            "or postgresql://user@host:port/dbname"
+        )
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise SettingsError("DATABASE_URL for SQLite must look like sqlite:///relative/path or sqlite:////abs/path")
+        return "sqlite"
+    return "postgres"
+
+
+def sqlite_path(url: str) -> Path:
+    path = Path(url[len("sqlite:///"):])
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def _secret_from_file(path: Path) -> str:
+    """Generate the embedded deployment's secret once and keep it; concurrent workers agree on one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        secret = path.read_text().strip()
+        if not secret:
+            raise SettingsError(f"{path} is empty; delete it to generate a new secret key") from None
+        return secret
+    secret = secrets.token_urlsafe(48)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret)
+    return secret
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    app_env: str = "development"
+    database_url: str = "sqlite:///var/mall.sqlite3"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    secret_key: str = field(default="", repr=False)
+    payment_provider: str = "sandbox"
+    wechat_app_id: str = "wx-sandbox-app"
+    wechat_app_secret: str = field(default="", repr=False)
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    member_token_ttl_seconds: int = 2 * 3600
+    staff_token_ttl_seconds: int = 12 * 3600
+    rate_limit_per_minute: int = 1200
+    login_failure_limit: int = 5
+    login_failure_limit_per_client: int = 30
+    login_failure_window_seconds: int = 900
+    max_body_bytes: int = 1_048_576
+    db_pool_size: int = 20
+    redis_pool_size: int = 64
+    access_log: bool = False
+    debug: bool = False
+
+    @property
+    def database_kind(self) -> str:
+        return check_database_url(self.database_url)
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        return self.payment_provider == "sandbox"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
+        env = dict(os.environ if env is None else env)
+        app_env = env.get("APP_ENV", "development")
+        if app_env not in ("development", "production"):
+            raise SettingsError(f"APP_ENV must be development or production, got {app_env!r}")
+        database_url = env.get("DATABASE_URL") or cls.database_url
+        check_database_url(database_url)
+        payment_provider = env.get("PAYMENT_PROVIDER") or "sandbox"
+        if payment_provider not in PAYMENT_PROVIDERS:
+            raise SettingsError(f"PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}, got {payment_provider!r}")
+        secret_key = env.get("SECRET_KEY", "")
+        if not secret_key:
+            if app_env == "production":
+                raise SettingsError("SECRET_KEY is required when APP_ENV=production")
+            secret_key = _secret_from_file(PROJECT_ROOT / "var" / "secret_key")
+        elif len(secret_key) < 32:
+            raise SettingsError("SECRET_KEY must be at least 32 characters")
+        wechat_app_secret = env.get("WECHAT_APP_SECRET", "")
+        if payment_provider != "sandbox" and not (env.get("WECHAT_APP_ID") and wechat_app_secret):
+            raise SettingsError("WECHAT_APP_ID and WECHAT_APP_SECRET are required unless PAYMENT_PROVIDER=sandbox")
+        return cls(
+            app_env=app_env,
+            database_url=database_url,
+            redis_url=env.get("REDIS_URL") or None,
+            host=env.get("HOST") or "127.0.0.1",
+            port=_int(env, "PORT", 8000, minimum=1),
+            workers=_int(env, "WORKERS", 1, minimum=1),
+            secret_key=secret_key,
+            payment_provider=payment_provider,
+            wechat_app_id=env.get("WECHAT_APP_ID") or cls.wechat_app_id,
+            wechat_app_secret=wechat_app_secret,
+            wechat_api_base=(env.get("WECHAT_API_BASE") or cls.wechat_api_base).rstrip("/"),
+            member_token_ttl_seconds=_int(env, "MEMBER_TOKEN_TTL_SECONDS", cls.member_token_ttl_seconds, minimum=60),
+            staff_token_ttl_seconds=_int(env, "STAFF_TOKEN_TTL_SECONDS", cls.staff_token_ttl_seconds, minimum=60),
+            rate_limit_per_minute=_int(env, "RATE_LIMIT_PER_MINUTE", cls.rate_limit_per_minute),
+            login_failure_limit=_int(env, "LOGIN_FAILURE_LIMIT", cls.login_failure_limit, minimum=1),
+            login_failure_limit_per_client=_int(
+                env, "LOGIN_FAILURE_LIMIT_PER_CLIENT", cls.login_failure_limit_per_client, minimum=1
+            ),
+            login_failure_window_seconds=_int(
+                env, "LOGIN_FAILURE_WINDOW_SECONDS", cls.login_failure_window_seconds, minimum=1
+            ),
+            max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
+            db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size, minimum=1),
+            redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
+            access_log=_bool(env, "ACCESS_LOG", cls.access_log),
+            debug=_bool(env, "DEBUG", False),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

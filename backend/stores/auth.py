@@ -1,0 +1,54 @@
+"""Who the staff caller is, which stores they act for, and what their role allows."""
+
+from dataclasses import dataclass
+
+from litestar import Request
+
+from backend.core.auth import PrincipalKind, bearer_claims
+from backend.core.errors import Forbidden, NotFound, Unauthenticated
+from backend.stores import service
+from backend.stores.tables import Staff, StaffRole
+
+
+@dataclass(frozen=True, slots=True)
+class CurrentStaff:
+    id: int
+    username: str
+    role: StaffRole
+    store_ids: frozenset[int]
+
+    @property
+    def is_hq(self) -> bool:
+        return self.role == StaffRole.hq_admin
+
+    def require_role(self, *roles: StaffRole) -> None:
+        if self.role not in roles:
+            raise Forbidden("This staff role may not do that.", role=self.role)
+
+    def acts_for(self, store_id: int) -> bool:
+        return self.is_hq or store_id in self.store_ids
+
+    def ensure_store(self, store_id: int) -> None:
+        """Another store's objects do not exist for this caller."""
+        if not self.acts_for(store_id):
+            raise NotFound("No such store.", staff_id=self.id, store_id=store_id)
+
+
+async def provide_current_staff(request: Request) -> CurrentStaff:
+    claims = bearer_claims(request)
+    if claims.kind != PrincipalKind.staff:
+        raise Forbidden("A member token cannot be used here.")
+    staff = await Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
+        Staff.id == claims.subject_id
+    ).first()
+    if staff is None or not staff["active"]:
+        raise Unauthenticated("This staff account is no longer active.")
+    store_ids = await service.staff_store_ids(staff["id"])
+    return CurrentStaff(id=staff["id"], username=staff["username"], role=StaffRole(staff["role"]),
+                        store_ids=frozenset(store_ids))
+
+
+async def provide_hq_admin(request: Request) -> CurrentStaff:
+    staff = await provide_current_staff(request)
+    staff.require_role(StaffRole.hq_admin)
+    return staff

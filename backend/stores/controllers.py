@@ -1,0 +1,98 @@
+from typing import Any
+
+from litestar import Controller, Request, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from backend.core.auth import PrincipalKind, TokenIssuer
+from backend.core.errors import NotFound
+from backend.core.ratelimit import client_address
+from backend.settings import Settings
+from backend.stores import service
+from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
+from backend.stores.schemas import (
+    StaffCreate,
+    StaffLogin,
+    StaffLoginOut,
+    StaffOut,
+    StoreCreate,
+    StoreDetailOut,
+    StoreOut,
+)
+
+
+def store_out(row: dict[str, Any]) -> StoreOut:
+    return StoreOut(id=row["id"], code=row["code"], name=row["name"], address=row["address"],
+                    latitude=row["latitude"], longitude=row["longitude"], opening_hours=row["opening_hours"])
+
+
+def store_detail_out(row: dict[str, Any]) -> StoreDetailOut:
+    return StoreDetailOut(
+        id=row["id"], code=row["code"], name=row["name"], address=row["address"], latitude=row["latitude"],
+        longitude=row["longitude"], opening_hours=row["opening_hours"], points_per_yuan=row["points_per_yuan"],
+        landing_text=row["landing_text"], landing_url=row["landing_url"], active=row["active"],
+        created_at=row["created_at"],
+    )
+
+
+def staff_out(row: dict[str, Any]) -> StaffOut:
+    return StaffOut(id=row["id"], username=row["username"], role=row["role"], store_ids=row["store_ids"],
+                    display_name=row["display_name"])
+
+
+class StaffAuthController(Controller):
+    path = "/api/v1/auth/staff"
+    tags = ["Auth"]
+
+    @post("/login", operation_id="StaffLogin", status_code=200)
+    async def login(self, request: Request, data: JSONBody[StaffLogin]) -> StaffLoginOut:
+        settings: Settings = request.app.state.settings
+        tokens: TokenIssuer = request.app.state.tokens
+        staff = await service.login_staff(
+            data.username, data.password, client=client_address(request.scope), kv=request.app.state.kv,
+            failure_limit=settings.login_failure_limit, client_failure_limit=settings.login_failure_limit_per_client,
+            window=settings.login_failure_window_seconds,
+        )
+        return StaffLoginOut(access_token=tokens.issue(PrincipalKind.staff, staff["id"]),
+                             expires_in=tokens.ttl(PrincipalKind.staff), staff=staff_out(staff))
+
+
+class StoreController(Controller):
+    path = "/api/v1/stores"
+    tags = ["Stores"]
+
+    @get(operation_id="ListStores")
+    async def list_stores(self) -> list[StoreOut]:
+        return [store_out(row) for row in await service.list_open_stores()]
+
+
+class AdminStoreController(Controller):
+    path = "/api/v1/admin"
+    tags = ["HQ"]
+    dependencies = {"staff": Provide(provide_hq_admin)}
+
+    @post("/stores", operation_id="CreateStore")
+    async def create_store(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StoreCreate]) -> StoreDetailOut:
+        return store_detail_out(await service.create_store(data))
+
+    @post("/staff", operation_id="CreateStaff")
+    async def create_staff(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StaffCreate]) -> StaffOut:
+        return staff_out(await service.create_staff(data))
+
+
+class CashierStoreController(Controller):
+    path = "/api/v1/cashier"
+    tags = ["Cashier"]
+    dependencies = {"staff": Provide(provide_current_staff)}
+
+    @get("/me", operation_id="GetCurrentStaff")
+    async def current_staff(self, staff: NamedDependency[CurrentStaff]) -> StaffOut:
+        return StaffOut(id=staff.id, username=staff.username, role=staff.role, store_ids=sorted(staff.store_ids))
+
+    @get("/stores/{store_id:int}", operation_id="GetTillStore")
+    async def get_store(self, staff: NamedDependency[CurrentStaff], store_id: FromPath[int]) -> StoreDetailOut:
+        staff.ensure_store(store_id)
+        row = await service.get_store(store_id)
+        if row is None:
+            raise NotFound("No such store.")
+        return store_detail_out(row)

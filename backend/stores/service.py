@@ -1,0 +1,96 @@
+"""Stores, staff accounts and staff sign-in."""
+
+import logging
+from typing import Any
+
+from backend.core.db import is_unique_violation, write_transaction
+from backend.core.kv import KV
+from backend.core.ratelimit import hit_window, window_exhausted
+from backend.stores.errors import (
+    InvalidCredentials,
+    StoreCodeTaken,
+    StoresRequired,
+    TooManyLoginFailures,
+    UnknownStores,
+    UsernameTaken,
+)
+from backend.stores.passwords import hash_password, verify_password
+from backend.stores.schemas import StaffCreate, StoreCreate
+from backend.stores.tables import Staff, StaffRole, StaffStore, Store
+
+logger = logging.getLogger(__name__)
+
+
+async def create_store(data: StoreCreate) -> dict[str, Any]:
+    try:
+        async with write_transaction():
+            rows = await Store.insert(Store(
+                code=data.code, name=data.name, address=data.address, latitude=data.latitude,
+                longitude=data.longitude, opening_hours=data.opening_hours, points_per_yuan=data.points_per_yuan,
+                landing_text=data.landing_text, landing_url=data.landing_url,
+            ))
+    except Exception as error:
+        if is_unique_violation(error):
+            raise StoreCodeTaken(code=data.code) from None
+        raise
+    logger.info("store created", extra={"store_id": rows[0]["id"]})
+    return await get_store(rows[0]["id"])
+
+
+async def get_store(store_id: int) -> dict[str, Any] | None:
+    return await Store.select().where(Store.id == store_id).first()
+
+
+async def list_open_stores() -> list[dict[str, Any]]:
+    return await Store.select().where(Store.active.eq(True)).order_by(Store.code)
+
+
+async def staff_store_ids(staff_id: int) -> list[int]:
+    rows = await StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id).order_by(StaffStore.store)
+    return [row["store"] for row in rows]
+
+
+async def create_staff(data: StaffCreate) -> dict[str, Any]:
+    store_ids = sorted(set(data.store_ids))
+    if data.role != StaffRole.hq_admin and not store_ids:
+        raise StoresRequired()
+    password_hash = await hash_password(data.password)
+    try:
+        async with write_transaction():
+            if store_ids:
+                found = await Store.select(Store.id).where(Store.id.is_in(store_ids))
+                missing = sorted(set(store_ids) - {row["id"] for row in found})
+                if missing:
+                    raise UnknownStores(details={"storeIds": missing})
+            rows = await Staff.insert(Staff(username=data.username, password_hash=password_hash, role=data.role,
+                                            display_name=data.display_name))
+            staff_id = rows[0]["id"]
+            if store_ids:
+                await StaffStore.insert(*(StaffStore(staff=staff_id, store=store_id) for store_id in store_ids))
+    except Exception as error:
+        if is_unique_violation(error):
+            raise UsernameTaken(username=data.username) from None
+        raise
+    logger.info("staff created", extra={"staff_id": staff_id})
+    return {"id": staff_id, "username": data.username, "role": data.role, "display_name": data.display_name,
+            "store_ids": store_ids}
+
+
+async def login_staff(username: str, password: str, *, client: str, kv: KV, failure_limit: int,
+                      client_failure_limit: int, window: int) -> dict[str, Any]:
+    """Check a password; failures are counted per username and per client, and past the limit refused."""
+    username = username.strip().lower()
+    user_key, client_key = f"mall:stores:login_fail:user:{username}", f"mall:stores:login_fail:client:{client}"
+    for key, limit in ((user_key, failure_limit), (client_key, client_failure_limit)):
+        retry_after = await window_exhausted(kv, key, limit=limit, window=window)
+        if retry_after is not None:
+            raise TooManyLoginFailures(retry_after=retry_after, username=username)
+    staff = await Staff.select().where(Staff.username == username).first()
+    usable = staff is not None and staff["active"]
+    if not await verify_password(staff["password_hash"] if usable else None, password):
+        await hit_window(kv, user_key, limit=failure_limit, window=window)
+        await hit_window(kv, client_key, limit=client_failure_limit, window=window)
+        logger.info("staff login failed", extra={"client": client})
+        raise InvalidCredentials()
+    staff["store_ids"] = await staff_store_ids(staff["id"])
+    return staff

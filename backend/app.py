@@ -65,8 +65,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None) -> Lit
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Mall API", version="1.0.0", path="/schema",
                                      render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")]),
-        logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]},
-                                     log_exceptions="always", disable_stack_trace={404, 401, 403, 422, 409, 429}),
+        # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
+        logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never"),
         debug=settings.debug,
     )
     app.state.settings = settings

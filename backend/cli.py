@@ -6,7 +6,7 @@ import secrets
 import sys
 from pathlib import Path
 
-from backend.settings import PROJECT_ROOT, Settings, SettingsError
+from backend.settings import Settings, SettingsError
 
 DEMO_STORES = [
     ("S001", "旗舰店 Flagship", "1 Riverside Road", "08:00-22:00"),
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         elif args.command == "migrate":
             asyncio.run(migrate())
         elif args.command == "seed-demo":
-            password, generated = demo_password(dict(os.environ), PROJECT_ROOT / "var")
+            password, generated = demo_password(dict(os.environ), settings.var_dir)
             created = asyncio.run(seed_demo(password))
             print("demo data: " + (", ".join(created) if created else "already present"))
             if generated:

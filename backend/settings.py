@@ -79,6 +79,7 @@ def _secret_from_file(path: Path) -> str:
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     app_env: str = "development"
+    var_dir: Path = PROJECT_ROOT / "var"
     database_url: str = "sqlite:///var/mall.sqlite3"
     redis_url: str | None = None
     host: str = "127.0.0.1"
@@ -112,6 +113,7 @@ class Settings:
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> "Settings":
         env = dict(os.environ if env is None else env)
+        var_dir = Path(env.get("VAR_DIR") or PROJECT_ROOT / "var")
         app_env = env.get("APP_ENV", "development")
         if app_env not in ("development", "production"):
             raise SettingsError(f"APP_ENV must be development or production, got {app_env!r}")
@@ -124,7 +126,7 @@ class Settings:
         if not secret_key:
             if app_env == "production":
                 raise SettingsError("SECRET_KEY is required when APP_ENV=production")
-            secret_key = _secret_from_file(PROJECT_ROOT / "var" / "secret_key")
+            secret_key = _secret_from_file(var_dir / "secret_key")
         elif len(secret_key) < 32:
             raise SettingsError("SECRET_KEY must be at least 32 characters")
         wechat_app_secret = env.get("WECHAT_APP_SECRET", "")
@@ -132,6 +134,7 @@ class Settings:
             raise SettingsError("WECHAT_APP_ID and WECHAT_APP_SECRET are required unless PAYMENT_PROVIDER=sandbox")
         return cls(
             app_env=app_env,
+            var_dir=var_dir,
             database_url=database_url,
             redis_url=env.get("REDIS_URL") or None,
             host=env.get("HOST") or "127.0.0.1",

@@ -52,7 +52,8 @@ async def open_database(*, pool_size: int) -> None:
 async def close_database() -> None:
     engine = get_engine()
     if isinstance(engine, PostgresEngine):
-        await engine.close_connection_pool()
+        if engine.pool is not None:
+            await engine.close_connection_pool()
     elif isinstance(engine, EmbeddedSQLiteEngine):
         engine.close()
 

@@ -1,6 +1,7 @@
 """One error shape for every failure: {"code", "message", "details"}."""
 
 import logging
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -75,13 +76,16 @@ def domain_error_handler(_: Request, exc: DomainError) -> Response[dict[str, Any
     return Response(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=headers)
 
 
+_UNKNOWN_FIELD = re.compile(r"unknown field `([^`]*)`")
+
+
 def _field_name(key: str | None, message: str) -> str | None:
-    if key:
-        return key
-    # msgspec names the offending path in its message: "... - at `$.amountFen`"
+    # msgspec names an unknown field in its message, and a nested path as "- at `$.a.b`"
+    if unknown := _UNKNOWN_FIELD.search(message):
+        return unknown.group(1)
     if "`$." in message:
         return message.rsplit("`$.", 1)[1].rstrip("`")
-    return None
+    return key if key and key != "data" else None
 
 
 def validation_error_handler(_: Request, exc: ValidationException) -> Response[dict[str, Any]]:

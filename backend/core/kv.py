@@ -40,6 +40,7 @@ class KV(Protocol):
     async def pop(self, key: str) -> bytes | None: ...
     async def delete(self, key: str) -> None: ...
     async def incr(self, key: str, *, expires_in: float) -> int: ...
+    async def ttl(self, key: str) -> float | None: ...
     async def decr_if_enough(self, key: str, amount: int) -> int: ...
     async def ping(self) -> bool: ...
     async def close(self) -> None: ...
@@ -104,6 +105,12 @@ class MemoryKV:
         self._data[key] = (value, self._data[key][1])
         return value
 
+    async def ttl(self, key: str) -> float | None:
+        if self._live(key) is None:
+            return None
+        deadline = self._data[key][1]
+        return None if deadline is None else deadline - self._clock()
+
     async def decr_if_enough(self, key: str, amount: int) -> int:
         current = self._live(key)
         if current is None:
@@ -153,6 +160,10 @@ class RedisKV:
     async def incr(self, key: str, *, expires_in: float) -> int:
         return int(await self._incr_window(keys=[key], args=[int(expires_in * 1000)]))
 
+    async def ttl(self, key: str) -> float | None:
+        left = await self.redis.pttl(key)
+        return left / 1000 if left >= 0 else None
+
     async def decr_if_enough(self, key: str, amount: int) -> int:
         return int(await self._decr_if_enough(keys=[key], args=[amount]))
 
@@ -163,7 +174,7 @@ class RedisKV:
             return False
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        await self.redis.aclose(close_connection_pool=True)
 
 
 def kv_from_url(redis_url: str | None, *, pool_size: int) -> KV:

@@ -4,7 +4,7 @@ Business limits (login failures, code guesses) are separate counters keyed by
 member, staff or till; this one only keeps a single client from flooding the API.
 """
 
-import time
+import math
 
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -21,25 +21,21 @@ def client_address(scope: Scope) -> str:
     return client[0] if client else "unknown"
 
 
-def _slot(key: str, window: int) -> tuple[str, int]:
-    """The counter key of the current fixed window, and the seconds until it closes."""
-    now = int(time.time())
-    slot = now // window
-    return f"{key}:{slot}", max(1, (slot + 1) * window - now)
+async def _seconds_left(kv: KV, key: str, window: int) -> int:
+    left = await kv.ttl(key)
+    return max(1, math.ceil(left if left is not None else window))
 
 
 async def hit_window(kv: KV, key: str, *, limit: int, window: int) -> int | None:
-    """Count one hit in the current fixed window; answer seconds to wait when over the limit."""
-    slot_key, retry_after = _slot(key, window)
-    count = await kv.incr(slot_key, expires_in=window + 1)
-    return retry_after if count > limit else None
+    """Count one hit in the key's window (it opens at the first hit); answer seconds to wait when over the limit."""
+    count = await kv.incr(key, expires_in=window)
+    return await _seconds_left(kv, key, window) if count > limit else None
 
 
 async def window_exhausted(kv: KV, key: str, *, limit: int, window: int) -> int | None:
-    """Without counting: answer seconds to wait when the current window already holds `limit` hits."""
-    slot_key, retry_after = _slot(key, window)
-    count = await kv.get(slot_key)
-    return retry_after if count is not None and int(count) >= limit else None
+    """Without counting: answer seconds to wait when the key's window already holds `limit` hits."""
+    count = await kv.get(key)
+    return await _seconds_left(kv, key, window) if count is not None and int(count) >= limit else None
 
 
 def rate_limit_middleware(app: ASGIApp) -> ASGIApp:

@@ -135,9 +135,9 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
 
     def writer(self) -> sqlite3.Connection:
         if self._writer is None:
-            # A short busy handler only for the rare in-transaction wait (a checkpoint);
-            # waits for the write lock itself happen in `begin`, off SQLite's handler.
-            self._writer = self._connect(busy_timeout_ms=50)
+            # No busy handler: it would block the loop. In WAL mode the only lock a
+            # transaction waits for is taken by BEGIN IMMEDIATE, retried in `begin`.
+            self._writer = self._connect(busy_timeout_ms=0)
         return self._writer
 
     def write_lock(self) -> asyncio.Lock:

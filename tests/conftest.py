@@ -1,0 +1,151 @@
+"""The suite runs in two modes, chosen by scripts/test through the environment:
+embedded (TEST_DATABASE_URL=sqlite:///..., no TEST_REDIS_URL) and scale-out
+(TEST_DATABASE_URL=postgresql://..., TEST_REDIS_URL=redis://...). The environment
+is set here, before anything imports `backend`.
+"""
+
+import asyncio
+import os
+import secrets
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="mall-tests-")
+os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_TMP}/test.sqlite3"
+if os.environ.get("TEST_REDIS_URL"):
+    os.environ["REDIS_URL"] = os.environ["TEST_REDIS_URL"]
+else:
+    os.environ.pop("REDIS_URL", None)
+os.environ["SECRET_KEY"] = secrets.token_urlsafe(48)
+os.environ["VAR_DIR"] = _TMP
+os.environ["PAYMENT_PROVIDER"] = "sandbox"
+os.environ["APP_ENV"] = "development"
+os.environ["PICCOLO_CONF"] = "backend.piccolo_conf"
+os.environ["ARGON2_TIME_COST"] = "1"  # a cheap hash keeps the suite fast; the algorithm is the same
+os.environ["ARGON2_MEMORY_KIB"] = "1024"
+
+from collections.abc import AsyncIterator, Callable  # noqa: E402
+from contextlib import AbstractAsyncContextManager, asynccontextmanager  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+from litestar import Litestar  # noqa: E402
+from piccolo.engine.postgres import PostgresEngine  # noqa: E402
+from piccolo.querystring import QueryString  # noqa: E402
+from redis.asyncio import Redis  # noqa: E402
+
+from backend.app import create_app  # noqa: E402
+from backend.cli import migrate  # noqa: E402
+from backend.core.db import close_database, get_engine  # noqa: E402
+from backend.piccolo_app import TABLES  # noqa: E402
+from backend.settings import Settings  # noqa: E402
+from backend.stores import service as stores  # noqa: E402
+from backend.stores.schemas import StaffCreate, StoreCreate  # noqa: E402
+
+SCALE_OUT = bool(os.environ.get("TEST_REDIS_URL"))
+PASSWORD = "correct-horse-battery"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def migrated_database() -> None:
+    """Apply every migration once to the fresh database: proof that they apply."""
+    async def run() -> None:
+        await migrate()
+        await close_database()
+
+    asyncio.run(run())
+
+
+@pytest.fixture(autouse=True)
+async def clean_state() -> AsyncIterator[None]:
+    engine = get_engine()
+    names = ", ".join(f'"{table._meta.tablename}"' for table in TABLES)
+    if isinstance(engine, PostgresEngine):
+        await engine.run_querystring(QueryString(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    else:
+        for table in reversed(TABLES):
+            await engine.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
+    if SCALE_OUT:
+        redis = Redis.from_url(os.environ["TEST_REDIS_URL"])
+        await redis.flushdb()
+        await redis.aclose()
+    yield
+    await close_database()
+
+
+@pytest.fixture
+def settings() -> Settings:
+    return Settings.from_env()
+
+
+@asynccontextmanager
+async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
+    """Run the app's lifespan and requests on the test's own event loop, as a server would.
+
+    (Litestar's AsyncTestClient runs the lifespan on a portal thread's loop: the
+    database pool would then be shared across two loops.)
+    """
+    started, stopping = asyncio.Event(), asyncio.Event()
+
+    async def hold_lifespan() -> None:  # entered and exited in one task, as anyio requires
+        async with app.lifespan():
+            started.set()
+            await stopping.wait()
+
+    lifespan = asyncio.create_task(hold_lifespan())
+    await asyncio.wait([lifespan, asyncio.create_task(started.wait())], return_when=asyncio.FIRST_COMPLETED)
+    if lifespan.done():
+        lifespan.result()  # startup failed: raise its error here
+    try:
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+    finally:
+        stopping.set()
+        await lifespan
+
+
+@pytest.fixture
+def make_client() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
+    """A client for an app built with these settings; use as `async with make_client(settings) as client`."""
+    def build(settings: Settings | None = None, **overrides: object) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        return serve(create_app(replace(settings or Settings.from_env(), **overrides)))
+
+    return build
+
+
+@pytest.fixture
+async def client(make_client) -> AsyncIterator[httpx.AsyncClient]:
+    async with make_client() as client:
+        yield client
+
+
+@pytest.fixture
+async def demo() -> dict[str, int]:
+    """Three stores, an HQ admin, a manager of S001 and one cashier each for S001 and S002."""
+    ids = {}
+    for code in ("S001", "S002", "S003"):
+        ids[code] = (await stores.create_store(StoreCreate(code=code, name=f"Store {code}", points_per_yuan=2)))["id"]
+    for username, role, codes in (("hq", "hq_admin", []), ("manager1", "store_manager", ["S001"]),
+                                  ("cashier1", "cashier", ["S001"]), ("cashier2", "cashier", ["S002"])):
+        row = await stores.create_staff(StaffCreate(username=username, password=PASSWORD, role=role,
+                                                    store_ids=[ids[c] for c in codes]))
+        ids[username] = row["id"]
+    return ids
+
+
+async def staff_login(client: httpx.AsyncClient, username: str) -> dict[str, str]:
+    response = await client.post("/api/v1/auth/staff/login", json={"username": username, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['accessToken']}"}
+
+
+async def member_login(client: httpx.AsyncClient, **wechat: str) -> dict:
+    """Log a shopper in through the sandbox, as the mini-program does; answers the login body."""
+    code = await client.post("/api/v1/sandbox/wechat/login-codes", json=wechat)
+    assert code.status_code == 201, code.text
+    response = await client.post("/api/v1/auth/miniprogram/login", json={"code": code.json()["code"]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    body["headers"] = {"Authorization": f"Bearer {body['accessToken']}"}
+    return body

@@ -2,17 +2,23 @@
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from enum import Enum
+from functools import cache
+from typing import Any
 
 import asyncpg
 from piccolo.engine import engine_finder
-from piccolo.engine.base import Engine
+from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
+from piccolo.columns.defaults.base import Default
 from piccolo.querystring import QueryString
+from piccolo.table import Table
 
 from backend.core.sqlite import EmbeddedSQLiteEngine
+from backend.core.sqlite import heavy_reads as sqlite_heavy_reads
 from backend.settings import check_database_url, sqlite_path
 
 
@@ -24,23 +30,26 @@ def engine_from_url(url: str) -> Engine:
     return PostgresEngine(config={"dsn": url})
 
 
+@cache
 def get_engine() -> Engine:
+    # engine_finder re-resolves the conf module on every call; the engine never changes in a process.
     engine = engine_finder()
     if engine is None:
         raise RuntimeError("no Piccolo engine: PICCOLO_CONF must point at backend.piccolo_conf")
     return engine
 
 
-@asynccontextmanager
-async def write_transaction() -> AsyncIterator[None]:
-    """Open a transaction that will write; on SQLite take the write lock up front."""
+def write_transaction() -> BaseTransaction:
+    """Open a transaction that will write (`async with write_transaction():`); on SQLite take the write lock up front."""
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
-        async with engine.transaction(transaction_type=TransactionType.immediate):
-            yield
-    else:
-        async with engine.transaction():
-            yield
+        return engine.transaction(transaction_type=TransactionType.immediate)
+    return engine.transaction()
+
+
+def heavy_reads() -> AbstractContextManager[None]:
+    """Mark reads that may scan many rows (reports): the embedded engine runs them off the event loop."""
+    return sqlite_heavy_reads() if isinstance(get_engine(), EmbeddedSQLiteEngine) else nullcontext()
 
 
 async def open_database(*, pool_size: int) -> None:
@@ -64,6 +73,57 @@ async def ping_database(*, timeout: float) -> bool:
     except Exception:
         return False
     return bool(rows) and rows[0]["ok"] == 1
+
+
+@dataclass(frozen=True, slots=True)
+class _Insert:
+    template: str  # Piccolo placeholders, for any engine
+    compiled: str  # the same with SQLite's `?` placeholders
+    names: tuple[str, ...]
+    defaults: tuple[Any, ...]  # a value, or a Default to evaluate per row
+    primary_key: str
+
+
+@cache
+def _insert_for(table: type[Table]) -> _Insert:
+    columns = table._meta.non_default_columns
+    quoted = ", ".join(f'"{column._meta.db_column_name}"' for column in columns)
+    primary_key = table._meta.primary_key._meta.db_column_name
+    head = f'INSERT INTO "{table._meta.tablename}" ({quoted}) VALUES'
+    tail = f'RETURNING "{primary_key}"'
+    defaults = tuple(column.default if isinstance(column.default, Default) else _plain(column.get_default_value())
+                     for column in columns)
+    return _Insert(template=f'{head} ({", ".join("{}" for _ in columns)}) {tail}',
+                   compiled=f'{head} ({", ".join("?" for _ in columns)}) {tail}',
+                   names=tuple(column._meta.name for column in columns), defaults=defaults, primary_key=primary_key)
+
+
+def _plain(value: Any) -> Any:
+    return value.value if isinstance(value, Enum) else value
+
+
+async def insert_row(table: type[Table], **values: Any) -> int:
+    """INSERT one row, with Piccolo's defaults for the columns left out, and answer its primary key.
+
+    Equivalent to `table.insert(table(**values))`, for write paths where it matters:
+    Piccolo builds that statement anew for every row (about 90 us of Python), while
+    this builds it once per table. JSON columns are not supported here.
+    """
+    insert = _insert_for(table)
+    args = []
+    for name, default in zip(insert.names, insert.defaults):
+        if name in values:
+            args.append(_plain(values.pop(name)))
+        else:
+            args.append(default.python() if isinstance(default, Default) else default)
+    if values:
+        raise TypeError(f"{table.__name__} has no columns {sorted(values)}")
+    engine = get_engine()
+    if isinstance(engine, EmbeddedSQLiteEngine):
+        rows = await engine.run_compiled(insert.compiled, args)
+    else:
+        rows = await engine.run_querystring(QueryString(insert.template, *args))
+    return rows[0][insert.primary_key]
 
 
 def is_unique_violation(error: BaseException) -> bool:

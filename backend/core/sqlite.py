@@ -11,8 +11,11 @@ changes only where statements run:
   call taking microseconds here, cheaper than a hop to a thread; the only wait
   that could be long, taking the write lock from another process, is retried
   with `asyncio.sleep` instead of blocking in SQLite's busy handler;
-- reads outside a transaction run on reader connections owned by worker threads,
-  so a long report never stalls the loop (WAL lets them read beside the writer);
+- reads outside a transaction run on the loop too, on a reader connection of
+  their own (WAL lets it read beside the writer); a report that may scan many
+  rows opts into `heavy_reads()`, which sends its reads to threads instead;
+- WAL checkpoints (which fsync the database file) run on a thread of their own
+  every few hundred commits instead of inside a commit on the loop;
 - a failed BEGIN releases everything it took (the shipped engine leaks the
   connection and its non-daemon thread, which hangs the process at exit).
 """
@@ -22,7 +25,10 @@ import re
 import sqlite3
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
@@ -30,6 +36,20 @@ from piccolo.querystring import QueryString
 
 
 BEGIN_RETRY_SECONDS = 0.002
+CHECKPOINT_EVERY_COMMITS = 300  # SQLite's own default is every 1,000 WAL pages: a few hundred small commits
+
+
+_heavy_reads: ContextVar[bool] = ContextVar("heavy_reads", default=False)
+
+
+@contextmanager
+def heavy_reads() -> Iterator[None]:
+    """Reads inside this block may scan many rows: run them on threads, off the event loop."""
+    token = _heavy_reads.set(True)
+    try:
+        yield
+    finally:
+        _heavy_reads.reset(token)
 
 
 class DatabaseBusy(Exception):
@@ -73,6 +93,7 @@ class EmbeddedTransaction(SQLiteTransaction):
     async def commit(self) -> None:
         self.connection.execute("COMMIT")
         self._committed = True
+        self.engine.committed()
 
     async def rollback(self) -> None:
         if self.connection.in_transaction:
@@ -116,11 +137,15 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         self.busy_timeout_seconds = busy_timeout_seconds
         self.reader_count = readers
         self._writer: sqlite3.Connection | None = None
+        self._loop_reader: sqlite3.Connection | None = None
         self._lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
         self._readers: ThreadPoolExecutor | None = None
         self._reader_connections: list[sqlite3.Connection] = []
         self._local = threading.local()
         self._guard = threading.Lock()
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint: Future | None = None
+        self._commits = 0
 
     # Connections -----------------------------------------------------------
 
@@ -138,7 +163,25 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             # No busy handler: it would block the loop. In WAL mode the only lock a
             # transaction waits for is taken by BEGIN IMMEDIATE, retried in `begin`.
             self._writer = self._connect(busy_timeout_ms=0)
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # see `committed`
         return self._writer
+
+    def loop_reader(self) -> sqlite3.Connection:
+        if self._loop_reader is None:
+            self._loop_reader = self._connect(busy_timeout_ms=0)
+        return self._loop_reader
+
+    def committed(self) -> None:
+        """Count a commit; every so often copy the WAL back into the database off the loop."""
+        self._commits += 1
+        if self._commits < CHECKPOINT_EVERY_COMMITS or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        self._commits = 0
+        with self._guard:
+            if self._checkpointer is None:
+                self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
+            # PASSIVE never waits for, nor blocks, the writer or the readers.
+            self._checkpoint = self._checkpointer.submit(self._read, "PRAGMA wal_checkpoint(PASSIVE)", [])
 
     def write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -179,16 +222,19 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
     def close(self) -> None:
         """Close every connection; the engine reopens them on next use."""
         with self._guard:
-            readers, self._readers = self._readers, None
+            pools = [self._readers, self._checkpointer]
+            self._readers = self._checkpointer = self._checkpoint = None
             connections, self._reader_connections = self._reader_connections, []
-        if readers is not None:
-            readers.shutdown(wait=True)
+        for pool in pools:
+            if pool is not None:
+                pool.shutdown(wait=True)
         for connection in connections:
             connection.close()
         self._local = threading.local()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        for connection in (self._loop_reader, self._writer):
+            if connection is not None:
+                connection.close()
+        self._loop_reader = self._writer = None
 
     # Query execution -------------------------------------------------------
 
@@ -209,9 +255,18 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
     async def _run_in_new_connection(self, query, args=None, query_type="generic", table=None):
         args = args or []
         if _is_read(query):
-            return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read, query, args)
+            if _heavy_reads.get():
+                return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read, query, args)
+            return self._run(self.loop_reader(), query, args)
         async with self.transaction(transaction_type=TransactionType.immediate) as transaction:
             return self._run(transaction.connection, query, args)
+
+    async def run_compiled(self, query: str, args: list[Any]) -> list[dict[str, Any]]:
+        """Run SQL already compiled for SQLite (`?` placeholders), in the current transaction if any."""
+        current = self.current_transaction.get()
+        if current is not None:
+            return self._run(current.connection, query, args)
+        return await self._run_in_new_connection(query, args)
 
     async def run_querystring(self, querystring: QueryString, in_pool: bool = False):
         query, args = querystring.compile_string(engine_type=self.engine_type)

@@ -1,10 +1,11 @@
 """WeChat's side of the sandbox: the mini-program runtime's login codes."""
 
 import secrets
+from dataclasses import dataclass
 from datetime import timedelta
 
 from backend.core.clock import utcnow
-from backend.core.db import write_transaction
+from backend.core.db import insert_row, write_transaction
 from backend.sandbox.tables import SandboxLoginCode
 
 LOGIN_CODE_TTL_SECONDS = 300  # WeChat's wx.login codes live five minutes
@@ -15,12 +16,19 @@ def new_openid() -> str:
     return "o" + secrets.token_urlsafe(20)[:27]
 
 
-async def issue_login_code(*, openid: str | None, unionid: str | None) -> SandboxLoginCode:
-    row = SandboxLoginCode(code=secrets.token_urlsafe(24), openid=openid or new_openid(), unionid=unionid,
-                           expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS))
+@dataclass(frozen=True, slots=True)
+class LoginCode:
+    code: str
+    openid: str
+    unionid: str | None
+
+
+async def issue_login_code(*, openid: str | None, unionid: str | None) -> LoginCode:
+    issued = LoginCode(code=secrets.token_urlsafe(24), openid=openid or new_openid(), unionid=unionid)
     async with write_transaction():
-        await SandboxLoginCode.insert(row)
-    return row
+        await insert_row(SandboxLoginCode, code=issued.code, openid=issued.openid, unionid=issued.unionid,
+                         expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS))
+    return issued
 
 
 async def redeem_login_code(code: str) -> tuple[str, str | None] | None:

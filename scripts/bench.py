@@ -1,0 +1,177 @@
+"""Load scenarios against a real server, driven by wrk over loopback.
+
+Each scenario is measured in the same run as the `ceiling` (a plain GET of the
+same server), and reported as requests per second, p50/p99 latency and the
+ratio to that ceiling. Later capabilities add their scenarios to SCENARIOS.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = str(ROOT / ".venv" / "bin" / "python")
+OUT = ROOT / "var" / "bench"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    method: str
+    path: str
+    body: str | None = None
+    describes: str = ""
+
+
+SCENARIOS = [
+    Scenario("ceiling", "GET", "/healthz", describes="plain GET, no database: the framework's ceiling"),
+    Scenario("write-one-insert", "POST", "/api/v1/sandbox/wechat/login-codes", "{}",
+             describes="one INSERT in a write transaction (a sandbox login code)"),
+]
+
+
+@dataclass
+class Record:
+    name: str
+    deployment: str
+    workers: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    ceiling_rps: float
+    ratio: float
+
+
+def progress(message: str) -> None:
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def to_ms(value: str) -> float:
+    number, unit = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value).groups()
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def pinned(command: list[str], cpu: str | None) -> list[str]:
+    return ["taskset", "-c", cpu, *command] if cpu is not None else command
+
+
+def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, threads: int,
+            cpu: str | None) -> tuple[float, float, float]:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(f'wrk.method = "{scenario.method}"\n')
+        if scenario.body is not None:
+            script.write(f"wrk.body = {json.dumps(scenario.body)}\n")
+            script.write('wrk.headers["Content-Type"] = "application/json"\n')
+    try:
+        out = subprocess.run(
+            pinned(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
+                    "-s", script.name, url + scenario.path], cpu),
+            check=True, capture_output=True, text=True, timeout=seconds + 30,
+        ).stdout
+    finally:
+        os.unlink(script.name)
+    if "Non-2xx or 3xx responses" in out:
+        raise SystemExit(f"{scenario.name}: the server answered errors under load:\n{out}")
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = to_ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))
+    p99 = to_ms(re.search(r"^\s+99%\s+(\S+)\s*$", out, re.M).group(1))
+    return rps, p50, p99
+
+
+def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.Popen:
+    for command in ("migrate", "seed-demo"):
+        subprocess.run([PYTHON, "-m", "backend", command], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(pinned([PYTHON, "-m", "backend", "serve"], cpu), env=env, cwd=ROOT,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as response:
+                if response.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+        if server.poll() is not None:
+            raise SystemExit(f"the server exited: {server.stderr.read().decode()}")
+    server.kill()
+    raise SystemExit("the server did not become ready in 30 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deployment", choices=["embedded", "scale-out"], default="embedded")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (default 10)")
+    parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--only", nargs="*", default=None, help="scenario names besides the ceiling")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is missing: run scripts/bench, which installs it")
+
+    workers = 2 if args.deployment == "scale-out" else 1
+    # wrk shares the machine's cores with the server: one load thread per server worker. A single
+    # worker and wrk get a core each, so that the scheduler never stacks them on one.
+    threads = workers
+    separate = workers == 1 and (os.cpu_count() or 1) >= 2 and shutil.which("taskset") is not None
+    server_cpu, load_cpu = ("0", "1") if separate else (None, None)
+    port = free_port()
+    OUT.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers), "ACCESS_LOG": "false",
+           "RATE_LIMIT_PER_MINUTE": str(10**9), "DEMO_PASSWORD": "bench-demo-password", "PAYMENT_PROVIDER": "sandbox"}
+    if args.deployment == "scale-out":
+        env["DATABASE_URL"], env["REDIS_URL"] = os.environ["BENCH_DATABASE_URL"], os.environ["BENCH_REDIS_URL"]
+    else:
+        database = OUT / "bench.sqlite3"
+        for leftover in OUT.glob("bench.sqlite3*"):
+            leftover.unlink()
+        env["DATABASE_URL"] = f"sqlite:///{database}"
+        env.pop("REDIS_URL", None)
+
+    scenarios = [s for s in SCENARIOS if s.name == "ceiling" or args.only is None or s.name in args.only]
+    progress(f"starting the server: {args.deployment}, {workers} worker(s), port {port}"
+             + (", server on core 0 and wrk on core 1" if separate else ""))
+    server = start_server(env, port, server_cpu)
+    url = f"http://127.0.0.1:{port}"
+    results: dict[str, tuple[float, float, float]] = {}
+    try:
+        for scenario in scenarios:
+            progress(f"{scenario.name}: warming up, then {args.duration} s at {args.connections} connections"
+                     f" ({scenario.describes})")
+            run_wrk(url, scenario, seconds=2, connections=args.connections, threads=threads, cpu=load_cpu)
+            results[scenario.name] = run_wrk(url, scenario, seconds=args.duration, connections=args.connections,
+                                             threads=threads, cpu=load_cpu)
+            progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+
+    ceiling = results["ceiling"][0]
+    records = [Record(name, args.deployment, workers, round(rps, 1), round(p50, 2), round(p99, 2), round(ceiling, 1),
+                      round(rps / ceiling, 3)) for name, (rps, p50, p99) in results.items()]
+    (OUT / "latest.json").write_text(json.dumps([asdict(r) for r in records], indent=2) + "\n")
+    print(f"\n{'scenario':<20} {'deployment':<10} {'workers':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+          f"{'ceiling':>9} {'ratio':>6}")
+    for r in records:
+        print(f"{r.name:<20} {r.deployment:<10} {r.workers:>7} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+              f"{r.ceiling_rps:>9.0f} {r.ratio:>6.2f}")
+    print(f"\nwritten: {(OUT / 'latest.json').relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

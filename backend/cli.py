@@ -106,11 +106,13 @@ async def create_staff(args: argparse.Namespace) -> None:
 def serve(settings: Settings) -> None:
     import uvicorn
 
+    from backend.core.http import NoDelayHttpProtocol
+
     # The standard asyncio loop: uvloop serves as many requests here but, saturated, leaves
     # some connections waiting several loop turns (write p99 140 ms against 19 ms, scripts/bench).
     uvicorn.run("backend.app:create_served_app", factory=True, host=settings.host, port=settings.port,
                 workers=settings.workers, access_log=settings.access_log, log_level="info", loop="asyncio",
-                timeout_graceful_shutdown=10)
+                http=NoDelayHttpProtocol, timeout_graceful_shutdown=10)
 
 
 def main(argv: list[str] | None = None) -> None:

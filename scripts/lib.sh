@@ -71,9 +71,9 @@ as_postgres() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# start_postgres DIR: a private cluster (trust auth, loopback, free port); sets PG_PORT and PG_DIR.
+# start_postgres DIR [SERVER-OPTION ...]: a private cluster (trust auth, loopback, free port); sets PG_PORT, PG_DIR.
 start_postgres() {
-  local bin
+  local bin options="${*:2}"
   bin=$(pg_bin)
   PG_DIR=$1/pg
   PG_PORT=$(free_port)
@@ -85,7 +85,7 @@ start_postgres() {
   fi
   as_postgres "$bin/initdb" -D "$PG_DIR/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
   as_postgres "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
-    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200" start >/dev/null
+    -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=200 $options" start >/dev/null
   PG_BIN=$bin
 }
 

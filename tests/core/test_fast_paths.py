@@ -1,0 +1,130 @@
+"""The write and read fast paths behave exactly like the plain ones."""
+
+import asyncio
+import os
+import socket
+
+import pytest
+from piccolo.engine.sqlite import TransactionType
+from piccolo.querystring import QueryString
+from uvicorn import Config
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import ServerState
+
+from backend.core.db import heavy_reads, insert_row, write_transaction
+from backend.core.http import NoDelayHttpProtocol
+from backend.core.sqlite import CHECKPOINT_EVERY_COMMITS, EmbeddedSQLiteEngine
+from backend.core.sqlite import heavy_reads as embedded_heavy_reads
+from backend.members.tables import EnrolmentChannel, Member, MemberStatus
+from backend.stores.tables import Store
+
+
+async def test_insert_row_matches_piccolo_insert_with_defaults():
+    async with write_transaction():
+        fast_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier)
+        plain = await Member.insert(Member(enrolled_via=EnrolmentChannel.cashier))
+    fast = await Member.select().where(Member.id == fast_id).first()
+    slow = await Member.select().where(Member.id == plain[0]["id"]).first()
+    assert fast_id != plain[0]["id"]
+    for row in (fast, slow):
+        assert row["status"] == MemberStatus.active and row["enrolled_via"] == "cashier"
+        assert row["nickname"] == "" and row["enrolled_store"] is None
+        assert row["created_at"].tzinfo is not None
+    assert abs((fast["created_at"] - slow["created_at"]).total_seconds()) < 60
+
+
+async def test_insert_row_refuses_unknown_columns_and_obeys_constraints():
+    with pytest.raises(TypeError, match="no columns"):
+        await insert_row(Store, code="X1", name="x", owner="nobody")
+    with pytest.raises(Exception, match="points_rate_in_range"):
+        async with write_transaction():
+            await insert_row(Store, code="X2", name="x", points_per_yuan=-5)
+    assert await Store.count() == 0
+
+
+async def test_heavy_reads_answer_the_same(settings):
+    async with write_transaction():
+        for i in range(5):
+            await insert_row(Store, code=f"H{i}", name=f"heavy {i}")
+    plain = await Store.select(Store.code).order_by(Store.code)
+    with heavy_reads():
+        heavy = await Store.select(Store.code).order_by(Store.code)
+    assert plain == heavy and len(heavy) == 5
+
+
+@pytest.fixture
+async def embedded(tmp_path):
+    engine = EmbeddedSQLiteEngine(str(tmp_path / "fast.sqlite3"))
+    await engine.run_ddl("CREATE TABLE item (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+    yield engine, tmp_path / "fast.sqlite3"
+    engine.close()
+
+
+async def test_heavy_reads_run_off_the_event_loop(embedded):
+    engine, _ = embedded
+    slow = QueryString("SELECT (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
+                       "SELECT COUNT(*) FROM n) AS total")
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.005)
+            ticks += 1
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0.01)
+    before = ticks
+    with embedded_heavy_reads():
+        rows = await engine.run_querystring(slow)
+    during_heavy = ticks - before
+    before = ticks
+    rows_on_loop = await engine.run_querystring(slow)  # an ordinary read runs on the loop
+    during_plain = ticks - before
+    task.cancel()
+    assert rows == rows_on_loop == [{"total": 3000000}]
+    assert during_heavy >= 3 and during_plain <= 1
+
+
+async def test_the_wal_is_checkpointed_off_the_loop(embedded):
+    engine, path = embedded
+    size_before = os.path.getsize(path)
+    for i in range(CHECKPOINT_EVERY_COMMITS * 2 + 10):
+        async with engine.transaction(transaction_type=TransactionType.immediate):
+            await engine.run_querystring(QueryString("INSERT INTO item (note) VALUES ({})", "x" * 200))
+    for _ in range(100):  # the checkpoint runs on its own thread
+        if os.path.getsize(path) > size_before:
+            break
+        await asyncio.sleep(0.02)
+    # With SQLite's own checkpoints off, only ours can have copied pages into the database file.
+    assert os.path.getsize(path) > size_before + 100 * 200
+    assert engine.writer().execute("PRAGMA wal_autocheckpoint").fetchone()["wal_autocheckpoint"] == 0
+
+
+@pytest.mark.parametrize(("protocol", "nodelay"), [(NoDelayHttpProtocol, True), (HttpToolsProtocol, False)])
+async def test_served_connections_have_nagle_off(protocol, nodelay):
+    """As uvicorn binds for several workers (proto 0), asyncio leaves Nagle on; our protocol turns it off."""
+    config = Config(app=lambda *args: None, log_level="error")
+    config.load()
+    state, made = ServerState(), []
+
+    def factory() -> asyncio.Protocol:
+        made.append(protocol(config=config, server_state=state, app_state={}))
+        return made[-1]
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    server = await asyncio.get_running_loop().create_server(factory, sock=listener)
+    _, writer = await asyncio.open_connection(*listener.getsockname())
+    for _ in range(100):
+        if made and made[0].transport is not None:
+            break
+        await asyncio.sleep(0.01)
+    accepted = made[0].transport.get_extra_info("socket")
+    assert bool(accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)) is nodelay
+    writer.close()
+    await writer.wait_closed()
+    made[0].transport.close()
+    await asyncio.sleep(0.01)  # the transport closes its socket on the next loop turn
+    server.close()
+    await server.wait_closed()

@@ -9,11 +9,11 @@ from functools import cache
 from typing import Any
 
 import asyncpg
+from piccolo.columns.defaults.base import Default
 from piccolo.engine import engine_finder
 from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
-from piccolo.columns.defaults.base import Default
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 

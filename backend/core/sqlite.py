@@ -80,7 +80,10 @@ class EmbeddedTransaction(SQLiteTransaction):
         await lock.acquire()
         try:
             self.connection = self.engine.writer()
-            await self.engine.begin(self.connection, self.transaction_type)
+            # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
+            # could meet another process's lock with no busy handler to wait for it.
+            exclusive = self.transaction_type is TransactionType.exclusive
+            await self.engine.begin(self.connection, TransactionType.exclusive if exclusive else TransactionType.immediate)
         except BaseException:
             lock.release()
             raise
@@ -151,11 +154,15 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
 
     def _connect(self, *, busy_timeout_ms: int) -> sqlite3.Connection:
         connection = sqlite3.connect(**self.connection_kwargs)
-        connection.row_factory = dict_factory
-        connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
-        connection.execute("PRAGMA journal_mode = WAL")
-        connection.execute("PRAGMA synchronous = NORMAL")
-        connection.execute("PRAGMA foreign_keys = ON")
+        try:
+            connection.row_factory = dict_factory
+            connection.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")
+            connection.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            connection.close()
+            raise
         return connection
 
     def writer(self) -> sqlite3.Connection:
@@ -255,9 +262,15 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
     async def _run_in_new_connection(self, query, args=None, query_type="generic", table=None):
         args = args or []
         if _is_read(query):
-            if _heavy_reads.get():
-                return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read, query, args)
-            return self._run(self.loop_reader(), query, args)
+            if not _heavy_reads.get():
+                try:
+                    return self._run(self.loop_reader(), query, args)
+                except sqlite3.OperationalError as error:
+                    if "locked" not in str(error) and "busy" not in str(error):
+                        raise
+                    # A WAL reader is refused only in rare moments (a WAL reset or recovery):
+                    # wait for it on a thread, whose connection has a busy handler.
+            return await asyncio.get_running_loop().run_in_executor(self._reader_pool(), self._read, query, args)
         async with self.transaction(transaction_type=TransactionType.immediate) as transaction:
             return self._run(transaction.connection, query, args)
 
@@ -327,4 +340,5 @@ def sqlite_ddl(ddl: str) -> list[str]:
 
 
 def _is_read(query: str) -> bool:
+    # Anything else, a WITH included, goes through the writer: correct for any statement.
     return query.lstrip()[:6].upper() == "SELECT"

@@ -160,3 +160,22 @@ async def test_embedded_cancelled_transaction_rolls_back_and_frees_the_writer(em
 )
 def test_sqlite_constraint_ddl_translation(ddl, expected):
     assert sqlite_ddl(ddl) == expected
+
+
+async def test_embedded_read_refused_on_the_loop_waits_on_a_thread(embedded, tmp_path):
+    await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", 4))
+    embedded.close()  # the engine reconnects on its next statement, while the file is held
+    hog = sqlite3.connect(tmp_path / "own.sqlite3", isolation_level=None, timeout=0)
+    hog.execute("PRAGMA locking_mode = EXCLUSIVE")  # holds the file until it closes: readers are refused
+    hog.execute("BEGIN IMMEDIATE")
+    hog.execute("INSERT INTO item (qty) VALUES (1)")
+    hog.execute("COMMIT")
+
+    async def release_later() -> None:
+        await asyncio.sleep(0.1)
+        hog.close()
+
+    release = asyncio.create_task(release_later())
+    rows = await embedded.run_querystring(QueryString("SELECT SUM(qty) AS total FROM item"))
+    await release
+    assert rows == [{"total": 5}]

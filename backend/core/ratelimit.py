@@ -32,12 +32,6 @@ async def hit_window(kv: KV, key: str, *, limit: int, window: int) -> int | None
     return await _seconds_left(kv, key, window) if count > limit else None
 
 
-async def window_exhausted(kv: KV, key: str, *, limit: int, window: int) -> int | None:
-    """Without counting: answer seconds to wait when the key's window already holds `limit` hits."""
-    count = await kv.get(key)
-    return await _seconds_left(kv, key, window) if count is not None and int(count) >= limit else None
-
-
 def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
     async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
         limit = scope["app"].state.settings.rate_limit_per_minute

@@ -5,7 +5,7 @@ from typing import Any
 
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.kv import KV
-from backend.core.ratelimit import hit_window, window_exhausted
+from backend.core.ratelimit import hit_window
 from backend.stores.errors import (
     InvalidCredentials,
     StoreCodeTaken,
@@ -78,19 +78,24 @@ async def create_staff(data: StaffCreate) -> dict[str, Any]:
 
 async def login_staff(username: str, password: str, *, client: str, kv: KV, failure_limit: int,
                       client_failure_limit: int, window: int) -> dict[str, Any]:
-    """Check a password; failures are counted per username and per client, and past the limit refused."""
+    """Check a password, at most `limit` unsuccessful tries per username and per client in a window.
+
+    Each try takes a place in both counters before the password is checked, so that
+    concurrent guesses cannot all slip in under the limit; a success gives its place back.
+    """
     username = username.strip().lower()
-    user_key, client_key = f"mall:stores:login_fail:user:{username}", f"mall:stores:login_fail:client:{client}"
-    for key, limit in ((user_key, failure_limit), (client_key, client_failure_limit)):
-        retry_after = await window_exhausted(kv, key, limit=limit, window=window)
+    counters = ((f"mall:stores:login_fail:user:{username}", failure_limit),
+                (f"mall:stores:login_fail:client:{client}", client_failure_limit))
+    for key, limit in counters:
+        retry_after = await hit_window(kv, key, limit=limit, window=window)
         if retry_after is not None:
             raise TooManyLoginFailures(retry_after=retry_after, username=username)
     staff = await Staff.select().where(Staff.username == username).first()
     usable = staff is not None and staff["active"]
     if not await verify_password(staff["password_hash"] if usable else None, password):
-        await hit_window(kv, user_key, limit=failure_limit, window=window)
-        await hit_window(kv, client_key, limit=client_failure_limit, window=window)
         logger.info("staff login failed", extra={"client": client})
         raise InvalidCredentials()
+    for key, _ in counters:
+        await kv.decr_if_enough(key, 1)
     staff["store_ids"] = await staff_store_ids(staff["id"])
     return staff

@@ -46,3 +46,19 @@ async def test_the_window_ends(make_client, demo):
         assert (await login(client, "cashier1", PASSWORD)).status_code == 429
         await asyncio.sleep(1.1)
         assert (await login(client, "cashier1", PASSWORD)).status_code == 200
+
+
+async def test_concurrent_guesses_cannot_slip_past_the_limit(make_client, demo):
+    async with make_client(login_failure_limit=5) as client:
+        responses = await asyncio.gather(*(login(client, "cashier1", f"guess-{i}") for i in range(30)))
+        statuses = sorted(r.status_code for r in responses)
+        assert statuses == [401] * 5 + [429] * 25  # only five passwords were ever checked
+        assert (await login(client, "cashier1", PASSWORD)).status_code == 429
+
+
+async def test_successes_do_not_use_up_the_limit(make_client, demo):
+    async with make_client(login_failure_limit=3, login_failure_limit_per_client=3) as client:
+        for _ in range(10):
+            assert (await login(client, "cashier1", PASSWORD)).status_code == 200
+        assert (await login(client, "cashier1", "guess")).status_code == 401
+        assert (await login(client, "cashier1", PASSWORD)).status_code == 200

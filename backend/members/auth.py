@@ -1,6 +1,6 @@
 """Who the shopper is: a member token naming an active member."""
 
-from typing import Any
+from dataclasses import dataclass
 
 from litestar import Request
 
@@ -9,11 +9,15 @@ from backend.core.errors import Forbidden, Unauthenticated
 from backend.members import service
 
 
-async def provide_current_member(request: Request) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class CurrentMember:
+    id: int
+
+
+async def provide_current_member(request: Request) -> CurrentMember:
     claims = bearer_claims(request)
     if claims.kind != PrincipalKind.member:
         raise Forbidden("A staff token cannot be used here.")
-    member = await service.get_active_member(claims.subject_id)
-    if member is None:
+    if not await service.is_active_member(claims.subject_id):
         raise Unauthenticated("This member account is no longer active; sign in again.")
-    return member
+    return CurrentMember(id=claims.subject_id)

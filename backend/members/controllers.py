@@ -6,7 +6,7 @@ from litestar.params import JSONBody
 
 from backend.core.auth import PrincipalKind, TokenIssuer
 from backend.members import service
-from backend.members.auth import provide_current_member
+from backend.members.auth import CurrentMember, provide_current_member
 from backend.members.schemas import MemberOut, MiniProgramLogin, MiniProgramLoginOut
 from backend.members.tables import EnrolmentChannel
 from backend.members.wechat import LoginCodeExchanger
@@ -31,11 +31,10 @@ class MiniProgramAuthController(Controller):
         tokens: TokenIssuer = request.app.state.tokens
         session = await exchanger.exchange(data.code)
         member_id, is_new = await service.find_or_enrol_wechat_member(session, channel=EnrolmentChannel.miniprogram)
-        member = await service.get_active_member(member_id)
         return MiniProgramLoginOut(
             access_token=tokens.issue(PrincipalKind.member, member_id),
             expires_in=tokens.ttl(PrincipalKind.member),
-            member=member_out(await service.member_profile(member)),
+            member=member_out(await service.member_profile(member_id)),
             is_new=is_new,
         )
 
@@ -46,5 +45,5 @@ class MeController(Controller):
     dependencies = {"member": Provide(provide_current_member)}
 
     @get(operation_id="GetMe")
-    async def get_me(self, member: NamedDependency[dict[str, Any]]) -> MemberOut:
-        return member_out(await service.member_profile(member))
+    async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
+        return member_out(await service.member_profile(member.id))

@@ -64,13 +64,14 @@ async def find_or_enrol_wechat_member(
     raise RuntimeError("enrolment kept racing with concurrent requests")
 
 
-async def get_active_member(member_id: int) -> dict[str, Any] | None:
-    return await Member.select().where((Member.id == member_id) & (Member.status == MemberStatus.active)).first()
+async def is_active_member(member_id: int) -> bool:
+    return await Member.exists().where((Member.id == member_id) & (Member.status == MemberStatus.active))
 
 
-async def member_profile(member: dict[str, Any]) -> dict[str, Any]:
+async def member_profile(member_id: int) -> dict[str, Any]:
+    member = await Member.select().where(Member.id == member_id).first()
     phone = await MemberIdentity.select(MemberIdentity.value).where(
-        (MemberIdentity.member == member["id"]) & (MemberIdentity.kind == IdentityKind.phone)
+        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone)
     ).first()
     return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None,
             # The points ledger is not there yet: a member has earned nothing.

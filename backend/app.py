@@ -2,11 +2,14 @@
 
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import TypeVar
 
 import httpx
 from litestar import Litestar
+from litestar.di import Provide
+from litestar.middleware import DefineMiddleware
 from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -15,7 +18,7 @@ from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
-from backend.core.ratelimit import rate_limit_middleware
+from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.members.controllers import MeController, MiniProgramAuthController
 from backend.members.wechat import SandboxCode2Session, WeChatCode2Session
@@ -30,6 +33,7 @@ from backend.stores.controllers import (
 from backend.system.controllers import SystemController
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze_heap: bool = False) -> Litestar:
@@ -63,10 +67,15 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         wechat_login = WeChatCode2Session(http, base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
                                           app_secret=settings.wechat_app_secret)
 
-    app = Litestar(
+    tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
+                         staff_ttl=settings.staff_token_ttl_seconds)
+    collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login}
+    return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        middleware=[request_id_middleware, rate_limit_middleware],
+        dependencies={name: Provide(_constant(value), sync_to_thread=False) for name, value in collaborators.items()},
+        middleware=[request_id_middleware,
+                    DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute)],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(title="Mall API", version="1.0.0", path="/schema",
@@ -75,12 +84,13 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never"),
         debug=settings.debug,
     )
-    app.state.settings = settings
-    app.state.kv = kv
-    app.state.tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
-                                   staff_ttl=settings.staff_token_ttl_seconds)
-    app.state.wechat_login = wechat_login
-    return app
+
+
+def _constant(value: T) -> Callable[[], T]:
+    def provide() -> T:
+        return value
+
+    return provide
 
 
 def create_served_app() -> Litestar:

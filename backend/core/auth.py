@@ -50,10 +50,9 @@ class TokenIssuer:
             raise Unauthenticated("The access token is not valid.") from None
 
 
-def bearer_claims(connection: ASGIConnection) -> Claims:
+def bearer_claims(connection: ASGIConnection, tokens: TokenIssuer) -> Claims:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated()
-    issuer: TokenIssuer = connection.app.state.tokens
-    return issuer.decode(token.strip())
+    return tokens.decode(token.strip())

@@ -100,7 +100,9 @@ def validation_error_handler(_: Request, exc: ValidationException) -> Response[d
     return Response(error_body("request.invalid", "The request is not valid.", {"fields": fields}), status_code=422)
 
 
-def http_error_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+def http_error_handler(request: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    if exc.status_code >= 500 and exc.status_code != 503:
+        return internal_error_handler(request, exc)
     code, message = HTTP_CODES.get(exc.status_code, ("request.error", exc.detail))
     if exc.status_code == 400 and "JSON" in str(exc.detail).upper():
         code, message = "request.malformed_json", "The request body is not valid JSON."

@@ -7,7 +7,7 @@ survive a restart lives only here; the database stays the source of truth.
 
 import asyncio
 import time
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -33,6 +33,7 @@ GATE_MISSING = -2
 GATE_SHORT = -1
 
 
+@runtime_checkable
 class KV(Protocol):
     async def get(self, key: str) -> bytes | None: ...
     async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None: ...

@@ -32,16 +32,20 @@ async def hit_window(kv: KV, key: str, *, limit: int, window: int) -> int | None
     return await _seconds_left(kv, key, window) if count > limit else None
 
 
-def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
-    async def middleware(scope: Scope, receive: Receive, send: Send) -> None:
-        limit = scope["app"].state.settings.rate_limit_per_minute
-        if scope["type"] != "http" or limit == 0 or scope["path"].startswith(EXEMPT_PREFIXES):
-            await app(scope, receive, send)
+class RateLimitMiddleware:
+    """Refuse a client past `limit` requests in a minute (0 turns the limit off)."""
+
+    def __init__(self, app: ASGIApp, *, kv: KV, limit: int) -> None:
+        self.app, self.kv, self.limit = app, kv, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.limit == 0 or scope["path"].startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
             return
-        kv: KV = scope["app"].state.kv
-        retry_after = await hit_window(kv, f"mall:core:rl:{client_address(scope)}", limit=limit, window=WINDOW_SECONDS)
+        retry_after = await hit_window(self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit,
+                                       window=WINDOW_SECONDS)
         if retry_after is None:
-            await app(scope, receive, send)
+            await self.app(scope, receive, send)
             return
         body = msgspec.json.encode(error_body("request.rate_limited", "Too many requests from this client; retry later.",
                                               {"retryAfterSeconds": retry_after}))
@@ -50,5 +54,3 @@ def rate_limit_middleware(app: ASGIApp) -> ASGIApp:
             (b"retry-after", str(retry_after).encode()),
         ]})
         await send({"type": "http.response.body", "body": body})
-
-    return middleware

@@ -1,6 +1,6 @@
 from typing import Any
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
@@ -26,10 +26,13 @@ class MiniProgramAuthController(Controller):
     tags = ["Auth"]
 
     @post("/login", operation_id="MiniProgramLogin", status_code=200)
-    async def login(self, request: Request, data: JSONBody[MiniProgramLogin]) -> MiniProgramLoginOut:
-        exchanger: LoginCodeExchanger = request.app.state.wechat_login
-        tokens: TokenIssuer = request.app.state.tokens
-        session = await exchanger.exchange(data.code)
+    async def login(
+        self,
+        data: JSONBody[MiniProgramLogin],
+        wechat_login: NamedDependency[LoginCodeExchanger],
+        tokens: NamedDependency[TokenIssuer],
+    ) -> MiniProgramLoginOut:
+        session = await wechat_login.exchange(data.code)
         member_id, is_new = await service.find_or_enrol_wechat_member(session, channel=EnrolmentChannel.miniprogram)
         return MiniProgramLoginOut(
             access_token=tokens.issue(PrincipalKind.member, member_id),

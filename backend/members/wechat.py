@@ -2,7 +2,7 @@
 
 import logging
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import httpx
 
@@ -22,6 +22,7 @@ class WeChatSession:
     unionid: str | None
 
 
+@runtime_checkable
 class LoginCodeExchanger(Protocol):
     async def exchange(self, code: str) -> WeChatSession: ...
 

@@ -3,8 +3,9 @@
 from dataclasses import dataclass
 
 from litestar import Request
+from litestar.di import NamedDependency
 
-from backend.core.auth import PrincipalKind, bearer_claims
+from backend.core.auth import PrincipalKind, TokenIssuer, bearer_claims
 from backend.core.errors import Forbidden, NotFound, Unauthenticated
 from backend.stores import service
 from backend.stores.tables import Staff, StaffRole
@@ -34,8 +35,8 @@ class CurrentStaff:
             raise NotFound("No such store.", staff_id=self.id, store_id=store_id)
 
 
-async def provide_current_staff(request: Request) -> CurrentStaff:
-    claims = bearer_claims(request)
+async def provide_current_staff(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentStaff:
+    claims = bearer_claims(request, tokens)
     if claims.kind != PrincipalKind.staff:
         raise Forbidden("A member token cannot be used here.")
     staff = await Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
@@ -48,7 +49,7 @@ async def provide_current_staff(request: Request) -> CurrentStaff:
                         store_ids=frozenset(store_ids))
 
 
-async def provide_hq_admin(request: Request) -> CurrentStaff:
-    staff = await provide_current_staff(request)
+async def provide_hq_admin(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentStaff:
+    staff = await provide_current_staff(request, tokens)
     staff.require_role(StaffRole.hq_admin)
     return staff

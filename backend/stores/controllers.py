@@ -6,6 +6,7 @@ from litestar.params import FromPath, JSONBody
 
 from backend.core.auth import PrincipalKind, TokenIssuer
 from backend.core.errors import NotFound
+from backend.core.kv import KV
 from backend.core.ratelimit import client_address
 from backend.settings import Settings
 from backend.stores import service
@@ -45,11 +46,16 @@ class StaffAuthController(Controller):
     tags = ["Auth"]
 
     @post("/login", operation_id="StaffLogin", status_code=200)
-    async def login(self, request: Request, data: JSONBody[StaffLogin]) -> StaffLoginOut:
-        settings: Settings = request.app.state.settings
-        tokens: TokenIssuer = request.app.state.tokens
+    async def login(
+        self,
+        request: Request,
+        data: JSONBody[StaffLogin],
+        settings: NamedDependency[Settings],
+        tokens: NamedDependency[TokenIssuer],
+        kv: NamedDependency[KV],
+    ) -> StaffLoginOut:
         staff = await service.login_staff(
-            data.username, data.password, client=client_address(request.scope), kv=request.app.state.kv,
+            data.username, data.password, client=client_address(request.scope), kv=kv,
             failure_limit=settings.login_failure_limit, client_failure_limit=settings.login_failure_limit_per_client,
             window=settings.login_failure_window_seconds,
         )

@@ -1,7 +1,9 @@
-from litestar import Controller, Request, Response, get
+from litestar import Controller, Response, get
+from litestar.di import NamedDependency
 
 from backend.core.db import ping_database
 from backend.core.kv import KV
+from backend.settings import Settings
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -14,10 +16,9 @@ class SystemController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", operation_id="Ready")
-    async def ready(self, request: Request) -> Response[dict[str, object]]:
-        kv: KV = request.app.state.kv
+    async def ready(self, kv: NamedDependency[KV], settings: NamedDependency[Settings]) -> Response[dict[str, object]]:
         checks = {"database": "ok" if await ping_database(timeout=READINESS_TIMEOUT_SECONDS) else "down"}
-        if request.app.state.settings.redis_url:
+        if settings.redis_url:
             checks["redis"] = "ok" if await kv.ping() else "down"
         ready = all(state == "ok" for state in checks.values())
         body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}

@@ -4,6 +4,7 @@ import logging
 
 import pytest
 from litestar import get
+from litestar.exceptions import InternalServerException
 
 from backend.app import create_app
 from backend.members.tables import Member
@@ -68,26 +69,43 @@ class Collect(logging.Handler):
         self.records.append(record)
 
 
+async def get_logging_errors(handler, path: str, **headers: str):
+    """Serve `handler` at `path` in a fresh app; answer the response and the error records logged."""
+    app = create_app()
+    app.register(handler)
+    collect = Collect()
+    errors = logging.getLogger("backend.core.errors")
+    async with serve(app) as client:  # startup configures logging; listen after it
+        errors.addHandler(collect)
+        try:
+            response = await client.get(path, headers=headers)
+        finally:
+            errors.removeHandler(collect)
+    return response, collect.records
+
+
 async def test_unexpected_failure_is_500_with_request_id_logged_and_no_trace():
     @get("/boom", sync_to_thread=False)
     def boom() -> None:
         raise RuntimeError("secret internals")
 
-    app = create_app()
-    app.register(boom)
-    collect = Collect()
-    async with serve(app) as client:  # startup configures logging; listen after it
-        logging.getLogger("backend.core.errors").addHandler(collect)
-        try:
-            response = await client.get("/boom", headers={"X-Request-ID": "till-42-request-0001"})
-        finally:
-            logging.getLogger("backend.core.errors").removeHandler(collect)
+    response, logged = await get_logging_errors(boom, "/boom", **{"X-Request-ID": "till-42-request-0001"})
     body = assert_error(response, 500, "internal.error")
     assert body["details"]["requestId"] == "till-42-request-0001"
     assert response.headers["x-request-id"] == "till-42-request-0001"
     assert "secret internals" not in response.text
-    logged = [r for r in collect.records if getattr(r, "request_id", None) == "till-42-request-0001"]
-    assert logged and logged[0].exc_info is not None
+    assert [r.request_id for r in logged] == ["till-42-request-0001"] and logged[0].exc_info is not None
+
+
+async def test_a_framework_500_is_logged_with_its_request_id_too():
+    @get("/framework-boom", sync_to_thread=False)
+    def framework_boom() -> None:
+        raise InternalServerException("misconfigured dependency")
+
+    response, logged = await get_logging_errors(framework_boom, "/framework-boom")
+    body = assert_error(response, 500, "internal.error")
+    assert body["details"]["requestId"] == response.headers["x-request-id"]
+    assert [r.request_id for r in logged] == [body["details"]["requestId"]]
 
 
 async def test_every_response_carries_a_request_id(client):
@@ -101,3 +119,4 @@ async def test_member_count_unchanged_by_a_refused_login(client):
     response = await client.post("/api/v1/auth/miniprogram/login", json={"code": "never-issued"})
     assert_error(response, 401, "auth.invalid_code")
     assert await Member.count() == 0
+

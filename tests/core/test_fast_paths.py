@@ -17,6 +17,7 @@ from backend.core.sqlite import CHECKPOINT_EVERY_COMMITS, EmbeddedSQLiteEngine
 from backend.core.sqlite import heavy_reads as embedded_heavy_reads
 from backend.members.tables import EnrolmentChannel, Member, MemberStatus
 from backend.stores.tables import Store
+from tests.conftest import Ticker
 
 
 async def test_insert_row_matches_piccolo_insert_with_defaults():
@@ -64,26 +65,13 @@ async def test_heavy_reads_run_off_the_event_loop(embedded):
     engine, _ = embedded
     slow = QueryString("SELECT (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
                        "SELECT COUNT(*) FROM n) AS total")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.005)
-            ticks += 1
-
-    task = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
-    before = ticks
-    with embedded_heavy_reads():
-        rows = await engine.run_querystring(slow)
-    during_heavy = ticks - before
-    before = ticks
-    rows_on_loop = await engine.run_querystring(slow)  # an ordinary read runs on the loop
-    during_plain = ticks - before
-    task.cancel()
+    async with Ticker() as heavy:
+        with embedded_heavy_reads():
+            rows = await engine.run_querystring(slow)
+    async with Ticker() as plain:
+        rows_on_loop = await engine.run_querystring(slow)  # an ordinary read runs on the loop
     assert rows == rows_on_loop == [{"total": 3000000}]
-    assert during_heavy >= 3 and during_plain <= 1
+    assert heavy.ticks >= 3 and plain.ticks <= 1
 
 
 async def test_the_wal_is_checkpointed_off_the_loop(embedded):

@@ -10,6 +10,7 @@ from piccolo.querystring import QueryString
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.sqlite import DatabaseBusy, EmbeddedSQLiteEngine, sqlite_ddl
 from backend.stores.tables import Store
+from tests.conftest import Ticker
 
 
 async def make_store(code: str, points_per_yuan: int = 0) -> int:
@@ -99,26 +100,18 @@ async def test_embedded_begin_that_cannot_get_the_lock_fails_cleanly_and_release
 async def test_embedded_waits_for_a_short_foreign_lock_without_blocking_the_loop(embedded, tmp_path):
     other = sqlite3.connect(tmp_path / "own.sqlite3", isolation_level=None)
     other.execute("BEGIN IMMEDIATE")
-    ticks = 0
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
 
     async def release_later() -> None:
         await asyncio.sleep(0.1)
         other.execute("ROLLBACK")
 
-    tick_task = asyncio.create_task(ticker())
     release = asyncio.create_task(release_later())
-    async with embedded.transaction(transaction_type=TransactionType.immediate):
-        await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", 1))
+    async with Ticker(0.01) as ticker:
+        async with embedded.transaction(transaction_type=TransactionType.immediate):
+            await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", 1))
     await release
-    tick_task.cancel()
     other.close()
-    assert ticks >= 5  # the loop kept running while the transaction waited for the lock
+    assert ticker.ticks >= 5  # the loop kept running while the transaction waited for the lock
     assert (await embedded.run_querystring(QueryString("SELECT COUNT(*) AS n FROM item")))[0]["n"] == 1
 
 

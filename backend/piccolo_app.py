@@ -5,10 +5,12 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from backend.members.tables import Member, MemberIdentity
+from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
 from backend.sandbox.tables import SandboxLoginCode
 from backend.stores.tables import Staff, StaffStore, Store
 
-TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, SandboxLoginCode]
+TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, SandboxLoginCode, PointsAccount, PointsEntry, PointsLot,
+          PointsLotUse]
 
 APP_CONFIG = AppConfig(
     app_name="backend",

@@ -1,0 +1,394 @@
+"""The points ledger: one balance per member across every store.
+
+Every change is an append-only entry under a unique idempotency key, in the same
+transaction as the guarded update of the member's account row. Updating that row
+first also serializes the member's concurrent operations on PostgreSQL (the row
+lock) as the write lock does on SQLite, so the lot bookkeeping below reads a
+stable picture. Invariants, checked by the tests after every step:
+balance == sum of entries == sum of unexpired lot remainders, balance >= 0, debt >= 0.
+"""
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from backend.core.clock import utcnow
+from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.points.errors import IdempotencyConflict, InsufficientPoints
+from backend.points.tables import EntryKind, PointsAccount, PointsEntry, PointsLot, PointsLotUse
+
+logger = logging.getLogger(__name__)
+
+CREDITS = (EntryKind.earn, EntryKind.reward)  # entries a refund of their source claws back
+REVERSIBLE = (*CREDITS, EntryKind.redeem)
+
+
+@dataclass(frozen=True, slots=True)
+class PointsPolicy:
+    expiry_months: int = 12
+    timezone: str = "Asia/Shanghai"
+
+    def expiry_for(self, earned_at: datetime) -> datetime:
+        """The end of the `expiry_months`-th month after the month of earning, in the chain's time zone."""
+        local = earned_at.astimezone(ZoneInfo(self.timezone))
+        month_index = local.year * 12 + (local.month - 1) + self.expiry_months + 1
+        first_after = local.replace(year=month_index // 12, month=month_index % 12 + 1, day=1, hour=0, minute=0,
+                                    second=0, microsecond=0)
+        return (first_after - timedelta(microseconds=1)).astimezone(earned_at.tzinfo)
+
+
+DEFAULT_POLICY = PointsPolicy()
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    entry_id: int
+    kind: EntryKind
+    delta: int
+    debt_delta: int
+    balance: int
+    debt: int
+
+
+def request_hash(**payload: Any) -> str:
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+# Reading ---------------------------------------------------------------------
+
+async def balance_of(member_id: int) -> tuple[int, int]:
+    """(balance, debt); a member who never touched points has (0, 0)."""
+    row = await PointsAccount.select(PointsAccount.balance, PointsAccount.debt).where(
+        PointsAccount.member == member_id).first()
+    return (row["balance"], row["debt"]) if row else (0, 0)
+
+
+async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta) -> list[dict[str, Any]]:
+    rows = await PointsLot.select(PointsLot.expires_at, PointsLot.remaining).where(
+        (PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0)
+        & (PointsLot.expires_at <= now + within)
+    ).order_by(PointsLot.expires_at)
+    grouped: dict[datetime, int] = {}
+    for row in rows:
+        grouped[row["expires_at"]] = grouped.get(row["expires_at"], 0) + row["remaining"]
+    return [{"points": points, "expires_at": at} for at, points in grouped.items()]
+
+
+async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    query = PointsEntry.select(
+        PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
+        PointsEntry.store, PointsEntry.source_type, PointsEntry.source_id, PointsEntry.reason, PointsEntry.created_at,
+    ).where(PointsEntry.member == member_id)
+    if before_id is not None:
+        query = query.where(PointsEntry.id < before_id)
+    return await query.order_by(PointsEntry.id, ascending=False).limit(limit)
+
+
+# The building blocks, inside a write transaction --------------------------------
+
+async def _lock_account(member_id: int, now: datetime) -> tuple[int, int]:
+    """Touch the member's account row (creating it on first use); answers (balance, debt)."""
+    for _ in range(2):
+        rows = await PointsAccount.update({PointsAccount.updated_at: now}).where(
+            PointsAccount.member == member_id).returning(PointsAccount.balance, PointsAccount.debt)
+        if rows:
+            return rows[0]["balance"], rows[0]["debt"]
+        await PointsAccount.insert(PointsAccount(member=member_id)).on_conflict(action="DO NOTHING")
+    raise RuntimeError(f"no points account for member {member_id}")
+
+
+async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -> tuple[int, int]:
+    rows = await PointsAccount.update({
+        PointsAccount.balance: PointsAccount.balance + balance_delta,
+        PointsAccount.debt: PointsAccount.debt + debt_delta,
+    }).where(
+        (PointsAccount.member == member_id) & (PointsAccount.balance >= -balance_delta)
+        & (PointsAccount.debt >= -debt_delta)
+    ).returning(PointsAccount.balance, PointsAccount.debt)
+    if not rows:  # the account row is locked by this transaction: only a bug gets here
+        raise RuntimeError(f"points account of member {member_id} moved under its lock")
+    return rows[0]["balance"], rows[0]["debt"]
+
+
+async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]] | None:
+    """The entries already posted under these keys, or None; a different request under a key is a conflict."""
+    rows = await PointsEntry.select().where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
+    if not rows:
+        return None
+    if any(row["request_hash"] != expected_hash for row in rows):
+        raise IdempotencyConflict(idempotency_key=keys[0])
+    return rows
+
+
+def _posted(row: dict[str, Any]) -> Posted:
+    return Posted(entry_id=row["id"], kind=EntryKind(row["kind"]), delta=row["delta"], debt_delta=row["debt_delta"],
+                  balance=row["balance_after"], debt=row["debt_after"])
+
+
+async def _entry(member_id: int, kind: EntryKind, *, delta: int, debt_delta: int, after: tuple[int, int],
+                 store_id: int | None, source: tuple[str, str], key: str, hash_: str, reason: str = "",
+                 reverses: int | None = None, now: datetime) -> int:
+    return await insert_row(
+        PointsEntry, member=member_id, kind=kind, delta=delta, debt_delta=debt_delta, balance_after=after[0],
+        debt_after=after[1], store=store_id, source_type=source[0], source_id=source[1], reverses=reverses, idempotency_key=key,
+        request_hash=hash_, reason=reason, created_at=now,
+    )
+
+
+async def _take_from_lots(member_id: int, points: int, *, entry_id: int, prefer_lot: int | None = None) -> None:
+    """Consume `points` from the member's live lots, soonest-expiring first (a preferred lot before all)."""
+    lots = await PointsLot.select(PointsLot.id, PointsLot.remaining).where(
+        (PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0)
+    ).order_by(PointsLot.expires_at).order_by(PointsLot.id)
+    if prefer_lot is not None:
+        lots.sort(key=lambda lot: lot["id"] != prefer_lot)
+    left = points
+    for lot in lots:
+        if left == 0:
+            break
+        take = min(left, lot["remaining"])
+        updated = await PointsLot.update({PointsLot.remaining: PointsLot.remaining - take}).where(
+            (PointsLot.id == lot["id"]) & (PointsLot.remaining >= take)).returning(PointsLot.id)
+        if not updated:
+            raise RuntimeError(f"lot {lot['id']} moved under the account lock")
+        await insert_row(PointsLotUse, entry=entry_id, lot=lot["id"], points=take)
+        left -= take
+    if left:
+        raise RuntimeError(f"member {member_id}'s lots hold {points - left} points, not {points}")
+
+
+async def _credit(member_id: int, points: int, kind: EntryKind, *, store_id: int | None, source: tuple[str, str],
+                  key: str, hash_: str, now: datetime, expires_at: datetime | None = None, reason: str = "",
+                  reverses: int | None = None, restore_from: int | None = None) -> Posted:
+    """Credit points as a new lot (or back into the lots an entry took), paying any debt off first."""
+    balance, debt = await _lock_account(member_id, now)
+    balance, debt = await _set_account(member_id, balance_delta=points, debt_delta=0)
+    entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(balance, debt), store_id=store_id,
+                            source=source, key=key, hash_=hash_, reason=reason, reverses=reverses, now=now)
+    if restore_from is not None:
+        await _restore_lots(member_id, points, taken_by=restore_from, entry_id=entry_id, now=now)
+    else:
+        await insert_row(PointsLot, member=member_id, entry=entry_id, store=store_id, points=points, remaining=points,
+                         expires_at=expires_at)
+    posted = Posted(entry_id, kind, points, 0, balance, debt)
+    if debt:
+        await _settle_debt(member_id, min(debt, balance), store_id=store_id, source=source, key=f"{key}:settle",
+                           hash_=hash_, now=now)
+    return posted
+
+
+async def _settle_debt(member_id: int, points: int, *, store_id: int | None, source: tuple[str, str], key: str,
+                       hash_: str, now: datetime) -> None:
+    if points <= 0:
+        return
+    after = await _set_account(member_id, balance_delta=-points, debt_delta=-points)
+    entry_id = await _entry(member_id, EntryKind.debt_settle, delta=-points, debt_delta=-points, after=after,
+                            store_id=store_id, source=source, key=key, hash_=hash_, reason="points owed", now=now)
+    await _take_from_lots(member_id, points, entry_id=entry_id)
+
+
+async def _restore_lots(member_id: int, points: int, *, taken_by: int, entry_id: int, now: datetime) -> None:
+    """Give points back to the lots an entry took them from, keeping their stores and expiry dates."""
+    uses = await PointsLotUse.select(
+        PointsLotUse.lot, PointsLotUse.points, PointsLotUse.lot.expired_at, PointsLotUse.lot.expires_at,
+        PointsLotUse.lot.store,
+    ).where(PointsLotUse.entry == taken_by).order_by(PointsLotUse.lot.expires_at, ascending=False)
+    left = points
+    for use in uses:
+        if left == 0:
+            break
+        give = min(left, use["points"])
+        if use["lot.expired_at"] is None:
+            updated = await PointsLot.update({PointsLot.remaining: PointsLot.remaining + give}).where(
+                (PointsLot.id == use["lot"]) & PointsLot.expired_at.is_null()).returning(PointsLot.id)
+            if updated:
+                left -= give
+                continue
+        # The lot has expired meanwhile: the points come back in a lot of their own that is just as due.
+        await insert_row(PointsLot, member=member_id, entry=entry_id, store=use["lot.store"], points=give,
+                         remaining=give, expires_at=use["lot.expires_at"])
+        left -= give
+    if left:  # more came back than the entry took (cannot happen for a proportional reversal)
+        await insert_row(PointsLot, member=member_id, entry=entry_id, store=None, points=left, remaining=left,
+                         expires_at=now)
+
+
+async def _debit(member_id: int, points: int, kind: EntryKind, *, store_id: int | None, source: tuple[str, str],
+                 key: str, hash_: str, now: datetime, allow_debt: bool, reason: str = "", reverses: int | None = None,
+                 prefer_lot: int | None = None) -> Posted:
+    """Take points; with `allow_debt` a shortfall becomes debt instead of a refusal."""
+    balance, debt = await _lock_account(member_id, now)
+    if balance < points and not allow_debt:
+        raise InsufficientPoints(details={"balance": balance, "requested": points}, member_id=member_id)
+    take = min(points, balance)
+    balance, debt = await _set_account(member_id, balance_delta=-take, debt_delta=points - take)
+    entry_id = await _entry(member_id, kind, delta=-take, debt_delta=points - take, after=(balance, debt),
+                            store_id=store_id, source=source, key=key, hash_=hash_, reason=reason, reverses=reverses,
+                            now=now)
+    if take:
+        await _take_from_lots(member_id, take, entry_id=entry_id, prefer_lot=prefer_lot)
+    return Posted(entry_id, kind, -take, points - take, balance, debt)
+
+
+async def _once(keys: list[str], hash_: str, operation) -> list[Posted]:
+    """Run a posting once per key: a replay answers what the first run posted."""
+    try:
+        async with write_transaction():
+            done = await _existing(keys, hash_)
+            if done is not None:
+                return [_posted(row) for row in done]
+            result = await operation()
+            return result if isinstance(result, list) else [result]
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+    # A concurrent request with the same key won the race; its result is ours.
+    done = await _existing(keys, hash_)
+    if done is None:
+        raise RuntimeError(f"unique violation without an entry under {keys}")
+    return [_posted(row) for row in done]
+
+
+# What other domains call ---------------------------------------------------------
+
+async def earn(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
+               idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
+    """Credit points earned by a purchase, as a lot expiring by the policy."""
+    return await _credit_once(EntryKind.earn, member_id, points, store_id=store_id, source=(source_type, source_id),
+                              key=idempotency_key, now=now, policy=policy)
+
+
+async def reward(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
+                 idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
+    """Credit a reward (a referral, a campaign), as a lot expiring by the policy."""
+    return await _credit_once(EntryKind.reward, member_id, points, store_id=store_id, source=(source_type, source_id),
+                              key=idempotency_key, now=now, policy=policy)
+
+
+async def _credit_once(kind: EntryKind, member_id: int, points: int, *, store_id: int | None, source: tuple[str, str],
+                       key: str, now: datetime | None, policy: PointsPolicy, reason: str = "") -> Posted:
+    if points <= 0:
+        raise ValueError("credited points are positive")
+    now = now or utcnow()
+    hash_ = request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
+                         reason=reason)
+    posted = await _once([key], hash_, lambda: _credit(
+        member_id, points, kind, store_id=store_id, source=source, key=key, hash_=hash_, now=now,
+        expires_at=policy.expiry_for(now), reason=reason))
+    return posted[0]
+
+
+async def redeem(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
+                 idempotency_key: str, now: datetime | None = None) -> Posted:
+    """Spend points, soonest-expiring first; refused with points.insufficient when the balance is short."""
+    if points <= 0:
+        raise ValueError("redeemed points are positive")
+    now = now or utcnow()
+    source = (source_type, source_id)
+    hash_ = request_hash(kind="redeem", member=member_id, points=points, store=store_id, source=list(source))
+    posted = await _once([idempotency_key], hash_, lambda: _debit(
+        member_id, points, EntryKind.redeem, store_id=store_id, source=source, key=idempotency_key, hash_=hash_,
+        now=now, allow_debt=False))
+    return posted[0]
+
+
+async def adjust(member_id: int, delta: int, *, reason: str, idempotency_key: str, now: datetime | None = None,
+                 policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
+    """HQ's correction: a credit as a new lot, or a debit that may not take the balance below zero."""
+    if delta == 0:
+        raise ValueError("an adjustment moves points")
+    now = now or utcnow()
+    source = ("adjustment", idempotency_key)
+    if delta > 0:
+        return await _credit_once(EntryKind.adjust, member_id, delta, store_id=None, source=source,
+                                  key=idempotency_key, now=now, policy=policy, reason=reason)
+    hash_ = request_hash(kind="adjust", member=member_id, points=delta, store=None, source=list(source), reason=reason)
+    posted = await _once([idempotency_key], hash_, lambda: _debit(
+        member_id, -delta, EntryKind.adjust, store_id=None, source=source, key=idempotency_key, hash_=hash_, now=now,
+        allow_debt=False, reason=reason))
+    return posted[0]
+
+
+async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, idempotency_key: str,
+                  now: datetime | None = None) -> list[Posted]:
+    """Undo a source's points in proportion to how much of it has been refunded so far (`refunded` of `of`).
+
+    Each earn or reward of the source is clawed back (debt for what the balance cannot
+    cover) and each redemption is credited back into the lots it took, so that over any
+    number of partial refunds the reversed points of an entry reach exactly
+    floor(points * refunded / of), and all of them when everything is refunded.
+    """
+    if not 0 < refunded <= of:
+        raise ValueError("refunded must be within (0, of]")
+    now = now or utcnow()
+    originals = await PointsEntry.select(
+        PointsEntry.id, PointsEntry.member, PointsEntry.kind, PointsEntry.delta, PointsEntry.store,
+    ).where((PointsEntry.source_type == source_type) & (PointsEntry.source_id == source_id)
+            & PointsEntry.kind.is_in(list(REVERSIBLE))).order_by(PointsEntry.id)
+    if not originals:
+        return []
+    hash_ = request_hash(kind="reverse", source=[source_type, source_id], refunded=refunded, of=of)
+    keys = [f"{idempotency_key}:{original['id']}" for original in originals]
+
+    async def operation() -> list[Posted]:
+        posted = []
+        for original, key in zip(originals, keys):
+            already = await PointsEntry.select(PointsEntry.delta, PointsEntry.debt_delta).where(
+                PointsEntry.reverses == original["id"])
+            done = sum(abs(row["delta"]) + row["debt_delta"] for row in already)
+            due = abs(original["delta"]) * refunded // of - done
+            if due <= 0:
+                continue
+            common = dict(store_id=original["store"], source=(source_type, source_id), key=key, hash_=hash_, now=now,
+                          reverses=original["id"])
+            if original["kind"] == EntryKind.redeem:
+                posted.append(await _credit(original["member"], due, EntryKind.reverse_redeem,
+                                            restore_from=original["id"], **common))
+            else:
+                lot = await PointsLot.select(PointsLot.id).where(PointsLot.entry == original["id"]).first()
+                posted.append(await _debit(original["member"], due, EntryKind.reverse_earn, allow_debt=True,
+                                           prefer_lot=lot["id"] if lot else None, **common))
+        return posted
+
+    return await _once(keys, hash_, operation)
+
+
+async def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
+    """Expire the lots due by `now`, each exactly once, whichever worker gets there; answers how many."""
+    now = now or utcnow()
+    due = await PointsLot.select(PointsLot.id, PointsLot.member).where(
+        PointsLot.expired_at.is_null() & (PointsLot.expires_at <= now)
+    ).order_by(PointsLot.expires_at).limit(limit)
+    expired = 0
+    for lot in due:
+        try:
+            async with write_transaction():
+                await _lock_account(lot["member"], now)  # every change to a lot happens under this lock
+                held = await PointsLot.select(PointsLot.member, PointsLot.remaining, PointsLot.store).where(
+                    (PointsLot.id == lot["id"]) & PointsLot.expired_at.is_null()).first()
+                if held is None or held["member"] != lot["member"]:
+                    continue  # expired by another worker, or moved by a merge (the next pass takes it)
+                claimed = await PointsLot.update({PointsLot.expired_at: now, PointsLot.remaining: 0}).where(
+                    (PointsLot.id == lot["id"]) & PointsLot.expired_at.is_null()
+                    & (PointsLot.remaining == held["remaining"])
+                ).returning(PointsLot.id)
+                if not claimed:
+                    continue
+                if held["remaining"]:
+                    after = await _set_account(lot["member"], balance_delta=-held["remaining"], debt_delta=0)
+                    entry_id = await _entry(lot["member"], EntryKind.expire, delta=-held["remaining"], debt_delta=0,
+                                            after=after, store_id=held["store"],
+                                            source=("lot", str(lot["id"])), key=f"expire:lot:{lot['id']}", hash_="",
+                                            now=now)
+                    await insert_row(PointsLotUse, entry=entry_id, lot=lot["id"], points=held["remaining"])
+                expired += 1
+        except Exception as error:
+            if not is_unique_violation(error):
+                raise
+    if expired:
+        logger.info("points lots expired", extra={"lots": expired})
+    return expired

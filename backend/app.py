@@ -22,6 +22,8 @@ from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.members.controllers import MeController, MiniProgramAuthController
 from backend.members.wechat import SandboxCode2Session, WeChatCode2Session
+from backend.points.controllers import AdminPointsController, MyPointsController
+from backend.points.service import PointsPolicy
 from backend.sandbox.controllers import SandboxWeChatController
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (
@@ -30,6 +32,7 @@ from backend.stores.controllers import (
     StaffAuthController,
     StoreController,
 )
+from backend.sweeper import running_sweeper
 from backend.system.controllers import SystemController
 
 logger = logging.getLogger(__name__)
@@ -50,7 +53,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
             gc.collect()
             gc.freeze()
         try:
-            yield
+            async with running_sweeper(settings.sweep_interval_seconds):
+                yield
         finally:
             await http.aclose()
             await kv.close()
@@ -58,7 +62,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
 
     route_handlers: list[type] = [
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
-        AdminStoreController, CashierStoreController,
+        AdminStoreController, CashierStoreController, MyPointsController, AdminPointsController,
     ]
     if settings.sandbox_enabled:
         route_handlers.append(SandboxWeChatController)
@@ -69,7 +73,9 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
 
     tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
                          staff_ttl=settings.staff_token_ttl_seconds)
-    collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login}
+    points_policy = PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
+    collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
+                     "points_policy": points_policy}
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

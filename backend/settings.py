@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
@@ -38,6 +39,14 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     if raw.lower() in ("0", "false", "no", "off"):
         return False
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def _timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise SettingsError(f"POINTS_TIMEZONE {name!r} is not a known time zone (for example Asia/Shanghai)") from None
+    return name
 
 
 def check_database_url(url: str) -> str:
@@ -99,6 +108,9 @@ class Settings:
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 20
     redis_pool_size: int = 64
+    points_expiry_months: int = 12
+    points_timezone: str = "Asia/Shanghai"
+    sweep_interval_seconds: float = 15.0
     access_log: bool = False
     debug: bool = False
 
@@ -158,6 +170,9 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size, minimum=1),
             redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
+            points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
+            points_timezone=_timezone(env.get("POINTS_TIMEZONE") or cls.points_timezone),
+            sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", int(cls.sweep_interval_seconds)),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),
         )

@@ -20,6 +20,7 @@ os.environ["VAR_DIR"] = _TMP
 os.environ["PAYMENT_PROVIDER"] = "sandbox"
 os.environ["APP_ENV"] = "development"
 os.environ["PICCOLO_CONF"] = "backend.piccolo_conf"
+os.environ["SWEEP_INTERVAL_SECONDS"] = "0"  # tests sweep when they mean to
 os.environ["ARGON2_TIME_COST"] = "1"  # a cheap hash keeps the suite fast; the algorithm is the same
 os.environ["ARGON2_MEMORY_KIB"] = "1024"
 

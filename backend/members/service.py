@@ -6,6 +6,7 @@ from typing import Any
 from backend.core.db import is_unique_violation, write_transaction
 from backend.members.tables import EnrolmentChannel, IdentityKind, Member, MemberIdentity, MemberStatus
 from backend.members.wechat import WeChatSession
+from backend.points import service as points
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,5 @@ async def member_profile(member_id: int) -> dict[str, Any]:
     phone = await MemberIdentity.select(MemberIdentity.value).where(
         (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone)
     ).first()
-    return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None,
-            # The points ledger is not there yet: a member has earned nothing.
-            "points_balance": 0}
+    balance, _ = await points.balance_of(member_id)
+    return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None, "points_balance": balance}

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from piccolo.query.functions.aggregate import Sum
+
 from backend.core.clock import utcnow
 from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.points.errors import IdempotencyConflict, InsufficientPoints
@@ -392,3 +394,36 @@ async def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     if expired:
         logger.info("points lots expired", extra={"lots": expired})
     return expired
+
+
+async def liability_by_store() -> list[dict[str, Any]]:
+    """Per issuing or redeeming store (None: HQ): points earned, redeemed, expired, reversed, adjusted,
+    and outstanding (the unexpired remainders of the lots the store issued)."""
+    with heavy_reads():
+        sums = await PointsEntry.select(
+            PointsEntry.store, PointsEntry.kind, Sum(PointsEntry.delta).as_alias("total"),
+        ).group_by(PointsEntry.store, PointsEntry.kind)
+        lots = await PointsLot.select(PointsLot.store, Sum(PointsLot.remaining).as_alias("total")).where(
+            PointsLot.expired_at.is_null()).group_by(PointsLot.store)
+    rows: dict[int | None, dict[str, Any]] = {}
+
+    def row(store: int | None) -> dict[str, Any]:
+        return rows.setdefault(store, {"store_id": store, "earned": 0, "redeemed": 0, "expired": 0, "reversed": 0,
+                                       "adjusted": 0, "outstanding": 0})
+
+    columns = {EntryKind.earn: ("earned", 1), EntryKind.reward: ("earned", 1), EntryKind.redeem: ("redeemed", -1),
+               EntryKind.reverse_redeem: ("redeemed", -1), EntryKind.expire: ("expired", -1),
+               EntryKind.reverse_earn: ("reversed", -1), EntryKind.debt_settle: ("reversed", -1),
+               EntryKind.adjust: ("adjusted", 1)}
+    for item in sums:
+        if (column := columns.get(EntryKind(item["kind"]))) is not None:  # merges move points, not liability
+            row(item["store"])[column[0]] += column[1] * int(item["total"] or 0)
+    for item in lots:
+        row(item["store"])["outstanding"] += int(item["total"] or 0)
+    return sorted(rows.values(), key=lambda r: (r["store_id"] is None, r["store_id"] or 0))
+
+
+async def total_balances() -> int:
+    with heavy_reads():
+        row = await PointsAccount.select(Sum(PointsAccount.balance).as_alias("total")).first()
+    return int(row["total"] or 0) if row else 0

@@ -99,3 +99,10 @@ async def login_staff(username: str, password: str, *, client: str, kv: KV, fail
         await kv.decr_if_enough(key, 1)
     staff["store_ids"] = await staff_store_ids(staff["id"])
     return staff
+
+
+async def store_codes(store_ids: list[int]) -> dict[int, str]:
+    if not store_ids:
+        return {}
+    rows = await Store.select(Store.id, Store.code).where(Store.id.is_in(store_ids))
+    return {row["id"]: row["code"] for row in rows}

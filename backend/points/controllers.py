@@ -1,0 +1,84 @@
+from datetime import timedelta
+from typing import Annotated
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+
+from backend.core.clock import utcnow
+from backend.core.errors import NotFound
+from backend.members import service as members
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.points import service
+from backend.points.errors import ZeroAdjustment
+from backend.points.schemas import (
+    EntriesPage,
+    EntryOut,
+    ExpiringOut,
+    PointsAdjustmentCreate,
+    PointsLiabilityOut,
+    PointsOut,
+    PostedOut,
+    StoreLiabilityOut,
+)
+from backend.points.service import PointsPolicy, Posted
+from backend.stores import service as stores
+from backend.stores.auth import CurrentStaff, provide_hq_admin
+
+EXPIRING_WITHIN = timedelta(days=90)
+Limit = Annotated[int, QueryParameter(ge=1, le=100)]
+Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
+
+
+def posted_out(posted: Posted) -> PostedOut:
+    return PostedOut(entry_id=posted.entry_id, kind=posted.kind, delta=posted.delta, debt_delta=posted.debt_delta,
+                     balance=posted.balance, debt=posted.debt)
+
+
+class MyPointsController(Controller):
+    path = "/api/v1/me/points"
+    tags = ["Shopper"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @get(operation_id="GetMyPoints")
+    async def get_points(self, member: NamedDependency[CurrentMember]) -> PointsOut:
+        balance, debt = await service.balance_of(member.id)
+        expiring = await service.upcoming_expiries(member.id, now=utcnow(), within=EXPIRING_WITHIN)
+        return PointsOut(balance=balance, debt=debt,
+                         expiring=[ExpiringOut(points=e["points"], expires_at=e["expires_at"]) for e in expiring])
+
+    @get("/entries", operation_id="ListMyPointsEntries")
+    async def list_entries(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
+                           cursor: Cursor = None) -> EntriesPage:
+        rows = await service.entries_page(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
+        items = [EntryOut(id=r["id"], delta=r["delta"], kind=r["kind"], store_id=r["store"], created_at=r["created_at"],
+                          balance_after=r["balance_after"], debt_delta=r["debt_delta"], source_type=r["source_type"],
+                          source_id=r["source_id"], reason=r["reason"]) for r in rows[:limit]]
+        return EntriesPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+
+
+class AdminPointsController(Controller):
+    path = "/api/v1/admin"
+    tags = ["HQ"]
+    dependencies = {"staff": Provide(provide_hq_admin)}
+
+    @post("/members/{member_id:int}/points-adjustments", operation_id="AdjustMemberPoints")
+    async def adjust(self, staff: NamedDependency[CurrentStaff], member_id: FromPath[int],
+                     data: JSONBody[PointsAdjustmentCreate], points_policy: NamedDependency[PointsPolicy]) -> PostedOut:
+        if data.delta == 0:
+            raise ZeroAdjustment()
+        if not await members.is_active_member(member_id):
+            raise NotFound("No such member.", member_id=member_id)
+        posted = await service.adjust(member_id, data.delta, reason=f"{data.reason} (by {staff.username})",
+                                      idempotency_key=data.idempotency_key, policy=points_policy)
+        return posted_out(posted)
+
+    @get("/reports/points-liability", operation_id="GetPointsLiability")
+    async def liability(self, staff: NamedDependency[CurrentStaff]) -> PointsLiabilityOut:
+        rows = await service.liability_by_store()
+        codes = await stores.store_codes([r["store_id"] for r in rows if r["store_id"] is not None])
+        return PointsLiabilityOut(
+            stores=[StoreLiabilityOut(store_code=codes.get(r["store_id"]), **r) for r in rows],
+            total_outstanding=sum(r["outstanding"] for r in rows),
+            total_balances=await service.total_balances(),
+        )

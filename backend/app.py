@@ -20,7 +20,8 @@ from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
-from backend.members.controllers import MeController, MiniProgramAuthController
+from backend.members.code import MemberCodes
+from backend.members.controllers import CashierMemberController, MeController, MiniProgramAuthController
 from backend.members.wechat import SandboxCode2Session, WeChatCode2Session
 from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.points.service import PointsPolicy
@@ -62,7 +63,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
 
     route_handlers: list[type] = [
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
-        AdminStoreController, CashierStoreController, MyPointsController, AdminPointsController,
+        AdminStoreController, CashierStoreController, CashierMemberController, MyPointsController,
+        AdminPointsController,
     ]
     if settings.sandbox_enabled:
         route_handlers.append(SandboxWeChatController)
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
                          staff_ttl=settings.staff_token_ttl_seconds)
     points_policy = PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
     collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
-                     "points_policy": points_policy}
+                     "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key)}
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

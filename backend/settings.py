@@ -108,6 +108,8 @@ class Settings:
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 20
     redis_pool_size: int = 64
+    member_lookup_failure_limit: int = 10
+    member_lookup_failure_window_seconds: int = 300
     points_expiry_months: int = 12
     points_timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: float = 15.0
@@ -170,6 +172,10 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size, minimum=1),
             redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
+            member_lookup_failure_limit=_int(env, "MEMBER_LOOKUP_FAILURE_LIMIT", cls.member_lookup_failure_limit,
+                                             minimum=1),
+            member_lookup_failure_window_seconds=_int(env, "MEMBER_LOOKUP_FAILURE_WINDOW_SECONDS",
+                                                      cls.member_lookup_failure_window_seconds, minimum=1),
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
             points_timezone=_timezone(env.get("POINTS_TIMEZONE") or cls.points_timezone),
             sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", int(cls.sweep_interval_seconds)),

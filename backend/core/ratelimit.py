@@ -5,6 +5,7 @@ member, staff or till; this one only keeps a single client from flooding the API
 """
 
 import math
+from collections.abc import Sequence
 
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +31,24 @@ async def hit_window(kv: KV, key: str, *, limit: int, window: int) -> int | None
     """Count one hit in the key's window (it opens at the first hit); answer seconds to wait when over the limit."""
     count = await kv.incr(key, expires_in=window)
     return await _seconds_left(kv, key, window) if count > limit else None
+
+
+async def reserve_attempt(kv: KV, counters: Sequence[tuple[str, int]], *, window: int) -> int | None:
+    """Take a place in each (key, limit) counter before checking a secret; answer seconds to wait when one is full.
+
+    Counting before the check means concurrent guesses cannot all slip in under the limit.
+    """
+    for key, limit in counters:
+        retry_after = await hit_window(kv, key, limit=limit, window=window)
+        if retry_after is not None:
+            return retry_after
+    return None
+
+
+async def release_attempt(kv: KV, counters: Sequence[tuple[str, int]]) -> None:
+    """A successful attempt gives its places back: only failures use up the limit."""
+    for key, _ in counters:
+        await kv.decr_if_enough(key, 1)
 
 
 class RateLimitMiddleware:

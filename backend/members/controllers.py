@@ -1,15 +1,30 @@
 from typing import Any
 
-from litestar import Controller, get, post
+import time
+
+from litestar import Controller, Request, get, post
+from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from backend.core.auth import PrincipalKind, TokenIssuer
 from backend.members import service
 from backend.members.auth import CurrentMember, provide_current_member
-from backend.members.schemas import MemberOut, MiniProgramLogin, MiniProgramLoginOut
+from backend.core.kv import KV
+from backend.core.ratelimit import client_address
+from backend.members.code import MemberCodes
+from backend.members.schemas import (
+    MemberCodeOut,
+    MemberLookup,
+    MemberLookupOut,
+    MemberOut,
+    MiniProgramLogin,
+    MiniProgramLoginOut,
+)
 from backend.members.tables import EnrolmentChannel
 from backend.members.wechat import LoginCodeExchanger
+from backend.settings import Settings
+from backend.stores.auth import CurrentStaff, provide_current_staff
 
 
 def member_out(profile: dict[str, Any]) -> MemberOut:
@@ -50,3 +65,33 @@ class MeController(Controller):
     @get(operation_id="GetMe")
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
         return member_out(await service.member_profile(member.id))
+
+    @get("/member-code", operation_id="GetMyMemberCode", cache_control=CacheControlHeader(no_store=True))
+    async def member_code(self, member: NamedDependency[CurrentMember],
+                          member_codes: NamedDependency[MemberCodes]) -> MemberCodeOut:
+        code, seconds_left = member_codes.code_for(member.id, now=time.time())
+        return MemberCodeOut(code=code, expires_in_seconds=seconds_left)
+
+
+class CashierMemberController(Controller):
+    path = "/api/v1/cashier"
+    tags = ["Cashier"]
+    dependencies = {"staff": Provide(provide_current_staff)}
+
+    @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200)
+    async def look_up(
+        self,
+        request: Request,
+        staff: NamedDependency[CurrentStaff],
+        data: JSONBody[MemberLookup],
+        member_codes: NamedDependency[MemberCodes],
+        kv: NamedDependency[KV],
+        settings: NamedDependency[Settings],
+    ) -> MemberLookupOut:
+        profile = await service.look_up_member_code(
+            data.member_code, codes=member_codes, kv=kv, staff_id=staff.id,
+            till=data.till_id or client_address(request.scope), now=time.time(),
+            failure_limit=settings.member_lookup_failure_limit, window=settings.member_lookup_failure_window_seconds,
+        )
+        return MemberLookupOut(member_id=profile["id"], nickname=profile["nickname"],
+                               phone_masked=profile["phone_masked"], points_balance=profile["points_balance"])

@@ -1,4 +1,4 @@
-from backend.core.errors import DomainError
+from backend.core.errors import DomainError, RateLimited
 
 
 class InvalidLoginCode(DomainError):
@@ -17,3 +17,20 @@ class WeChatUnavailable(DomainError):
     code = "auth.wechat_unavailable"
     status_code = 502
     default_message = "WeChat did not answer; retry shortly."
+
+
+class MemberCodeNotRecognised(DomainError):
+    code = "members.code_not_recognised"
+    status_code = 404
+    default_message = "That member code is not valid now; ask the shopper to refresh it."
+
+
+class MemberCodeUsed(DomainError):
+    code = "members.code_used"
+    status_code = 409
+    default_message = "That member code was already scanned; ask the shopper to refresh it."
+
+
+class TooManyLookups(RateLimited):
+    code = "members.too_many_lookups"
+    default_message = "Too many unrecognised member codes from this till; wait and try again."

@@ -28,3 +28,20 @@ class MiniProgramLoginOut(Struct):
     expires_in: int
     member: MemberOut
     is_new: bool
+
+
+class MemberCodeOut(Struct):
+    code: str
+    expires_in_seconds: int
+
+
+class MemberLookup(Struct):
+    member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")]
+    till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
+
+
+class MemberLookupOut(Struct):
+    member_id: int
+    nickname: str
+    phone_masked: str | None
+    points_balance: int

@@ -4,6 +4,10 @@ import logging
 from typing import Any
 
 from backend.core.db import is_unique_violation, write_transaction
+from backend.core.kv import KV
+from backend.core.ratelimit import release_attempt, reserve_attempt
+from backend.members.code import STEP_SECONDS, MemberCodes
+from backend.members.errors import MemberCodeNotRecognised, MemberCodeUsed, TooManyLookups
 from backend.members.tables import EnrolmentChannel, IdentityKind, Member, MemberIdentity, MemberStatus
 from backend.members.wechat import WeChatSession
 from backend.points import service as points
@@ -76,3 +80,23 @@ async def member_profile(member_id: int) -> dict[str, Any]:
     ).first()
     balance, _ = await points.balance_of(member_id)
     return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None, "points_balance": balance}
+
+
+async def look_up_member_code(code: str, *, codes: MemberCodes, kv: KV, staff_id: int, till: str, now: float,
+                              failure_limit: int, window: int) -> dict[str, Any]:
+    """The member a till scanned, each code accepted once; unrecognised codes are limited per staff and till."""
+    counters = ((f"mall:members:lookup_fail:staff:{staff_id}", failure_limit),
+                (f"mall:members:lookup_fail:till:{till}", failure_limit))
+    retry_after = await reserve_attempt(kv, counters, window=window)
+    if retry_after is not None:
+        raise TooManyLookups(retry_after=retry_after, staff_id=staff_id)
+    member_id = codes.member_of(code)
+    step = codes.matching_step(code, member_id, now=now) if member_id else None
+    if step is None or not await is_active_member(member_id):
+        raise MemberCodeNotRecognised(staff_id=staff_id)
+    # Two steps of validity: the guard outlives both.
+    if not await kv.set_if_absent(f"mall:members:code_used:{member_id}:{step}", b"1", expires_in=3 * STEP_SECONDS):
+        raise MemberCodeUsed(member_id=member_id)
+    await release_attempt(kv, counters)
+    logger.info("member code accepted", extra={"member_id": member_id, "staff_id": staff_id})
+    return await member_profile(member_id)

@@ -5,7 +5,7 @@ from typing import Any
 
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.kv import KV
-from backend.core.ratelimit import hit_window
+from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.stores.errors import (
     InvalidCredentials,
     StoreCodeTaken,
@@ -78,25 +78,19 @@ async def create_staff(data: StaffCreate) -> dict[str, Any]:
 
 async def login_staff(username: str, password: str, *, client: str, kv: KV, failure_limit: int,
                       client_failure_limit: int, window: int) -> dict[str, Any]:
-    """Check a password, at most `limit` unsuccessful tries per username and per client in a window.
-
-    Each try takes a place in both counters before the password is checked, so that
-    concurrent guesses cannot all slip in under the limit; a success gives its place back.
-    """
+    """Check a password, at most `limit` unsuccessful tries per username and per client in a window."""
     username = username.strip().lower()
     counters = ((f"mall:stores:login_fail:user:{username}", failure_limit),
                 (f"mall:stores:login_fail:client:{client}", client_failure_limit))
-    for key, limit in counters:
-        retry_after = await hit_window(kv, key, limit=limit, window=window)
-        if retry_after is not None:
-            raise TooManyLoginFailures(retry_after=retry_after, username=username)
+    retry_after = await reserve_attempt(kv, counters, window=window)
+    if retry_after is not None:
+        raise TooManyLoginFailures(retry_after=retry_after, username=username)
     staff = await Staff.select().where(Staff.username == username).first()
     usable = staff is not None and staff["active"]
     if not await verify_password(staff["password_hash"] if usable else None, password):
         logger.info("staff login failed", extra={"client": client})
         raise InvalidCredentials()
-    for key, _ in counters:
-        await kv.decr_if_enough(key, 1)
+    await release_attempt(kv, counters)
     staff["store_ids"] = await staff_store_ids(staff["id"])
     return staff
 

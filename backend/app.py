@@ -21,8 +21,18 @@ from backend.core.kv import KV, kv_from_url
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.members.code import MemberCodes
-from backend.members.controllers import CashierMemberController, MeController, MiniProgramAuthController
-from backend.members.wechat import SandboxCode2Session, WeChatCode2Session
+from backend.members.controllers import (
+    AdminMemberController,
+    CashierMemberController,
+    MeController,
+    MiniProgramAuthController,
+)
+from backend.members.wechat import (
+    SandboxCode2Session,
+    SandboxPhoneNumbers,
+    WeChatCode2Session,
+    WeChatPhoneNumbers,
+)
 from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.points.service import PointsPolicy
 from backend.sandbox.controllers import SandboxWeChatController
@@ -63,21 +73,25 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
 
     route_handlers: list[type] = [
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
-        AdminStoreController, CashierStoreController, CashierMemberController, MyPointsController,
-        AdminPointsController,
+        AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
+        MyPointsController, AdminPointsController,
     ]
     if settings.sandbox_enabled:
         route_handlers.append(SandboxWeChatController)
-        wechat_login = SandboxCode2Session()
+        wechat_login = SandboxCode2Session(app_id=settings.wechat_app_id)
+        phone_numbers = SandboxPhoneNumbers()
     else:
-        wechat_login = WeChatCode2Session(http, base_url=settings.wechat_api_base, app_id=settings.wechat_app_id,
-                                          app_secret=settings.wechat_app_secret)
+        wechat = {"base_url": settings.wechat_api_base, "app_id": settings.wechat_app_id,
+                  "app_secret": settings.wechat_app_secret}
+        wechat_login = WeChatCode2Session(http, **wechat)
+        phone_numbers = WeChatPhoneNumbers(http, kv, **wechat)
 
     tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
                          staff_ttl=settings.staff_token_ttl_seconds)
     points_policy = PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
     collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
-                     "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key)}
+                     "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key),
+                     "phone_numbers": phone_numbers}
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

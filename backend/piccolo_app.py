@@ -4,12 +4,12 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from backend.members.tables import Member, MemberIdentity
+from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
-from backend.sandbox.tables import SandboxLoginCode
+from backend.sandbox.tables import SandboxLoginCode, SandboxPhoneCode
 from backend.stores.tables import Staff, StaffStore, Store
 
-TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, SandboxLoginCode, PointsAccount, PointsEntry, PointsLot,
+TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode, PointsAccount, PointsEntry, PointsLot,
           PointsLotUse]
 
 APP_CONFIG = AppConfig(

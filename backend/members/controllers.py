@@ -2,6 +2,8 @@ from typing import Any
 
 import time
 
+import msgspec
+
 from litestar import Controller, Request, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
@@ -14,17 +16,20 @@ from backend.core.kv import KV
 from backend.core.ratelimit import client_address
 from backend.members.code import MemberCodes
 from backend.members.schemas import (
+    MemberAfterPhoneOut,
     MemberCodeOut,
     MemberLookup,
     MemberLookupOut,
+    MemberMergeRequest,
     MemberOut,
     MiniProgramLogin,
     MiniProgramLoginOut,
+    PhoneBind,
 )
-from backend.members.tables import EnrolmentChannel
-from backend.members.wechat import LoginCodeExchanger
+from backend.members.tables import EnrolmentChannel, MergeReason
+from backend.members.wechat import LoginCodeExchanger, PhoneNumberExchanger
 from backend.settings import Settings
-from backend.stores.auth import CurrentStaff, provide_current_staff
+from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 
 
 def member_out(profile: dict[str, Any]) -> MemberOut:
@@ -66,6 +71,21 @@ class MeController(Controller):
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
         return member_out(await service.member_profile(member.id))
 
+    @post("/phone", operation_id="BindMyPhone", status_code=200)
+    async def bind_phone(
+        self,
+        member: NamedDependency[CurrentMember],
+        data: JSONBody[PhoneBind],
+        phone_numbers: NamedDependency[PhoneNumberExchanger],
+        tokens: NamedDependency[TokenIssuer],
+        settings: NamedDependency[Settings],
+    ) -> MemberAfterPhoneOut:
+        phone = await phone_numbers.phone_number(data.code)
+        holder = await service.bind_phone(member.id, phone, app_id=settings.wechat_app_id)
+        profile = await service.member_profile(holder)
+        token = tokens.issue(PrincipalKind.member, holder) if holder != member.id else None
+        return MemberAfterPhoneOut(**msgspec.structs.asdict(member_out(profile)), access_token=token)
+
     @get("/member-code", operation_id="GetMyMemberCode", cache_control=CacheControlHeader(no_store=True))
     async def member_code(self, member: NamedDependency[CurrentMember],
                           member_codes: NamedDependency[MemberCodes]) -> MemberCodeOut:
@@ -95,3 +115,15 @@ class CashierMemberController(Controller):
         )
         return MemberLookupOut(member_id=profile["id"], nickname=profile["nickname"],
                                phone_masked=profile["phone_masked"], points_balance=profile["points_balance"])
+
+
+class AdminMemberController(Controller):
+    path = "/api/v1/admin/members"
+    tags = ["HQ"]
+    dependencies = {"staff": Provide(provide_hq_admin)}
+
+    @post("/merge", operation_id="MergeMembers", status_code=200)
+    async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:
+        survivor = await service.merge_members(data.survivor_id, data.merged_id, reason=MergeReason.hq,
+                                               staff_id=staff.id)
+        return member_out(await service.member_profile(survivor))

@@ -34,3 +34,33 @@ class MemberCodeUsed(DomainError):
 class TooManyLookups(RateLimited):
     code = "members.too_many_lookups"
     default_message = "Too many unrecognised member codes from this till; wait and try again."
+
+
+class MemberNotFound(DomainError):
+    code = "members.not_found"
+    status_code = 404
+    default_message = "No such member."
+
+
+class MergeIntoSelf(DomainError):
+    code = "members.merge_self"
+    status_code = 422
+    default_message = "A member cannot be merged into itself."
+
+
+class AlreadyMerged(DomainError):
+    code = "members.already_merged"
+    status_code = 409
+    default_message = "That member was already merged into another member."
+
+
+class InvalidPhoneCode(DomainError):
+    code = "members.invalid_phone_code"
+    status_code = 422
+    default_message = "The phone code is invalid, expired or already used; ask for the phone number again."
+
+
+class PhoneWatermarkMismatch(DomainError):
+    code = "members.phone_watermark_mismatch"
+    status_code = 422
+    default_message = "That phone number was issued to another mini-program."

@@ -45,3 +45,16 @@ class MemberLookupOut(Struct):
     nickname: str
     phone_masked: str | None
     points_balance: int
+
+
+class PhoneBind(Struct):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+
+class MemberAfterPhoneOut(MemberOut):
+    access_token: str | None = None  # set when the caller was merged into an older member: use this one now
+
+
+class MemberMergeRequest(Struct):
+    survivor_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
+    merged_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]

@@ -1,15 +1,33 @@
 """Members and the identities that name them."""
 
 import logging
+from datetime import datetime
 from typing import Any
 
-from backend.core.db import is_unique_violation, write_transaction
+from backend.core.clock import utcnow
+from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.members.code import STEP_SECONDS, MemberCodes
-from backend.members.errors import MemberCodeNotRecognised, MemberCodeUsed, TooManyLookups
-from backend.members.tables import EnrolmentChannel, IdentityKind, Member, MemberIdentity, MemberStatus
-from backend.members.wechat import WeChatSession
+from backend.members.errors import (
+    AlreadyMerged,
+    MemberCodeNotRecognised,
+    MemberCodeUsed,
+    MemberNotFound,
+    MergeIntoSelf,
+    PhoneWatermarkMismatch,
+    TooManyLookups,
+)
+from backend.members.tables import (
+    EnrolmentChannel,
+    IdentityKind,
+    Member,
+    MemberIdentity,
+    MemberMerge,
+    MemberStatus,
+    MergeReason,
+)
+from backend.members.wechat import WeChatPhone, WeChatSession
 from backend.points import service as points
 
 logger = logging.getLogger(__name__)
@@ -39,16 +57,27 @@ async def _attach_identity(member_id: int, kind: IdentityKind, value: str) -> No
         logger.info("identity held by another member", extra={"member_id": member_id, "kind": kind.value})
 
 
+def openid_value(app_id: str, openid: str) -> str:
+    return f"{app_id}:{openid}"
+
+
 async def find_or_enrol_wechat_member(
     session: WeChatSession, *, channel: EnrolmentChannel, store_id: int | None = None
 ) -> tuple[int, bool]:
-    """The member this WeChat user is, enrolling them on first sight; answers (member_id, is_new)."""
-    names = [(IdentityKind.wechat_openid, session.openid)]
+    """The member this WeChat user is, enrolling them on first sight; answers (member_id, is_new).
+
+    When the openid and the unionid name two different members, they are one person:
+    the two are merged and the older survives.
+    """
+    names = [(IdentityKind.wechat_openid, openid_value(session.app_id, session.openid))]
     if session.unionid:
         names.append((IdentityKind.wechat_unionid, session.unionid))
     for _ in range(ENROL_ATTEMPTS):
         held = {kind: await member_by_identity(kind, value) for kind, value in names}
-        member_id = held[IdentityKind.wechat_openid] or held.get(IdentityKind.wechat_unionid)
+        by_openid, by_unionid = held[IdentityKind.wechat_openid], held.get(IdentityKind.wechat_unionid)
+        if by_openid is not None and by_unionid is not None and by_openid != by_unionid:
+            return await merge_by_age(by_openid, by_unionid, reason=MergeReason.unionid), False
+        member_id = by_openid or by_unionid
         if member_id is not None:
             for kind, value in names:
                 if held[kind] is None:
@@ -56,10 +85,9 @@ async def find_or_enrol_wechat_member(
             return member_id, False
         try:
             async with write_transaction():
-                rows = await Member.insert(Member(enrolled_via=channel, enrolled_store=store_id))
-                member_id = rows[0]["id"]
-                await MemberIdentity.insert(*(MemberIdentity(member=member_id, kind=kind, value=value)
-                                              for kind, value in names))
+                member_id = await insert_row(Member, enrolled_via=channel, enrolled_store=store_id)
+                for kind, value in names:
+                    await insert_row(MemberIdentity, member=member_id, kind=kind, value=value)
         except Exception as error:
             if not is_unique_violation(error):
                 raise
@@ -100,3 +128,86 @@ async def look_up_member_code(code: str, *, codes: MemberCodes, kv: KV, staff_id
     await release_attempt(kv, counters)
     logger.info("member code accepted", extra={"member_id": member_id, "staff_id": staff_id})
     return await member_profile(member_id)
+
+
+async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason, staff_id: int | None = None,
+                        now: datetime | None = None) -> int:
+    """Fold one member into another: identities, points with their lots and expiry dates, and what
+    later domains own move to the survivor; an audit row records it. Idempotent; answers the survivor."""
+    if survivor_id == merged_id:
+        raise MergeIntoSelf(member_id=survivor_id)
+    now = now or utcnow()
+    try:
+        async with write_transaction():
+            # Touch both rows in one statement (on PostgreSQL: locks them) and read where they stand.
+            rows = await Member.update({Member.status: Member.status}).where(
+                Member.id.is_in([survivor_id, merged_id])).returning(Member.id, Member.status, Member.merged_into)
+            found = {row["id"]: row for row in rows}
+            if survivor_id not in found or merged_id not in found:
+                raise MemberNotFound(member_ids=[survivor_id, merged_id])
+            if found[merged_id]["merged_into"] == survivor_id:
+                return survivor_id  # done before: the same answer again
+            if found[merged_id]["status"] != MemberStatus.active or found[survivor_id]["status"] != MemberStatus.active:
+                raise AlreadyMerged(survivor_id=survivor_id, merged_id=merged_id)
+            await Member.update({Member.status: MemberStatus.merged, Member.merged_into: survivor_id}).where(
+                (Member.id == merged_id) & (Member.status == MemberStatus.active))
+            identities = await MemberIdentity.update({MemberIdentity.member: survivor_id}).where(
+                MemberIdentity.member == merged_id).returning(MemberIdentity.id)
+            moved = await points.merge_accounts(survivor_id, merged_id, now=now)
+            await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
+                             identities_moved=len(identities), points_moved=moved["points"],
+                             debt_moved=moved["debt"], lots_moved=moved["lots"], created_at=now)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        # A concurrent merge of the same member committed first.
+        row = await MemberMerge.select(MemberMerge.survivor).where(MemberMerge.merged == merged_id).first()
+        if row is None or row["survivor"] != survivor_id:
+            raise AlreadyMerged(survivor_id=survivor_id, merged_id=merged_id) from None
+        return survivor_id
+    logger.info("members merged", extra={"member_id": survivor_id, "merged_id": merged_id, "reason": reason.value})
+    return survivor_id
+
+
+def older_and_newer(first: dict[str, Any], second: dict[str, Any]) -> tuple[int, int]:
+    """The older member survives a merge; ties go to the lower id."""
+    a, b = sorted((first, second), key=lambda m: (m["created_at"], m["id"]))
+    return a["id"], b["id"]
+
+
+async def merge_by_age(member_a: int, member_b: int, *, reason: MergeReason) -> int:
+    rows = await Member.select(Member.id, Member.created_at).where(Member.id.is_in([member_a, member_b]))
+    if len(rows) != 2:
+        raise MemberNotFound(member_ids=[member_a, member_b])
+    survivor, merged = older_and_newer(rows[0], rows[1])
+    return await merge_members(survivor, merged, reason=reason)
+
+
+async def bind_phone(member_id: int, phone: WeChatPhone, *, app_id: str) -> int:
+    """Give a member the phone WeChat vouched for; answers the member who holds it afterwards.
+
+    A phone another member already holds means the two are one person: they are
+    merged and the older survives, which may not be the caller.
+    """
+    if phone.watermark_app_id != app_id:
+        raise PhoneWatermarkMismatch(member_id=member_id)
+    holder = await member_by_identity(IdentityKind.phone, phone.phone)
+    if holder == member_id:
+        return member_id
+    if holder is not None:
+        return await merge_by_age(member_id, holder, reason=MergeReason.phone)
+    try:
+        async with write_transaction():
+            # One phone per member: a new number replaces the old one.
+            await MemberIdentity.delete().where(
+                (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone))
+            await insert_row(MemberIdentity, member=member_id, kind=IdentityKind.phone, value=phone.phone)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        # Bound by another member a moment ago: the same person again.
+        holder = await member_by_identity(IdentityKind.phone, phone.phone)
+        return member_id if holder in (None, member_id) else await merge_by_age(member_id, holder,
+                                                                                reason=MergeReason.phone)
+    logger.info("phone bound", extra={"member_id": member_id})
+    return member_id

@@ -1,18 +1,24 @@
 from enum import Enum
 
-from piccolo.columns import ForeignKey, Timestamptz, Varchar
+from piccolo.columns import BigInt, ForeignKey, Integer, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.constraints import Unique
 from piccolo.table import Table
 
-from backend.stores.tables import Store
+from backend.stores.tables import Staff, Store
 
 
 class EnrolmentChannel(str, Enum):
     miniprogram = "miniprogram"
     cashier = "cashier"
     referral = "referral"
+
+
+class MergeReason(str, Enum):
+    phone = "phone"
+    unionid = "unionid"
+    hq = "hq"
 
 
 class MemberStatus(str, Enum):
@@ -33,6 +39,7 @@ class Member(Table, tablename="member"):
     status = Varchar(length=16, choices=MemberStatus, default=MemberStatus.active)
     enrolled_store = ForeignKey(Store, null=True, on_delete=OnDelete.restrict)
     enrolled_via = Varchar(length=16, choices=EnrolmentChannel)
+    merged_into = ForeignKey("self", null=True, on_delete=OnDelete.no_action)
     created_at = Timestamptz(default=TimestamptzNow())
 
 
@@ -45,3 +52,17 @@ class MemberIdentity(Table, tablename="member_identity"):
     created_at = Timestamptz(default=TimestamptzNow())
 
     one_member_per_identity = Unique([kind, value])
+
+
+class MemberMerge(Table, tablename="member_merge"):
+    """Audit of a merge: who survived, who was folded in, why, by whom, and what moved."""
+
+    survivor = ForeignKey(Member, null=False, on_delete=OnDelete.restrict, index=True)
+    merged = ForeignKey(Member, null=False, unique=True, on_delete=OnDelete.restrict)
+    reason = Varchar(length=16, choices=MergeReason)
+    staff = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
+    identities_moved = Integer(default=0)
+    points_moved = BigInt(default=0)
+    debt_moved = BigInt(default=0)
+    lots_moved = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())

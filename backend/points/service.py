@@ -21,6 +21,7 @@ from piccolo.query.functions.aggregate import Sum
 from backend.core.clock import utcnow
 from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.points.errors import IdempotencyConflict, InsufficientPoints
+from backend.members.tables import Member
 from backend.points.tables import EntryKind, PointsAccount, PointsEntry, PointsLot, PointsLotUse
 
 logger = logging.getLogger(__name__)
@@ -347,12 +348,13 @@ async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, i
                 continue
             common = dict(store_id=original["store"], source=(source_type, source_id), key=key, hash_=hash_, now=now,
                           reverses=original["id"])
+            member_id = await _current_member(original["member"])  # a merge may have moved the points
             if original["kind"] == EntryKind.redeem:
-                posted.append(await _credit(original["member"], due, EntryKind.reverse_redeem,
+                posted.append(await _credit(member_id, due, EntryKind.reverse_redeem,
                                             restore_from=original["id"], **common))
             else:
                 lot = await PointsLot.select(PointsLot.id).where(PointsLot.entry == original["id"]).first()
-                posted.append(await _debit(original["member"], due, EntryKind.reverse_earn, allow_debt=True,
+                posted.append(await _debit(member_id, due, EntryKind.reverse_earn, allow_debt=True,
                                            prefer_lot=lot["id"] if lot else None, **common))
         return posted
 
@@ -427,3 +429,38 @@ async def total_balances() -> int:
     with heavy_reads():
         row = await PointsAccount.select(Sum(PointsAccount.balance).as_alias("total")).first()
     return int(row["total"] or 0) if row else 0
+
+
+async def merge_accounts(survivor_id: int, merged_id: int, *, now: datetime | None = None) -> dict[str, int]:
+    """Move a merged member's points, lots (with their stores and expiry dates) and debt to the survivor.
+
+    Runs inside the caller's write transaction (the member merge); answers what moved.
+    """
+    now = now or utcnow()
+    for member_id in sorted((survivor_id, merged_id)):  # one lock order for every merge: no deadlocks
+        await _lock_account(member_id, now)
+    balance, debt = await balance_of(merged_id)
+    lots = await PointsLot.update({PointsLot.member: survivor_id}).where(
+        (PointsLot.member == merged_id) & PointsLot.expired_at.is_null()).returning(PointsLot.id)
+    if balance or debt:
+        source, hash_ = ("member", str(merged_id)), ""
+        after = await _set_account(merged_id, balance_delta=-balance, debt_delta=-debt)
+        await _entry(merged_id, EntryKind.merge_out, delta=-balance, debt_delta=-debt, after=after, store_id=None,
+                     source=source, key=f"merge:{merged_id}:out", hash_=hash_, now=now)
+        after = await _set_account(survivor_id, balance_delta=balance, debt_delta=debt)
+        await _entry(survivor_id, EntryKind.merge_in, delta=balance, debt_delta=debt, after=after, store_id=None,
+                     source=source, key=f"merge:{merged_id}:in", hash_=hash_, now=now)
+        if after[0] and after[1]:  # the survivor's points now pay what either of them owed
+            await _settle_debt(survivor_id, min(after), store_id=None, source=source, key=f"merge:{merged_id}:settle",
+                               hash_=hash_, now=now)
+    return {"points": balance, "debt": debt, "lots": len(lots)}
+
+
+async def _current_member(member_id: int) -> int:
+    """Follow merges: the member whose account now holds what `member_id` earned."""
+    for _ in range(32):
+        row = await Member.select(Member.merged_into).where(Member.id == member_id).first()
+        if row is None or row["merged_into"] is None:
+            return member_id
+        member_id = row["merged_into"]
+    raise RuntimeError(f"merge chain from member {member_id} does not end")

@@ -1,8 +1,10 @@
 from litestar import Controller, post
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from backend.sandbox import service
-from backend.sandbox.schemas import LoginCodeCreate, LoginCodeOut
+from backend.sandbox.schemas import LoginCodeCreate, LoginCodeOut, PhoneCodeCreate, PhoneCodeOut
+from backend.settings import Settings
 
 
 class SandboxWeChatController(Controller):
@@ -16,3 +18,10 @@ class SandboxWeChatController(Controller):
         row = await service.issue_login_code(openid=data.openid, unionid=data.unionid)
         return LoginCodeOut(code=row.code, openid=row.openid, unionid=row.unionid,
                             expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)
+
+    @post("/phone-codes", operation_id="CreateSandboxPhoneCode")
+    async def create_phone_code(self, data: JSONBody[PhoneCodeCreate],
+                                settings: NamedDependency[Settings]) -> PhoneCodeOut:
+        code = await service.issue_phone_code(phone=data.phone, country_code=data.country_code,
+                                               app_id=data.appid or settings.wechat_app_id)
+        return PhoneCodeOut(code=code, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)

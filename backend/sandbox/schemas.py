@@ -17,3 +17,14 @@ class LoginCodeOut(Struct):
     openid: str
     unionid: str | None
     expires_in_seconds: int
+
+
+class PhoneCodeCreate(Struct):
+    phone: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,15}$")]
+    country_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,4}$")] = "86"
+    appid: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{2,64}$")] | None = None
+
+
+class PhoneCodeOut(Struct):
+    code: str
+    expires_in_seconds: int

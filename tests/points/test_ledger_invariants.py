@@ -28,7 +28,8 @@ class Ledger(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.run(open_database(pool_size=4))
         self.run(self._clean())
-        self.members = [self.run(insert_row(Member, enrolled_via="cashier")) for _ in range(2)]
+        self.members = [self.run(insert_row(Member, enrolled_via="cashier")) for _ in range(3)]
+        self.merged = False
         self.now = START
         self.counter = 0
         self.refunded: dict[str, int] = {}
@@ -56,7 +57,7 @@ class Ledger(RuleBasedStateMachine):
 
     # Operations ----------------------------------------------------------
 
-    @rule(target=sources, member=st.integers(0, 1), points=st.integers(1, 500), as_reward=st.booleans())
+    @rule(target=sources, member=st.integers(0, 2), points=st.integers(1, 500), as_reward=st.booleans())
     def earn(self, member, points, as_reward):
         order = self.fresh("order")
         operation = service.reward if as_reward else service.earn
@@ -65,7 +66,7 @@ class Ledger(RuleBasedStateMachine):
         assert posted.delta == points
         return (order, points)
 
-    @rule(target=sources, member=st.integers(0, 1), points=st.integers(1, 300))
+    @rule(target=sources, member=st.integers(0, 2), points=st.integers(1, 300))
     def redeem(self, member, points):
         order = self.fresh("order")
         balance, _ = self.run(service.balance_of(self.members[member]))
@@ -88,6 +89,25 @@ class Ledger(RuleBasedStateMachine):
         self.run(service.reverse("order", order, refunded=refunded, of=amount,
                                  idempotency_key=self.fresh("refund"), now=self.now))
 
+    @rule()
+    def merge(self):
+        """The third member is folded into the first once; their points, lots and debt move."""
+        if self.merged:
+            return
+        self.merged = True
+        survivor, merged = self.members[0], self.members[2]
+        before = [self.run(service.balance_of(m)) for m in (survivor, merged)]
+
+        async def fold() -> dict:
+            async with write_transaction():
+                return await service.merge_accounts(survivor, merged, now=self.now)
+
+        moved = self.run(fold())
+        assert (moved["points"], moved["debt"]) == before[1]
+        assert self.run(service.balance_of(merged)) == (0, 0)
+        balance, debt = self.run(service.balance_of(survivor))
+        assert balance - debt == (before[0][0] + before[1][0]) - (before[0][1] + before[1][1])
+
     @rule(days=st.integers(1, 400))
     def time_passes(self, days):
         self.now += timedelta(days=days)
@@ -95,7 +115,7 @@ class Ledger(RuleBasedStateMachine):
         due = self.run(PointsLot.count().where(PointsLot.expired_at.is_null() & (PointsLot.expires_at <= self.now)))
         assert due == 0
 
-    @rule(target=keys, member=st.integers(0, 1), delta=st.integers(-200, 200).filter(bool))
+    @rule(target=keys, member=st.integers(0, 2), delta=st.integers(-200, 200).filter(bool))
     def adjust(self, member, delta):
         key = self.fresh("adjust")
         balance, _ = self.run(service.balance_of(self.members[member]))
@@ -127,7 +147,7 @@ class Ledger(RuleBasedStateMachine):
     def books_balance(self) -> None:
         for member in self.members:
             account = self.run(PointsAccount.select().where(PointsAccount.member == member).first())
-            entries = self.run(PointsEntry.select().where(PointsEntry.member == member))
+            entries = self.run(PointsEntry.select().where(PointsEntry.member == member).order_by(PointsEntry.id))
             lots = self.run(PointsLot.select().where((PointsLot.member == member) & PointsLot.expired_at.is_null()))
             balance = account["balance"] if account else 0
             debt = account["debt"] if account else 0

@@ -154,6 +154,7 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
             identities = await MemberIdentity.update({MemberIdentity.member: survivor_id}).where(
                 MemberIdentity.member == merged_id).returning(MemberIdentity.id)
             moved = await points.merge_accounts(survivor_id, merged_id, now=now)
+            # Each domain that keeps rows per member moves them here, in this transaction.
             await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
                              identities_moved=len(identities), points_moved=moved["points"],
                              debt_moved=moved["debt"], lots_moved=moved["lots"], created_at=now)

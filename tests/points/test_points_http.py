@@ -179,3 +179,21 @@ async def test_the_sweeper_expires_due_lots_while_the_app_runs(make_client):
     assert await service.balance_of(member_id) == (0, 0)
     kinds = [r["kind"] for r in await PointsEntry.select(PointsEntry.kind).order_by(PointsEntry.id)]
     assert kinds == ["earn", "expire"]
+
+
+async def test_concurrent_sweeps_expire_each_lot_exactly_once():
+    from backend.core.db import insert_row
+    from backend.members.tables import Member
+
+    members = [await insert_row(Member, enrolled_via="cashier") for _ in range(5)]
+    past = utcnow() - timedelta(days=800)
+    for i, member_id in enumerate(members):
+        for j in range(4):
+            await earn(member_id, 10 + j, f"due-{i}-{j}", now=past)
+    await service.redeem(members[0], 15, store_id=None, source_type="order", source_id="x", idempotency_key="x:r")
+    counts = await asyncio.gather(*(service.expire_due() for _ in range(6)))
+    assert sum(counts) == 20  # every lot claimed by exactly one of the six sweeps
+    expiries = await PointsEntry.select(PointsEntry.source_id).where(PointsEntry.kind == "expire")
+    assert len(expiries) == len({row["source_id"] for row in expiries}) == 20 - 1  # one lot was spent to zero
+    assert [await service.balance_of(m) for m in members] == [(0, 0)] * 5
+    assert await service.expire_due() == 0

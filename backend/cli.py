@@ -54,8 +54,9 @@ async def seed_demo(password: str) -> list[str]:
     try:
         for code, name, address, hours in DEMO_STORES:
             if not await Store.exists().where(Store.code == code):
+                welcome = f"欢迎光临{name.split()[0]}，已为您开通会员。"
                 await service.create_store(StoreCreate(code=code, name=name, address=address, opening_hours=hours,
-                                                       landing_text=f"欢迎光临{name.split()[0]}，已为您开通会员。"))
+                                                       landing_text=welcome))
                 created.append(f"store {code}")
         ids = {row["code"]: row["id"] for row in await Store.select(Store.id, Store.code)}
         for username, role, codes in DEMO_STAFF:

@@ -9,8 +9,10 @@ from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsL
 from backend.sandbox.tables import SandboxLoginCode, SandboxPhoneCode
 from backend.stores.tables import Staff, StaffStore, Store
 
-TABLES = [Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode, PointsAccount, PointsEntry, PointsLot,
-          PointsLotUse]
+TABLES = [
+    Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
+    PointsAccount, PointsEntry, PointsLot, PointsLotUse,
+]
 
 APP_CONFIG = AppConfig(
     app_name="backend",

@@ -135,7 +135,8 @@ class Settings:
         check_database_url(database_url)
         payment_provider = env.get("PAYMENT_PROVIDER") or "sandbox"
         if payment_provider not in PAYMENT_PROVIDERS:
-            raise SettingsError(f"PAYMENT_PROVIDER must be one of {', '.join(PAYMENT_PROVIDERS)}, got {payment_provider!r}")
+            choices = ", ".join(PAYMENT_PROVIDERS)
+            raise SettingsError(f"PAYMENT_PROVIDER must be one of {choices}, got {payment_provider!r}")
         secret_key = env.get("SECRET_KEY", "")
         if not secret_key:
             if app_env == "production":

@@ -40,7 +40,7 @@ def get_engine() -> Engine:
 
 
 def write_transaction() -> BaseTransaction:
-    """Open a transaction that will write (`async with write_transaction():`); on SQLite take the write lock up front."""
+    """`async with write_transaction():` opens a transaction that will write; on SQLite it takes the lock up front."""
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)

@@ -66,8 +66,8 @@ class RateLimitMiddleware:
         if retry_after is None:
             await self.app(scope, receive, send)
             return
-        body = msgspec.json.encode(error_body("request.rate_limited", "Too many requests from this client; retry later.",
-                                              {"retryAfterSeconds": retry_after}))
+        message = "Too many requests from this client; retry later."
+        body = msgspec.json.encode(error_body("request.rate_limited", message, {"retryAfterSeconds": retry_after}))
         await send({"type": "http.response.start", "status": 429, "headers": [
             (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
             (b"retry-after", str(retry_after).encode()),

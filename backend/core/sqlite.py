@@ -83,7 +83,8 @@ class EmbeddedTransaction(SQLiteTransaction):
             # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
             # could meet another process's lock with no busy handler to wait for it.
             exclusive = self.transaction_type is TransactionType.exclusive
-            await self.engine.begin(self.connection, TransactionType.exclusive if exclusive else TransactionType.immediate)
+            kind = TransactionType.exclusive if exclusive else TransactionType.immediate
+            await self.engine.begin(self.connection, kind)
         except BaseException:
             lock.release()
             raise
@@ -307,8 +308,8 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         return EmbeddedTransaction(engine=self, transaction_type=transaction_type, allow_nested=allow_nested)
 
 
-_ADD_CONSTRAINT = re.compile(r'^ALTER TABLE (?P<table>\S+) ADD CONSTRAINT (?P<name>\w+) (?P<kind>UNIQUE|CHECK) (?P<body>.*)$',
-                             re.S)
+_ADD_CONSTRAINT = re.compile(
+    r"^ALTER TABLE (?P<table>\S+) ADD CONSTRAINT (?P<name>\w+) (?P<kind>UNIQUE|CHECK) (?P<body>.*)$", re.S)
 _DROP_CONSTRAINT = re.compile(r"^ALTER TABLE (?P<table>\S+) DROP CONSTRAINT (IF EXISTS )?(?P<name>\w+)$")
 
 

@@ -137,8 +137,8 @@ async def _entry(member_id: int, kind: EntryKind, *, delta: int, debt_delta: int
                  reverses: int | None = None, now: datetime) -> int:
     return await insert_row(
         PointsEntry, member=member_id, kind=kind, delta=delta, debt_delta=debt_delta, balance_after=after[0],
-        debt_after=after[1], store=store_id, source_type=source[0], source_id=source[1], reverses=reverses, idempotency_key=key,
-        request_hash=hash_, reason=reason, created_at=now,
+        debt_after=after[1], store=store_id, source_type=source[0], source_id=source[1], reverses=reverses,
+        idempotency_key=key, request_hash=hash_, reason=reason, created_at=now,
     )
 
 
@@ -168,7 +168,7 @@ async def _credit(member_id: int, points: int, kind: EntryKind, *, store_id: int
                   key: str, hash_: str, now: datetime, expires_at: datetime | None = None, reason: str = "",
                   reverses: int | None = None, restore_from: int | None = None) -> Posted:
     """Credit points as a new lot (or back into the lots an entry took), paying any debt off first."""
-    balance, debt = await _lock_account(member_id, now)
+    await _lock_account(member_id, now)
     balance, debt = await _set_account(member_id, balance_delta=points, debt_delta=0)
     entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(balance, debt), store_id=store_id,
                             source=source, key=key, hash_=hash_, reason=reason, reverses=reverses, now=now)

@@ -35,7 +35,7 @@ from backend.members.wechat import (
 )
 from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.points.service import PointsPolicy
-from backend.sandbox.controllers import SandboxWeChatController
+from backend.sandbox.controllers import SandboxWalletController, SandboxWeChatController
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (
     AdminStoreController,
@@ -77,7 +77,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         MyPointsController, AdminPointsController,
     ]
     if settings.sandbox_enabled:
-        route_handlers.append(SandboxWeChatController)
+        route_handlers += [SandboxWeChatController, SandboxWalletController]
         wechat_login = SandboxCode2Session(app_id=settings.wechat_app_id)
         phone_numbers = SandboxPhoneNumbers()
     else:

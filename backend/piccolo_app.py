@@ -6,12 +6,12 @@ from piccolo.conf.apps import AppConfig
 
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
-from backend.sandbox.tables import SandboxLoginCode, SandboxPhoneCode
+from backend.sandbox.tables import SandboxLoginCode, SandboxPaymentCode, SandboxPhoneCode, SandboxTrade
 from backend.stores.tables import Staff, StaffStore, Store
 
 TABLES = [
     Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
-    PointsAccount, PointsEntry, PointsLot, PointsLotUse,
+    PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade,
 ]
 
 APP_CONFIG = AppConfig(

@@ -3,8 +3,10 @@ from typing import Annotated
 import msgspec
 
 from backend.core.schema import Struct
+from backend.sandbox.tables import SandboxScenario
 
-WeChatId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{6,64}$")]
+WECHAT_ID_PATTERN = r"^[0-9A-Za-z_-]{6,64}$"
+WeChatId = Annotated[str, msgspec.Meta(pattern=WECHAT_ID_PATTERN)]
 
 
 class LoginCodeCreate(Struct):
@@ -27,4 +29,13 @@ class PhoneCodeCreate(Struct):
 
 class PhoneCodeOut(Struct):
     code: str
+    expires_in_seconds: int
+
+
+class PaymentCodeCreate(Struct):
+    scenario: SandboxScenario = SandboxScenario.success
+
+
+class PaymentCodeOut(Struct):
+    auth_code: str
     expires_in_seconds: int

@@ -5,8 +5,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, write_transaction
-from backend.sandbox.tables import SandboxLoginCode, SandboxPhoneCode
+from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.sandbox.tables import (
+    SandboxLoginCode,
+    SandboxPaymentCode,
+    SandboxPhoneCode,
+    SandboxScenario,
+    SandboxTrade,
+)
 
 LOGIN_CODE_TTL_SECONDS = 300  # WeChat's wx.login codes live five minutes
 
@@ -59,3 +65,97 @@ async def redeem_phone_code(code: str) -> dict[str, str] | None:
             & (SandboxPhoneCode.expires_at > utcnow())
         ).returning(SandboxPhoneCode.country_code, SandboxPhoneCode.phone, SandboxPhoneCode.app_id)
     return rows[0] if rows else None
+
+
+# WeChat Pay's side of a payment-code payment --------------------------------------------
+
+PAYMENT_CODE_TTL_SECONDS = 60  # a wallet's payment code refreshes every minute
+
+
+async def issue_payment_code(*, openid: str, scenario: SandboxScenario) -> str:
+    """An 18-digit code starting 13, as a WeChat wallet shows it, that pays once as `openid`."""
+    for _ in range(5):
+        code = "13" + "".join(secrets.choice("0123456789") for _ in range(16))
+        try:
+            async with write_transaction():
+                await insert_row(SandboxPaymentCode, auth_code=code, openid=openid, scenario=scenario,
+                                 expires_at=utcnow() + timedelta(seconds=PAYMENT_CODE_TTL_SECONDS))
+            return code
+        except Exception as error:
+            if not is_unique_violation(error):
+                raise
+    raise RuntimeError("could not find an unused payment code")
+
+
+@dataclass(frozen=True, slots=True)
+class TradeAnswer:
+    state: str  # SUCCESS, USERPAYING, PAYERROR, REVOKED, ... as WeChat Pay says them
+    error_code: str | None
+    trade: dict | None
+
+
+# How each scenario answers the payment call, and the state the trade is really in.
+_FIRST_ANSWER = {
+    SandboxScenario.success: ("SUCCESS", "SUCCESS", None),
+    SandboxScenario.password_then_success: ("USERPAYING", "USERPAYING", "USERPAYING"),
+    SandboxScenario.password_timeout: ("USERPAYING", "USERPAYING", "USERPAYING"),
+    SandboxScenario.insufficient_funds: ("PAYERROR", "PAYERROR", "NOTENOUGH"),
+    SandboxScenario.system_error_then_success: ("SUCCESS", "UNKNOWN", "SYSTEMERROR"),
+}
+
+
+async def _trade(out_trade_no: str) -> dict | None:
+    return await SandboxTrade.select().where(SandboxTrade.out_trade_no == out_trade_no).first()
+
+
+async def pay_with_code(*, out_trade_no: str, amount_fen: int, auth_code: str) -> TradeAnswer:
+    """micropay: charge the wallet behind a payment code, the way its scenario says."""
+    async with write_transaction():
+        existing = await _trade(out_trade_no)
+        if existing is not None:  # a second payment call for one trade: the trade as it stands
+            error = None if existing["state"] == "SUCCESS" else "OUT_TRADE_NO_USED"
+            return TradeAnswer(existing["state"], error, existing)
+        claimed = await SandboxPaymentCode.update({SandboxPaymentCode.used_at: utcnow()}).where(
+            (SandboxPaymentCode.auth_code == auth_code) & SandboxPaymentCode.used_at.is_null()
+            & (SandboxPaymentCode.expires_at > utcnow())
+        ).returning(SandboxPaymentCode.openid, SandboxPaymentCode.scenario)
+        if not claimed:
+            return TradeAnswer("PAYERROR", "AUTHCODEEXPIRE", None)
+        scenario = SandboxScenario(claimed[0]["scenario"])
+        real_state, answered_state, error_code = _FIRST_ANSWER[scenario]
+        transaction_id = "42" + "".join(secrets.choice("0123456789") for _ in range(26))
+        await insert_row(SandboxTrade, out_trade_no=out_trade_no, transaction_id=transaction_id,
+                         openid=claimed[0]["openid"], amount_fen=amount_fen, scenario=scenario, state=real_state)
+        trade = await _trade(out_trade_no)
+    return TradeAnswer(answered_state, error_code, trade)
+
+
+async def query_trade(out_trade_no: str) -> dict | None:
+    """The trade as WeChat Pay knows it now; a shopper asked for a password pays at the second query."""
+    async with write_transaction():
+        rows = await SandboxTrade.update({SandboxTrade.queries: SandboxTrade.queries + 1}).where(
+            SandboxTrade.out_trade_no == out_trade_no).returning(SandboxTrade.queries, SandboxTrade.scenario)
+        if not rows:
+            return None
+        if rows[0]["scenario"] == SandboxScenario.password_then_success and rows[0]["queries"] >= 2:
+            await SandboxTrade.update({SandboxTrade.state: "SUCCESS"}).where(
+                (SandboxTrade.out_trade_no == out_trade_no) & (SandboxTrade.state == "USERPAYING"))
+        return await _trade(out_trade_no)
+
+
+async def reverse_trade(out_trade_no: str) -> tuple[bool, bool]:
+    """撤销: cancel the trade, refunding it if it was paid; answers (done, recall).
+
+    A shopper stuck at the password screen (password_timeout) makes WeChat Pay ask for
+    a recall once before the reversal goes through.
+    """
+    async with write_transaction():
+        rows = await SandboxTrade.update({SandboxTrade.reversals: SandboxTrade.reversals + 1}).where(
+            SandboxTrade.out_trade_no == out_trade_no).returning(SandboxTrade.reversals, SandboxTrade.scenario,
+                                                                 SandboxTrade.state)
+        if not rows:
+            return True, False  # nothing to reverse
+        if rows[0]["scenario"] == SandboxScenario.password_timeout and rows[0]["reversals"] == 1:
+            return False, True
+        await SandboxTrade.update({SandboxTrade.state: "REVOKED"}).where(SandboxTrade.out_trade_no == out_trade_no)
+        return True, False

@@ -1,4 +1,8 @@
-from piccolo.columns import Timestamptz, Varchar
+from enum import Enum
+
+from piccolo.columns import BigInt, Integer, Timestamptz, Varchar
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.constraints import Check
 from piccolo.table import Table
 
 
@@ -21,3 +25,37 @@ class SandboxPhoneCode(Table, tablename="sandbox_phone_code"):
     app_id = Varchar(length=64)  # the watermark WeChat puts on the answer
     expires_at = Timestamptz()
     used_at = Timestamptz(null=True, default=None)
+
+
+class SandboxScenario(str, Enum):
+    success = "success"
+    password_then_success = "password_then_success"
+    password_timeout = "password_timeout"
+    insufficient_funds = "insufficient_funds"
+    system_error_then_success = "system_error_then_success"
+
+
+class SandboxPaymentCode(Table, tablename="sandbox_payment_code"):
+    """A payment code a sandbox wallet shows at the till: pays once, as its owner, the way its scenario says."""
+
+    auth_code = Varchar(length=24, unique=True)
+    openid = Varchar(length=64)
+    scenario = Varchar(length=32, choices=SandboxScenario)
+    expires_at = Timestamptz()
+    used_at = Timestamptz(null=True, default=None)
+
+
+class SandboxTrade(Table, tablename="sandbox_trade"):
+    """WeChat Pay's record of a trade, as the sandbox keeps it."""
+
+    out_trade_no = Varchar(length=32, unique=True)
+    transaction_id = Varchar(length=32, unique=True)
+    openid = Varchar(length=64)
+    amount_fen = BigInt()
+    scenario = Varchar(length=32, choices=SandboxScenario)
+    state = Varchar(length=16)
+    queries = Integer(default=0)
+    reversals = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    amount_positive = Check(amount_fen > 0)

@@ -14,6 +14,8 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
+from backend.cashier.controllers import CashierOrderController
+from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
@@ -33,6 +35,8 @@ from backend.members.wechat import (
     WeChatCode2Session,
     WeChatPhoneNumbers,
 )
+from backend.payments.provider import PaymentProvider
+from backend.payments.sandbox import SandboxProvider
 from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.points.service import PointsPolicy
 from backend.sandbox.controllers import SandboxWalletController, SandboxWeChatController
@@ -64,7 +68,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
             gc.collect()
             gc.freeze()
         try:
-            async with running_sweeper(settings.sweep_interval_seconds):
+            async with running_sweeper(settings.sweep_interval_seconds, provider=payment_provider,
+                                       checkout=checkout_policy):
                 yield
         finally:
             await http.aclose()
@@ -74,24 +79,31 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
     route_handlers: list[type] = [
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
-        MyPointsController, AdminPointsController,
+        MyPointsController, AdminPointsController, CashierOrderController,
     ]
     if settings.sandbox_enabled:
         route_handlers += [SandboxWeChatController, SandboxWalletController]
         wechat_login = SandboxCode2Session(app_id=settings.wechat_app_id)
         phone_numbers = SandboxPhoneNumbers()
+        payment_provider: PaymentProvider | None = SandboxProvider()
     else:
         wechat = {"base_url": settings.wechat_api_base, "app_id": settings.wechat_app_id,
                   "app_secret": settings.wechat_app_secret}
         wechat_login = WeChatCode2Session(http, **wechat)
         phone_numbers = WeChatPhoneNumbers(http, kv, **wechat)
+        payment_provider = None  # the WeChat Pay adapter is not built yet: checkouts answer 503
 
     tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
                          staff_ttl=settings.staff_token_ttl_seconds)
     points_policy = PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
+    checkout_policy = CheckoutPolicy(
+        max_amount_fen=settings.checkout_max_amount_fen, redeem_points_per_yuan=settings.redeem_points_per_yuan,
+        query_interval=settings.micropay_query_interval_seconds, payment_timeout=settings.micropay_timeout_seconds,
+        inline_wait=settings.micropay_inline_wait_seconds, app_id=settings.wechat_app_id, points=points_policy)
     collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
                      "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key),
-                     "phone_numbers": phone_numbers}
+                     "phone_numbers": phone_numbers, "payment_provider": payment_provider,
+                     "checkout_policy": checkout_policy}
     return Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

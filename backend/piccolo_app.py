@@ -4,6 +4,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from backend.cashier.tables import Order
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
 from backend.sandbox.tables import SandboxLoginCode, SandboxPaymentCode, SandboxPhoneCode, SandboxTrade
@@ -11,7 +12,7 @@ from backend.stores.tables import Staff, StaffStore, Store
 
 TABLES = [
     Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
-    PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade,
+    PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade, Order,
 ]
 
 APP_CONFIG = AppConfig(

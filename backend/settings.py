@@ -30,6 +30,19 @@ def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> i
     return value
 
 
+def _seconds(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return value
+
+
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -110,6 +123,11 @@ class Settings:
     redis_pool_size: int = 64
     member_lookup_failure_limit: int = 10
     member_lookup_failure_window_seconds: int = 300
+    checkout_max_amount_fen: int = 5_000_000
+    redeem_points_per_yuan: int = 100
+    micropay_query_interval_seconds: float = 5.0
+    micropay_timeout_seconds: float = 30.0
+    micropay_inline_wait_seconds: float = 8.0
     points_expiry_months: int = 12
     points_timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: float = 15.0
@@ -177,9 +195,16 @@ class Settings:
                                              minimum=1),
             member_lookup_failure_window_seconds=_int(env, "MEMBER_LOOKUP_FAILURE_WINDOW_SECONDS",
                                                       cls.member_lookup_failure_window_seconds, minimum=1),
+            checkout_max_amount_fen=_int(env, "CHECKOUT_MAX_AMOUNT_FEN", cls.checkout_max_amount_fen, minimum=1),
+            redeem_points_per_yuan=_int(env, "REDEEM_POINTS_PER_YUAN", cls.redeem_points_per_yuan, minimum=1),
+            micropay_query_interval_seconds=_seconds(env, "MICROPAY_QUERY_INTERVAL_SECONDS",
+                                                     cls.micropay_query_interval_seconds),
+            micropay_timeout_seconds=_seconds(env, "MICROPAY_TIMEOUT_SECONDS", cls.micropay_timeout_seconds),
+            micropay_inline_wait_seconds=_seconds(env, "MICROPAY_INLINE_WAIT_SECONDS",
+                                                  cls.micropay_inline_wait_seconds),
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
             points_timezone=_timezone(env.get("POINTS_TIMEZONE") or cls.points_timezone),
-            sweep_interval_seconds=_int(env, "SWEEP_INTERVAL_SECONDS", int(cls.sweep_interval_seconds)),
+            sweep_interval_seconds=_seconds(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),
         )

@@ -6,18 +6,26 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+from backend.cashier import service as cashier
+from backend.cashier.service import CheckoutPolicy
+from backend.payments.provider import PaymentProvider
 from backend.points import service as points
 
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(*, now: datetime | None = None) -> dict[str, int]:
-    """Settle everything that is due; answers how many rows of each kind were settled."""
-    return {"points_lots_expired": await points.expire_due(now=now)}
+async def sweep_once(*, provider: PaymentProvider | None, checkout: CheckoutPolicy,
+                     now: datetime | None = None) -> dict[str, int]:
+    """Settle everything that is due; answers how many rows of each kind were settled or stepped."""
+    done = {"points_lots_expired": await points.expire_due(now=now)}
+    if provider is not None:
+        done["payments_stepped"] = await cashier.advance_due(provider=provider, policy=checkout, now=now)
+    return done
 
 
 @asynccontextmanager
-async def running_sweeper(interval: float) -> AsyncIterator[None]:
+async def running_sweeper(interval: float, *, provider: PaymentProvider | None,
+                          checkout: CheckoutPolicy) -> AsyncIterator[None]:
     """Sweep every `interval` seconds while the app runs (0: never)."""
     if interval <= 0:
         yield
@@ -26,7 +34,7 @@ async def running_sweeper(interval: float) -> AsyncIterator[None]:
     async def loop() -> None:
         while True:
             try:
-                await sweep_once()
+                await sweep_once(provider=provider, checkout=checkout)
             except Exception:  # one failed pass must not stop the next ones
                 logger.exception("sweep failed")
             await asyncio.sleep(interval)

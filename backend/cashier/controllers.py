@@ -1,0 +1,101 @@
+import time
+from typing import Any
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from backend.cashier import service
+from backend.cashier.errors import OrderNotFound, ProviderUnavailable
+from backend.cashier.schemas import LandingOut, OrderOut, TillOrderCreate
+from backend.cashier.service import CheckoutPolicy
+from backend.core.kv import KV
+from backend.core.ratelimit import client_address
+from backend.members import service as members
+from backend.members.code import MemberCodes
+from backend.payments.provider import PaymentProvider
+from backend.settings import Settings
+from backend.stores import service as stores
+from backend.stores.auth import CurrentStaff, provide_current_staff
+
+
+async def order_out(order: dict[str, Any]) -> OrderOut:
+    landing = None
+    if order["status"] == "paid":
+        store = await stores.get_store(order["store"])
+        if store["landing_text"] or store["landing_url"]:
+            landing = LandingOut(text=store["landing_text"], url=store["landing_url"] or None)
+    return OrderOut(
+        id=order["id"], store_id=order["store"], amount_fen=order["amount_fen"], paid_fen=order["paid_fen"],
+        points_redeemed=order["points_redeemed"], status=order["status"], out_trade_no=order["out_trade_no"],
+        member_id=order["member"], member_enrolled=order["member_enrolled"], points_earned=order["points_earned"],
+        created_at=order["created_at"], paid_at=order["paid_at"], landing=landing,
+    )
+
+
+def _provider(provider: PaymentProvider | None) -> PaymentProvider:
+    if provider is None:
+        raise ProviderUnavailable()
+    return provider
+
+
+class CashierOrderController(Controller):
+    path = "/api/v1/cashier/orders"
+    tags = ["Cashier"]
+    dependencies = {"staff": Provide(provide_current_staff)}
+
+    @post(operation_id="CreateTillOrder")
+    async def create(
+        self,
+        request: Request,
+        staff: NamedDependency[CurrentStaff],
+        data: JSONBody[TillOrderCreate],
+        payment_provider: NamedDependency[PaymentProvider | None],
+        checkout_policy: NamedDependency[CheckoutPolicy],
+        member_codes: NamedDependency[MemberCodes],
+        kv: NamedDependency[KV],
+        settings: NamedDependency[Settings],
+    ) -> Response[OrderOut]:
+        staff.ensure_store(data.store_id)
+        provider = _provider(payment_provider)
+        replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
+                    "points_to_redeem": data.points_to_redeem}
+        existing = await service.find_order(data.store_id, data.idempotency_key)
+        if existing is not None:  # a retry: the member code was spent by the first request
+            service.check_replay(existing, **replayed)
+            return Response(await order_out(await service.await_outcome(existing["id"], checkout_policy)),
+                            status_code=200)
+        member_id = None
+        if data.member_code:
+            profile = await members.look_up_member_code(
+                data.member_code, codes=member_codes, kv=kv, staff_id=staff.id,
+                till=data.till_id or client_address(request.scope), now=time.time(),
+                failure_limit=settings.member_lookup_failure_limit,
+                window=settings.member_lookup_failure_window_seconds)
+            member_id = profile["id"]
+        order, created = await service.checkout(
+            store_id=data.store_id, staff_id=staff.id, amount_fen=data.amount_fen, auth_code=data.auth_code,
+            idempotency_key=data.idempotency_key, request=replayed, member_id=member_id,
+            points_to_redeem=data.points_to_redeem, provider=provider, policy=checkout_policy)
+        return Response(await order_out(order), status_code=201 if created else 200)
+
+    @get("/{order_id:int}", operation_id="GetTillOrder")
+    async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: FromPath[int]) -> OrderOut:
+        order = await service.get_order(order_id)
+        if not staff.acts_for(order["store"]):
+            raise OrderNotFound(order_id=order_id)
+        return await order_out(order)
+
+    @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
+    async def cancel(
+        self,
+        staff: NamedDependency[CurrentStaff],
+        order_id: FromPath[int],
+        payment_provider: NamedDependency[PaymentProvider | None],
+        checkout_policy: NamedDependency[CheckoutPolicy],
+    ) -> OrderOut:
+        order = await service.get_order(order_id)
+        if not staff.acts_for(order["store"]):
+            raise OrderNotFound(order_id=order_id)
+        return await order_out(await service.cancel(order_id, provider=_provider(payment_provider),
+                                                    policy=checkout_policy))

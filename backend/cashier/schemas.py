@@ -1,0 +1,38 @@
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from backend.cashier.tables import OrderStatus
+from backend.core.schema import Struct
+
+
+class TillOrderCreate(Struct):
+    store_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
+    amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
+    auth_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    idempotency_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
+    member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
+    points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+    till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
+
+
+class LandingOut(Struct):
+    text: str
+    url: str | None
+
+
+class OrderOut(Struct):
+    id: int
+    store_id: int
+    amount_fen: int
+    paid_fen: int
+    points_redeemed: int
+    status: OrderStatus
+    out_trade_no: str
+    member_id: int | None
+    member_enrolled: bool
+    points_earned: int
+    created_at: datetime
+    paid_at: datetime | None
+    landing: LandingOut | None

@@ -1,0 +1,282 @@
+"""Checkout at the till: one order per idempotency key, one payment call per order, a state machine that
+always ends paid, failed or cancelled, and a member with points at the end of every paid checkout.
+
+    paying -> paid        the provider says SUCCESS (at once, or at any query)
+    paying -> failed      a definite failure; reserved points are released
+    paying -> cancelled   still unpaid at the timeout: reversed (only after a query said not paid)
+"""
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from backend.cashier.codes import PaymentCodeKind, classify_payment_code, new_out_trade_no
+from backend.cashier.errors import (
+    AmountOutOfRange,
+    IdempotencyConflict,
+    InvalidPaymentCode,
+    OrderNotCancellable,
+    OrderNotFound,
+    PointsNeedMember,
+    PointsNotExact,
+    ProviderUnsupported,
+)
+from backend.cashier.tables import Order, OrderChannel, OrderStatus
+from backend.core.clock import utcnow
+from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.members import service as members
+from backend.members.tables import EnrolmentChannel
+from backend.members.wechat import WeChatSession
+from backend.payments.provider import Payment, PaymentProvider, PayOutcome, TradeState
+from backend.points import service as points
+from backend.points.service import PointsPolicy
+from backend.stores.tables import Store
+
+logger = logging.getLogger(__name__)
+
+SOURCE = "till_order"
+MAX_RECALLS = 5
+NOT_PAID_YET = (TradeState.userpaying, TradeState.notpay)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckoutPolicy:
+    max_amount_fen: int = 5_000_000
+    redeem_points_per_yuan: int = 100
+    query_interval: float = 5.0
+    payment_timeout: float = 30.0
+    inline_wait: float = 8.0
+    app_id: str = ""
+    points: PointsPolicy = PointsPolicy()
+
+
+def _hash(**request: Any) -> str:
+    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+
+
+async def get_order(order_id: int) -> dict[str, Any]:
+    order = await Order.select().where(Order.id == order_id).first()
+    if order is None:
+        raise OrderNotFound(order_id=order_id)
+    return order
+
+
+async def find_order(store_id: int, idempotency_key: str) -> dict[str, Any] | None:
+    return await Order.select().where((Order.store == store_id) & (Order.idempotency_key == idempotency_key)).first()
+
+
+def check_replay(order: dict[str, Any], **request: Any) -> None:
+    if order["request_hash"] != _hash(**request):
+        raise IdempotencyConflict(order_id=order["id"])
+
+
+def validate_checkout(*, amount_fen: int, auth_code: str, member_id: int | None, points_to_redeem: int,
+                      policy: CheckoutPolicy) -> int:
+    """Everything that can be refused before a provider call; answers the fen the points take off."""
+    kind = classify_payment_code(auth_code)
+    if kind is None:
+        raise InvalidPaymentCode()
+    if kind is PaymentCodeKind.alipay:
+        raise ProviderUnsupported()
+    if amount_fen > policy.max_amount_fen:
+        raise AmountOutOfRange(details={"maxAmountFen": policy.max_amount_fen})
+    if not points_to_redeem:
+        return 0
+    if member_id is None:
+        raise PointsNeedMember()
+    discount, remainder = divmod(points_to_redeem * 100, policy.redeem_points_per_yuan)
+    if remainder or discount >= amount_fen:
+        raise PointsNotExact(details={"pointsPerYuan": policy.redeem_points_per_yuan})
+    return discount
+
+
+async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: str, idempotency_key: str,
+                   request: dict[str, Any], member_id: int | None, points_to_redeem: int, provider: PaymentProvider,
+                   policy: CheckoutPolicy) -> tuple[dict[str, Any], bool]:
+    """Take a payment-code payment; answers the order once it is settled or the inline wait is over, and
+    whether this request created it (a concurrent duplicate gets the first request's order)."""
+    discount = validate_checkout(amount_fen=amount_fen, auth_code=auth_code, member_id=member_id,
+                                 points_to_redeem=points_to_redeem, policy=policy)
+    now = utcnow()
+    out_trade_no = new_out_trade_no(now)
+    try:
+        async with write_transaction():
+            order_id = await insert_row(
+                Order, store=store_id, staff=staff_id, member=member_id, channel=OrderChannel.till,
+                amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
+                out_trade_no=out_trade_no, idempotency_key=idempotency_key, request_hash=_hash(**request),
+                next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
+                reverse_at=now + timedelta(seconds=policy.payment_timeout), created_at=now,
+            )
+            if points_to_redeem:  # reserved with the order; released if the payment does not happen
+                await points.redeem(member_id, points_to_redeem, store_id=store_id, source_type=SOURCE,
+                                    source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:redeem", now=now)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        # The same checkout again (a double scan, a retry): the first request's order, and no second payment.
+        existing = await find_order(store_id, idempotency_key)
+        check_replay(existing, **request)
+        return await await_outcome(existing["id"], policy), False
+    payment = await _micropay(provider, out_trade_no=out_trade_no, amount_fen=amount_fen - discount,
+                              auth_code=auth_code)
+    await _apply_payment(order_id, payment, provider=provider, policy=policy)
+    return await _pursue_inline(order_id, provider=provider, policy=policy), True
+
+
+async def _micropay(provider: PaymentProvider, **call: Any) -> Payment:
+    try:
+        return await provider.micropay(description="checkout", **call)
+    except (httpx.HTTPError, asyncio.TimeoutError) as error:  # the call may or may not have reached WeChat Pay
+        logger.warning("micropay call failed", extra={"error": type(error).__name__})
+        return Payment(PayOutcome.unknown, error_code="NETWORK")
+
+
+async def _apply_payment(order_id: int, payment: Payment, *, provider: PaymentProvider,
+                         policy: CheckoutPolicy) -> None:
+    if payment.outcome is PayOutcome.paid:
+        await settle_paid(order_id, transaction_id=payment.transaction_id or "", payer_openid=payment.payer_openid,
+                          amount_fen=payment.amount_fen, policy=policy)
+    elif payment.outcome is PayOutcome.failed:
+        await settle_unpaid(order_id, OrderStatus.failed, failure=payment.error_code or "FAILED")
+    else:  # unknown: ask again soon
+        await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.query_interval)}).where(
+            (Order.id == order_id) & (Order.status == OrderStatus.paying))
+
+
+async def _pursue_inline(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> dict[str, Any]:
+    """Keep asking while the till waits (a few seconds); after that the sweeper carries on."""
+    deadline = asyncio.get_running_loop().time() + policy.inline_wait
+    while True:
+        order = await get_order(order_id)
+        if order["status"] != OrderStatus.paying:
+            return order
+        wait = (order["next_query_at"] - utcnow()).total_seconds()
+        if asyncio.get_running_loop().time() + max(wait, 0) > deadline:
+            return order
+        await asyncio.sleep(max(wait, 0))
+        await advance(order_id, provider=provider, policy=policy)
+
+
+async def await_outcome(order_id: int, policy: CheckoutPolicy) -> dict[str, Any]:
+    """A duplicate request waits for the first one's outcome as long as the till would."""
+    deadline = asyncio.get_running_loop().time() + policy.inline_wait
+    while True:
+        order = await get_order(order_id)
+        if order["status"] != OrderStatus.paying or asyncio.get_running_loop().time() >= deadline:
+            return order
+        await asyncio.sleep(0.05)
+
+
+async def advance(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
+    """One step for a payment whose outcome is unknown, by whichever worker claims it first."""
+    now = utcnow()
+    claimed = await Order.update({Order.next_query_at: now + timedelta(seconds=policy.query_interval)}).where(
+        (Order.id == order_id) & (Order.status == OrderStatus.paying) & (Order.next_query_at <= now)
+    ).returning(Order.out_trade_no, Order.reverse_at)
+    if not claimed:
+        return
+    out_trade_no, reverse_at = claimed[0]["out_trade_no"], claimed[0]["reverse_at"]
+    try:
+        trade = await provider.query(out_trade_no)
+    except (httpx.HTTPError, asyncio.TimeoutError):
+        return  # asked again at the next step
+    if trade.state is TradeState.success:  # even at the last moment, a payment wins
+        await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
+                          amount_fen=trade.amount_fen, policy=policy)
+    elif trade.state is TradeState.payerror:
+        await settle_unpaid(order_id, OrderStatus.failed, failure="PAYERROR")
+    elif trade.state in (TradeState.revoked, TradeState.closed):
+        await settle_unpaid(order_id, OrderStatus.cancelled, failure=trade.state.value)
+    elif now >= reverse_at:  # a query has just said it is not paid: only now may it be reversed
+        await _reverse(order_id, out_trade_no, provider=provider)
+
+
+async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvider) -> bool:
+    for _ in range(MAX_RECALLS):
+        try:
+            reversal = await provider.reverse(out_trade_no)
+        except (httpx.HTTPError, asyncio.TimeoutError):
+            return False  # the next step queries and reverses again
+        if reversal.done:
+            await settle_unpaid(order_id, OrderStatus.cancelled, failure="REVERSED")
+            return True
+        if not reversal.recall:
+            return False
+    return False
+
+
+async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
+                      policy: CheckoutPolicy) -> None:
+    """In one transaction: the order is paid, its payer a member (enrolled here if new), its points earned."""
+    now = utcnow()
+    async with write_transaction():
+        claimed = await Order.update({
+            Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
+            Order.payer_openid: payer_openid or "", Order.next_query_at: None,
+        }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
+            Order.store, Order.member, Order.paid_fen)
+        if not claimed:
+            return  # settled already, by another request or worker
+        order = claimed[0]
+        if amount_fen is not None and amount_fen != order["paid_fen"]:
+            logger.error("paid amount differs from the order", extra={"order_id": order_id})
+        member_id, enrolled = order["member"], False
+        if member_id is None and payer_openid:
+            session = WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None)
+            member_id, enrolled = await members.find_or_enrol_wechat_member(
+                session, channel=EnrolmentChannel.cashier, store_id=order["store"])
+        earned = 0
+        if member_id is not None:
+            store = await Store.select(Store.points_per_yuan).where(Store.id == order["store"]).first()
+            earned = order["paid_fen"] * store["points_per_yuan"] // 100
+            if earned:
+                await points.earn(member_id, earned, store_id=order["store"], source_type=SOURCE,
+                                  source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:earn", now=now,
+                                  policy=policy.points)
+        await Order.update({Order.member: member_id, Order.member_enrolled: enrolled,
+                            Order.points_earned: earned}).where(Order.id == order_id)
+    logger.info("order paid", extra={"order_id": order_id, "member_id": member_id})
+
+
+async def settle_unpaid(order_id: int, status: OrderStatus, *, failure: str) -> None:
+    """The payment did not happen: the order ends, and the points it reserved come back."""
+    async with write_transaction():
+        claimed = await Order.update({Order.status: status, Order.failure: failure, Order.next_query_at: None}).where(
+            (Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(Order.points_redeemed)
+        if claimed and claimed[0]["points_redeemed"]:
+            await points.reverse(SOURCE, str(order_id), refunded=1, of=1,
+                                 idempotency_key=f"{SOURCE}:{order_id}:release")
+    if claimed:
+        logger.info("order not paid", extra={"order_id": order_id, "status": status.value})
+
+
+async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> dict[str, Any]:
+    """The cashier gives up on a payment: asked once more, then reversed unless it was paid after all."""
+    order = await get_order(order_id)
+    if order["status"] in (OrderStatus.failed, OrderStatus.cancelled):
+        return order
+    if order["status"] != OrderStatus.paying:
+        raise OrderNotCancellable(order_id=order_id)
+    trade = await provider.query(order["out_trade_no"])
+    if trade.state is TradeState.success:
+        await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
+                          amount_fen=trade.amount_fen, policy=policy)
+        raise OrderNotCancellable("The shopper had already paid.", order_id=order_id)
+    await _reverse(order_id, order["out_trade_no"], provider=provider)
+    return await get_order(order_id)
+
+
+async def advance_due(*, provider: PaymentProvider, policy: CheckoutPolicy, now: datetime | None = None) -> int:
+    """The sweeper's part: every payment whose next step is due gets it; answers how many."""
+    due = await Order.select(Order.id).where(
+        (Order.status == OrderStatus.paying) & (Order.next_query_at <= (now or utcnow()))).limit(200)
+    for row in due:
+        await advance(row["id"], provider=provider, policy=policy)
+    return len(due)

@@ -17,12 +17,15 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = str(ROOT / ".venv" / "bin" / "python")
 OUT = ROOT / "var" / "bench"
+DEMO_PASSWORD = "bench-demo-password"
 
 
 @dataclass(frozen=True)
@@ -32,12 +35,66 @@ class Scenario:
     path: str
     body: str | None = None
     describes: str = ""
+    # Builds the wrk script for scenarios whose every request differs: (base url, seconds it must last) -> Lua.
+    prepare: Callable[[str, int], str] | None = None
 
+
+def post_json(url: str, body: dict, headers: dict[str, str] | None = None) -> dict:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"content-type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def prepare_checkouts(url: str, seconds: int) -> str:
+    """Checkouts at the till, each by a new shopper (a new sandbox wallet) who is enrolled on payment."""
+    token = post_json(f"{url}/api/v1/auth/staff/login",
+                      {"username": "cashier1", "password": DEMO_PASSWORD})["accessToken"]
+    store_id = next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read())
+                    if s["code"] == "S001")
+    wanted = 2_000 * seconds  # far more than the till can take in that time
+    progress(f"checkout-micropay: issuing {wanted} sandbox payment codes, one wallet each")
+    with ThreadPoolExecutor(16) as pool:
+        codes = list(pool.map(lambda i: post_json(
+            f"{url}/api/v1/sandbox/wallets/oBench{i:022d}/payment-codes", {})["authCode"], range(wanted)))
+    codes_file = OUT / "payment-codes.txt"
+    codes_file.write_text("\n".join(codes) + "\n")
+    return CHECKOUT_LUA.replace("CODES_FILE", str(codes_file)).replace("TOKEN", token) \
+        .replace("STORE_ID", str(store_id))
+
+
+CHECKOUT_LUA = """
+local threads, counter = {}, 1
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+function init(args)
+  codes, n = {}, 0
+  local i = 0
+  for line in io.lines("CODES_FILE") do
+    if i % THREADS == id - 1 then table.insert(codes, line) end
+    i = i + 1
+  end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.headers["Authorization"] = "Bearer TOKEN"
+end
+function request()
+  n = n + 1
+  local body = string.format('{"storeId":STORE_ID,"amountFen":1234,"authCode":"%s","idempotencyKey":"bench-%d-%d"}',
+                             codes[n], id, n)
+  return wrk.format(nil, "/api/v1/cashier/orders", nil, body)
+end
+"""
 
 SCENARIOS = [
     Scenario("ceiling", "GET", "/healthz", describes="plain GET, no database: the framework's ceiling"),
     Scenario("write-one-insert", "POST", "/api/v1/sandbox/wechat/login-codes", "{}",
              describes="one INSERT in a write transaction (a sandbox login code)"),
+    Scenario("checkout-micropay", "POST", "/api/v1/cashier/orders", prepare=prepare_checkouts,
+             describes="a till checkout with the sandbox's success wallet, the payer enrolled and earning points"),
 ]
 
 
@@ -73,10 +130,13 @@ def pinned(command: list[str], cpu: str | None) -> list[str]:
 
 
 def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, threads: int,
-            cpu: str | None) -> tuple[float, float, float]:
+            cpu: str | None, lua: str | None = None) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(f'wrk.method = "{scenario.method}"\n')
-        if scenario.body is not None:
+        if lua is not None:
+            script.write(lua.replace("THREADS", str(threads)))
+        else:
+            script.write(f'wrk.method = "{scenario.method}"\n')
+        if lua is None and scenario.body is not None:
             script.write(f"wrk.body = {json.dumps(scenario.body)}\n")
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
     try:
@@ -133,7 +193,7 @@ def main() -> None:
     port = free_port()
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers), "ACCESS_LOG": "false",
-           "RATE_LIMIT_PER_MINUTE": str(10**9), "DEMO_PASSWORD": "bench-demo-password", "PAYMENT_PROVIDER": "sandbox"}
+           "RATE_LIMIT_PER_MINUTE": str(10**9), "DEMO_PASSWORD": DEMO_PASSWORD, "PAYMENT_PROVIDER": "sandbox"}
     if args.deployment == "scale-out":
         env["DATABASE_URL"], env["REDIS_URL"] = os.environ["BENCH_DATABASE_URL"], os.environ["BENCH_REDIS_URL"]
     else:
@@ -151,11 +211,16 @@ def main() -> None:
     results: dict[str, tuple[float, float, float]] = {}
     try:
         for scenario in scenarios:
+            lua = scenario.prepare(url, args.duration + 2) if scenario.prepare else None
             progress(f"{scenario.name}: warming up, then {args.duration} s at {args.connections} connections"
                      f" ({scenario.describes})")
-            run_wrk(url, scenario, seconds=2, connections=args.connections, threads=threads, cpu=load_cpu)
-            results[scenario.name] = run_wrk(url, scenario, seconds=args.duration, connections=args.connections,
-                                             threads=threads, cpu=load_cpu)
+            if lua is None:
+                run_wrk(url, scenario, seconds=2, connections=args.connections, threads=threads, cpu=load_cpu)
+                results[scenario.name] = run_wrk(url, scenario, seconds=args.duration,
+                                                 connections=args.connections, threads=threads, cpu=load_cpu)
+            else:  # every request spends a prepared code: one run, warm-up included in the codes it has
+                results[scenario.name] = run_wrk(url, scenario, seconds=args.duration,
+                                                 connections=args.connections, threads=threads, cpu=load_cpu, lua=lua)
             progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
     finally:
         os.killpg(server.pid, signal.SIGTERM)

@@ -94,14 +94,11 @@ async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> 
 # The building blocks, inside a write transaction --------------------------------
 
 async def _lock_account(member_id: int, now: datetime) -> tuple[int, int]:
-    """Touch the member's account row (creating it on first use); answers (balance, debt)."""
-    for _ in range(2):
-        rows = await PointsAccount.update({PointsAccount.updated_at: now}).where(
-            PointsAccount.member == member_id).returning(PointsAccount.balance, PointsAccount.debt)
-        if rows:
-            return rows[0]["balance"], rows[0]["debt"]
-        await PointsAccount.insert(PointsAccount(member=member_id)).on_conflict(action="DO NOTHING")
-    raise RuntimeError(f"no points account for member {member_id}")
+    """Touch the member's account row, creating it on first use, in one statement; answers (balance, debt)."""
+    rows = await PointsAccount.insert(PointsAccount(member=member_id, updated_at=now)).on_conflict(
+        target=PointsAccount.member, action="DO UPDATE", values=[PointsAccount.updated_at],
+    ).returning(PointsAccount.balance, PointsAccount.debt)
+    return rows[0]["balance"], rows[0]["debt"]
 
 
 async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -> tuple[int, int]:
@@ -119,7 +116,10 @@ async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -
 
 async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]] | None:
     """The entries already posted under these keys, or None; a different request under a key is a conflict."""
-    rows = await PointsEntry.select().where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
+    rows = await PointsEntry.select(
+        PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
+        PointsEntry.debt_after, PointsEntry.request_hash,
+    ).where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
     if not rows:
         return None
     if any(row["request_hash"] != expected_hash for row in rows):
@@ -195,29 +195,35 @@ async def _settle_debt(member_id: int, points: int, *, store_id: int | None, sou
 
 
 async def _restore_lots(member_id: int, points: int, *, taken_by: int, entry_id: int, now: datetime) -> None:
-    """Give points back to the lots an entry took them from, keeping their stores and expiry dates."""
+    """Give points back to the lots an entry took them from, keeping their stores and expiry dates.
+
+    Each lot gets back at most what the entry took from it less what earlier reversals of
+    the entry gave back already; every give-back is recorded as a use of the giving entry.
+    """
     uses = await PointsLotUse.select(
         PointsLotUse.lot, PointsLotUse.points, PointsLotUse.lot.expired_at, PointsLotUse.lot.expires_at,
         PointsLotUse.lot.store,
     ).where(PointsLotUse.entry == taken_by).order_by(PointsLotUse.lot.expires_at, ascending=False)
+    given_back: dict[int, int] = {}
+    for row in await PointsLotUse.select(PointsLotUse.lot, PointsLotUse.points).where(
+            PointsLotUse.entry.reverses == taken_by):
+        given_back[row["lot"]] = given_back.get(row["lot"], 0) + row["points"]
     left = points
     for use in uses:
-        if left == 0:
-            break
-        give = min(left, use["points"])
+        give = min(left, use["points"] - given_back.get(use["lot"], 0))
+        if give <= 0:
+            continue
+        restored = False
         if use["lot.expired_at"] is None:
-            updated = await PointsLot.update({PointsLot.remaining: PointsLot.remaining + give}).where(
-                (PointsLot.id == use["lot"]) & PointsLot.expired_at.is_null()).returning(PointsLot.id)
-            if updated:
-                left -= give
-                continue
-        # The lot has expired meanwhile: the points come back in a lot of their own that is just as due.
-        await insert_row(PointsLot, member=member_id, entry=entry_id, store=use["lot.store"], points=give,
-                         remaining=give, expires_at=use["lot.expires_at"])
+            restored = bool(await PointsLot.update({PointsLot.remaining: PointsLot.remaining + give}).where(
+                (PointsLot.id == use["lot"]) & PointsLot.expired_at.is_null()).returning(PointsLot.id))
+        if not restored:  # the lot expired meanwhile: the points come back in a lot of their own, just as due
+            await insert_row(PointsLot, member=member_id, entry=entry_id, store=use["lot.store"], points=give,
+                             remaining=give, expires_at=use["lot.expires_at"])
+        await insert_row(PointsLotUse, entry=entry_id, lot=use["lot"], points=give)
         left -= give
-    if left:  # more came back than the entry took (cannot happen for a proportional reversal)
-        await insert_row(PointsLot, member=member_id, entry=entry_id, store=None, points=left, remaining=left,
-                         expires_at=now)
+    if left:
+        raise RuntimeError(f"entry {taken_by} took {points - left} points fewer than its reversal gives back")
 
 
 async def _debit(member_id: int, points: int, kind: EntryKind, *, store_id: int | None, source: tuple[str, str],

@@ -110,24 +110,28 @@ async def _trade(out_trade_no: str) -> dict | None:
 
 async def pay_with_code(*, out_trade_no: str, amount_fen: int, auth_code: str) -> TradeAnswer:
     """micropay: charge the wallet behind a payment code, the way its scenario says."""
-    async with write_transaction():
-        existing = await _trade(out_trade_no)
-        if existing is not None:  # a second payment call for one trade: the trade as it stands
-            error = None if existing["state"] == "SUCCESS" else "OUT_TRADE_NO_USED"
-            return TradeAnswer(existing["state"], error, existing)
-        claimed = await SandboxPaymentCode.update({SandboxPaymentCode.used_at: utcnow()}).where(
-            (SandboxPaymentCode.auth_code == auth_code) & SandboxPaymentCode.used_at.is_null()
-            & (SandboxPaymentCode.expires_at > utcnow())
-        ).returning(SandboxPaymentCode.openid, SandboxPaymentCode.scenario)
-        if not claimed:
-            return TradeAnswer("PAYERROR", "AUTHCODEEXPIRE", None)
-        scenario = SandboxScenario(claimed[0]["scenario"])
-        real_state, answered_state, error_code = _FIRST_ANSWER[scenario]
-        transaction_id = "42" + "".join(secrets.choice("0123456789") for _ in range(26))
-        await insert_row(SandboxTrade, out_trade_no=out_trade_no, transaction_id=transaction_id,
-                         openid=claimed[0]["openid"], amount_fen=amount_fen, scenario=scenario, state=real_state)
-        trade = await _trade(out_trade_no)
-    return TradeAnswer(answered_state, error_code, trade)
+    try:
+        async with write_transaction():
+            claimed = await SandboxPaymentCode.update({SandboxPaymentCode.used_at: utcnow()}).where(
+                (SandboxPaymentCode.auth_code == auth_code) & SandboxPaymentCode.used_at.is_null()
+                & (SandboxPaymentCode.expires_at > utcnow())
+            ).returning(SandboxPaymentCode.openid, SandboxPaymentCode.scenario)
+            if claimed:
+                scenario = SandboxScenario(claimed[0]["scenario"])
+                real_state, answered_state, error_code = _FIRST_ANSWER[scenario]
+                trade = {"out_trade_no": out_trade_no, "openid": claimed[0]["openid"], "amount_fen": amount_fen,
+                         "transaction_id": "42" + "".join(secrets.choice("0123456789") for _ in range(26)),
+                         "scenario": scenario, "state": real_state}
+                await insert_row(SandboxTrade, **trade)
+                return TradeAnswer(answered_state, error_code, trade)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise  # else: the trade exists; the code's claim was rolled back with the insert
+    existing = await _trade(out_trade_no)
+    if existing is not None:  # a second payment call for one trade: the trade as it stands
+        return TradeAnswer(existing["state"], None if existing["state"] == "SUCCESS" else "OUT_TRADE_NO_USED",
+                           existing)
+    return TradeAnswer("PAYERROR", "AUTHCODEEXPIRE", None)
 
 
 async def query_trade(out_trade_no: str) -> dict | None:

@@ -197,3 +197,20 @@ async def test_concurrent_sweeps_expire_each_lot_exactly_once():
     assert len(expiries) == len({row["source_id"] for row in expiries}) == 20 - 1  # one lot was spent to zero
     assert [await service.balance_of(m) for m in members] == [(0, 0)] * 5
     assert await service.expire_due() == 0
+
+
+async def test_partial_refunds_of_a_redemption_give_each_lot_back_only_what_it_lost():
+    from backend.core.db import insert_row
+    from backend.members.tables import Member
+
+    member_id = await insert_row(Member, enrolled_via="cashier")
+    await earn(member_id, 60, "soon", now=utcnow() - timedelta(days=200))
+    await earn(member_id, 100, "later")
+    await service.redeem(member_id, 100, store_id=None, source_type="order", source_id="r", idempotency_key="r:redeem")
+    for step, refunded in enumerate((1, 2, 3)):  # a third, then two thirds, then all of the order
+        await service.reverse("order", "r", refunded=refunded, of=3, idempotency_key=f"refund-{step}")
+        lots = await PointsLot.select(PointsLot.points, PointsLot.remaining).order_by(PointsLot.id)
+        assert all(lot["remaining"] <= lot["points"] for lot in lots)
+    lots = await PointsLot.select(PointsLot.points, PointsLot.remaining).order_by(PointsLot.id)
+    assert lots == [{"points": 60, "remaining": 60}, {"points": 100, "remaining": 100}]
+    assert await service.balance_of(member_id) == (160, 0)

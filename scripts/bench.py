@@ -158,8 +158,9 @@ def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, thr
 def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.Popen:
     for command in ("migrate", "seed-demo"):
         subprocess.run([PYTHON, "-m", "backend", command], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    log = open(OUT / "server.log", "w")  # a pipe nobody reads would fill and stall the server's logging
     server = subprocess.Popen(pinned([PYTHON, "-m", "backend", "serve"], cpu), env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -169,7 +170,7 @@ def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.
         except OSError:
             time.sleep(0.2)
         if server.poll() is not None:
-            raise SystemExit(f"the server exited: {server.stderr.read().decode()}")
+            raise SystemExit(f"the server exited: see {OUT / 'server.log'}")
     server.kill()
     raise SystemExit("the server did not become ready in 30 s")
 

@@ -214,34 +214,38 @@ async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvide
 
 async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
                       policy: CheckoutPolicy) -> None:
-    """In one transaction: the order is paid, its payer a member (enrolled here if new), its points earned."""
+    """The order is paid, its payer a member (enrolled if new), its points earned, all exactly once."""
     now = utcnow()
+    order = await get_order(order_id)
+    if order["status"] != OrderStatus.paying:
+        return
+    member_id, enrolled = order["member"], False
+    if member_id is None and payer_openid:
+        # Before the order's transaction, in one of its own: enrolling by openid is idempotent, and a
+        # concurrent enrolment of the same payer (two tills at once) is resolved there, not here.
+        session = WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None)
+        member_id, enrolled = await members.find_or_enrol_wechat_member(
+            session, channel=EnrolmentChannel.cashier, store_id=order["store"])
     async with write_transaction():
         claimed = await Order.update({
             Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
-            Order.payer_openid: payer_openid or "", Order.next_query_at: None,
+            Order.payer_openid: payer_openid or "", Order.next_query_at: None, Order.member: member_id,
+            Order.member_enrolled: enrolled,
         }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
-            Order.store, Order.member, Order.paid_fen)
+            Order.store, Order.paid_fen)
         if not claimed:
             return  # settled already, by another request or worker
-        order = claimed[0]
-        if amount_fen is not None and amount_fen != order["paid_fen"]:
+        if amount_fen is not None and amount_fen != claimed[0]["paid_fen"]:
             logger.error("paid amount differs from the order", extra={"order_id": order_id})
-        member_id, enrolled = order["member"], False
-        if member_id is None and payer_openid:
-            session = WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None)
-            member_id, enrolled = await members.find_or_enrol_wechat_member(
-                session, channel=EnrolmentChannel.cashier, store_id=order["store"])
         earned = 0
         if member_id is not None:
             store = await Store.select(Store.points_per_yuan).where(Store.id == order["store"]).first()
-            earned = order["paid_fen"] * store["points_per_yuan"] // 100
+            earned = claimed[0]["paid_fen"] * store["points_per_yuan"] // 100
             if earned:
                 await points.earn(member_id, earned, store_id=order["store"], source_type=SOURCE,
                                   source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:earn", now=now,
                                   policy=policy.points)
-        await Order.update({Order.member: member_id, Order.member_enrolled: enrolled,
-                            Order.points_earned: earned}).where(Order.id == order_id)
+                await Order.update({Order.points_earned: earned}).where(Order.id == order_id)
     logger.info("order paid", extra={"order_id": order_id, "member_id": member_id})
 
 

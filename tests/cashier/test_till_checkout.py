@@ -176,3 +176,17 @@ async def test_the_cashier_cancels_a_payment_still_under_way(make_client, demo):
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         again = await till.post(f"{ORDERS}/{order['id']}/cancel", headers=cashier1)
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+async def test_one_new_payer_at_two_tills_at_once_becomes_one_member(till, demo):
+    cashier1, cashier2 = await staff_login(till, "cashier1"), await staff_login(till, "cashier2")
+    openid = "oTwoTillsAtOnce00000000001"
+    codes = [await payment_code(till, openid), await payment_code(till, openid)]
+    responses = await asyncio.gather(scan(till, cashier1, demo["S001"], codes[0], "checkout-0013"),
+                                     scan(till, cashier2, demo["S002"], codes[1], "checkout-0014"))
+    assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
+    orders = [r.json() for r in responses]
+    assert {o["status"] for o in orders} == {"paid"}
+    assert orders[0]["memberId"] == orders[1]["memberId"]
+    assert sorted(o["memberEnrolled"] for o in orders) == [False, True]
+    assert await points.balance_of(orders[0]["memberId"]) == (48, 0)

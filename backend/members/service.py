@@ -36,7 +36,10 @@ ENROL_ATTEMPTS = 3
 
 
 def mask_phone(phone: str) -> str:
-    return phone[:3] + "****" + phone[-4:] if len(phone) >= 7 else "****"
+    """+8613800138000 shows as 138****8000, as Chinese apps show it; other numbers keep their last four."""
+    if phone.startswith("+86") and len(phone) == 14:
+        return f"{phone[3:6]}****{phone[-4:]}"
+    return "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
 async def member_by_identity(kind: IdentityKind, value: str) -> int | None:

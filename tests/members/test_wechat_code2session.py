@@ -117,7 +117,7 @@ async def test_phone_numbers_come_from_wechat_with_a_cached_token(wechat_client)
         issued_before = len(TOKENS_ISSUED)
         bound = await client.post("/api/v1/me/phone", json={"code": "phone-ours"}, headers=headers)
         assert bound.status_code == 200, bound.text
-        assert bound.json()["phoneMasked"] == "+86****7000"
+        assert bound.json()["phoneMasked"] == "137****7000"
         foreign = await client.post("/api/v1/me/phone", json={"code": "phone-foreign"}, headers=headers)
         assert foreign.status_code == 422 and foreign.json()["code"] == "members.phone_watermark_mismatch"
         bad = await client.post("/api/v1/me/phone", json={"code": "phone-unknown"}, headers=headers)

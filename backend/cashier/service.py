@@ -7,8 +7,6 @@ always ends paid, failed or cancelled, and a member with points at the end of ev
 """
 
 import asyncio
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +28,7 @@ from backend.cashier.errors import (
 from backend.cashier.tables import Order, OrderChannel, OrderStatus
 from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.idempotency import request_hash
 from backend.members import service as members
 from backend.members.tables import EnrolmentChannel
 from backend.members.wechat import WeChatSession
@@ -56,10 +55,6 @@ class CheckoutPolicy:
     points: PointsPolicy = PointsPolicy()
 
 
-def _hash(**request: Any) -> str:
-    return hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
-
-
 async def get_order(order_id: int) -> dict[str, Any]:
     order = await Order.select().where(Order.id == order_id).first()
     if order is None:
@@ -72,7 +67,7 @@ async def find_order(store_id: int, idempotency_key: str) -> dict[str, Any] | No
 
 
 def check_replay(order: dict[str, Any], **request: Any) -> None:
-    if order["request_hash"] != _hash(**request):
+    if order["request_hash"] != request_hash(**request):
         raise IdempotencyConflict(order_id=order["id"])
 
 
@@ -110,7 +105,7 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
             order_id = await insert_row(
                 Order, store=store_id, staff=staff_id, member=member_id, channel=OrderChannel.till,
                 amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
-                out_trade_no=out_trade_no, idempotency_key=idempotency_key, request_hash=_hash(**request),
+                out_trade_no=out_trade_no, idempotency_key=idempotency_key, request_hash=request_hash(**request),
                 next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
                 reverse_at=now + timedelta(seconds=policy.payment_timeout), created_at=now,
             )

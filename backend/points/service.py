@@ -8,8 +8,6 @@ stable picture. Invariants, checked by the tests after every step:
 balance == sum of entries == sum of unexpired lot remainders, balance >= 0, debt >= 0.
 """
 
-import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +18,7 @@ from piccolo.query.functions.aggregate import Sum
 
 from backend.core.clock import utcnow
 from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.idempotency import request_hash
 from backend.points.errors import IdempotencyConflict, InsufficientPoints
 from backend.members.tables import Member
 from backend.points.tables import EntryKind, PointsAccount, PointsEntry, PointsLot, PointsLotUse
@@ -55,10 +54,6 @@ class Posted:
     debt_delta: int
     balance: int
     debt: int
-
-
-def request_hash(**payload: Any) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # Reading ---------------------------------------------------------------------

@@ -5,42 +5,39 @@ import secrets
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 PAYMENT_PROVIDERS = ("sandbox", "wechatpay")
+N = TypeVar("N", int, float)
 
 
 class SettingsError(Exception):
     """The environment does not describe a deployment we can start."""
 
 
-def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+def _number(env: dict[str, str], name: str, default: N, *, kind: type[N], minimum: N) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
-        value = int(raw)
+        value = kind(raw)
     except ValueError:
-        raise SettingsError(f"{name} must be a whole number, got {raw!r}") from None
+        raise SettingsError(f"{name} must be a {'whole number' if kind is int else 'number'}, got {raw!r}") from None
     if value < minimum:
         raise SettingsError(f"{name} must be at least {minimum}, got {value}")
     return value
 
 
+def _int(env: dict[str, str], name: str, default: int, *, minimum: int = 0) -> int:
+    return _number(env, name, default, kind=int, minimum=minimum)
+
+
 def _seconds(env: dict[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise SettingsError(f"{name} must not be negative")
-    return value
+    return _number(env, name, default, kind=float, minimum=0.0)
 
 
 def _bool(env: dict[str, str], name: str, default: bool) -> bool:

@@ -14,7 +14,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from backend.cashier.controllers import CashierOrderController
+from backend.cashier.controllers import CashierOrderController, MyOrdersController
 from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
@@ -79,7 +79,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
     route_handlers: list[type] = [
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
-        MyPointsController, AdminPointsController, CashierOrderController,
+        MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
     ]
     if settings.sandbox_enabled:
         route_handlers += [SandboxWeChatController, SandboxWalletController]

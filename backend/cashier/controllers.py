@@ -7,11 +7,13 @@ from litestar.params import FromPath, JSONBody
 
 from backend.cashier import service
 from backend.cashier.errors import OrderNotFound, ProviderUnavailable
-from backend.cashier.schemas import LandingOut, OrderOut, TillOrderCreate
+from backend.cashier.schemas import LandingOut, OrderOut, OrdersPage, TillOrderCreate
 from backend.cashier.service import CheckoutPolicy
 from backend.core.kv import KV
+from backend.core.paging import Cursor, Limit
 from backend.core.ratelimit import client_address
 from backend.members import service as members
+from backend.members.auth import CurrentMember, provide_current_member
 from backend.members.code import MemberCodes
 from backend.payments.provider import PaymentProvider
 from backend.settings import Settings
@@ -99,3 +101,16 @@ class CashierOrderController(Controller):
             raise OrderNotFound(order_id=order_id)
         return await order_out(await service.cancel(order_id, provider=_provider(payment_provider),
                                                     policy=checkout_policy))
+
+
+class MyOrdersController(Controller):
+    path = "/api/v1/me/orders"
+    tags = ["Shopper"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @get(operation_id="ListMyOrders")
+    async def list_orders(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
+                          cursor: Cursor = None) -> OrdersPage:
+        rows = await service.member_orders(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
+        items = [await order_out(row) for row in rows[:limit]]
+        return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)

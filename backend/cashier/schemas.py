@@ -36,3 +36,8 @@ class OrderOut(Struct):
     created_at: datetime
     paid_at: datetime | None
     landing: LandingOut | None
+
+
+class OrdersPage(Struct):
+    items: list[OrderOut]
+    next_cursor: str | None

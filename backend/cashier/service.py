@@ -279,3 +279,16 @@ async def advance_due(*, provider: PaymentProvider, policy: CheckoutPolicy, now:
     for row in due:
         await advance(row["id"], provider=provider, policy=policy)
     return len(due)
+
+
+async def move_orders(survivor_id: int, merged_id: int) -> int:
+    """A member merge: the merged member's orders become the survivor's; answers how many moved."""
+    moved = await Order.update({Order.member: survivor_id}).where(Order.member == merged_id).returning(Order.id)
+    return len(moved)
+
+
+async def member_orders(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    query = Order.select().where(Order.member == member_id)
+    if before_id is not None:
+        query = query.where(Order.id < before_id)
+    return await query.order_by(Order.id, ascending=False).limit(limit)

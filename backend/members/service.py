@@ -158,9 +158,13 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
                 MemberIdentity.member == merged_id).returning(MemberIdentity.id)
             moved = await points.merge_accounts(survivor_id, merged_id, now=now)
             # Each domain that keeps rows per member moves them here, in this transaction.
+            from backend.cashier import service as cashier  # cashier builds on members: imported when used
+
+            orders = await cashier.move_orders(survivor_id, merged_id)
             await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
                              identities_moved=len(identities), points_moved=moved["points"],
-                             debt_moved=moved["debt"], lots_moved=moved["lots"], created_at=now)
+                             debt_moved=moved["debt"], lots_moved=moved["lots"], orders_moved=orders,
+                             created_at=now)
     except Exception as error:
         if not is_unique_violation(error):
             raise

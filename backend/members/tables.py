@@ -65,4 +65,5 @@ class MemberMerge(Table, tablename="member_merge"):
     points_moved = BigInt(default=0)
     debt_moved = BigInt(default=0)
     lots_moved = Integer(default=0)
+    orders_moved = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())

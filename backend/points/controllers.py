@@ -1,12 +1,12 @@
 from datetime import timedelta
-from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import FromPath, JSONBody
 
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
+from backend.core.paging import Cursor, Limit
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.points import service
@@ -26,8 +26,6 @@ from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_hq_admin
 
 EXPIRING_WITHIN = timedelta(days=90)
-Limit = Annotated[int, QueryParameter(ge=1, le=100)]
-Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
 
 
 def posted_out(posted: Posted) -> PostedOut:

@@ -9,6 +9,7 @@ import pytest
 from backend.cashier import service as cashier
 from backend.cashier.tables import Order
 from backend.members.code import MemberCodes
+from backend.members.tables import MemberMerge
 from backend.payments.sandbox import SandboxProvider
 from backend.points import service as points
 from backend.points.tables import PointsEntry
@@ -190,3 +191,28 @@ async def test_one_new_payer_at_two_tills_at_once_becomes_one_member(till, demo)
     assert orders[0]["memberId"] == orders[1]["memberId"]
     assert sorted(o["memberEnrolled"] for o in orders) == [False, True]
     assert await points.balance_of(orders[0]["memberId"]) == (48, 0)
+
+
+async def test_shoppers_see_their_orders_and_a_merge_brings_them_along(till, demo):
+    cashier1 = await staff_login(till, "cashier1")
+    openid = "oOrdersShopper00000000001"
+    for i in range(3):
+        await scan(till, cashier1, demo["S001"], await payment_code(till, openid), f"checkout-10{i:02d}",
+                   amount=100 * (i + 1))
+    shopper = await member_login(till, openid=openid)
+    page = (await till.get("/api/v1/me/orders", params={"limit": 2}, headers=shopper["headers"])).json()
+    assert [o["amountFen"] for o in page["items"]] == [300, 200] and page["nextCursor"]
+    rest = (await till.get("/api/v1/me/orders", params={"cursor": page["nextCursor"]},
+                           headers=shopper["headers"])).json()
+    assert [o["amountFen"] for o in rest["items"]] == [100] and rest["nextCursor"] is None
+    other = await member_login(till)
+    assert (await till.get("/api/v1/me/orders", headers=other["headers"])).json()["items"] == []
+    # HQ folds the till shopper into an older member: the orders follow.
+    hq = await staff_login(till, "hq")
+    older = await member_login(till)
+    merged = await till.post("/api/v1/admin/members/merge", headers=hq,
+                             json={"survivorId": older["member"]["id"], "mergedId": shopper["member"]["id"]})
+    assert merged.status_code == 200
+    survivor_orders = (await till.get("/api/v1/me/orders", headers=older["headers"])).json()["items"]
+    assert sorted(o["amountFen"] for o in survivor_orders) == [100, 200, 300]
+    assert (await MemberMerge.select(MemberMerge.orders_moved).first())["orders_moved"] == 3

@@ -62,11 +62,10 @@ class CashierOrderController(Controller):
         provider = _provider(payment_provider)
         replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
                     "points_to_redeem": data.points_to_redeem}
-        existing = await service.find_order(data.store_id, data.idempotency_key)
-        if existing is not None:  # a retry: the member code was spent by the first request
-            service.check_replay(existing, **replayed)
-            return Response(await order_out(await service.await_outcome(existing["id"], checkout_policy)),
-                            status_code=200)
+        # A retry is answered before the member code is looked at: the first request spent it.
+        replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed, checkout_policy)
+        if replay is not None:
+            return Response(await order_out(replay), status_code=200)
         member_id = None
         if data.member_code:
             profile = await members.look_up_member_code(

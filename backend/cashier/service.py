@@ -71,6 +71,16 @@ def check_replay(order: dict[str, Any], **request: Any) -> None:
         raise IdempotencyConflict(order_id=order["id"])
 
 
+async def replayed_order(store_id: int, idempotency_key: str, request: dict[str, Any],
+                         policy: CheckoutPolicy) -> dict[str, Any] | None:
+    """The order an earlier request with this key made (once it is settled, within the till's wait), or None."""
+    existing = await find_order(store_id, idempotency_key)
+    if existing is None:
+        return None
+    check_replay(existing, **request)
+    return await await_outcome(existing["id"], policy)
+
+
 def validate_checkout(*, amount_fen: int, auth_code: str, member_id: int | None, points_to_redeem: int,
                       policy: CheckoutPolicy) -> int:
     """Everything that can be refused before a provider call; answers the fen the points take off."""

@@ -231,13 +231,13 @@ async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str |
         session = WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None)
         member_id, enrolled = await members.find_or_enrol_wechat_member(
             session, channel=EnrolmentChannel.cashier, store_id=order["store"])
+    paid = {Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
+            Order.payer_openid: payer_openid or "", Order.next_query_at: None}
+    if order["member"] is None:  # only an enrolment sets the member: a merge may have moved an existing one
+        paid.update({Order.member: member_id, Order.member_enrolled: enrolled})
     async with write_transaction():
-        claimed = await Order.update({
-            Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
-            Order.payer_openid: payer_openid or "", Order.next_query_at: None, Order.member: member_id,
-            Order.member_enrolled: enrolled,
-        }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
-            Order.store, Order.paid_fen)
+        claimed = await Order.update(paid).where(
+            (Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(Order.store, Order.paid_fen)
         if not claimed:
             return  # settled already, by another request or worker
         if amount_fen is not None and amount_fen != claimed[0]["paid_fen"]:

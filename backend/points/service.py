@@ -96,6 +96,19 @@ async def _lock_account(member_id: int, now: datetime) -> tuple[int, int]:
     return rows[0]["balance"], rows[0]["debt"]
 
 
+async def _lock_holder(member_id: int, now: datetime) -> tuple[int, int, int]:
+    """Lock the account that holds the member's points now (a merged member's are the survivor's);
+    answers (holder, balance, debt). With the lock held no merge of the holder can be under way, so
+    a merge that committed meanwhile shows in `merged_into` and is followed."""
+    for _ in range(32):
+        balance, debt = await _lock_account(member_id, now)
+        row = await Member.select(Member.merged_into).where(Member.id == member_id).first()
+        if row is None or row["merged_into"] is None:
+            return member_id, balance, debt
+        member_id = row["merged_into"]
+    raise RuntimeError(f"merge chain from member {member_id} does not end")
+
+
 async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -> tuple[int, int]:
     rows = await PointsAccount.update({
         PointsAccount.balance: PointsAccount.balance + balance_delta,
@@ -163,7 +176,7 @@ async def _credit(member_id: int, points: int, kind: EntryKind, *, store_id: int
                   key: str, hash_: str, now: datetime, expires_at: datetime | None = None, reason: str = "",
                   reverses: int | None = None, restore_from: int | None = None) -> Posted:
     """Credit points as a new lot (or back into the lots an entry took), paying any debt off first."""
-    await _lock_account(member_id, now)
+    member_id, _, _ = await _lock_holder(member_id, now)
     balance, debt = await _set_account(member_id, balance_delta=points, debt_delta=0)
     entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(balance, debt), store_id=store_id,
                             source=source, key=key, hash_=hash_, reason=reason, reverses=reverses, now=now)
@@ -225,7 +238,7 @@ async def _debit(member_id: int, points: int, kind: EntryKind, *, store_id: int 
                  key: str, hash_: str, now: datetime, allow_debt: bool, reason: str = "", reverses: int | None = None,
                  prefer_lot: int | None = None) -> Posted:
     """Take points; with `allow_debt` a shortfall becomes debt instead of a refusal."""
-    balance, debt = await _lock_account(member_id, now)
+    member_id, balance, debt = await _lock_holder(member_id, now)
     if balance < points and not allow_debt:
         raise InsufficientPoints(details={"balance": balance, "requested": points}, member_id=member_id)
     take = min(points, balance)
@@ -349,7 +362,7 @@ async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, i
                 continue
             common = dict(store_id=original["store"], source=(source_type, source_id), key=key, hash_=hash_, now=now,
                           reverses=original["id"])
-            member_id = await _current_member(original["member"])  # a merge may have moved the points
+            member_id = original["member"]  # credits and debits follow a merge to the survivor
             if original["kind"] == EntryKind.redeem:
                 posted.append(await _credit(member_id, due, EntryKind.reverse_redeem,
                                             restore_from=original["id"], **common))
@@ -455,13 +468,3 @@ async def merge_accounts(survivor_id: int, merged_id: int, *, now: datetime | No
             await _settle_debt(survivor_id, min(after), store_id=None, source=source, key=f"merge:{merged_id}:settle",
                                hash_=hash_, now=now)
     return {"points": balance, "debt": debt, "lots": len(lots)}
-
-
-async def _current_member(member_id: int) -> int:
-    """Follow merges: the member whose account now holds what `member_id` earned."""
-    for _ in range(32):
-        row = await Member.select(Member.merged_into).where(Member.id == member_id).first()
-        if row is None or row["merged_into"] is None:
-            return member_id
-        member_id = row["merged_into"]
-    raise RuntimeError(f"merge chain from member {member_id} does not end")

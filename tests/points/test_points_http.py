@@ -214,3 +214,19 @@ async def test_partial_refunds_of_a_redemption_give_each_lot_back_only_what_it_l
     lots = await PointsLot.select(PointsLot.points, PointsLot.remaining).order_by(PointsLot.id)
     assert lots == [{"points": 60, "remaining": 60}, {"points": 100, "remaining": 100}]
     assert await service.balance_of(member_id) == (160, 0)
+
+
+async def test_points_for_a_merged_member_reach_the_survivor():
+    from backend.core.db import insert_row
+    from backend.members import service as members
+    from backend.members.tables import Member, MergeReason
+
+    survivor = await insert_row(Member, enrolled_via="cashier")
+    merged = await insert_row(Member, enrolled_via="miniprogram")
+    await earn(merged, 40, "before")
+    await members.merge_members(survivor, merged, reason=MergeReason.hq)
+    # A till identified the merged member a moment before the merge; its order settles after it.
+    await earn(merged, 25, "after")
+    await service.redeem(merged, 30, store_id=None, source_type="order", source_id="spend", idempotency_key="spend:r")
+    assert await service.balance_of(survivor) == (35, 0)
+    assert await service.balance_of(merged) == (0, 0)

@@ -14,7 +14,7 @@ from litestar.logging import LoggingConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from backend.cashier.controllers import CashierOrderController, MyOrdersController
+from backend.cashier.controllers import CashierOrderController, MyOrdersController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
@@ -35,11 +35,15 @@ from backend.members.wechat import (
     WeChatCode2Session,
     WeChatPhoneNumbers,
 )
+from backend.payments.controllers import WeChatPayNotifyController
 from backend.payments.provider import PaymentProvider
 from backend.payments.sandbox import SandboxProvider
+from backend.payments.wechatpay import WeChatPayProvider
+from backend.payments.wechatpay_protocol import load_private_key, load_public_key
 from backend.points.controllers import AdminPointsController, MyPointsController
-from backend.points.service import PointsPolicy
-from backend.sandbox.controllers import SandboxWalletController, SandboxWeChatController
+from backend.sandbox.controllers import SandboxPaymentController, SandboxWalletController, SandboxWeChatController
+from backend.sandbox.keys import load_sandbox_keys
+from backend.sandbox.notify import SandboxNotifier
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (
     AdminStoreController,
@@ -54,7 +58,10 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze_heap: bool = False) -> Litestar:
+def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze_heap: bool = False,
+               in_process_notifications: bool = False) -> Litestar:
+    """`in_process_notifications`: the sandbox posts its notifications to this app object directly
+    (tests, which serve no socket) instead of to PAYMENT_NOTIFY_URL over the network."""
     settings = settings or get_settings()
     kv = kv or kv_from_url(settings.redis_url, pool_size=settings.redis_pool_size)
     http = httpx.AsyncClient(headers={"User-Agent": "mall-backend"})
@@ -72,6 +79,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
                                        checkout=checkout_policy):
                 yield
         finally:
+            if notifier is not None and notifier.client is not None and notifier.client is not http:
+                await notifier.client.aclose()
             await http.aclose()
             await kv.close()
             await close_database()
@@ -80,31 +89,32 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
         MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
+        StorePaymentController, WeChatPayNotifyController,
     ]
+    notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:
-        route_handlers += [SandboxWeChatController, SandboxWalletController]
+        route_handlers += [SandboxWeChatController, SandboxWalletController, SandboxPaymentController]
         wechat_login = SandboxCode2Session(app_id=settings.wechat_app_id)
         phone_numbers = SandboxPhoneNumbers()
-        payment_provider: PaymentProvider | None = SandboxProvider()
+        sandbox_keys = load_sandbox_keys(settings.var_dir, settings.secret_key)
+        payment_provider: PaymentProvider = SandboxProvider(sandbox_keys, appid=settings.wechat_app_id)
+        notifier = SandboxNotifier(sandbox_keys, url=settings.payment_notify_url)
     else:
         wechat = {"base_url": settings.wechat_api_base, "app_id": settings.wechat_app_id,
                   "app_secret": settings.wechat_app_secret}
         wechat_login = WeChatCode2Session(http, **wechat)
         phone_numbers = WeChatPhoneNumbers(http, kv, **wechat)
-        payment_provider = None  # the WeChat Pay adapter is not built yet: checkouts answer 503
+        payment_provider = _wechatpay(settings, http)
 
     tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
                          staff_ttl=settings.staff_token_ttl_seconds)
-    points_policy = PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
-    checkout_policy = CheckoutPolicy(
-        max_amount_fen=settings.checkout_max_amount_fen, redeem_points_per_yuan=settings.redeem_points_per_yuan,
-        query_interval=settings.micropay_query_interval_seconds, payment_timeout=settings.micropay_timeout_seconds,
-        inline_wait=settings.micropay_inline_wait_seconds, app_id=settings.wechat_app_id, points=points_policy)
+    checkout_policy = CheckoutPolicy.from_settings(settings)
+    points_policy = checkout_policy.points
     collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
                      "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key),
                      "phone_numbers": phone_numbers, "payment_provider": payment_provider,
-                     "checkout_policy": checkout_policy}
-    return Litestar(
+                     "checkout_policy": checkout_policy, "sandbox_notifier": notifier}
+    app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
         dependencies={name: Provide(_constant(value), sync_to_thread=False) for name, value in collaborators.items()},
@@ -118,6 +128,22 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never"),
         debug=settings.debug,
     )
+    if notifier is not None:
+        if in_process_notifications:
+            notifier.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50001)))
+        else:
+            notifier.client = http
+    return app
+
+
+def _wechatpay(settings: Settings, http: httpx.AsyncClient) -> WeChatPayProvider:
+    assert settings.wechatpay_private_key_path is not None  # Settings.from_env requires it with wechatpay
+    return WeChatPayProvider(
+        http, base_url=settings.wechatpay_api_base, mchid=settings.wechatpay_mchid, appid=settings.wechat_app_id,
+        serial_no=settings.wechatpay_serial_no,
+        private_key=load_private_key(settings.wechatpay_private_key_path.read_bytes()),
+        platform_keys={serial: load_public_key(path.read_bytes()) for serial, path in settings.wechatpay_platform_keys},
+        api_v3_key=settings.wechatpay_api_v3_key.encode(), notify_url=settings.payment_notify_url)
 
 
 def _constant(value: T) -> Callable[[], T]:

@@ -4,15 +4,22 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from backend.cashier.tables import Order
+from backend.cashier.tables import Order, Refund
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
-from backend.sandbox.tables import SandboxLoginCode, SandboxPaymentCode, SandboxPhoneCode, SandboxTrade
+from backend.sandbox.tables import (
+    SandboxLoginCode,
+    SandboxPaymentCode,
+    SandboxPhoneCode,
+    SandboxRefund,
+    SandboxTrade,
+)
 from backend.stores.tables import Staff, StaffStore, Store
 
 TABLES = [
     Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
     PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade, Order,
+    Refund, SandboxRefund,
 ]
 
 APP_CONFIG = AppConfig(

@@ -125,6 +125,16 @@ class Settings:
     micropay_query_interval_seconds: float = 5.0
     micropay_timeout_seconds: float = 30.0
     micropay_inline_wait_seconds: float = 8.0
+    store_payment_close_after_seconds: float = 900.0
+    store_payment_query_interval_seconds: float = 60.0
+    refund_query_interval_seconds: float = 60.0
+    payment_notify_url: str = ""
+    wechatpay_mchid: str = ""
+    wechatpay_serial_no: str = ""
+    wechatpay_private_key_path: Path | None = None
+    wechatpay_platform_keys: tuple[tuple[str, Path], ...] = ()
+    wechatpay_api_v3_key: str = field(default="", repr=False)
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
     points_expiry_months: int = 12
     points_timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: float = 15.0
@@ -162,13 +172,22 @@ class Settings:
         wechat_app_secret = env.get("WECHAT_APP_SECRET", "")
         if payment_provider != "sandbox" and not (env.get("WECHAT_APP_ID") and wechat_app_secret):
             raise SettingsError("WECHAT_APP_ID and WECHAT_APP_SECRET are required unless PAYMENT_PROVIDER=sandbox")
+        wechatpay = _wechatpay(env) if payment_provider == "wechatpay" else {}
+        host, port = env.get("HOST") or "127.0.0.1", _int(env, "PORT", 8000, minimum=1)
+        notify_url = env.get("PAYMENT_NOTIFY_URL") or ""
+        if payment_provider == "wechatpay" and not notify_url.startswith("https://"):
+            raise SettingsError("PAYMENT_NOTIFY_URL must be the public https:// address of "
+                                "/api/v1/payments/wechat/notify")
+        if not notify_url:  # the sandbox posts its notifications to this very server
+            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+            notify_url = f"http://{local}:{port}/api/v1/payments/wechat/notify"
         return cls(
             app_env=app_env,
             var_dir=var_dir,
             database_url=database_url,
             redis_url=env.get("REDIS_URL") or None,
-            host=env.get("HOST") or "127.0.0.1",
-            port=_int(env, "PORT", 8000, minimum=1),
+            host=host,
+            port=port,
             workers=_int(env, "WORKERS", 1, minimum=1),
             secret_key=secret_key,
             payment_provider=payment_provider,
@@ -199,12 +218,47 @@ class Settings:
             micropay_timeout_seconds=_seconds(env, "MICROPAY_TIMEOUT_SECONDS", cls.micropay_timeout_seconds),
             micropay_inline_wait_seconds=_seconds(env, "MICROPAY_INLINE_WAIT_SECONDS",
                                                   cls.micropay_inline_wait_seconds),
+            store_payment_close_after_seconds=_seconds(env, "STORE_PAYMENT_CLOSE_AFTER_SECONDS",
+                                                       cls.store_payment_close_after_seconds),
+            store_payment_query_interval_seconds=_seconds(env, "STORE_PAYMENT_QUERY_INTERVAL_SECONDS",
+                                                          cls.store_payment_query_interval_seconds),
+            refund_query_interval_seconds=_seconds(env, "REFUND_QUERY_INTERVAL_SECONDS",
+                                                   cls.refund_query_interval_seconds),
+            payment_notify_url=notify_url,
+            **wechatpay,
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
             points_timezone=_timezone(env.get("POINTS_TIMEZONE") or cls.points_timezone),
             sweep_interval_seconds=_seconds(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),
         )
+
+
+def _wechatpay(env: dict[str, str]) -> dict[str, object]:
+    """The merchant's WeChat Pay credentials; every one is required with PAYMENT_PROVIDER=wechatpay."""
+    missing = [name for name in ("WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY_PATH",
+                                 "WECHATPAY_PLATFORM_KEYS", "WECHATPAY_API_V3_KEY") if not env.get(name)]
+    if missing:
+        raise SettingsError(f"PAYMENT_PROVIDER=wechatpay needs {', '.join(missing)}")
+    api_v3_key = env["WECHATPAY_API_V3_KEY"]
+    if len(api_v3_key.encode()) != 32:
+        raise SettingsError("WECHATPAY_API_V3_KEY must be the 32-character APIv3 key from the merchant platform")
+    private_key = Path(env["WECHATPAY_PRIVATE_KEY_PATH"])
+    if not private_key.is_file():
+        raise SettingsError(f"WECHATPAY_PRIVATE_KEY_PATH {str(private_key)!r} is not a readable file")
+    platform_keys = []
+    for entry in env["WECHATPAY_PLATFORM_KEYS"].split(","):
+        serial, _, path = entry.strip().partition("=")
+        if not serial or not path or not Path(path).is_file():
+            raise SettingsError("WECHATPAY_PLATFORM_KEYS must list serial=path pairs, separated by commas, of "
+                                f"platform certificates or public keys that exist; got {entry.strip()!r}")
+        platform_keys.append((serial, Path(path)))
+    return {
+        "wechatpay_mchid": env["WECHATPAY_MCHID"], "wechatpay_serial_no": env["WECHATPAY_SERIAL_NO"],
+        "wechatpay_private_key_path": private_key, "wechatpay_platform_keys": tuple(platform_keys),
+        "wechatpay_api_v3_key": api_v3_key,
+        "wechatpay_api_base": (env.get("WECHATPAY_API_BASE") or Settings.wechatpay_api_base).rstrip("/"),
+    }
 
 
 @lru_cache(maxsize=1)

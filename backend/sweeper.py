@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+from backend.cashier import refunds
 from backend.cashier import service as cashier
 from backend.cashier.service import CheckoutPolicy
 from backend.payments.provider import PaymentProvider
@@ -14,17 +15,18 @@ from backend.points import service as points
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(*, provider: PaymentProvider | None, checkout: CheckoutPolicy,
+async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
                      now: datetime | None = None) -> dict[str, int]:
     """Settle everything that is due; answers how many rows of each kind were settled or stepped."""
-    done = {"points_lots_expired": await points.expire_due(now=now)}
-    if provider is not None:
-        done["payments_stepped"] = await cashier.advance_due(provider=provider, policy=checkout, now=now)
-    return done
+    return {
+        "points_lots_expired": await points.expire_due(now=now),
+        "payments_stepped": await cashier.advance_due(provider=provider, policy=checkout, now=now),
+        "refunds_stepped": await refunds.advance_due(provider=provider, policy=checkout, now=now),
+    }
 
 
 @asynccontextmanager
-async def running_sweeper(interval: float, *, provider: PaymentProvider | None,
+async def running_sweeper(interval: float, *, provider: PaymentProvider,
                           checkout: CheckoutPolicy) -> AsyncIterator[None]:
     """Sweep every `interval` seconds while the app runs (0: never)."""
     if interval <= 0:

@@ -38,7 +38,9 @@ from redis.asyncio import Redis  # noqa: E402
 from backend.app import create_app  # noqa: E402
 from backend.cli import migrate  # noqa: E402
 from backend.core.db import close_database, get_engine  # noqa: E402
+from backend.payments.sandbox import SandboxProvider  # noqa: E402
 from backend.piccolo_app import TABLES  # noqa: E402
+from backend.sandbox.keys import load_sandbox_keys  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.stores import service as stores  # noqa: E402
 from backend.stores.schemas import StaffCreate, StoreCreate  # noqa: E402
@@ -79,6 +81,12 @@ def settings() -> Settings:
     return Settings.from_env()
 
 
+@pytest.fixture
+def sandbox_provider(settings: Settings) -> SandboxProvider:
+    """The sandbox WeChat Pay, with the same keys the app under test loads."""
+    return SandboxProvider(load_sandbox_keys(settings.var_dir, settings.secret_key), appid=settings.wechat_app_id)
+
+
 @asynccontextmanager
 async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     """Run the app's lifespan and requests on the test's own event loop, as a server would.
@@ -110,7 +118,7 @@ async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 def make_client() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
     """A client for an app built with these settings; use as `async with make_client(settings) as client`."""
     def build(settings: Settings | None = None, **overrides: object) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        return serve(create_app(replace(settings or Settings.from_env(), **overrides)))
+        return serve(create_app(replace(settings or Settings.from_env(), **overrides), in_process_notifications=True))
 
     return build
 

@@ -5,9 +5,19 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from backend.cashier import service
-from backend.cashier.errors import OrderNotFound, ProviderUnavailable
-from backend.cashier.schemas import LandingOut, OrderOut, OrdersPage, TillOrderCreate
+from backend.cashier import refunds, service
+from backend.cashier.errors import OrderNotFound
+from backend.cashier.schemas import (
+    LandingOut,
+    OrderOut,
+    OrdersPage,
+    PayParams,
+    RefundCreate,
+    RefundOut,
+    StorePaymentCreate,
+    StorePaymentOut,
+    TillOrderCreate,
+)
 from backend.cashier.service import CheckoutPolicy
 from backend.core.kv import KV
 from backend.core.paging import Cursor, Limit
@@ -35,10 +45,20 @@ async def order_out(order: dict[str, Any]) -> OrderOut:
     )
 
 
-def _provider(provider: PaymentProvider | None) -> PaymentProvider:
-    if provider is None:
-        raise ProviderUnavailable()
-    return provider
+def refund_out(refund: dict[str, Any]) -> RefundOut:
+    return RefundOut(
+        refund_id=refund["id"], order_id=refund["order"], out_refund_no=refund["out_refund_no"],
+        amount_fen=refund["amount_fen"], status=refund["status"], points_reversed=refund["points_reversed"],
+        points_restored=refund["points_restored"], created_at=refund["created_at"], settled_at=refund["settled_at"],
+    )
+
+
+async def _store_order(staff: CurrentStaff, order_id: int) -> dict[str, Any]:
+    """The order, if it is one of the stores this staff member acts for; another store's order does not exist."""
+    order = await service.get_order(order_id)
+    if not staff.acts_for(order["store"]):
+        raise OrderNotFound(order_id=order_id)
+    return order
 
 
 class CashierOrderController(Controller):
@@ -52,14 +72,13 @@ class CashierOrderController(Controller):
         request: Request,
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[TillOrderCreate],
-        payment_provider: NamedDependency[PaymentProvider | None],
+        payment_provider: NamedDependency[PaymentProvider],
         checkout_policy: NamedDependency[CheckoutPolicy],
         member_codes: NamedDependency[MemberCodes],
         kv: NamedDependency[KV],
         settings: NamedDependency[Settings],
     ) -> Response[OrderOut]:
         staff.ensure_store(data.store_id)
-        provider = _provider(payment_provider)
         replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
                     "points_to_redeem": data.points_to_redeem}
         # A retry is answered before the member code is looked at: the first request spent it.
@@ -77,29 +96,39 @@ class CashierOrderController(Controller):
         order, created = await service.checkout(
             store_id=data.store_id, staff_id=staff.id, amount_fen=data.amount_fen, auth_code=data.auth_code,
             idempotency_key=data.idempotency_key, request=replayed, member_id=member_id,
-            points_to_redeem=data.points_to_redeem, provider=provider, policy=checkout_policy)
+            points_to_redeem=data.points_to_redeem, provider=payment_provider, policy=checkout_policy)
         return Response(await order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
     async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: FromPath[int]) -> OrderOut:
-        order = await service.get_order(order_id)
-        if not staff.acts_for(order["store"]):
-            raise OrderNotFound(order_id=order_id)
-        return await order_out(order)
+        return await order_out(await _store_order(staff, order_id))
 
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
     async def cancel(
         self,
         staff: NamedDependency[CurrentStaff],
         order_id: FromPath[int],
-        payment_provider: NamedDependency[PaymentProvider | None],
+        payment_provider: NamedDependency[PaymentProvider],
         checkout_policy: NamedDependency[CheckoutPolicy],
     ) -> OrderOut:
-        order = await service.get_order(order_id)
-        if not staff.acts_for(order["store"]):
-            raise OrderNotFound(order_id=order_id)
-        return await order_out(await service.cancel(order_id, provider=_provider(payment_provider),
-                                                    policy=checkout_policy))
+        await _store_order(staff, order_id)
+        return await order_out(await service.cancel(order_id, provider=payment_provider, policy=checkout_policy))
+
+    @post("/{order_id:int}/refunds", operation_id="RefundTillOrder")
+    async def refund(
+        self,
+        staff: NamedDependency[CurrentStaff],
+        order_id: FromPath[int],
+        data: JSONBody[RefundCreate],
+        payment_provider: NamedDependency[PaymentProvider],
+        checkout_policy: NamedDependency[CheckoutPolicy],
+    ) -> Response[RefundOut]:
+        """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
+        await _store_order(staff, order_id)
+        refund, created = await refunds.request_refund(
+            order_id, staff_id=staff.id, amount_fen=data.amount_fen, idempotency_key=data.idempotency_key,
+            reason=data.reason, provider=payment_provider, policy=checkout_policy)
+        return Response(refund_out(refund), status_code=201 if created else 200)
 
 
 class MyOrdersController(Controller):
@@ -113,3 +142,33 @@ class MyOrdersController(Controller):
         rows = await service.member_orders(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
         items = [await order_out(row) for row in rows[:limit]]
         return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+
+
+class StorePaymentController(Controller):
+    path = "/api/v1/stores/{store_id:int}/payments"
+    tags = ["Shopper"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @post(operation_id="PayAtStore")
+    async def create(
+        self,
+        member: NamedDependency[CurrentMember],
+        store_id: FromPath[int],
+        data: JSONBody[StorePaymentCreate],
+        payment_provider: NamedDependency[PaymentProvider],
+        checkout_policy: NamedDependency[CheckoutPolicy],
+    ) -> StorePaymentOut:
+        """The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.
+
+        The order is paid when WeChat Pay says so (a verified notification, or a query), never
+        because the mini-program reports success.
+        """
+        order, params = await service.pay_at_store(
+            store_id=store_id, member_id=member.id, amount_fen=data.amount_fen, points_to_redeem=data.points_to_redeem,
+            provider=payment_provider, policy=checkout_policy)
+        return StorePaymentOut(
+            order_id=order["id"], out_trade_no=order["out_trade_no"], status=order["status"],
+            amount_fen=order["amount_fen"], paid_fen=order["paid_fen"], points_redeemed=order["points_redeemed"],
+            pay_params=PayParams(app_id=params["appId"], time_stamp=params["timeStamp"], nonce_str=params["nonceStr"],
+                                 package=params["package"], sign_type=params["signType"],
+                                 pay_sign=params["paySign"]))

@@ -3,7 +3,7 @@ from typing import Annotated
 
 import msgspec
 
-from backend.cashier.tables import OrderStatus
+from backend.cashier.tables import OrderStatus, RefundStatus
 from backend.core.schema import Struct
 
 
@@ -41,3 +41,47 @@ class OrderOut(Struct):
 class OrdersPage(Struct):
     items: list[OrderOut]
     next_cursor: str | None
+
+
+class StorePaymentCreate(Struct):
+    amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
+    points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+
+
+class PayParams(Struct):
+    """Exactly what wx.requestPayment takes: appId, timeStamp, nonceStr, package, signType, paySign."""
+
+    app_id: str
+    time_stamp: str
+    nonce_str: str
+    package: str
+    sign_type: str
+    pay_sign: str
+
+
+class StorePaymentOut(Struct):
+    order_id: int
+    out_trade_no: str
+    status: OrderStatus
+    amount_fen: int
+    paid_fen: int
+    points_redeemed: int
+    pay_params: PayParams
+
+
+class RefundCreate(Struct):
+    amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
+    idempotency_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
+    reason: Annotated[str, msgspec.Meta(max_length=80)] = ""
+
+
+class RefundOut(Struct):
+    refund_id: int
+    order_id: int
+    out_refund_no: str
+    amount_fen: int
+    status: RefundStatus
+    points_reversed: int
+    points_restored: int
+    created_at: datetime
+    settled_at: datetime | None

@@ -1,19 +1,23 @@
-"""Checkout at the till: one order per idempotency key, one payment call per order, a state machine that
-always ends paid, failed or cancelled, and a member with points at the end of every paid checkout.
+"""Checkout: at the till (one order per idempotency key, one payment call per order) and by the store's code
+in the mini-program. A state machine that always ends paid, failed or cancelled, and a member with points at
+the end of every paid checkout.
 
-    paying -> paid        the provider says SUCCESS (at once, or at any query)
+    paying -> paid        the provider says SUCCESS (at once, at any query, or in a verified notification)
     paying -> failed      a definite failure; reserved points are released
-    paying -> cancelled   still unpaid at the timeout: reversed (only after a query said not paid)
+    paying -> cancelled   still unpaid at the deadline: reversed (till) or closed (store code), only after a
+                          query said not paid; money that arrives after that is refunded automatically
 """
 
 import asyncio
 import logging
+import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 
+from backend.cashier import refunds
 from backend.cashier.codes import PaymentCodeKind, classify_payment_code, new_out_trade_no
 from backend.cashier.errors import (
     AmountOutOfRange,
@@ -21,20 +25,33 @@ from backend.cashier.errors import (
     InvalidPaymentCode,
     OrderNotCancellable,
     OrderNotFound,
+    PayerUnknown,
+    PaymentNotStarted,
     PointsNeedMember,
     PointsNotExact,
     ProviderUnsupported,
+    StoreNotFound,
 )
 from backend.cashier.tables import Order, OrderChannel, OrderStatus
 from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.members import service as members
-from backend.members.tables import EnrolmentChannel
+from backend.members.tables import EnrolmentChannel, IdentityKind, MemberIdentity
 from backend.members.wechat import WeChatSession
-from backend.payments.provider import Payment, PaymentProvider, PayOutcome, TradeState
+from backend.payments.errors import AmountMismatch, MerchantMismatch
+from backend.payments.provider import (
+    CloseOutcome,
+    Payment,
+    PaymentProvider,
+    PayOutcome,
+    ProviderError,
+    TradeState,
+    TransactionNotice,
+)
 from backend.points import service as points
 from backend.points.service import PointsPolicy
+from backend.settings import Settings
 from backend.stores.tables import Store
 
 logger = logging.getLogger(__name__)
@@ -51,8 +68,22 @@ class CheckoutPolicy:
     query_interval: float = 5.0
     payment_timeout: float = 30.0
     inline_wait: float = 8.0
+    store_payment_close_after: float = 900.0  # an unpaid store-code order is closed after this
+    store_payment_query_interval: float = 60.0  # ...and asked about this often, in case a notification is lost
+    refund_query_interval: float = 60.0
     app_id: str = ""
     points: PointsPolicy = PointsPolicy()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "CheckoutPolicy":
+        return cls(
+            max_amount_fen=settings.checkout_max_amount_fen, redeem_points_per_yuan=settings.redeem_points_per_yuan,
+            query_interval=settings.micropay_query_interval_seconds, payment_timeout=settings.micropay_timeout_seconds,
+            inline_wait=settings.micropay_inline_wait_seconds,
+            store_payment_close_after=settings.store_payment_close_after_seconds,
+            store_payment_query_interval=settings.store_payment_query_interval_seconds,
+            refund_query_interval=settings.refund_query_interval_seconds, app_id=settings.wechat_app_id,
+            points=PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone))
 
 
 async def get_order(order_id: int) -> dict[str, Any]:
@@ -89,6 +120,11 @@ def validate_checkout(*, amount_fen: int, auth_code: str, member_id: int | None,
         raise InvalidPaymentCode()
     if kind is PaymentCodeKind.alipay:
         raise ProviderUnsupported()
+    return points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem,
+                           policy=policy)
+
+
+def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy) -> int:
     if amount_fen > policy.max_amount_fen:
         raise AmountOutOfRange(details={"maxAmountFen": policy.max_amount_fen})
     if not points_to_redeem:
@@ -184,23 +220,44 @@ async def advance(order_id: int, *, provider: PaymentProvider, policy: CheckoutP
     now = utcnow()
     claimed = await Order.update({Order.next_query_at: now + timedelta(seconds=policy.query_interval)}).where(
         (Order.id == order_id) & (Order.status == OrderStatus.paying) & (Order.next_query_at <= now)
-    ).returning(Order.out_trade_no, Order.reverse_at)
+    ).returning(Order.out_trade_no, Order.reverse_at, Order.channel)
     if not claimed:
         return
-    out_trade_no, reverse_at = claimed[0]["out_trade_no"], claimed[0]["reverse_at"]
+    out_trade_no, deadline = claimed[0]["out_trade_no"], claimed[0]["reverse_at"]
+    if claimed[0]["channel"] == OrderChannel.store_code:  # asked about less often: the shopper may take minutes
+        await Order.update({Order.next_query_at: now + timedelta(seconds=policy.store_payment_query_interval)}).where(
+            (Order.id == order_id) & (Order.status == OrderStatus.paying))
     try:
         trade = await provider.query(out_trade_no)
-    except (httpx.HTTPError, asyncio.TimeoutError):
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError):
         return  # asked again at the next step
-    if trade.state is TradeState.success:  # even at the last moment, a payment wins
+    if trade.state in (TradeState.success, TradeState.refund):  # even at the last moment, a payment wins
         await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
                           amount_fen=trade.amount_fen, policy=policy)
     elif trade.state is TradeState.payerror:
         await settle_unpaid(order_id, OrderStatus.failed, failure="PAYERROR")
     elif trade.state in (TradeState.revoked, TradeState.closed):
         await settle_unpaid(order_id, OrderStatus.cancelled, failure=trade.state.value)
-    elif now >= reverse_at:  # a query has just said it is not paid: only now may it be reversed
-        await _reverse(order_id, out_trade_no, provider=provider)
+    elif now >= deadline:  # a query has just said it is not paid: only now may it be reversed or closed
+        if claimed[0]["channel"] == OrderChannel.store_code:
+            await _close(order_id, out_trade_no, provider=provider, policy=policy)
+        else:
+            await _reverse(order_id, out_trade_no, provider=provider)
+
+
+async def _close(order_id: int, out_trade_no: str, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
+    """The store-code deadline has passed: the order ends here first, so money arriving from now on goes back."""
+    await settle_unpaid(order_id, OrderStatus.cancelled, failure="EXPIRED")
+    try:
+        outcome = await provider.close(out_trade_no)
+        if outcome is CloseOutcome.already_paid:  # the shopper paid just as the order closed
+            trade = await provider.query(out_trade_no)
+            if trade.state in (TradeState.success, TradeState.refund):
+                await refunds.refund_late_payment(order_id, transaction_id=trade.transaction_id or "",
+                                                  provider=provider, policy=policy)
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        # The provider's own expiry (time_expire) stops payment; a notification that still comes is refunded.
+        logger.warning("closing at the provider failed", extra={"order_id": order_id, "error": repr(error)})
 
 
 async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvider) -> bool:
@@ -302,3 +359,80 @@ async def member_orders(member_id: int, *, limit: int, before_id: int | None) ->
     if before_id is not None:
         query = query.where(Order.id < before_id)
     return await query.order_by(Order.id, ascending=False).limit(limit)
+
+
+# Store-code payments: the shopper scanned the store's code and pays in the mini-program --------------
+
+async def payer_openid(member_id: int, app_id: str) -> str:
+    prefix = members.openid_value(app_id, "")
+    rows = await MemberIdentity.select(MemberIdentity.value).where(
+        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.wechat_openid))
+    for row in rows:
+        if row["value"].startswith(prefix):
+            return row["value"][len(prefix):]
+    raise PayerUnknown(member_id=member_id)
+
+
+async def pay_at_store(*, store_id: int, member_id: int, amount_fen: int, points_to_redeem: int,
+                       provider: PaymentProvider, policy: CheckoutPolicy) -> tuple[dict[str, Any], dict[str, str]]:
+    """A mini-program order at a store: answers the order and the wx.requestPayment parameters.
+
+    The order is paid only by a verified notification or a query, never by the client saying so.
+    """
+    discount = points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem,
+                               policy=policy)
+    store = await Store.select(Store.id, Store.name).where((Store.id == store_id) & Store.active.eq(True)).first()
+    if store is None:
+        raise StoreNotFound(store_id=store_id)
+    openid = await payer_openid(member_id, policy.app_id)
+    now = utcnow()
+    out_trade_no = new_out_trade_no(now)
+    async with write_transaction():
+        order_id = await insert_row(
+            Order, store=store_id, staff=None, member=member_id, channel=OrderChannel.store_code,
+            amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
+            out_trade_no=out_trade_no, idempotency_key=out_trade_no, request_hash="",
+            next_query_at=now + timedelta(seconds=policy.store_payment_query_interval),
+            reverse_at=now + timedelta(seconds=policy.store_payment_close_after), created_at=now,
+        )
+        if points_to_redeem:
+            await points.redeem(member_id, points_to_redeem, store_id=store_id, source_type=SOURCE,
+                                source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:redeem", now=now)
+    try:
+        pay_params = await provider.create_jsapi(
+            out_trade_no=out_trade_no, amount_fen=amount_fen - discount, payer_openid=openid,
+            description=store["name"][:127], expires_in_seconds=math.ceil(policy.store_payment_close_after))
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        logger.warning("JSAPI order not created", extra={"order_id": order_id, "error": repr(error)})
+        await settle_unpaid(order_id, OrderStatus.failed, failure="PREPAY_FAILED")
+        raise PaymentNotStarted(order_id=order_id) from None
+    return await get_order(order_id), pay_params
+
+
+async def accept_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider,
+                                    policy: CheckoutPolicy) -> bool:
+    """A verified payment notification; answers False when the trade is not a checkout's.
+
+    Paid at most once by compare-and-set; a replay changes nothing; money for an order that
+    had already been closed goes back.
+    """
+    order = await Order.select(Order.id, Order.paid_fen, Order.status).where(
+        Order.out_trade_no == notice.out_trade_no).first()
+    if order is None:
+        return False
+    if notice.mchid != provider.mchid or (notice.appid and notice.appid != provider.appid):
+        logger.error("notification for another merchant", extra={"order_id": order["id"], "mchid": notice.mchid})
+        raise MerchantMismatch(order_id=order["id"])
+    if notice.amount_fen != order["paid_fen"]:
+        logger.error("notified amount differs from the order",
+                     extra={"order_id": order["id"], "notified": notice.amount_fen, "expected": order["paid_fen"]})
+        raise AmountMismatch(order_id=order["id"])
+    if notice.trade_state != TradeState.success.value:
+        return True
+    await settle_paid(order["id"], transaction_id=notice.transaction_id, payer_openid=notice.payer_openid or None,
+                      amount_fen=notice.amount_fen, policy=policy)
+    settled = await get_order(order["id"])
+    if settled["status"] in (OrderStatus.cancelled, OrderStatus.failed):
+        await refunds.refund_late_payment(order["id"], transaction_id=notice.transaction_id, provider=provider,
+                                          policy=policy)
+    return True

@@ -47,10 +47,51 @@ class Order(Table, tablename="till_order"):
     member_enrolled = Boolean(default=False)
     points_earned = BigInt(default=0)
     failure = Varchar(length=32, default="")
+    refunded_fen = BigInt(default=0)  # refunds accepted so far (under way or done): never above paid_fen
     next_query_at = Timestamptz(null=True, default=None, index=True)
-    reverse_at = Timestamptz(null=True, default=None)
+    reverse_at = Timestamptz(null=True, default=None)  # the payment's deadline: reversed (till) or closed (store code)
     created_at = Timestamptz(default=TimestamptzNow())
     paid_at = Timestamptz(null=True, default=None)
 
     one_order_per_key = Unique([store, idempotency_key])
     amounts_make_sense = Check((amount_fen > 0) & (paid_fen > 0) & (points_redeemed >= 0))
+    refunds_within_paid = Check((refunded_fen >= 0) & (refunded_fen <= paid_fen))
+
+
+class RefundStatus(str, Enum):
+    processing = "processing"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class RefundKind(str, Enum):
+    requested = "requested"  # a cashier refunded (part of) a paid order
+    late_payment = "late_payment"  # money arrived for an order that had already been closed
+
+
+class Refund(Table, tablename="till_refund"):
+    """Money going back for one order, keyed by `out_refund_no` at the provider.
+
+    A refund under way keeps its next query time here, so any worker's sweeper can
+    confirm it after a restart or a lost notification.
+    """
+
+    order = ForeignKey(Order, null=False, on_delete=OnDelete.restrict, index=True)
+    kind = Varchar(length=16, choices=RefundKind, default=RefundKind.requested)
+    staff = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
+    out_refund_no = Varchar(length=64, unique=True)
+    idempotency_key = Varchar(length=64)
+    request_hash = Varchar(length=64, default="")
+    amount_fen = BigInt()
+    reason = Varchar(length=80, default="")
+    status = Varchar(length=16, choices=RefundStatus, default=RefundStatus.processing)
+    refund_id = Varchar(length=64, default="")
+    points_reversed = BigInt(default=0)  # earned points taken back
+    points_restored = BigInt(default=0)  # redeemed points given back
+    failure = Varchar(length=32, default="")
+    next_query_at = Timestamptz(null=True, default=None, index=True)
+    created_at = Timestamptz(default=TimestamptzNow())
+    settled_at = Timestamptz(null=True, default=None)
+
+    one_refund_per_key = Unique([order, idempotency_key])
+    refund_amount_positive = Check(amount_fen > 0)

@@ -1,5 +1,6 @@
 """The payment provider port: what the till and the mini-program need from WeChat Pay (or its sandbox)."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol, runtime_checkable
@@ -18,7 +19,27 @@ class TradeState(str, Enum):
     payerror = "PAYERROR"
     closed = "CLOSED"
     revoked = "REVOKED"
-    refund = "REFUND"
+    refund = "REFUND"  # paid, then (partly) refunded
+
+
+class RefundState(str, Enum):
+    processing = "PROCESSING"
+    success = "SUCCESS"
+    closed = "CLOSED"
+    abnormal = "ABNORMAL"
+
+
+class CloseOutcome(str, Enum):
+    closed = "closed"
+    already_paid = "already_paid"  # ORDERPAID: the shopper paid before the close reached the provider
+
+
+class ProviderError(Exception):
+    """The provider answered, and the answer is a definite refusal (not a network failure)."""
+
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.code = code
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +65,55 @@ class Reversal:
     recall: bool  # the provider asks to be asked again
 
 
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    state: RefundState
+    refund_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionNotice:
+    """A verified, decrypted TRANSACTION.* notification."""
+
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    amount_fen: int
+    payer_openid: str
+    mchid: str
+    appid: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundNotice:
+    """A verified, decrypted REFUND.* notification."""
+
+    out_trade_no: str
+    out_refund_no: str
+    refund_id: str
+    refund_status: str
+    refund_fen: int
+    mchid: str
+
+
 @runtime_checkable
 class PaymentProvider(Protocol):
+    mchid: str
+    appid: str
+
     async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str) -> Payment: ...
     async def query(self, out_trade_no: str) -> TradeQuery: ...
     async def reverse(self, out_trade_no: str) -> Reversal: ...
+    async def close(self, out_trade_no: str) -> CloseOutcome: ...
+
+    async def create_jsapi(self, *, out_trade_no: str, amount_fen: int, payer_openid: str, description: str,
+                           expires_in_seconds: int) -> dict[str, str]:
+        """A mini-program order: answers the signed parameters for wx.requestPayment."""
+
+    async def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
+                     reason: str) -> RefundResult: ...
+    async def query_refund(self, out_refund_no: str) -> RefundResult: ...
+
+    def parse_notification(self, headers: Mapping[str, str], body: bytes, *,
+                           now: int) -> TransactionNotice | RefundNotice:
+        """Verify (raw body, platform key by serial, timestamp window), then decrypt; raises VerificationFailed."""

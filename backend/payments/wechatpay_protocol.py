@@ -9,6 +9,7 @@ no longer verifies.
 """
 
 import base64
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -191,3 +192,49 @@ def jsapi_pay_params(private_key: RSAPrivateKey, *, app_id: str, prepay_id: str,
         "paySign": sign(private_key, pay_sign_message(app_id=app_id, timestamp=timestamp, nonce=nonce,
                                                       package=package)),
     }
+
+
+# Notifications: a signed JSON envelope around an encrypted resource ----------------------
+
+def seal_notification(*, private_key: RSAPrivateKey, serial: str, api_v3_key: bytes, event_id: str,
+                      event_type: str, original_type: str, payload: bytes, create_time: str, timestamp: int,
+                      nonce: str, resource_nonce: str) -> tuple[dict[str, str], bytes]:
+    """WeChat's side: the headers and raw body of a notification, as WeChat Pay posts it."""
+    resource = encrypt_resource(api_v3_key, payload, nonce=resource_nonce, associated_data=original_type)
+    envelope = {
+        "id": event_id, "create_time": create_time, "resource_type": "encrypt-resource", "event_type": event_type,
+        "summary": event_type, "resource": {"original_type": original_type, "algorithm": resource.algorithm,
+                                             "ciphertext": resource.ciphertext,
+                                             "associated_data": resource.associated_data, "nonce": resource.nonce},
+    }
+    body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
+    headers = signed_headers(private_key, serial, body, timestamp=timestamp, nonce=nonce)
+    return {**headers, "Content-Type": "application/json"}, body
+
+
+@dataclass(frozen=True, slots=True)
+class Notification:
+    event_type: str
+    original_type: str
+    payload: dict
+
+
+def open_notification(headers: Mapping[str, str], body: bytes, *, platform_keys: Mapping[str, RSAPublicKey],
+                      api_v3_key: bytes, now: int) -> Notification:
+    """The merchant's side: verify over the raw body first, then parse and decrypt."""
+    verify_signed(headers, body, platform_keys, now=now)
+    try:
+        envelope = json.loads(body)
+        raw = envelope["resource"]
+        resource = Resource(ciphertext=raw["ciphertext"], nonce=raw["nonce"],
+                            associated_data=raw.get("associated_data") or "", algorithm=raw["algorithm"])
+        event_type = envelope["event_type"]
+    except (ValueError, KeyError, TypeError):
+        raise VerificationFailed("malformed_notification") from None
+    try:
+        payload = json.loads(decrypt_resource(api_v3_key, resource))
+    except ValueError:
+        raise VerificationFailed("malformed_resource") from None
+    if not isinstance(payload, dict) or not isinstance(event_type, str):
+        raise VerificationFailed("malformed_resource")
+    return Notification(event_type=event_type, original_type=raw.get("original_type") or "", payload=payload)

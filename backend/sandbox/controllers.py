@@ -1,16 +1,23 @@
 from typing import Annotated
 
+import json
+
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
+from backend.payments.provider import PaymentProvider
 from backend.sandbox import service
+from backend.sandbox.errors import TradeNotFound, TradeNotPayable
+from backend.sandbox.notify import SandboxNotifier, transaction_payload
 from backend.sandbox.schemas import (
     WECHAT_ID_PATTERN,
     LoginCodeCreate,
     LoginCodeOut,
     PaymentCodeCreate,
     PaymentCodeOut,
+    PaymentConfirm,
+    PaymentConfirmOut,
     PhoneCodeCreate,
     PhoneCodeOut,
 )
@@ -51,3 +58,32 @@ class SandboxWalletController(Controller):
     ) -> PaymentCodeOut:
         code = await service.issue_payment_code(openid=openid, scenario=data.scenario)
         return PaymentCodeOut(auth_code=code, expires_in_seconds=service.PAYMENT_CODE_TTL_SECONDS)
+
+
+class SandboxPaymentController(Controller):
+    """The shopper's side of wx.requestPayment, and WeChat Pay's notification that follows it."""
+
+    path = "/api/v1/sandbox/payments"
+    tags = ["Sandbox"]
+
+    @post("/{out_trade_no:str}/confirm", operation_id="ConfirmSandboxPayment", status_code=200)
+    async def confirm(
+        self,
+        out_trade_no: Annotated[str, PathParameter(pattern=r"^[0-9A-Za-z_*-]{6,32}$")],
+        payment_provider: NamedDependency[PaymentProvider],
+        sandbox_notifier: NamedDependency[SandboxNotifier],
+        data: JSONBody[PaymentConfirm | None] = None,
+    ) -> PaymentConfirmOut:
+        """Pay the order as its shopper, then post the signed, encrypted notification to the notify URL."""
+        trade = await service.pay_prepay(out_trade_no)
+        if trade is None:
+            if await service.find_trade(out_trade_no) is None:
+                raise TradeNotFound(out_trade_no=out_trade_no)
+            raise TradeNotPayable(out_trade_no=out_trade_no)
+        status = None
+        if data is None or data.deliver_notification:
+            payload = transaction_payload(trade, mchid=payment_provider.mchid, appid=payment_provider.appid)
+            status = await sandbox_notifier.deliver("TRANSACTION.SUCCESS", "transaction",
+                                                    json.dumps(payload, ensure_ascii=False).encode())
+        return PaymentConfirmOut(out_trade_no=out_trade_no, transaction_id=trade["transaction_id"],
+                                 trade_state="SUCCESS", notify_status=status)

@@ -39,3 +39,14 @@ class PaymentCodeCreate(Struct):
 class PaymentCodeOut(Struct):
     auth_code: str
     expires_in_seconds: int
+
+
+class PaymentConfirm(Struct):
+    deliver_notification: bool = True  # false: the notification is lost on the way, as happens
+
+
+class PaymentConfirmOut(Struct):
+    out_trade_no: str
+    transaction_id: str
+    trade_state: str
+    notify_status: int | None  # what our notify endpoint answered; None when it was not delivered

@@ -1,4 +1,4 @@
-"""WeChat's side of the sandbox: the mini-program runtime's login codes."""
+"""WeChat's side of the sandbox: the mini-program runtime's login codes, the wallet, and WeChat Pay's trades."""
 
 import secrets
 from dataclasses import dataclass
@@ -6,12 +6,15 @@ from datetime import timedelta
 
 from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.payments.provider import CloseOutcome, ProviderError, RefundResult, RefundState
 from backend.sandbox.tables import (
     SandboxLoginCode,
     SandboxPaymentCode,
     SandboxPhoneCode,
+    SandboxRefund,
     SandboxScenario,
     SandboxTrade,
+    SandboxTradeType,
 )
 
 LOGIN_CODE_TTL_SECONDS = 300  # WeChat's wx.login codes live five minutes
@@ -104,7 +107,15 @@ _FIRST_ANSWER = {
 }
 
 
-async def _trade(out_trade_no: str) -> dict | None:
+def _digits(count: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(count))
+
+
+def _transaction_id() -> str:
+    return "42" + _digits(26)
+
+
+async def find_trade(out_trade_no: str) -> dict | None:
     return await SandboxTrade.select().where(SandboxTrade.out_trade_no == out_trade_no).first()
 
 
@@ -120,14 +131,13 @@ async def pay_with_code(*, out_trade_no: str, amount_fen: int, auth_code: str) -
                 scenario = SandboxScenario(claimed[0]["scenario"])
                 real_state, answered_state, error_code = _FIRST_ANSWER[scenario]
                 trade = {"out_trade_no": out_trade_no, "openid": claimed[0]["openid"], "amount_fen": amount_fen,
-                         "transaction_id": "42" + "".join(secrets.choice("0123456789") for _ in range(26)),
-                         "scenario": scenario, "state": real_state}
+                         "transaction_id": _transaction_id(), "scenario": scenario, "state": real_state}
                 await insert_row(SandboxTrade, **trade)
                 return TradeAnswer(answered_state, error_code, trade)
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: the trade exists; the code's claim was rolled back with the insert
-    existing = await _trade(out_trade_no)
+    existing = await find_trade(out_trade_no)
     if existing is not None:  # a second payment call for one trade: the trade as it stands
         return TradeAnswer(existing["state"], None if existing["state"] == "SUCCESS" else "OUT_TRADE_NO_USED",
                            existing)
@@ -144,7 +154,7 @@ async def query_trade(out_trade_no: str) -> dict | None:
         if rows[0]["scenario"] == SandboxScenario.password_then_success and rows[0]["queries"] >= 2:
             await SandboxTrade.update({SandboxTrade.state: "SUCCESS"}).where(
                 (SandboxTrade.out_trade_no == out_trade_no) & (SandboxTrade.state == "USERPAYING"))
-        return await _trade(out_trade_no)
+        return await find_trade(out_trade_no)
 
 
 async def reverse_trade(out_trade_no: str) -> tuple[bool, bool]:
@@ -163,3 +173,88 @@ async def reverse_trade(out_trade_no: str) -> tuple[bool, bool]:
             return False, True
         await SandboxTrade.update({SandboxTrade.state: "REVOKED"}).where(SandboxTrade.out_trade_no == out_trade_no)
         return True, False
+
+
+# WeChat Pay's side of a mini-program (JSAPI) payment -----------------------------------------
+
+async def create_prepay(*, out_trade_no: str, amount_fen: int, openid: str, expires_in_seconds: int) -> str:
+    """The JSAPI order: answers its prepay_id; the same out_trade_no again answers the same prepay_id."""
+    prepay_id = "wx" + secrets.token_hex(16)
+    try:
+        async with write_transaction():
+            await insert_row(SandboxTrade, out_trade_no=out_trade_no, transaction_id=_transaction_id(),
+                             trade_type=SandboxTradeType.jsapi, prepay_id=prepay_id, openid=openid,
+                             amount_fen=amount_fen, scenario=SandboxScenario.success, state="NOTPAY",
+                             expires_at=utcnow() + timedelta(seconds=expires_in_seconds))
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        existing = await find_trade(out_trade_no)
+        if existing["amount_fen"] != amount_fen or existing["openid"] != openid:
+            raise ProviderError("INVALID_REQUEST", "out_trade_no was used for another order") from None
+        return existing["prepay_id"]
+    return prepay_id
+
+
+async def pay_prepay(out_trade_no: str) -> dict | None:
+    """The shopper confirms wx.requestPayment: the trade is paid, unless it is closed, expired or paid already."""
+    async with write_transaction():
+        rows = await SandboxTrade.update({SandboxTrade.state: "SUCCESS"}).where(
+            (SandboxTrade.out_trade_no == out_trade_no) & (SandboxTrade.trade_type == SandboxTradeType.jsapi)
+            & (SandboxTrade.state == "NOTPAY") & (SandboxTrade.expires_at > utcnow())
+        ).returning(*SandboxTrade.all_columns())
+    return rows[0] if rows else None
+
+
+async def close_trade(out_trade_no: str) -> CloseOutcome:
+    async with write_transaction():
+        closed = await SandboxTrade.update({SandboxTrade.state: "CLOSED"}).where(
+            (SandboxTrade.out_trade_no == out_trade_no) & SandboxTrade.state.is_in(["NOTPAY", "USERPAYING"])
+        ).returning(SandboxTrade.id)
+    if closed:
+        return CloseOutcome.closed
+    trade = await find_trade(out_trade_no)
+    if trade is not None and trade["state"] in ("SUCCESS", "REFUND"):
+        return CloseOutcome.already_paid
+    return CloseOutcome.closed  # unknown, closed or revoked already: nothing can be paid
+
+
+# Refunds --------------------------------------------------------------------------------------------
+
+def _refund_result(row: dict) -> RefundResult:
+    return RefundResult(state=RefundState(row["status"]), refund_id=row["refund_id"])
+
+
+async def refund_trade(*, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int) -> RefundResult:
+    """A refund, once per out_refund_no (the same number again answers the same refund), within the trade's money."""
+    existing = await SandboxRefund.select().where(SandboxRefund.out_refund_no == out_refund_no).first()
+    if existing is not None:
+        if existing["out_trade_no"] != out_trade_no or existing["amount_fen"] != refund_fen:
+            raise ProviderError("INVALID_REQUEST", "out_refund_no was used for another refund")
+        return _refund_result(existing)
+    try:
+        async with write_transaction():
+            taken = await SandboxTrade.update({
+                SandboxTrade.refunded_fen: SandboxTrade.refunded_fen + refund_fen, SandboxTrade.state: "REFUND",
+            }).where(
+                (SandboxTrade.out_trade_no == out_trade_no) & SandboxTrade.state.is_in(["SUCCESS", "REFUND"])
+                & (SandboxTrade.amount_fen == total_fen) & (SandboxTrade.refunded_fen <= total_fen - refund_fen)
+            ).returning(SandboxTrade.id)
+            if not taken:
+                raise ProviderError("INVALID_REQUEST", "the trade is not paid, or the refunds would exceed it")
+            row = {"out_refund_no": out_refund_no, "refund_id": "50" + _digits(27), "out_trade_no": out_trade_no,
+                   "amount_fen": refund_fen, "status": RefundState.success.value}
+            await insert_row(SandboxRefund, **row)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        return await refund_trade(out_trade_no=out_trade_no, out_refund_no=out_refund_no, refund_fen=refund_fen,
+                                  total_fen=total_fen)
+    return _refund_result(row)
+
+
+async def query_refund(out_refund_no: str) -> RefundResult:
+    row = await SandboxRefund.select().where(SandboxRefund.out_refund_no == out_refund_no).first()
+    if row is None:
+        raise ProviderError("RESOURCE_NOT_EXISTS", "no such refund")
+    return _refund_result(row)

@@ -10,7 +10,6 @@ from backend.cashier import service as cashier
 from backend.cashier.tables import Order
 from backend.members.code import MemberCodes
 from backend.members.tables import MemberMerge
-from backend.payments.sandbox import SandboxProvider
 from backend.points import service as points
 from backend.points.tables import PointsEntry
 from backend.sandbox.tables import SandboxTrade
@@ -90,7 +89,7 @@ async def test_unknown_outcomes_are_queried_until_paid(till, demo):
     assert await SandboxTrade.count().where(SandboxTrade.reversals > 0) == 0
 
 
-async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points(make_client, demo):
+async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points(make_client, demo, sandbox_provider):
     async with make_client(**{**FAST, "micropay_inline_wait_seconds": 0.1}) as till:
         cashier1 = await staff_login(till, "cashier1")
         response = await scan(till, cashier1, demo["S001"], await payment_code(till, "oStuck00000000000000000001",
@@ -101,7 +100,7 @@ async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points
         policy = cashier.CheckoutPolicy(query_interval=0.05, payment_timeout=0.3, inline_wait=0.1,
                                         app_id=settings.wechat_app_id)
         for _ in range(40):  # the sweeper's work, done here step by step
-            await cashier.advance_due(provider=SandboxProvider(), policy=policy)
+            await cashier.advance_due(provider=sandbox_provider, policy=policy)
             if (await cashier.get_order(order_id))["status"] != "paying":
                 break
             await asyncio.sleep(0.05)

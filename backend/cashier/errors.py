@@ -83,3 +83,9 @@ class RefundRejected(DomainError):
     code = "cashier.refund_rejected"
     status_code = 502
     default_message = "WeChat Pay refused the refund; nothing was refunded."
+
+
+class ProviderUnreachable(DomainError):
+    code = "cashier.provider_unreachable"
+    status_code = 503
+    default_message = "WeChat Pay did not answer in time; nothing was changed, try again."

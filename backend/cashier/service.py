@@ -29,6 +29,7 @@ from backend.cashier.errors import (
     PaymentNotStarted,
     PointsNeedMember,
     PointsNotExact,
+    ProviderUnreachable,
     ProviderUnsupported,
     StoreNotFound,
 )
@@ -330,12 +331,18 @@ async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPo
         return order
     if order["status"] != OrderStatus.paying:
         raise OrderNotCancellable(order_id=order_id)
-    trade = await provider.query(order["out_trade_no"])
-    if trade.state is TradeState.success:
+    try:
+        trade = await provider.query(order["out_trade_no"])
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError):
+        raise ProviderUnreachable(order_id=order_id) from None  # the sweeper carries on meanwhile
+    if trade.state in (TradeState.success, TradeState.refund):
         await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
                           amount_fen=trade.amount_fen, policy=policy)
         raise OrderNotCancellable("The shopper had already paid.", order_id=order_id)
-    await _reverse(order_id, order["out_trade_no"], provider=provider)
+    if order["channel"] == OrderChannel.store_code:
+        await _close(order_id, order["out_trade_no"], provider=provider, policy=policy)
+    else:
+        await _reverse(order_id, order["out_trade_no"], provider=provider)
     return await get_order(order_id)
 
 

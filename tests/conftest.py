@@ -29,6 +29,8 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager  # noqa:
 from dataclasses import replace  # noqa: E402
 
 import httpx  # noqa: E402
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 import pytest  # noqa: E402
 from litestar import Litestar  # noqa: E402
 from piccolo.engine.postgres import PostgresEngine  # noqa: E402
@@ -79,6 +81,25 @@ async def clean_state() -> AsyncIterator[None]:
 @pytest.fixture
 def settings() -> Settings:
     return Settings.from_env()
+
+
+@pytest.fixture
+def wechatpay_credentials(tmp_path_factory) -> dict[str, object]:
+    """Settings overrides for PAYMENT_PROVIDER=wechatpay with fresh merchant and platform keys (no server)."""
+    folder = tmp_path_factory.mktemp("wechatpay")
+    keys = []
+    for name in ("apiclient_key.pem", "platform_key.pem"):
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        (folder / name).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption()))
+        keys.append(key)
+    (folder / "platform_pub.pem").write_bytes(keys[1].public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+    return {"payment_provider": "wechatpay", "wechatpay_mchid": "1230000109", "wechatpay_serial_no": "1" * 40,
+            "wechatpay_private_key_path": folder / "apiclient_key.pem",
+            "wechatpay_platform_keys": (("PUB_KEY_ID_01", folder / "platform_pub.pem"),),
+            "wechatpay_api_v3_key": "k" * 32, "wechatpay_api_base": "http://127.0.0.1:9",
+            "payment_notify_url": "https://shop.example.com/api/v1/payments/wechat/notify"}
 
 
 @pytest.fixture

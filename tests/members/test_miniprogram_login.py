@@ -91,7 +91,8 @@ async def test_bad_login_bodies(client):
     assert await Member.count() == 0
 
 
-async def test_sandbox_endpoints_are_absent_outside_the_sandbox(make_client):
-    async with make_client(payment_provider="wechatpay", wechat_app_secret="s" * 32) as client:
-        response = await client.post("/api/v1/sandbox/wechat/login-codes", json={})
-        assert response.status_code == 404 and response.json()["code"] == "request.not_found"
+async def test_sandbox_endpoints_are_absent_outside_the_sandbox(make_client, wechatpay_credentials):
+    async with make_client(**wechatpay_credentials, wechat_app_secret="s" * 32) as client:
+        for path in ("/api/v1/sandbox/wechat/login-codes", "/api/v1/sandbox/payments/T0000000000000001/confirm"):
+            response = await client.post(path, json={})
+            assert response.status_code == 404 and response.json()["code"] == "request.not_found"

@@ -74,8 +74,8 @@ def fake_wechat():
 
 
 @pytest.fixture
-def wechat_client(make_client, fake_wechat):
-    return make_client(payment_provider="wechatpay", wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
+def wechat_client(make_client, fake_wechat, wechatpay_credentials):
+    return make_client(**wechatpay_credentials, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
                        wechat_api_base=fake_wechat)
 
 
@@ -103,8 +103,8 @@ async def test_wechat_refusals_map_to_clear_errors(wechat_client, code, status, 
     assert await Member.count() == 0
 
 
-async def test_wechat_unreachable_is_502(make_client, unused_tcp_port):
-    async with make_client(payment_provider="wechatpay", wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
+async def test_wechat_unreachable_is_502(make_client, unused_tcp_port, wechatpay_credentials):
+    async with make_client(**wechatpay_credentials, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
                            wechat_api_base=f"http://127.0.0.1:{unused_tcp_port}") as client:
         response = await client.post("/api/v1/auth/miniprogram/login", json={"code": "good-code"})
         assert response.status_code == 502 and response.json()["code"] == "auth.wechat_unavailable"

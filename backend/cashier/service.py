@@ -38,7 +38,7 @@ from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.members import service as members
-from backend.members.tables import EnrolmentChannel, IdentityKind, MemberIdentity
+from backend.members.tables import IdentityKind, MemberIdentity
 from backend.members.wechat import WeChatSession
 from backend.payments.errors import AmountMismatch, MerchantMismatch
 from backend.payments.provider import (
@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "till_order"
 MAX_RECALLS = 5
+SETTLE_ATTEMPTS = 3
 NOT_PAID_YET = (TradeState.userpaying, TradeState.notpay)
 
 
@@ -168,7 +169,9 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
         return await await_outcome(existing["id"], policy), False
     payment = await _micropay(provider, out_trade_no=out_trade_no, amount_fen=amount_fen - discount,
                               auth_code=auth_code)
-    await _apply_payment(order_id, payment, provider=provider, policy=policy)
+    settled = await _apply_payment(order_id, payment, provider=provider, policy=policy)
+    if settled is not None:
+        return settled, True
     return await _pursue_inline(order_id, provider=provider, policy=policy), True
 
 
@@ -181,15 +184,17 @@ async def _micropay(provider: PaymentProvider, **call: Any) -> Payment:
 
 
 async def _apply_payment(order_id: int, payment: Payment, *, provider: PaymentProvider,
-                         policy: CheckoutPolicy) -> None:
+                         policy: CheckoutPolicy) -> dict[str, Any] | None:
+    """Answers the paid order when this payment settled it; else the order is read again by whoever needs it."""
     if payment.outcome is PayOutcome.paid:
-        await settle_paid(order_id, transaction_id=payment.transaction_id or "", payer_openid=payment.payer_openid,
-                          amount_fen=payment.amount_fen, policy=policy)
-    elif payment.outcome is PayOutcome.failed:
+        return await settle_paid(order_id, transaction_id=payment.transaction_id or "",
+                                 payer_openid=payment.payer_openid, amount_fen=payment.amount_fen, policy=policy)
+    if payment.outcome is PayOutcome.failed:
         await settle_unpaid(order_id, OrderStatus.failed, failure=payment.error_code or "FAILED")
     else:  # unknown: ask again soon
         await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.query_interval)}).where(
             (Order.id == order_id) & (Order.status == OrderStatus.paying))
+    return None
 
 
 async def _pursue_inline(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> dict[str, Any]:
@@ -276,40 +281,56 @@ async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvide
 
 
 async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
-                      policy: CheckoutPolicy) -> None:
-    """The order is paid, its payer a member (enrolled if new), its points earned, all exactly once."""
+                      policy: CheckoutPolicy) -> dict[str, Any] | None:
+    """The order is paid, its payer a member (enrolled if new), its points earned: one transaction, exactly once.
+
+    Answers the paid order, or None when it was settled already (by another request or worker).
+    """
+    for attempt in range(SETTLE_ATTEMPTS):
+        try:
+            return await _settle_paid(order_id, transaction_id=transaction_id, payer_openid=payer_openid,
+                                      amount_fen=amount_fen, policy=policy)
+        except Exception as error:
+            # The same payer enrolled by a concurrent payment at another till: again, finding that member.
+            if not is_unique_violation(error) or attempt == SETTLE_ATTEMPTS - 1:
+                raise
+    return None
+
+
+async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
+                       policy: CheckoutPolicy) -> dict[str, Any] | None:
     now = utcnow()
-    order = await get_order(order_id)
-    if order["status"] != OrderStatus.paying:
-        return
-    member_id, enrolled = order["member"], False
-    if member_id is None and payer_openid:
-        # Before the order's transaction, in one of its own: enrolling by openid is idempotent, and a
-        # concurrent enrolment of the same payer (two tills at once) is resolved there, not here.
-        session = WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None)
-        member_id, enrolled = await members.find_or_enrol_wechat_member(
-            session, channel=EnrolmentChannel.cashier, store_id=order["store"])
-    paid = {Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
-            Order.payer_openid: payer_openid or "", Order.next_query_at: None}
-    if order["member"] is None:  # only an enrolment sets the member: a merge may have moved an existing one
-        paid.update({Order.member: member_id, Order.member_enrolled: enrolled})
     async with write_transaction():
-        claimed = await Order.update(paid).where(
-            (Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(Order.store, Order.paid_fen)
+        claimed = await Order.update({
+            Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
+            Order.payer_openid: payer_openid or "", Order.next_query_at: None,
+        }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
+            Order.store, Order.paid_fen, Order.member)
         if not claimed:
-            return  # settled already, by another request or worker
-        if amount_fen is not None and amount_fen != claimed[0]["paid_fen"]:
+            return None
+        store_id, paid_fen, member_id = claimed[0]["store"], claimed[0]["paid_fen"], claimed[0]["member"]
+        if amount_fen is not None and amount_fen != paid_fen:
             logger.error("paid amount differs from the order", extra={"order_id": order_id})
+        enrolled = False
+        if member_id is None and payer_openid:
+            member_id, enrolled = await members.enrol_payer(
+                WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None), store_id=store_id)
         earned = 0
         if member_id is not None:
-            store = await Store.select(Store.points_per_yuan).where(Store.id == order["store"]).first()
-            earned = claimed[0]["paid_fen"] * store["points_per_yuan"] // 100
+            store = await Store.select(Store.points_per_yuan).where(Store.id == store_id).first()
+            earned = paid_fen * store["points_per_yuan"] // 100
             if earned:
-                await points.earn(member_id, earned, store_id=order["store"], source_type=SOURCE,
-                                  source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:earn", now=now,
-                                  policy=policy.points)
-                await Order.update({Order.points_earned: earned}).where(Order.id == order_id)
+                await points.earn(member_id, earned, store_id=store_id, source_type=SOURCE, source_id=str(order_id),
+                                  idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points)
+        # The member is set only where none was: a merge may have moved the order to a survivor already.
+        settled = await Order.update({Order.member: member_id, Order.member_enrolled: enrolled,
+                                      Order.points_earned: earned}).where(
+            (Order.id == order_id) & Order.member.is_null()).returning(*Order.all_columns())
+        if not settled:
+            settled = await Order.update({Order.points_earned: earned}).where(Order.id == order_id).returning(
+                *Order.all_columns())
     logger.info("order paid", extra={"order_id": order_id, "member_id": member_id})
+    return settled[0]
 
 
 async def settle_unpaid(order_id: int, status: OrderStatus, *, failure: str) -> None:

@@ -1,12 +1,14 @@
 """One way to reach the database, whichever engine the deployment runs on."""
 
 import asyncio
+import inspect
 import sqlite3
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 from piccolo.columns.defaults.base import Default
@@ -14,6 +16,9 @@ from piccolo.engine import engine_finder
 from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
+from piccolo.query.base import Query
+from piccolo.query.methods.select import First
+from piccolo.query.proxy import Proxy
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
@@ -124,6 +129,85 @@ async def insert_row(table: type[Table], **values: Any) -> int:
     else:
         rows = await engine.run_querystring(QueryString(insert.template, *args))
     return rows[0][insert.primary_key]
+
+
+R = TypeVar("R")
+
+
+class _Slot:
+    """Stands in for the n-th argument while a prepared query is built."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+
+class _Compiled(QueryString):
+    """SQL compiled once, with this run's arguments: what the engines run in place of a built QueryString."""
+
+    def __init__(self, sql: str, args: list[Any]) -> None:
+        super().__init__(sql.replace("{", "{{").replace("}", "}}"))
+        self._sql, self._args = sql, args
+
+    def compile_string(self, engine_type: str = "postgres") -> tuple[str, list[Any]]:
+        return self._sql, self._args
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    engine: Engine
+    query: Query
+    sql: str
+    args: tuple[Any, ...]
+    slots: tuple[tuple[int, int], ...]  # (position in args, argument index)
+    first: bool  # `.first()`: the first row or None
+
+
+class Prepared(Generic[R]):
+    """A Piccolo query built and compiled once, then run with new arguments: for the hot paths.
+
+    `build` takes the arguments and returns the query, exactly as one would write it inline:
+    `Prepared(lambda order_id: Order.select().where(Order.id == order_id).first())`. Building
+    and compiling a Piccolo query takes 100-300 us of Python, several times what SQLite takes to
+    run it; a prepared query does that once per engine. Arguments may only be values bound as
+    parameters (not lists for `is_in`, not None: write IS NULL and NULL assignments into `build`).
+    Results are processed by the query itself, so they are what the inline query answers.
+    """
+
+    def __init__(self, build: Callable[..., Query | First]) -> None:
+        self._build = build
+        self._arity = len(inspect.signature(build).parameters)
+        self._plan: _Plan | None = None
+
+    def _prepare(self, engine: Engine) -> _Plan:
+        query = self._build(*(_Slot(index) for index in range(self._arity)))
+        first = isinstance(query, First)
+        if first:
+            query = query.query
+        elif isinstance(query, Proxy):
+            raise TypeError(f"{type(query).__name__} cannot be prepared")
+        (querystring,) = query.querystrings
+        sql, args = querystring.compile_string(engine_type=engine.engine_type)
+        slots = tuple((position, arg.index) for position, arg in enumerate(args) if isinstance(arg, _Slot))
+        if {index for _, index in slots} != set(range(self._arity)):
+            raise TypeError("every argument of a prepared query must be bound as a parameter")
+        self._plan = _Plan(engine, query, sql, tuple(args), slots, first)
+        return self._plan
+
+    async def run(self, *values: Any) -> R:
+        engine = get_engine()
+        plan = self._plan if self._plan is not None and self._plan.engine is engine else self._prepare(engine)
+        args = list(plan.args)
+        for position, index in plan.slots:
+            value = values[index]
+            if value is None:
+                raise TypeError("a prepared query takes no None: write NULLs into the query itself")
+            args[position] = value.value if isinstance(value, Enum) else value
+        rows = await plan.query._process_results(await engine.run_querystring(_Compiled(plan.sql, args)))
+        if plan.first:
+            return rows[0] if rows else None
+        return rows
 
 
 def is_unique_violation(error: BaseException) -> bool:

@@ -100,6 +100,22 @@ async def find_or_enrol_wechat_member(
     raise RuntimeError("enrolment kept racing with concurrent requests")
 
 
+async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bool]:
+    """Inside the caller's write transaction: the member paying with this openid, enrolled if new.
+
+    A concurrent enrolment of the same payer breaks the identity's unique constraint; the
+    caller's transaction then fails as a whole and is retried, finding the member.
+    """
+    value = openid_value(session.app_id, session.openid)
+    member_id = await member_by_identity(IdentityKind.wechat_openid, value)
+    if member_id is not None:
+        return member_id, False
+    member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier, enrolled_store=store_id)
+    await insert_row(MemberIdentity, member=member_id, kind=IdentityKind.wechat_openid, value=value)
+    logger.info("member enrolled", extra={"member_id": member_id, "channel": EnrolmentChannel.cashier.value})
+    return member_id, True
+
+
 async def is_active_member(member_id: int) -> bool:
     return await Member.exists().where((Member.id == member_id) & (Member.status == MemberStatus.active))
 

@@ -11,7 +11,8 @@ from uvicorn import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from backend.core.db import heavy_reads, insert_row, write_transaction
+from backend.core.clock import utcnow
+from backend.core.db import Prepared, heavy_reads, insert_row, write_transaction
 from backend.core.http import NoDelayHttpProtocol
 from backend.core.sqlite import CHECKPOINT_EVERY_COMMITS, EmbeddedSQLiteEngine
 from backend.core.sqlite import heavy_reads as embedded_heavy_reads
@@ -41,6 +42,37 @@ async def test_insert_row_refuses_unknown_columns_and_obeys_constraints():
         async with write_transaction():
             await insert_row(Store, code="X2", name="x", points_per_yuan=-5)
     assert await Store.count() == 0
+
+
+async def test_prepared_queries_answer_what_the_inline_queries_answer():
+    ids = [await insert_row(Store, code=f"P{i}", name=f"prepared {i}", points_per_yuan=i) for i in range(3)]
+    one = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
+    for store_id in ids + [10**9]:
+        assert await one.run(store_id) == await Store.select().where(Store.id == store_id).first()
+    some = Prepared(lambda least, active: Store.select(Store.id, Store.code).where(
+        (Store.points_per_yuan >= least) & (Store.active == active)).order_by(Store.id, ascending=False))
+    assert await some.run(1, True) == await Store.select(Store.id, Store.code).where(
+        (Store.points_per_yuan >= 1) & (Store.active == True)).order_by(Store.id, ascending=False)  # noqa: E712
+    assert [row["id"] for row in await some.run(1, True)] == [ids[2], ids[1]]
+
+    member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier)
+    at = utcnow()
+    touch = Prepared(lambda member_id, status, when: Member.update({Member.status: status, Member.created_at: when})
+                     .where((Member.id == member_id) & Member.merged_into.is_null()).returning(*Member.all_columns()))
+    async with write_transaction():
+        updated = await touch.run(member_id, MemberStatus.active, at)
+    assert updated == [await Member.select().where(Member.id == member_id).first()]
+    assert updated[0]["created_at"] == at and updated[0]["status"] == "active"
+    assert await touch.run(10**9, MemberStatus.active, at) == []
+
+
+async def test_prepared_queries_refuse_what_they_cannot_bind():
+    one = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
+    with pytest.raises(TypeError, match="None"):
+        await one.run(None)
+    unbound = Prepared(lambda store_id: Store.select().where(Store.id == 1).first())
+    with pytest.raises(TypeError, match="bound"):
+        await unbound.run(1)
 
 
 async def test_heavy_reads_answer_the_same(settings):

@@ -35,7 +35,7 @@ from backend.cashier.errors import (
 )
 from backend.cashier.tables import Order, OrderChannel, OrderStatus
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.members import service as members
 from backend.members.tables import IdentityKind, MemberIdentity
@@ -88,15 +88,31 @@ class CheckoutPolicy:
             points=PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone))
 
 
+_ORDER = Prepared(lambda order_id: Order.select().where(Order.id == order_id).first())
+_ORDER_BY_KEY = Prepared(lambda store_id, key: Order.select().where(
+    (Order.store == store_id) & (Order.idempotency_key == key)).first())
+_CLAIM_PAID = Prepared(lambda order_id, now, transaction_id, openid: Order.update({
+    Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
+    Order.payer_openid: openid, Order.next_query_at: None,
+}).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
+    Order.store, Order.paid_fen, Order.member))
+_STORE_RATE = Prepared(lambda store_id: Store.select(Store.points_per_yuan).where(Store.id == store_id).first())
+_PAID_BY = Prepared(lambda order_id, member_id, enrolled, earned: Order.update({
+    Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned,
+}).where((Order.id == order_id) & Order.member.is_null()).returning(*Order.all_columns()))
+_PAID_POINTS = Prepared(lambda order_id, earned: Order.update({Order.points_earned: earned}).where(
+    Order.id == order_id).returning(*Order.all_columns()))
+
+
 async def get_order(order_id: int) -> dict[str, Any]:
-    order = await Order.select().where(Order.id == order_id).first()
+    order = await _ORDER.run(order_id)
     if order is None:
         raise OrderNotFound(order_id=order_id)
     return order
 
 
 async def find_order(store_id: int, idempotency_key: str) -> dict[str, Any] | None:
-    return await Order.select().where((Order.store == store_id) & (Order.idempotency_key == idempotency_key)).first()
+    return await _ORDER_BY_KEY.run(store_id, idempotency_key)
 
 
 def check_replay(order: dict[str, Any], **request: Any) -> None:
@@ -301,11 +317,7 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
                        policy: CheckoutPolicy) -> dict[str, Any] | None:
     now = utcnow()
     async with write_transaction():
-        claimed = await Order.update({
-            Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
-            Order.payer_openid: payer_openid or "", Order.next_query_at: None,
-        }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
-            Order.store, Order.paid_fen, Order.member)
+        claimed = await _CLAIM_PAID.run(order_id, now, transaction_id, payer_openid or "")
         if not claimed:
             return None
         store_id, paid_fen, member_id = claimed[0]["store"], claimed[0]["paid_fen"], claimed[0]["member"]
@@ -317,18 +329,17 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
                 WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None), store_id=store_id)
         earned = 0
         if member_id is not None:
-            store = await Store.select(Store.points_per_yuan).where(Store.id == store_id).first()
+            store = await _STORE_RATE.run(store_id)
             earned = paid_fen * store["points_per_yuan"] // 100
             if earned:
                 await points.earn(member_id, earned, store_id=store_id, source_type=SOURCE, source_id=str(order_id),
                                   idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points)
         # The member is set only where none was: a merge may have moved the order to a survivor already.
-        settled = await Order.update({Order.member: member_id, Order.member_enrolled: enrolled,
-                                      Order.points_earned: earned}).where(
-            (Order.id == order_id) & Order.member.is_null()).returning(*Order.all_columns())
+        settled = []
+        if member_id is not None:
+            settled = await _PAID_BY.run(order_id, member_id, enrolled, earned)
         if not settled:
-            settled = await Order.update({Order.points_earned: earned}).where(Order.id == order_id).returning(
-                *Order.all_columns())
+            settled = await _PAID_POINTS.run(order_id, earned)
     logger.info("order paid", extra={"order_id": order_id, "member_id": member_id})
     return settled[0]
 

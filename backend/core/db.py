@@ -134,13 +134,15 @@ async def insert_row(table: type[Table], **values: Any) -> int:
 R = TypeVar("R")
 
 
-class _Slot:
-    """Stands in for the n-th argument while a prepared query is built."""
+class _Slot(int):
+    """Stands in for the n-th argument while a prepared query is built (an int, so column arithmetic takes it)."""
 
-    __slots__ = ("index",)
+    index: int
 
-    def __init__(self, index: int) -> None:
-        self.index = index
+    def __new__(cls, index: int) -> "_Slot":
+        slot = super().__new__(cls, 0)
+        slot.index = index
+        return slot
 
 
 class _Compiled(QueryString):

@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.members.code import STEP_SECONDS, MemberCodes
@@ -42,10 +42,12 @@ def mask_phone(phone: str) -> str:
     return "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
+_BY_IDENTITY = Prepared(lambda kind, value: MemberIdentity.select(MemberIdentity.member).where(
+    (MemberIdentity.kind == kind) & (MemberIdentity.value == value)).first())
+
+
 async def member_by_identity(kind: IdentityKind, value: str) -> int | None:
-    row = await MemberIdentity.select(MemberIdentity.member).where(
-        (MemberIdentity.kind == kind) & (MemberIdentity.value == value)
-    ).first()
+    row = await _BY_IDENTITY.run(kind, value)
     return row["member"] if row else None
 
 

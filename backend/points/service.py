@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from piccolo.query.functions.aggregate import Sum
 
 from backend.core.clock import utcnow
-from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.points.errors import IdempotencyConflict, InsufficientPoints
 from backend.members.tables import Member
@@ -88,11 +88,27 @@ async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> 
 
 # The building blocks, inside a write transaction --------------------------------
 
+_LOCK_ACCOUNT = Prepared(lambda member_id, now: PointsAccount.insert(
+    PointsAccount(member=member_id, updated_at=now)).on_conflict(
+    target=PointsAccount.member, action="DO UPDATE", values=[PointsAccount.updated_at],
+).returning(PointsAccount.balance, PointsAccount.debt))
+_MERGED_INTO = Prepared(lambda member_id: Member.select(Member.merged_into).where(Member.id == member_id).first())
+_SET_ACCOUNT = Prepared(lambda member_id, balance_delta, debt_delta, least_balance, least_debt: PointsAccount.update({
+    PointsAccount.balance: PointsAccount.balance + balance_delta,
+    PointsAccount.debt: PointsAccount.debt + debt_delta,
+}).where(
+    (PointsAccount.member == member_id) & (PointsAccount.balance >= least_balance)
+    & (PointsAccount.debt >= least_debt)
+).returning(PointsAccount.balance, PointsAccount.debt))
+_EXISTING_ONE = Prepared(lambda key: PointsEntry.select(
+    PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
+    PointsEntry.debt_after, PointsEntry.request_hash,
+).where(PointsEntry.idempotency_key == key))
+
+
 async def _lock_account(member_id: int, now: datetime) -> tuple[int, int]:
     """Touch the member's account row, creating it on first use, in one statement; answers (balance, debt)."""
-    rows = await PointsAccount.insert(PointsAccount(member=member_id, updated_at=now)).on_conflict(
-        target=PointsAccount.member, action="DO UPDATE", values=[PointsAccount.updated_at],
-    ).returning(PointsAccount.balance, PointsAccount.debt)
+    rows = await _LOCK_ACCOUNT.run(member_id, now)
     return rows[0]["balance"], rows[0]["debt"]
 
 
@@ -102,7 +118,7 @@ async def _lock_holder(member_id: int, now: datetime) -> tuple[int, int, int]:
     a merge that committed meanwhile shows in `merged_into` and is followed."""
     for _ in range(32):
         balance, debt = await _lock_account(member_id, now)
-        row = await Member.select(Member.merged_into).where(Member.id == member_id).first()
+        row = await _MERGED_INTO.run(member_id)
         if row is None or row["merged_into"] is None:
             return member_id, balance, debt
         member_id = row["merged_into"]
@@ -110,13 +126,7 @@ async def _lock_holder(member_id: int, now: datetime) -> tuple[int, int, int]:
 
 
 async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -> tuple[int, int]:
-    rows = await PointsAccount.update({
-        PointsAccount.balance: PointsAccount.balance + balance_delta,
-        PointsAccount.debt: PointsAccount.debt + debt_delta,
-    }).where(
-        (PointsAccount.member == member_id) & (PointsAccount.balance >= -balance_delta)
-        & (PointsAccount.debt >= -debt_delta)
-    ).returning(PointsAccount.balance, PointsAccount.debt)
+    rows = await _SET_ACCOUNT.run(member_id, balance_delta, debt_delta, -balance_delta, -debt_delta)
     if not rows:  # the account row is locked by this transaction: only a bug gets here
         raise RuntimeError(f"points account of member {member_id} moved under its lock")
     return rows[0]["balance"], rows[0]["debt"]
@@ -124,10 +134,13 @@ async def _set_account(member_id: int, *, balance_delta: int, debt_delta: int) -
 
 async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]] | None:
     """The entries already posted under these keys, or None; a different request under a key is a conflict."""
-    rows = await PointsEntry.select(
-        PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
-        PointsEntry.debt_after, PointsEntry.request_hash,
-    ).where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
+    if len(keys) == 1:  # one key names at most one entry
+        rows = await _EXISTING_ONE.run(keys[0])
+    else:
+        rows = await PointsEntry.select(
+            PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
+            PointsEntry.debt_after, PointsEntry.request_hash,
+        ).where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
     if not rows:
         return None
     if any(row["request_hash"] != expected_hash for row in rows):

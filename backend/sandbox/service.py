@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.payments.provider import CloseOutcome, ProviderError, RefundResult, RefundState
 from backend.sandbox.tables import (
     SandboxLoginCode,
@@ -119,14 +119,19 @@ async def find_trade(out_trade_no: str) -> dict | None:
     return await SandboxTrade.select().where(SandboxTrade.out_trade_no == out_trade_no).first()
 
 
+_SPEND_CODE = Prepared(lambda now, auth_code, also_now: SandboxPaymentCode.update({
+    SandboxPaymentCode.used_at: now}).where(
+    (SandboxPaymentCode.auth_code == auth_code) & SandboxPaymentCode.used_at.is_null()
+    & (SandboxPaymentCode.expires_at > also_now)
+).returning(SandboxPaymentCode.openid, SandboxPaymentCode.scenario))
+
+
 async def pay_with_code(*, out_trade_no: str, amount_fen: int, auth_code: str) -> TradeAnswer:
     """micropay: charge the wallet behind a payment code, the way its scenario says."""
     try:
         async with write_transaction():
-            claimed = await SandboxPaymentCode.update({SandboxPaymentCode.used_at: utcnow()}).where(
-                (SandboxPaymentCode.auth_code == auth_code) & SandboxPaymentCode.used_at.is_null()
-                & (SandboxPaymentCode.expires_at > utcnow())
-            ).returning(SandboxPaymentCode.openid, SandboxPaymentCode.scenario)
+            now = utcnow()
+            claimed = await _SPEND_CODE.run(now, auth_code, now)
             if claimed:
                 scenario = SandboxScenario(claimed[0]["scenario"])
                 real_state, answered_state, error_code = _FIRST_ANSWER[scenario]

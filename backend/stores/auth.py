@@ -6,6 +6,7 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from backend.core.auth import PrincipalKind, TokenIssuer, bearer_claims
+from backend.core.db import Prepared
 from backend.core.errors import Forbidden, NotFound, Unauthenticated
 from backend.stores import service
 from backend.stores.tables import Staff, StaffRole
@@ -35,13 +36,15 @@ class CurrentStaff:
             raise NotFound("No such store.", staff_id=self.id, store_id=store_id)
 
 
+_STAFF = Prepared(lambda staff_id: Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
+    Staff.id == staff_id).first())
+
+
 async def provide_current_staff(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentStaff:
     claims = bearer_claims(request, tokens)
     if claims.kind != PrincipalKind.staff:
         raise Forbidden("A member token cannot be used here.")
-    staff = await Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
-        Staff.id == claims.subject_id
-    ).first()
+    staff = await _STAFF.run(claims.subject_id)
     if staff is None or not staff["active"]:
         raise Unauthenticated("This staff account is no longer active.")
     store_ids = await service.staff_store_ids(staff["id"])

@@ -3,7 +3,7 @@
 import logging
 from typing import Any
 
-from backend.core.db import is_unique_violation, write_transaction
+from backend.core.db import Prepared, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.stores.errors import (
@@ -37,8 +37,13 @@ async def create_store(data: StoreCreate) -> dict[str, Any]:
     return await get_store(rows[0]["id"])
 
 
+_STORE = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
+_STAFF_STORES = Prepared(lambda staff_id: StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id)
+                         .order_by(StaffStore.store))
+
+
 async def get_store(store_id: int) -> dict[str, Any] | None:
-    return await Store.select().where(Store.id == store_id).first()
+    return await _STORE.run(store_id)
 
 
 async def list_open_stores() -> list[dict[str, Any]]:
@@ -46,8 +51,7 @@ async def list_open_stores() -> list[dict[str, Any]]:
 
 
 async def staff_store_ids(staff_id: int) -> list[int]:
-    rows = await StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id).order_by(StaffStore.store)
-    return [row["store"] for row in rows]
+    return [row["store"] for row in await _STAFF_STORES.run(staff_id)]
 
 
 async def create_staff(data: StaffCreate) -> dict[str, Any]:

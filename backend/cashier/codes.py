@@ -30,4 +30,12 @@ def classify_payment_code(code: str) -> PaymentCodeKind | None:
 def new_out_trade_no(now: datetime) -> str:
     """28 characters of [0-9A-Za-z]: the UTC second, for people reading statements, and 14 random base-62
     characters (83 bits), so that every attempt gets a number nobody has used or can guess."""
-    return now.strftime("%Y%m%d%H%M%S") + "".join(secrets.choice(_BASE62) for _ in range(14))
+    return now.strftime("%Y%m%d%H%M%S") + base62(secrets.randbelow(62**14), 14)
+
+
+def base62(number: int, width: int) -> str:
+    digits = []
+    for _ in range(width):
+        number, digit = divmod(number, 62)
+        digits.append(_BASE62[digit])
+    return "".join(reversed(digits))

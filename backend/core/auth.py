@@ -10,6 +10,7 @@ from litestar.connection import ASGIConnection
 from backend.core.errors import Unauthenticated
 
 ISSUER = "mall"
+VERIFIED_CACHE_SIZE = 4096
 
 
 class PrincipalKind(str, Enum):
@@ -28,6 +29,8 @@ class TokenIssuer:
     def __init__(self, secret_key: str, *, member_ttl: int, staff_ttl: int) -> None:
         self._key = secret_key
         self._ttl = {PrincipalKind.member: member_ttl, PrincipalKind.staff: staff_ttl}
+        # A till sends the same token with every request: its signature is checked once, its expiry every time.
+        self._verified: dict[str, tuple[Claims, int]] = {}
 
     def ttl(self, kind: PrincipalKind) -> int:
         return self._ttl[kind]
@@ -39,15 +42,23 @@ class TokenIssuer:
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def decode(self, token: str) -> Claims:
+        if (verified := self._verified.get(token)) is not None:
+            if time.time() < verified[1]:
+                return verified[0]
+            del self._verified[token]
         try:
             claims = jwt.decode(token, self._key, algorithms=["HS256"], issuer=ISSUER,
                                 options={"require": ["exp", "iat", "sub", "iss"]})
             kind, _, subject = str(claims["sub"]).partition(":")
-            return Claims(PrincipalKind(kind), int(subject), int(claims.get("ver", 0)))
+            decoded = Claims(PrincipalKind(kind), int(subject), int(claims.get("ver", 0)))
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("The access token has expired; sign in again.") from None
         except (jwt.InvalidTokenError, ValueError):
             raise Unauthenticated("The access token is not valid.") from None
+        if len(self._verified) >= VERIFIED_CACHE_SIZE:
+            del self._verified[next(iter(self._verified))]  # the oldest
+        self._verified[token] = (decoded, int(claims["exp"]))
+        return decoded
 
 
 def bearer_claims(connection: ASGIConnection, tokens: TokenIssuer) -> Claims:

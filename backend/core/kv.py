@@ -7,7 +7,7 @@ survive a restart lives only here; the database stays the source of truth.
 
 import asyncio
 import time
-from typing import Protocol, runtime_checkable
+from abc import ABC, abstractmethod
 
 from redis.asyncio import BlockingConnectionPool, Redis
 
@@ -33,21 +33,42 @@ GATE_MISSING = -2
 GATE_SHORT = -1
 
 
-@runtime_checkable
-class KV(Protocol):
+class KV(ABC):
+    """The port (an ABC, not a Protocol: an isinstance check of it, made for every request, stays cheap)."""
+
+    @abstractmethod
     async def get(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
     async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None: ...
+
+    @abstractmethod
     async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool: ...
+
+    @abstractmethod
     async def pop(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
     async def delete(self, key: str) -> None: ...
+
+    @abstractmethod
     async def incr(self, key: str, *, expires_in: float) -> int: ...
+
+    @abstractmethod
     async def ttl(self, key: str) -> float | None: ...
+
+    @abstractmethod
     async def decr_if_enough(self, key: str, amount: int) -> int: ...
+
+    @abstractmethod
     async def ping(self) -> bool: ...
+
+    @abstractmethod
     async def close(self) -> None: ...
 
 
-class MemoryKV:
+
+class MemoryKV(KV):
     """In-process KV for the embedded deployment; safe because one event loop owns it."""
 
     def __init__(self, *, clock=time.monotonic) -> None:
@@ -129,7 +150,7 @@ class MemoryKV:
         self._data.clear()
 
 
-class RedisKV:
+class RedisKV(KV):
     """KV on a real Redis; every operation is one round trip and atomic on the server."""
 
     def __init__(self, url: str, *, pool_size: int, timeout: float = 2.0) -> None:

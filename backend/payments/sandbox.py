@@ -8,6 +8,7 @@ from backend.payments.notices import read_notice
 from backend.payments.provider import (
     CloseOutcome,
     Payment,
+    PaymentProvider,
     PayOutcome,
     RefundNotice,
     RefundResult,
@@ -21,7 +22,7 @@ from backend.sandbox import service as wechat
 from backend.sandbox.keys import SandboxKeys
 
 
-class SandboxProvider:
+class SandboxProvider(PaymentProvider):
     def __init__(self, keys: SandboxKeys, *, appid: str) -> None:
         self.keys, self.mchid, self.appid = keys, keys.mchid, appid
 

@@ -22,6 +22,7 @@ from backend.payments.notices import read_notice
 from backend.payments.provider import (
     CloseOutcome,
     Payment,
+    PaymentProvider,
     PayOutcome,
     ProviderError,
     RefundNotice,
@@ -55,7 +56,7 @@ class AskAgainLater(httpx.HTTPError):
     """WeChat Pay answered a system error or a rate limit: the request may be repeated as it was."""
 
 
-class WeChatPayProvider:
+class WeChatPayProvider(PaymentProvider):
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, mchid: str, appid: str, serial_no: str,
                  private_key: RSAPrivateKey, platform_keys: Mapping[str, RSAPublicKey], api_v3_key: bytes,
                  notify_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:

@@ -78,7 +78,7 @@ PAYMENT_CODE_TTL_SECONDS = 60  # a wallet's payment code refreshes every minute
 async def issue_payment_code(*, openid: str, scenario: SandboxScenario) -> str:
     """An 18-digit code starting 13, as a WeChat wallet shows it, that pays once as `openid`."""
     for _ in range(5):
-        code = "13" + "".join(secrets.choice("0123456789") for _ in range(16))
+        code = "13" + _digits(16)
         try:
             async with write_transaction():
                 await insert_row(SandboxPaymentCode, auth_code=code, openid=openid, scenario=scenario,
@@ -108,7 +108,7 @@ _FIRST_ANSWER = {
 
 
 def _digits(count: int) -> str:
-    return "".join(secrets.choice("0123456789") for _ in range(count))
+    return str(secrets.randbelow(10**count)).zfill(count)
 
 
 def _transaction_id() -> str:

@@ -184,7 +184,7 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
         check_replay(existing, **request)
         return await await_outcome(existing["id"], policy), False
     payment = await _micropay(provider, out_trade_no=out_trade_no, amount_fen=amount_fen - discount,
-                              auth_code=auth_code)
+                              auth_code=auth_code, store_ref=str(store_id))
     settled = await _apply_payment(order_id, payment, provider=provider, policy=policy)
     if settled is not None:
         return settled, True
@@ -270,6 +270,13 @@ async def advance(order_id: int, *, provider: PaymentProvider, policy: CheckoutP
 async def _close(order_id: int, out_trade_no: str, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
     """The store-code deadline has passed: the order ends here first, so money arriving from now on goes back."""
     await settle_unpaid(order_id, OrderStatus.cancelled, failure="EXPIRED")
+    await _close_at_provider(order_id, out_trade_no, provider=provider, policy=policy)
+
+
+async def _close_at_provider(order_id: int, out_trade_no: str, *, provider: PaymentProvider,
+                             policy: CheckoutPolicy) -> None:
+    """Close the trade at WeChat Pay; money it took first goes back. Until WeChat Pay has answered, the
+    closed order stays due, so a payment whose notification is lost is still found and refunded."""
     try:
         outcome = await provider.close(out_trade_no)
         if outcome is CloseOutcome.already_paid:  # the shopper paid just as the order closed
@@ -278,8 +285,20 @@ async def _close(order_id: int, out_trade_no: str, *, provider: PaymentProvider,
                 await refunds.refund_late_payment(order_id, transaction_id=trade.transaction_id or "",
                                                   provider=provider, policy=policy)
     except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
-        # The provider's own expiry (time_expire) stops payment; a notification that still comes is refunded.
         logger.warning("closing at the provider failed", extra={"order_id": order_id, "error": repr(error)})
+        await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.store_payment_query_interval)}
+                           ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled))
+        return
+    await Order.update({Order.next_query_at: None}).where(Order.id == order_id)
+
+
+async def _close_again(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
+    now = utcnow()
+    claimed = await Order.update({Order.next_query_at: now + timedelta(seconds=policy.store_payment_query_interval)}
+                                 ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled)
+                                         & (Order.next_query_at <= now)).returning(Order.out_trade_no)
+    if claimed:
+        await _close_at_provider(order_id, claimed[0]["out_trade_no"], provider=provider, policy=policy)
 
 
 async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvider) -> bool:
@@ -380,10 +399,14 @@ async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPo
 
 async def advance_due(*, provider: PaymentProvider, policy: CheckoutPolicy, now: datetime | None = None) -> int:
     """The sweeper's part: every payment whose next step is due gets it; answers how many."""
-    due = await Order.select(Order.id).where(
-        (Order.status == OrderStatus.paying) & (Order.next_query_at <= (now or utcnow()))).limit(200)
+    due = await Order.select(Order.id, Order.status).where(
+        Order.status.is_in([OrderStatus.paying, OrderStatus.cancelled]) & (Order.next_query_at <= (now or utcnow()))
+    ).limit(200)
     for row in due:
-        await advance(row["id"], provider=provider, policy=policy)
+        if row["status"] == OrderStatus.paying:
+            await advance(row["id"], provider=provider, policy=policy)
+        else:  # a store-code order whose close WeChat Pay has not confirmed yet
+            await _close_again(row["id"], provider=provider, policy=policy)
     return len(due)
 
 

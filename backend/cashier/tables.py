@@ -28,7 +28,8 @@ class Order(Table, tablename="till_order"):
     """One checkout: its money, its member, and where its payment stands.
 
     A payment whose outcome is unknown keeps its deadlines here (`next_query_at`,
-    `reverse_at`), so that any worker's sweeper can carry it on after a restart.
+    `reverse_at`), so that any worker's sweeper can carry it on after a restart; so does
+    a closed store-code order until WeChat Pay has confirmed the close.
     """
 
     store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict, index=True)

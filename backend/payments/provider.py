@@ -104,7 +104,9 @@ class PaymentProvider(ABC):
     appid: str
 
     @abstractmethod
-    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str) -> Payment: ...
+    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str,
+                       store_ref: str = "") -> Payment:
+        """Charge a payment code; `store_ref` names the store on the merchant's side (scene_info.store_info)."""
 
     @abstractmethod
     async def query(self, out_trade_no: str) -> TradeQuery: ...

@@ -26,7 +26,8 @@ class SandboxProvider(PaymentProvider):
     def __init__(self, keys: SandboxKeys, *, appid: str) -> None:
         self.keys, self.mchid, self.appid = keys, keys.mchid, appid
 
-    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str) -> Payment:
+    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str,
+                       store_ref: str = "") -> Payment:
         answer = await wechat.pay_with_code(out_trade_no=out_trade_no, amount_fen=amount_fen, auth_code=auth_code)
         trade = answer.trade or {}
         if answer.state == "SUCCESS":

@@ -98,12 +98,13 @@ class WeChatPayProvider(PaymentProvider):
     def _trade_path(self, out_trade_no: str) -> str:
         return f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}"
 
-    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str) -> Payment:
+    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str,
+                       store_ref: str = "") -> Payment:
         status, answer = await self._call("POST", "/v3/pay/transactions/codepay", {
             "appid": self.appid, "mchid": self.mchid, "description": description[:127],
             "out_trade_no": out_trade_no, "payer": {"auth_code": auth_code},
             "amount": {"total": amount_fen, "currency": "CNY"},
-            "scene_info": {"device_ip": "127.0.0.1"},
+            "scene_info": {"store_info": {"out_id": store_ref or "0"}},
         })
         if status == 200 and answer.get("trade_state") == "SUCCESS":
             return Payment(PayOutcome.paid, transaction_id=str(answer.get("transaction_id") or ""),

@@ -306,6 +306,31 @@ async def test_a_notification_for_a_closed_order_is_refunded_automatically(app_c
     assert await points.balance_of(shopper["member"]["id"]) == (0, 0)
 
 
+async def test_a_payment_whose_notification_is_lost_after_a_failed_close_is_still_refunded(
+        app_client, demo, fast_settings, sandbox_provider):
+    shopper, started = await started_payment(app_client, demo, "oLostAfterClose00000000001")
+
+    async def cancelled() -> bool:
+        return (await order_row(started["orderId"]))["status"] == "cancelled"
+
+    await sweep_until(cancelled, CloseFails(sandbox_provider), fast_settings)
+    assert (await order_row(started["orderId"]))["next_query_at"] is not None  # the close is still owed
+    await keep_payable(started["outTradeNo"])
+    lost = await app_client.post(f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm",
+                                 json={"deliverNotification": False})
+    assert lost.json()["notifyStatus"] is None
+
+    async def refunded() -> bool:
+        return (await order_row(started["orderId"]))["status"] == "refunded"
+
+    await sweep_until(refunded, sandbox_provider, fast_settings)  # WeChat Pay answers again
+    order = await order_row(started["orderId"])
+    assert (order["refunded_fen"], order["next_query_at"], order["points_earned"]) == (2000, None, 0)
+    assert await SandboxRefund.count() == 1
+    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(fast_settings))
+    assert await SandboxRefund.count() == 1
+
+
 async def test_money_that_arrives_as_the_order_closes_goes_back(app_client, demo, fast_settings, sandbox_provider):
     shopper, started = await started_payment(app_client, demo, "oPaysAtClose00000000000001")
 

@@ -93,6 +93,7 @@ async def test_a_checkout_signs_every_request_and_believes_only_signed_answers(t
     _, _, sent = fake.requests[0]
     assert sent["out_trade_no"] == order["outTradeNo"] and sent["amount"] == {"total": 1234, "currency": "CNY"}
     assert sent["payer"] == {"auth_code": "134567890123456789"} and sent["mchid"] == MCHID
+    assert sent["scene_info"] == {"store_info": {"out_id": str(demo["S001"])}}
     assert await points.balance_of(order["memberId"]) == (24, 0)
 
 

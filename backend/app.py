@@ -22,6 +22,7 @@ from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
+from backend.groupbuy.controllers import AdminGroupBuyController, GroupBuyController
 from backend.members.code import MemberCodes
 from backend.members.controllers import (
     AdminMemberController,
@@ -89,7 +90,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
         MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
-        StorePaymentController, WeChatPayNotifyController,
+        StorePaymentController, WeChatPayNotifyController, GroupBuyController, AdminGroupBuyController,
     ]
     notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:

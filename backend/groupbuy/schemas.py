@@ -1,0 +1,52 @@
+from datetime import date, datetime
+from typing import Annotated
+
+import msgspec
+
+from backend.core.schema import Struct
+from backend.groupbuy.tables import MAX_GROUP_SIZE, MAX_GROUP_TTL_MINUTES, MIN_GROUP_TTL_MINUTES
+from backend.stores.schemas import StoreId, StoreOut
+
+Fen = Annotated[int, msgspec.Meta(gt=0, le=10**10)]
+# An uploaded or bundled image, named by its path under the image store; never a URL to fetch.
+ImagePath = Annotated[str, msgspec.Meta(
+    max_length=200, pattern=r"^(|[0-9A-Za-z_-][0-9A-Za-z_.-]*(/[0-9A-Za-z_-][0-9A-Za-z_.-]*)*)$")]
+
+
+class CampaignCreate(Struct):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    product_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    price_fen: Fen
+    original_price_fen: Fen
+    group_size: Annotated[int, msgspec.Meta(ge=2, le=MAX_GROUP_SIZE)]
+    group_ttl_minutes: Annotated[int, msgspec.Meta(ge=MIN_GROUP_TTL_MINUTES, le=MAX_GROUP_TTL_MINUTES)]
+    stock: Annotated[int, msgspec.Meta(ge=1, le=10**7)]
+    per_member_limit: Annotated[int, msgspec.Meta(ge=1, le=1000)]
+    starts_at: datetime
+    ends_at: datetime
+    pickup_store_ids: Annotated[list[StoreId], msgspec.Meta(max_length=5000)]
+    pickup_date: date
+    payment_window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 15
+    virtual_fill: bool = False
+    product_image: ImagePath = ""
+
+
+class CampaignOut(Struct):
+    id: int
+    title: str
+    product_name: str
+    product_image: str
+    price_fen: int
+    original_price_fen: int
+    group_size: int
+    group_ttl_minutes: int
+    payment_window_minutes: int
+    stock: int
+    stock_left: int
+    per_member_limit: int
+    starts_at: datetime
+    ends_at: datetime
+    pickup_date: date
+    pickup_stores: list[StoreOut]
+    virtual_fill: bool
+    created_at: datetime

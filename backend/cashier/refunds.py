@@ -55,8 +55,9 @@ async def get_refund(refund_id: int) -> dict[str, Any]:
     return await Refund.select().where(Refund.id == refund_id).first()
 
 
-async def request_refund(order_id: int, *, staff_id: int, amount_fen: int, idempotency_key: str, reason: str,
-                         provider: PaymentProvider, policy: "CheckoutPolicy") -> tuple[dict[str, Any], bool]:
+async def request_refund(order_id: int, *, staff_id: int | None, amount_fen: int, idempotency_key: str,
+                         reason: str, provider: PaymentProvider,
+                         policy: "CheckoutPolicy") -> tuple[dict[str, Any], bool]:
     """Refund part or all of a paid order; answers the refund and whether this request created it."""
     order = await Order.select(Order.id, Order.out_trade_no, Order.paid_fen, Order.status,
                                Order.refunded_fen).where(Order.id == order_id).first()

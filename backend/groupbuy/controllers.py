@@ -4,8 +4,20 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
+from backend.cashier.schemas import PayParams
+from backend.cashier.service import CheckoutPolicy
 from backend.groupbuy import service
-from backend.groupbuy.schemas import CampaignCreate, CampaignOut
+from backend.groupbuy.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    GroupMemberOut,
+    GroupOut,
+    SeatCreate,
+    SeatOut,
+    SeatTaken,
+)
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.payments.provider import PaymentProvider
 from backend.stores.auth import CurrentStaff, provide_hq_admin
 from backend.stores.controllers import store_out
 
@@ -22,6 +34,28 @@ def campaign_out(row: dict[str, Any]) -> CampaignOut:
     )
 
 
+def group_out(row: dict[str, Any]) -> GroupOut:
+    return GroupOut(
+        id=row["id"], campaign_id=row["campaign"], status=row["status"], group_size=row["group_size"],
+        seats_taken=row["seats_taken"], seats_left=row["group_size"] - row["seats_taken"],
+        seats_paid=row["seats_paid"], expires_at=row["expires_at"],
+        members=[GroupMemberOut(nickname=m["nickname"], avatar_url=m["avatar_url"]) for m in row["members"]],
+    )
+
+
+def seat_out(row: dict[str, Any], pay_params: dict[str, str] | None = None) -> SeatOut:
+    params = None
+    if pay_params:
+        params = PayParams(app_id=pay_params["appId"], time_stamp=pay_params["timeStamp"],
+                           nonce_str=pay_params["nonceStr"], package=pay_params["package"],
+                           sign_type=pay_params["signType"], pay_sign=pay_params["paySign"])
+    return SeatOut(
+        id=row["id"], group_id=row["group"], campaign_id=row["campaign"], pickup_store_id=row["pickup_store"],
+        quantity=row["quantity"], amount_fen=row["amount_fen"], status=row["status"], pay_by=row["pay_by"],
+        out_trade_no=row["out_trade_no"], created_at=row["created_at"], pay_params=params,
+    )
+
+
 class GroupBuyController(Controller):
     path = "/api/v1/groupbuy"
     tags = ["Group-buy"]
@@ -34,6 +68,37 @@ class GroupBuyController(Controller):
     @get("/campaigns/{campaign_id:int}", operation_id="GetGroupBuyCampaign")
     async def get_campaign(self, campaign_id: FromPath[int]) -> CampaignOut:
         return campaign_out(await service.get_campaign(campaign_id))
+
+    @get("/groups/{group_id:int}", operation_id="GetGroupBuyGroup")
+    async def get_group(self, group_id: FromPath[int]) -> GroupOut:
+        """Seats and deadline of a group, for the page a shared link opens; members by nickname only."""
+        return group_out(await service.get_group(group_id))
+
+
+class GroupBuySeatController(Controller):
+    path = "/api/v1/groupbuy"
+    tags = ["Group-buy"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
+    async def open_group(self, member: NamedDependency[CurrentMember], campaign_id: FromPath[int],
+                         data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
+                         checkout_policy: NamedDependency[CheckoutPolicy]) -> SeatTaken:
+        """Open a group as its leader, taking its first seat."""
+        group, seat, params = await service.take_seat(
+            member_id=member.id, campaign_id=campaign_id, pickup_store_id=data.pickup_store_id,
+            quantity=data.quantity, provider=payment_provider, policy=checkout_policy)
+        return SeatTaken(group=group_out(group), order=seat_out(seat, params))
+
+    @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
+    async def join_group(self, member: NamedDependency[CurrentMember], group_id: FromPath[int],
+                         data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
+                         checkout_policy: NamedDependency[CheckoutPolicy]) -> SeatTaken:
+        """Take a seat in someone's group."""
+        group, seat, params = await service.take_seat(
+            member_id=member.id, group_id=group_id, pickup_store_id=data.pickup_store_id, quantity=data.quantity,
+            provider=payment_provider, policy=checkout_policy)
+        return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
 
 class AdminGroupBuyController(Controller):

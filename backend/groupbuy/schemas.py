@@ -3,8 +3,15 @@ from typing import Annotated
 
 import msgspec
 
+from backend.cashier.schemas import PayParams
 from backend.core.schema import Struct
-from backend.groupbuy.tables import MAX_GROUP_SIZE, MAX_GROUP_TTL_MINUTES, MIN_GROUP_TTL_MINUTES
+from backend.groupbuy.tables import (
+    MAX_GROUP_SIZE,
+    MAX_GROUP_TTL_MINUTES,
+    MIN_GROUP_TTL_MINUTES,
+    GroupStatus,
+    SeatStatus,
+)
 from backend.stores.schemas import StoreId, StoreOut
 
 Fen = Annotated[int, msgspec.Meta(gt=0, le=10**10)]
@@ -50,3 +57,44 @@ class CampaignOut(Struct):
     pickup_stores: list[StoreOut]
     virtual_fill: bool
     created_at: datetime
+
+
+class SeatCreate(Struct):
+    pickup_store_id: StoreId
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+
+
+class GroupMemberOut(Struct):
+    nickname: str
+    avatar_url: str
+
+
+class GroupOut(Struct):
+    id: int
+    campaign_id: int
+    status: GroupStatus
+    group_size: int
+    seats_taken: int
+    seats_left: int
+    seats_paid: int
+    expires_at: datetime
+    members: list[GroupMemberOut]
+
+
+class SeatOut(Struct):
+    id: int
+    group_id: int
+    campaign_id: int
+    pickup_store_id: int
+    quantity: int
+    amount_fen: int
+    status: SeatStatus
+    pay_by: datetime
+    out_trade_no: str
+    created_at: datetime
+    pay_params: PayParams | None = None
+
+
+class SeatTaken(Struct):
+    group: GroupOut
+    order: SeatOut

@@ -1,15 +1,35 @@
 """Group-buy presales: campaigns HQ runs, groups members fill, seats they pay for, pickups at the store."""
 
+import asyncio
 import logging
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
+import httpx
+
+from backend.cashier import service as cashier
+from backend.cashier.codes import new_out_trade_no
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, write_transaction
-from backend.groupbuy.errors import CampaignInvalid, CampaignNotFound
+from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.groupbuy.errors import (
+    AlreadyInGroup,
+    CampaignClosed,
+    CampaignInvalid,
+    CampaignNotFound,
+    GroupClosed,
+    GroupFull,
+    GroupNotFound,
+    PickupStoreInvalid,
+    QuantityOverLimit,
+    SoldOut,
+)
 from backend.groupbuy.schemas import CampaignCreate
-from backend.groupbuy.tables import Campaign, CampaignStore
+from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus, MemberUnits, Seat, SeatStatus
+from backend.payments.provider import PaymentProvider, ProviderError
 from backend.stores.tables import Store
+
+if TYPE_CHECKING:
+    from backend.cashier.service import CheckoutPolicy
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +108,106 @@ async def open_campaigns(*, now: datetime | None = None) -> list[dict[str, Any]]
     rows = await Campaign.select().where((Campaign.starts_at <= now) & (Campaign.ends_at > now)).order_by(
         Campaign.ends_at).order_by(Campaign.id).limit(200)
     return await _with_stores(rows)
+
+
+# Seats: taking one reserves the seat, the member's units and the stock in one transaction -------------
+
+async def _reserve(campaign: dict[str, Any], *, member_id: int, quantity: int, now: datetime) -> None:
+    """Inside the seat's transaction: the member's units within the limit, then the stock, both guarded."""
+    if quantity > campaign["per_member_limit"]:
+        raise QuantityOverLimit(details={"perMemberLimit": campaign["per_member_limit"]})
+    await MemberUnits.insert(MemberUnits(campaign=campaign["id"], member=member_id, units=0)).on_conflict(
+        target=(MemberUnits.campaign, MemberUnits.member), action="DO NOTHING")
+    held = await MemberUnits.update({MemberUnits.units: MemberUnits.units + quantity}).where(
+        (MemberUnits.campaign == campaign["id"]) & (MemberUnits.member == member_id)
+        & (MemberUnits.units <= campaign["per_member_limit"] - quantity)).returning(MemberUnits.id)
+    if not held:
+        raise QuantityOverLimit(details={"perMemberLimit": campaign["per_member_limit"]})
+    taken = await Campaign.update({Campaign.stock_left: Campaign.stock_left - quantity}).where(
+        (Campaign.id == campaign["id"]) & (Campaign.stock_left >= quantity) & (Campaign.starts_at <= now)
+        & (Campaign.ends_at > now)).returning(Campaign.stock_left)
+    if not taken:
+        raise SoldOut(details={"campaignId": campaign["id"]})
+
+
+async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) -> dict[str, Any]:
+    campaign = await Campaign.select().where(Campaign.id == campaign_id).first()
+    if campaign is None:
+        raise CampaignNotFound(campaign_id=campaign_id)
+    if not (campaign["starts_at"] <= now < campaign["ends_at"]):
+        raise CampaignClosed(campaign_id=campaign_id)
+    if not await CampaignStore.exists().where(
+            (CampaignStore.campaign == campaign_id) & (CampaignStore.store == pickup_store_id)):
+        raise PickupStoreInvalid(details={"pickupStoreId": pickup_store_id})
+    return campaign
+
+
+async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, campaign_id: int | None = None,
+                    group_id: int | None = None, provider: PaymentProvider,
+                    policy: "CheckoutPolicy") -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """Open a group as its leader (campaign_id) or join one (group_id); answers (group, seat, payParams).
+
+    The seat, the member's units and the stock are taken together or not at all; the seat then
+    waits for its payment until `pay_by`.
+    """
+    now = utcnow()
+    if group_id is not None:
+        group = await Group.select().where(Group.id == group_id).first()
+        if group is None:
+            raise GroupNotFound(group_id=group_id)
+        campaign_id = group["campaign"]
+    assert campaign_id is not None
+    campaign = await _open_campaign(campaign_id, pickup_store_id, now)
+    openid = await cashier.payer_openid(member_id, policy.app_id)
+    out_trade_no = new_out_trade_no(now)
+    amount_fen = campaign["price_fen"] * quantity
+    try:
+        async with write_transaction():
+            if group_id is None:
+                group_id = await insert_row(
+                    Group, campaign=campaign_id, leader=member_id, status=GroupStatus.forming,
+                    group_size=campaign["group_size"], seats_taken=1,
+                    expires_at=now + timedelta(minutes=campaign["group_ttl_minutes"]), created_at=now)
+            else:
+                joined = await Group.update({Group.seats_taken: Group.seats_taken + 1}).where(
+                    (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now)
+                    & (Group.seats_taken < Group.group_size)).returning(Group.id)
+                if not joined:
+                    current = await Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first()
+                    if current["status"] != GroupStatus.forming or current["expires_at"] <= now:
+                        raise GroupClosed(group_id=group_id)
+                    raise GroupFull(group_id=group_id)
+            seat_id = await insert_row(
+                Seat, group=group_id, campaign=campaign_id, member=member_id, holder=member_id,
+                pickup_store=pickup_store_id, quantity=quantity, amount_fen=amount_fen,
+                status=SeatStatus.pending_payment,
+                pay_by=now + timedelta(minutes=campaign["payment_window_minutes"]), out_trade_no=out_trade_no,
+                created_at=now)
+            await _reserve(campaign, member_id=member_id, quantity=quantity, now=now)
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        raise AlreadyInGroup(group_id=group_id) from None
+    try:
+        pay_params = await provider.create_jsapi(
+            out_trade_no=out_trade_no, amount_fen=amount_fen, payer_openid=openid,
+            description=campaign["product_name"][:127], expires_in_seconds=60 * campaign["payment_window_minutes"])
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        logger.warning("JSAPI order not created for a seat", extra={"seat_id": seat_id, "error": repr(error)})
+        pay_params = {}  # the seat stays reserved until pay_by; the shopper may ask for the parameters again
+    logger.info("group-buy seat taken", extra={"seat_id": seat_id, "group_id": group_id, "member_id": member_id})
+    return await get_group(group_id), await get_seat(seat_id), pay_params
+
+
+async def get_group(group_id: int) -> dict[str, Any]:
+    group = await Group.select().where(Group.id == group_id).first()
+    if group is None:
+        raise GroupNotFound(group_id=group_id)
+    members = await Seat.select(Seat.member.nickname, Seat.member.avatar_url).where(
+        (Seat.group == group_id) & Seat.holder.is_not_null()).order_by(Seat.id)
+    return {**group, "members": [{"nickname": row["member.nickname"], "avatar_url": row["member.avatar_url"]}
+                                 for row in members]}
+
+
+async def get_seat(seat_id: int) -> dict[str, Any]:
+    return await Seat.select().where(Seat.id == seat_id).first()

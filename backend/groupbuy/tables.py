@@ -1,8 +1,11 @@
+from enum import Enum
+
 from piccolo.columns import BigInt, Boolean, Date, ForeignKey, Integer, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
+from backend.members.tables import Member
 from backend.stores.tables import Staff, Store
 
 MAX_GROUP_SIZE = 50
@@ -49,3 +52,73 @@ class CampaignStore(Table, tablename="groupbuy_campaign_store"):
     store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict)
 
     one_row_per_campaign_store = Unique([campaign, store])
+
+
+class GroupStatus(str, Enum):
+    forming = "forming"
+    succeeded = "succeeded"
+    failed = "failed"
+
+
+class Group(Table, tablename="groupbuy_group"):
+    """Neighbours buying together: succeeds when every seat is paid before `expires_at`, fails otherwise.
+
+    `seats_taken` is raised by a guarded update (`seats_taken < group_size`) in the transaction that
+    takes a seat, so a group is never over-full however many members race for its last seat.
+    """
+
+    campaign = ForeignKey(Campaign, null=False, on_delete=OnDelete.restrict, index=True)
+    leader = ForeignKey(Member, null=False, on_delete=OnDelete.restrict)
+    status = Varchar(length=16, choices=GroupStatus, default=GroupStatus.forming)
+    group_size = Integer()
+    seats_taken = Integer(default=0)
+    seats_paid = Integer(default=0)
+    expires_at = Timestamptz(index=True)
+    settled_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+    group_seats_in_range = Check((seats_taken >= 0) & (seats_taken <= group_size) & (seats_paid >= 0)
+                                 & (seats_paid <= seats_taken))
+
+
+class SeatStatus(str, Enum):
+    pending_payment = "pending_payment"
+    paid = "paid"
+    succeeded = "succeeded"
+    refunded = "refunded"
+    expired = "expired"
+    picked_up = "picked_up"
+
+
+class Seat(Table, tablename="groupbuy_order"):
+    """One member's place in a group: the group-buy order they pay for and pick up."""
+
+    group = ForeignKey(Group, null=False, on_delete=OnDelete.restrict, index=True)
+    campaign = ForeignKey(Campaign, null=False, on_delete=OnDelete.restrict, index=True)
+    member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict, index=True)
+    # The member while the seat is live, NULL once it has expired: one live seat per member and group,
+    # and a member whose seat expired may take another.
+    holder = Integer(null=True, default=None)
+    pickup_store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict)
+    quantity = Integer()
+    amount_fen = BigInt()
+    status = Varchar(length=16, choices=SeatStatus, default=SeatStatus.pending_payment)
+    pay_by = Timestamptz(index=True)
+    out_trade_no = Varchar(length=32, unique=True)
+    transaction_id = Varchar(length=32, default="")
+    paid_at = Timestamptz(null=True, default=None)
+    created_at = Timestamptz()
+
+    one_live_seat_per_member = Unique([group, holder])
+    seat_amounts_positive = Check((quantity >= 1) & (amount_fen > 0))
+
+
+class MemberUnits(Table, tablename="groupbuy_member_units"):
+    """Units a member holds in a campaign's live seats, raised by a guarded update against its limit."""
+
+    campaign = ForeignKey(Campaign, null=False, on_delete=OnDelete.cascade)
+    member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict)
+    units = Integer(default=0)
+
+    one_row_per_member_campaign = Unique([campaign, member])
+    member_units_not_negative = Check(units >= 0)

@@ -9,6 +9,7 @@ from datetime import datetime
 from backend.cashier import refunds
 from backend.cashier import service as cashier
 from backend.cashier.service import CheckoutPolicy
+from backend.groupbuy import service as groupbuy
 from backend.payments.provider import PaymentProvider
 from backend.points import service as points
 
@@ -22,6 +23,7 @@ async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
         "points_lots_expired": await points.expire_due(now=now),
         "payments_stepped": await cashier.advance_due(provider=provider, policy=checkout, now=now),
         "refunds_stepped": await refunds.advance_due(provider=provider, policy=checkout, now=now),
+        "seats_expired": await groupbuy.expire_due_seats(provider=provider, now=now),
     }
 
 

@@ -40,7 +40,7 @@ from backend.core.idempotency import request_hash
 from backend.members import service as members
 from backend.members.tables import IdentityKind, MemberIdentity
 from backend.members.wechat import WeChatSession
-from backend.payments.errors import AmountMismatch, MerchantMismatch
+from backend.payments.notices import check_transaction_notice
 from backend.payments.provider import (
     CloseOutcome,
     Payment,
@@ -482,13 +482,7 @@ async def accept_transaction_notice(notice: TransactionNotice, *, provider: Paym
         Order.out_trade_no == notice.out_trade_no).first()
     if order is None:
         return False
-    if notice.mchid != provider.mchid or (notice.appid and notice.appid != provider.appid):
-        logger.error("notification for another merchant", extra={"order_id": order["id"], "mchid": notice.mchid})
-        raise MerchantMismatch(order_id=order["id"])
-    if notice.amount_fen != order["paid_fen"]:
-        logger.error("notified amount differs from the order",
-                     extra={"order_id": order["id"], "notified": notice.amount_fen, "expected": order["paid_fen"]})
-        raise AmountMismatch(order_id=order["id"])
+    check_transaction_notice(notice, provider=provider, amount_fen=order["paid_fen"], order_id=order["id"])
     if notice.trade_state != TradeState.success.value:
         return True
     await settle_paid(order["id"], transaction_id=notice.transaction_id, payer_openid=notice.payer_openid or None,

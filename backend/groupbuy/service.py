@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +26,8 @@ from backend.groupbuy.errors import (
 )
 from backend.groupbuy.schemas import CampaignCreate
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus, MemberUnits, Seat, SeatStatus
-from backend.payments.provider import PaymentProvider, ProviderError
+from backend.payments.notices import check_transaction_notice
+from backend.payments.provider import CloseOutcome, PaymentProvider, ProviderError, TradeState, TransactionNotice
 from backend.stores.tables import Store
 
 if TYPE_CHECKING:
@@ -211,3 +213,96 @@ async def get_group(group_id: int) -> dict[str, Any]:
 
 async def get_seat(seat_id: int) -> dict[str, Any]:
     return await Seat.select().where(Seat.id == seat_id).first()
+
+
+# Payment, success and expiry ------------------------------------------------------------------------
+
+PICKUP_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud and typed at a till
+PICKUP_CODE_LENGTH = 12  # 31**12, about 59 bits: not guessable at any rate the API allows
+
+
+def new_pickup_code() -> str:
+    return "".join(secrets.choice(PICKUP_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
+
+
+async def accept_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider) -> bool:
+    """A verified payment notification; answers False when the trade is not a seat's."""
+    seat = await Seat.select(Seat.id, Seat.amount_fen).where(Seat.out_trade_no == notice.out_trade_no).first()
+    if seat is None:
+        return False
+    check_transaction_notice(notice, provider=provider, amount_fen=seat["amount_fen"], seat_id=seat["id"])
+    if notice.trade_state == TradeState.success.value:
+        await settle_seat_paid(seat["id"], transaction_id=notice.transaction_id)
+    return True
+
+
+async def settle_seat_paid(seat_id: int, *, transaction_id: str) -> None:
+    """The seat is paid, once; the payment that fills its group before the deadline makes the group succeed."""
+    now = utcnow()
+    async with write_transaction():
+        claimed = await Seat.update({Seat.status: SeatStatus.paid, Seat.paid_at: now,
+                                     Seat.transaction_id: transaction_id}).where(
+            (Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment)).returning(Seat.group)
+        if not claimed:
+            seat = await Seat.select(Seat.status).where(Seat.id == seat_id).first()
+            if seat["status"] == SeatStatus.expired:  # closed at WeChat Pay first, so this should not happen
+                logger.error("payment for an expired seat must be refunded", extra={"seat_id": seat_id})
+            return
+        group_id = claimed[0]["group"]
+        group = await Group.update({Group.seats_paid: Group.seats_paid + 1}).where(Group.id == group_id).returning(
+            Group.seats_paid, Group.group_size)
+        if group[0]["seats_paid"] == group[0]["group_size"]:
+            await _succeed(group_id, now)
+    logger.info("group-buy seat paid", extra={"seat_id": seat_id, "group_id": group_id})
+
+
+async def _succeed(group_id: int, now: datetime) -> None:
+    """Every seat is paid before the deadline: the group succeeds and each seat gets its pickup code."""
+    done = await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now}).where(
+        (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now)
+    ).returning(Group.id)
+    if not done:
+        return  # the deadline passed first: the group fails, and its payments go back
+    for seat in await Seat.select(Seat.id).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid)):
+        await Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: new_pickup_code()}).where(
+            Seat.id == seat["id"])
+    logger.info("group-buy group succeeded", extra={"group_id": group_id})
+
+
+async def expire_due_seats(*, provider: PaymentProvider, now: datetime | None = None) -> int:
+    """The sweeper's part: seats unpaid at `pay_by` give back their seat, units and stock; answers how many
+    were looked at. WeChat Pay is asked first and the order closed there, so no money lands afterwards."""
+    now = now or utcnow()
+    due = await Seat.select(Seat.id, Seat.out_trade_no).where(
+        (Seat.status == SeatStatus.pending_payment) & (Seat.pay_by <= now)).limit(200)
+    for seat in due:
+        await _expire(seat["id"], seat["out_trade_no"], provider=provider)
+    return len(due)
+
+
+async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider) -> None:
+    try:
+        trade = await provider.query(out_trade_no)
+        if trade.state not in (TradeState.success, TradeState.refund):
+            if await provider.close(out_trade_no) is CloseOutcome.already_paid:
+                trade = await provider.query(out_trade_no)
+    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        logger.warning("seat not expired yet: WeChat Pay did not answer", extra={"seat_id": seat_id,
+                                                                                   "error": repr(error)})
+        return  # the next sweep asks again
+    if trade.state in (TradeState.success, TradeState.refund):  # paid in time, its notification not here yet
+        await settle_seat_paid(seat_id, transaction_id=trade.transaction_id or "")
+        return
+    async with write_transaction():
+        released = await Seat.update({Seat.status: SeatStatus.expired, Seat.holder: None}).where(
+            (Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment)
+        ).returning(Seat.group, Seat.campaign, Seat.member, Seat.quantity)
+        if not released:
+            return
+        seat = released[0]
+        await Group.update({Group.seats_taken: Group.seats_taken - 1}).where(Group.id == seat["group"])
+        await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
+            (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"]))
+        await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
+            Campaign.id == seat["campaign"])
+    logger.info("group-buy seat expired", extra={"seat_id": seat_id})

@@ -107,6 +107,7 @@ class Seat(Table, tablename="groupbuy_order"):
     out_trade_no = Varchar(length=32, unique=True)
     transaction_id = Varchar(length=32, default="")
     paid_at = Timestamptz(null=True, default=None)
+    pickup_code = Varchar(length=16, null=True, default=None, unique=True)  # given when the group succeeds
     created_at = Timestamptz()
 
     one_live_seat_per_member = Unique([group, holder])

@@ -7,6 +7,7 @@ from litestar.di import NamedDependency
 from backend.cashier import refunds
 from backend.cashier import service as cashier
 from backend.cashier.service import CheckoutPolicy
+from backend.groupbuy import service as groupbuy
 from backend.payments.errors import NotificationRejected, UnknownTrade
 from backend.payments.provider import PaymentProvider, TransactionNotice
 from backend.payments.wechatpay_protocol import VerificationFailed
@@ -35,7 +36,8 @@ class WeChatPayNotifyController(Controller):
                 "client": request.client.host if request.client else ""})
             raise NotificationRejected(details={"reason": error.reason}) from None
         if isinstance(notice, TransactionNotice):
-            known = await cashier.accept_transaction_notice(notice, provider=payment_provider, policy=checkout_policy)
+            known = (await cashier.accept_transaction_notice(notice, provider=payment_provider, policy=checkout_policy)
+                     or await groupbuy.accept_transaction_notice(notice, provider=payment_provider))
             number = notice.out_trade_no
         else:
             known = await refunds.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy)

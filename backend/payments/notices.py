@@ -1,10 +1,12 @@
 """Reading WeChat Pay notifications into the port's notices: the same for WeChat Pay and for the sandbox."""
 
+import logging
 from collections.abc import Mapping
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from backend.payments.provider import RefundNotice, TransactionNotice
+from backend.payments.errors import AmountMismatch, MerchantMismatch
+from backend.payments.provider import PaymentProvider, RefundNotice, TransactionNotice
 from backend.payments.wechatpay_protocol import VerificationFailed, open_notification
 
 
@@ -27,6 +29,21 @@ def read_notice(headers: Mapping[str, str], body: bytes, *, platform_keys: Mappi
     except (KeyError, TypeError):
         raise VerificationFailed("malformed_resource") from None
     raise VerificationFailed("unknown_event_type")
+
+
+logger = logging.getLogger(__name__)
+
+
+def check_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider, amount_fen: int,
+                             **context: object) -> None:
+    """A verified notification must also be about our merchant and app, and for exactly the amount we asked."""
+    if notice.mchid != provider.mchid or (notice.appid and notice.appid != provider.appid):
+        logger.error("notification for another merchant", extra={**context, "mchid": notice.mchid})
+        raise MerchantMismatch(**context)
+    if notice.amount_fen != amount_fen:
+        logger.error("notified amount differs", extra={**context, "notified": notice.amount_fen,
+                                                        "expected": amount_fen})
+        raise AmountMismatch(**context)
 
 
 def _fen(value: object) -> int:

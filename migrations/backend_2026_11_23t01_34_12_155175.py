@@ -67,7 +67,7 @@ class Store(Table, tablename="store", schema=None):
     )
 
 
-ID = "2026-11-23T01:30:53:440244"
+ID = "2026-11-23T01:34:12:155175"
 VERSION = "1.38.0"
 DESCRIPTION = ""
 
@@ -360,6 +360,28 @@ async def forwards():
             "null": True,
             "primary_key": False,
             "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Seat",
+        tablename="groupbuy_order",
+        column_name="pickup_code",
+        db_column_name="pickup_code",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 16,
+            "default": None,
+            "null": True,
+            "primary_key": False,
+            "unique": True,
             "index": False,
             "index_method": IndexMethod.btree,
             "choices": None,

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import math
 import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -10,6 +11,7 @@ import httpx
 
 from backend.cashier import service as cashier
 from backend.cashier.codes import new_out_trade_no
+from backend.cashier.errors import PaymentNotStarted
 from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.groupbuy.errors import (
@@ -154,12 +156,16 @@ async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, camp
     """
     now = utcnow()
     if group_id is not None:
-        group = await Group.select().where(Group.id == group_id).first()
+        group = await Group.select(Group.campaign, Group.expires_at).where(Group.id == group_id).first()
         if group is None:
             raise GroupNotFound(group_id=group_id)
-        campaign_id = group["campaign"]
+        campaign_id, group_ends = group["campaign"], group["expires_at"]
     assert campaign_id is not None
     campaign = await _open_campaign(campaign_id, pickup_store_id, now)
+    if group_id is None:
+        group_ends = now + timedelta(minutes=campaign["group_ttl_minutes"])
+    # A seat is paid within its window, and never after its group's deadline.
+    pay_by = min(now + timedelta(minutes=campaign["payment_window_minutes"]), group_ends)
     openid = await cashier.payer_openid(member_id, policy.app_id)
     out_trade_no = new_out_trade_no(now)
     amount_fen = campaign["price_fen"] * quantity
@@ -168,8 +174,7 @@ async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, camp
             if group_id is None:
                 group_id = await insert_row(
                     Group, campaign=campaign_id, leader=member_id, status=GroupStatus.forming,
-                    group_size=campaign["group_size"], seats_taken=1,
-                    expires_at=now + timedelta(minutes=campaign["group_ttl_minutes"]), created_at=now)
+                    group_size=campaign["group_size"], seats_taken=1, expires_at=group_ends, created_at=now)
             else:
                 joined = await Group.update({Group.seats_taken: Group.seats_taken + 1}).where(
                     (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now)
@@ -182,9 +187,7 @@ async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, camp
             seat_id = await insert_row(
                 Seat, group=group_id, campaign=campaign_id, member=member_id, holder=member_id,
                 pickup_store=pickup_store_id, quantity=quantity, amount_fen=amount_fen,
-                status=SeatStatus.pending_payment,
-                pay_by=now + timedelta(minutes=campaign["payment_window_minutes"]), out_trade_no=out_trade_no,
-                created_at=now)
+                status=SeatStatus.pending_payment, pay_by=pay_by, out_trade_no=out_trade_no, created_at=now)
             await _reserve(campaign, member_id=member_id, quantity=quantity, now=now)
     except Exception as error:
         if not is_unique_violation(error):
@@ -193,10 +196,13 @@ async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, camp
     try:
         pay_params = await provider.create_jsapi(
             out_trade_no=out_trade_no, amount_fen=amount_fen, payer_openid=openid,
-            description=campaign["product_name"][:127], expires_in_seconds=60 * campaign["payment_window_minutes"])
+            description=campaign["product_name"][:127],
+            expires_in_seconds=max(1, math.ceil((pay_by - now).total_seconds())))
     except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        # Due at once: the sweeper asks WeChat Pay, closes the order there and gives the seat back.
         logger.warning("JSAPI order not created for a seat", extra={"seat_id": seat_id, "error": repr(error)})
-        pay_params = {}  # the seat stays reserved until pay_by; the shopper may ask for the parameters again
+        await Seat.update({Seat.pay_by: now}).where((Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment))
+        raise PaymentNotStarted(seat_id=seat_id) from None
     logger.info("group-buy seat taken", extra={"seat_id": seat_id, "group_id": group_id, "member_id": member_id})
     return await get_group(group_id), await get_seat(seat_id), pay_params
 

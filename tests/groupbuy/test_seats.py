@@ -1,11 +1,17 @@
 """Taking seats: the seat, the member's units and the stock together, never more than there are."""
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
+import httpx
 import pytest
 
+from backend.cashier.errors import PaymentNotStarted
+from backend.cashier.service import CheckoutPolicy
+from backend.groupbuy import service
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
 from backend.sandbox.tables import SandboxTrade
+from backend.sweeper import sweep_once
 from tests.conftest import member_login, staff_login
 from tests.groupbuy.test_campaigns import ADMIN, campaign_body
 
@@ -132,3 +138,38 @@ async def test_seats_are_refused_where_the_campaign_does_not_allow_them(client, 
                               headers=await staff_login(client, "hq"), json={"pickupStoreId": demo["S001"]})
     assert staff.status_code == 403
     assert await Group.count() == 0 and await Seat.count() == 0 and await MemberUnits.count() == 0
+
+
+async def test_a_seat_is_never_payable_after_its_groups_deadline(client, demo):
+    campaign = await new_campaign(client, demo, paymentWindowMinutes=60)
+    leader, friend = await shoppers(client, 2, prefix="oDeadline")
+    group = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    await Group.update({Group.expires_at: soon}).where(Group.id == group["id"])
+    order = (await join(client, friend, group["id"], demo["S001"])).json()["order"]
+    assert datetime.fromisoformat(order["payBy"]) <= soon
+
+
+class PrepayFails:
+    def __init__(self, provider) -> None:
+        self._provider = provider
+
+    def __getattr__(self, name: str):
+        return getattr(self._provider, name)
+
+    async def create_jsapi(self, **call):
+        raise httpx.ConnectError("WeChat Pay unreachable")
+
+
+async def test_a_seat_whose_payment_cannot_start_is_given_back(client, demo, sandbox_provider, settings):
+    campaign = await new_campaign(client, demo)
+    leader, = await shoppers(client, 1, prefix="oNoPrepay")
+    shopper_id = leader["member"]["id"]
+    with pytest.raises(PaymentNotStarted):
+        await service.take_seat(member_id=shopper_id, campaign_id=campaign["id"], pickup_store_id=demo["S001"],
+                                quantity=1, provider=PrepayFails(sandbox_provider),
+                                policy=CheckoutPolicy.from_settings(settings))
+    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    assert (await Seat.select(Seat.status).first())["status"] == "expired"
+    assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 30
+    assert (await Group.select(Group.seats_taken).first())["seats_taken"] == 0

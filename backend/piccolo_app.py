@@ -5,7 +5,7 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from backend.cashier.tables import Order, Refund
-from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
+from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat, SeatRefund
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
 from backend.sandbox.tables import (
@@ -21,6 +21,7 @@ TABLES = [
     Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
     PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade, Order,
     Refund, SandboxRefund, Campaign, CampaignStore, Group, Seat, MemberUnits,
+    SeatRefund,
 ]
 
 APP_CONFIG = AppConfig(

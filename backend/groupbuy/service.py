@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from backend.cashier import refunds
 from backend.cashier import service as cashier
 from backend.cashier.codes import new_out_trade_no
 from backend.cashier.errors import PaymentNotStarted
@@ -27,9 +28,30 @@ from backend.groupbuy.errors import (
     SoldOut,
 )
 from backend.groupbuy.schemas import CampaignCreate
-from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus, MemberUnits, Seat, SeatStatus
+from backend.cashier.tables import RefundStatus
+from backend.groupbuy.tables import (
+    Campaign,
+    CampaignStore,
+    Group,
+    GroupStatus,
+    MemberUnits,
+    Seat,
+    SeatRefund,
+    SeatRefundReason,
+    SeatStatus,
+)
 from backend.payments.notices import check_transaction_notice
-from backend.payments.provider import CloseOutcome, PaymentProvider, ProviderError, TradeState, TransactionNotice
+from backend.payments.errors import MerchantMismatch
+from backend.payments.provider import (
+    CloseOutcome,
+    PaymentProvider,
+    ProviderError,
+    RefundNotice,
+    RefundResult,
+    RefundState,
+    TradeState,
+    TransactionNotice,
+)
 from backend.stores.tables import Store
 
 if TYPE_CHECKING:
@@ -312,3 +334,154 @@ async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider)
         await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
             Campaign.id == seat["campaign"])
     logger.info("group-buy seat expired", extra={"seat_id": seat_id})
+
+
+# Failure at the deadline: every paid seat refunded once, unpaid ones closed, stock released ----------
+
+async def fail_due_groups(*, provider: PaymentProvider, policy: "CheckoutPolicy",
+                          now: datetime | None = None) -> int:
+    """The sweeper's part: groups past their deadline without every seat paid fail, and a failed group's
+    settlement interrupted earlier (a crash, a restart) is finished; answers how many were looked at."""
+    now = now or utcnow()
+    due = await Group.select(Group.id).where(
+        ((Group.status == GroupStatus.forming) & (Group.expires_at <= now))
+        | ((Group.status == GroupStatus.failed) & Group.settled_at.is_null())).limit(100)
+    for group in due:
+        await settle_failed_group(group["id"], provider=provider, policy=policy, now=now)
+    return len(due)
+
+
+async def settle_failed_group(group_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy",
+                              now: datetime) -> None:
+    """Idempotent, so any number of sweepers may run it at once or again after a failure halfway."""
+    failed = await Group.update({Group.status: GroupStatus.failed}).where(
+        (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at <= now)
+    ).returning(Group.id)
+    if failed:
+        logger.info("group-buy group failed", extra={"group_id": group_id})
+    seats = await Seat.select(Seat.id, Seat.out_trade_no, Seat.status).where(
+        (Seat.group == group_id) & Seat.status.is_in([SeatStatus.pending_payment, SeatStatus.paid]))
+    for seat in seats:
+        if seat["status"] == SeatStatus.pending_payment:  # closed at WeChat Pay, or found paid after all
+            await _expire(seat["id"], seat["out_trade_no"], provider=provider)
+        await refund_seat(seat["id"], reason=SeatRefundReason.group_failed, provider=provider, policy=policy)
+    unfinished = await Seat.count().where(
+        (Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment))
+    unrefunded = await Seat.count().where(
+        (Seat.group == group_id) & (Seat.status == SeatStatus.paid)
+        & Seat.id.not_in(SeatRefund.select(SeatRefund.seat)))
+    if unfinished == 0 and unrefunded == 0:
+        await Group.update({Group.settled_at: now}).where(
+            (Group.id == group_id) & (Group.status == GroupStatus.failed) & Group.settled_at.is_null())
+
+
+def _out_refund_no(out_trade_no: str, reason: SeatRefundReason) -> str:
+    return refunds.out_refund_no(out_trade_no, f"groupbuy:{reason.value}")
+
+
+async def refund_seat(seat_id: int, *, reason: SeatRefundReason, provider: PaymentProvider,
+                      policy: "CheckoutPolicy") -> None:
+    """Refund a paid seat in full, once: the refund row, and the units and stock it gives back, are one
+    transaction, and its out_refund_no is fixed, so a second run asks WeChat Pay for the same refund."""
+    now = utcnow()
+    try:
+        async with write_transaction():
+            seat = await Seat.select(Seat.status, Seat.amount_fen, Seat.out_trade_no, Seat.campaign, Seat.member,
+                                     Seat.quantity).where(Seat.id == seat_id).first()
+            if seat["status"] != SeatStatus.paid:
+                return
+            await insert_row(
+                SeatRefund, seat=seat_id, out_refund_no=_out_refund_no(seat["out_trade_no"], reason),
+                amount_fen=seat["amount_fen"], reason=reason, status=RefundStatus.processing,
+                next_query_at=now + timedelta(seconds=policy.refund_query_interval), created_at=now)
+            await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
+                (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"]))
+            await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
+                Campaign.id == seat["campaign"])
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise  # else: another sweeper made this refund a moment ago; it is asked for below all the same
+    refund = await SeatRefund.select().where(SeatRefund.seat == seat_id).first()
+    if refund is not None and refund["status"] == RefundStatus.processing:
+        await _submit_refund(refund, provider=provider, policy=policy)
+
+
+async def _submit_refund(refund: dict[str, Any], *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
+    seat = await Seat.select(Seat.out_trade_no).where(Seat.id == refund["seat"]).first()
+    try:
+        result = await provider.refund(out_trade_no=seat["out_trade_no"], out_refund_no=refund["out_refund_no"],
+                                       refund_fen=refund["amount_fen"], total_fen=refund["amount_fen"],
+                                       reason="拼团未成团退款")
+    except ProviderError as error:
+        await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=error.code, policy=policy)
+        return
+    except (httpx.HTTPError, asyncio.TimeoutError):
+        return  # asked about by the sweeper
+    await _apply_refund(refund["id"], result, policy=policy)
+
+
+async def _apply_refund(refund_id: int, result: RefundResult, *, policy: "CheckoutPolicy",
+                        failure: str = "") -> None:
+    now = utcnow()
+    processing = (SeatRefund.id == refund_id) & (SeatRefund.status == RefundStatus.processing)
+    if result.state is RefundState.success:
+        async with write_transaction():
+            done = await SeatRefund.update({SeatRefund.status: RefundStatus.succeeded, SeatRefund.settled_at: now,
+                                            SeatRefund.refund_id: result.refund_id,
+                                            SeatRefund.next_query_at: None}).where(processing).returning(
+                SeatRefund.seat)
+            if done:
+                await Seat.update({Seat.status: SeatStatus.refunded}).where(Seat.id == done[0]["seat"])
+        return
+    if result.state is RefundState.closed:  # the money did not go back: someone must look at it
+        await SeatRefund.update({SeatRefund.status: RefundStatus.failed, SeatRefund.settled_at: now,
+                                 SeatRefund.failure: (failure or "CLOSED")[:32],
+                                 SeatRefund.next_query_at: None}).where(processing)
+        logger.error("group-buy refund failed", extra={"refund_id": refund_id, "failure": failure or "CLOSED"})
+        return
+    await SeatRefund.update({SeatRefund.refund_id: result.refund_id, SeatRefund.failure:
+                             "ABNORMAL" if result.state is RefundState.abnormal else "",
+                             SeatRefund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)}
+                            ).where(processing)
+
+
+async def advance_refunds(*, provider: PaymentProvider, policy: "CheckoutPolicy",
+                          now: datetime | None = None) -> int:
+    """The sweeper's part: seat refunds still processing are asked about; answers how many."""
+    now = now or utcnow()
+    due = await SeatRefund.select().where(
+        (SeatRefund.status == RefundStatus.processing) & (SeatRefund.next_query_at <= now)).limit(200)
+    for refund in due:
+        claimed = await SeatRefund.update(
+            {SeatRefund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)}).where(
+            (SeatRefund.id == refund["id"]) & (SeatRefund.status == RefundStatus.processing)
+            & (SeatRefund.next_query_at <= now)).returning(SeatRefund.id)
+        if not claimed:
+            continue
+        try:
+            result = await provider.query_refund(refund["out_refund_no"])
+        except ProviderError as error:
+            if error.code == "RESOURCE_NOT_EXISTS":  # the refund call never arrived: make it again
+                await _submit_refund(refund, provider=provider, policy=policy)
+            continue
+        except (httpx.HTTPError, asyncio.TimeoutError):
+            continue
+        await _apply_refund(refund["id"], result, policy=policy)
+    return len(due)
+
+
+async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvider,
+                               policy: "CheckoutPolicy") -> bool:
+    """A verified refund notification; answers False when the refund is not a seat's."""
+    refund = await SeatRefund.select(SeatRefund.id).where(SeatRefund.out_refund_no == notice.out_refund_no).first()
+    if refund is None:
+        return False
+    if notice.mchid != provider.mchid:
+        raise MerchantMismatch(refund_id=refund["id"])
+    try:
+        state = RefundState(notice.refund_status)
+    except ValueError:
+        logger.error("refund notice with an unknown status", extra={"refund_id": refund["id"]})
+        return True
+    await _apply_refund(refund["id"], RefundResult(state=state, refund_id=notice.refund_id), policy=policy)
+    return True

@@ -5,6 +5,7 @@ from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
+from backend.cashier.tables import RefundStatus
 from backend.members.tables import Member
 from backend.stores.tables import Staff, Store
 
@@ -123,3 +124,24 @@ class MemberUnits(Table, tablename="groupbuy_member_units"):
 
     one_row_per_member_campaign = Unique([campaign, member])
     member_units_not_negative = Check(units >= 0)
+
+
+class SeatRefundReason(str, Enum):
+    group_failed = "group_failed"
+
+
+class SeatRefund(Table, tablename="groupbuy_refund"):
+    """Money back for one paid seat, once: its own out_refund_no, derived from the seat's out_trade_no."""
+
+    seat = ForeignKey(Seat, null=False, on_delete=OnDelete.restrict, unique=True)
+    out_refund_no = Varchar(length=64, unique=True)
+    amount_fen = BigInt()
+    reason = Varchar(length=16, choices=SeatRefundReason)
+    status = Varchar(length=16, choices=RefundStatus, default=RefundStatus.processing)
+    refund_id = Varchar(length=32, default="")
+    failure = Varchar(length=32, default="")
+    next_query_at = Timestamptz(null=True, default=None, index=True)
+    created_at = Timestamptz()
+    settled_at = Timestamptz(null=True, default=None)
+
+    seat_refund_amount_positive = Check(amount_fen > 0)

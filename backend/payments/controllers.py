@@ -40,7 +40,8 @@ class WeChatPayNotifyController(Controller):
                      or await groupbuy.accept_transaction_notice(notice, provider=payment_provider))
             number = notice.out_trade_no
         else:
-            known = await refunds.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy)
+            known = (await refunds.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy)
+                     or await groupbuy.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy))
             number = notice.out_refund_no
         if not known:
             logger.error("notification for an unknown trade", extra={"number": number})

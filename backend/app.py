@@ -22,7 +22,12 @@ from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
-from backend.groupbuy.controllers import AdminGroupBuyController, GroupBuyController, GroupBuySeatController
+from backend.groupbuy.controllers import (
+    AdminGroupBuyController,
+    GroupBuyController,
+    GroupBuySeatController,
+    PickupController,
+)
 from backend.members.code import MemberCodes
 from backend.members.controllers import (
     AdminMemberController,
@@ -91,7 +96,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
         MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
         StorePaymentController, WeChatPayNotifyController, GroupBuyController, AdminGroupBuyController,
-        GroupBuySeatController,
+        GroupBuySeatController, PickupController,
     ]
     notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:

@@ -6,19 +6,22 @@ from litestar.params import FromPath, JSONBody
 
 from backend.cashier.schemas import PayParams
 from backend.cashier.service import CheckoutPolicy
+from backend.core.paging import Cursor, Limit
+from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.schemas import (
     CampaignCreate,
     CampaignOut,
     GroupMemberOut,
     GroupOut,
+    PickupCreate,
     SeatCreate,
     SeatOut,
     SeatTaken,
 )
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.payments.provider import PaymentProvider
-from backend.stores.auth import CurrentStaff, provide_hq_admin
+from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.controllers import store_out
 
 
@@ -52,7 +55,8 @@ def seat_out(row: dict[str, Any], pay_params: dict[str, str] | None = None) -> S
     return SeatOut(
         id=row["id"], group_id=row["group"], campaign_id=row["campaign"], pickup_store_id=row["pickup_store"],
         quantity=row["quantity"], amount_fen=row["amount_fen"], status=row["status"], pay_by=row["pay_by"],
-        out_trade_no=row["out_trade_no"], created_at=row["created_at"], pay_params=params,
+        out_trade_no=row["out_trade_no"], created_at=row["created_at"], pickup_code=row["pickup_code"],
+        picked_up_at=row["picked_up_at"], pay_params=params,
     )
 
 
@@ -90,6 +94,14 @@ class GroupBuySeatController(Controller):
             quantity=data.quantity, provider=payment_provider, policy=checkout_policy)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
+    @get("/orders", operation_id="ListMyGroupBuyOrders")
+    async def my_orders(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
+                        cursor: Cursor = None) -> Page[SeatOut]:
+        """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
+        rows = await service.member_seats(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
+        items = [seat_out(row) for row in rows[:limit]]
+        return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+
     @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
     async def join_group(self, member: NamedDependency[CurrentMember], group_id: FromPath[int],
                          data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
@@ -110,3 +122,16 @@ class AdminGroupBuyController(Controller):
     async def create_campaign(self, staff: NamedDependency[CurrentStaff],
                               data: JSONBody[CampaignCreate]) -> CampaignOut:
         return campaign_out(await service.create_campaign(data, staff_id=staff.id))
+
+
+class PickupController(Controller):
+    path = "/api/v1/cashier/pickups"
+    tags = ["Cashier"]
+    dependencies = {"staff": Provide(provide_current_staff)}
+
+    @post(operation_id="PickUpGroupBuyOrder", status_code=200)
+    async def pick_up(self, staff: NamedDependency[CurrentStaff], data: JSONBody[PickupCreate]) -> SeatOut:
+        """The shopper shows their pickup code at the till: the order is handed over, once, at its own store."""
+        staff.ensure_store(data.store_id)
+        return seat_out(await service.pick_up(store_id=data.store_id, pickup_code=data.pickup_code,
+                                              staff_id=staff.id))

@@ -59,3 +59,15 @@ class AlreadyInGroup(DomainError):
     code = "groupbuy.already_in_group"
     status_code = 409
     default_message = "You already hold a seat in this group."
+
+
+class PickupNotFound(DomainError):
+    code = "groupbuy.pickup_not_found"
+    status_code = 404
+    default_message = "No order with that pickup code is picked up at this store."
+
+
+class AlreadyPickedUp(DomainError):
+    code = "groupbuy.already_picked_up"
+    status_code = 409
+    default_message = "This order has been picked up already."

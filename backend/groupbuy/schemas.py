@@ -92,9 +92,16 @@ class SeatOut(Struct):
     pay_by: datetime
     out_trade_no: str
     created_at: datetime
+    pickup_code: str | None = None  # only ever shown to the seat's own member (and the till that scans it)
+    picked_up_at: datetime | None = None
     pay_params: PayParams | None = None
 
 
 class SeatTaken(Struct):
     group: GroupOut
     order: SeatOut
+
+
+class PickupCreate(Struct):
+    store_id: StoreId
+    pickup_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]

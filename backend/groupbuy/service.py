@@ -17,12 +17,14 @@ from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.groupbuy.errors import (
     AlreadyInGroup,
+    AlreadyPickedUp,
     CampaignClosed,
     CampaignInvalid,
     CampaignNotFound,
     GroupClosed,
     GroupFull,
     GroupNotFound,
+    PickupNotFound,
     PickupStoreInvalid,
     QuantityOverLimit,
     SoldOut,
@@ -485,3 +487,31 @@ async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvide
         return True
     await _apply_refund(refund["id"], RefundResult(state=state, refund_id=notice.refund_id), policy=policy)
     return True
+
+
+# Pickup at the store ------------------------------------------------------------------------------
+
+async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> dict[str, Any]:
+    """Hand the goods over: once, and only at the seat's own pickup store; any other code is unknown here."""
+    code = pickup_code.strip().upper()
+    now = utcnow()
+    async with write_transaction():
+        done = await Seat.update({Seat.status: SeatStatus.picked_up, Seat.picked_up_at: now,
+                                  Seat.picked_up_by: staff_id}).where(
+            (Seat.pickup_code == code) & (Seat.pickup_store == store_id) & (Seat.status == SeatStatus.succeeded)
+        ).returning(Seat.id)
+    if done:
+        logger.info("group-buy order picked up", extra={"seat_id": done[0]["id"], "staff_id": staff_id})
+        return await get_seat(done[0]["id"])
+    seat = await Seat.select(Seat.status).where((Seat.pickup_code == code) & (Seat.pickup_store == store_id)).first()
+    if seat is not None and seat["status"] == SeatStatus.picked_up:
+        raise AlreadyPickedUp(store_id=store_id)
+    logger.info("pickup code not recognised", extra={"store_id": store_id, "staff_id": staff_id})
+    raise PickupNotFound(store_id=store_id)
+
+
+async def member_seats(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+    query = Seat.select().where(Seat.member == member_id)
+    if before_id is not None:
+        query = query.where(Seat.id < before_id)
+    return await query.order_by(Seat.id, ascending=False).limit(limit)

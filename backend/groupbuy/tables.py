@@ -109,6 +109,8 @@ class Seat(Table, tablename="groupbuy_order"):
     transaction_id = Varchar(length=32, default="")
     paid_at = Timestamptz(null=True, default=None)
     pickup_code = Varchar(length=16, null=True, default=None, unique=True)  # given when the group succeeds
+    picked_up_at = Timestamptz(null=True, default=None)
+    picked_up_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 
     one_live_seat_per_member = Unique([group, holder])

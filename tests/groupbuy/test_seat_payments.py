@@ -12,6 +12,7 @@ from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
 from backend.sandbox.tables import SandboxTrade
 from backend.sweeper import sweep_once
+from tests.conftest import staff_login
 from tests.groupbuy.test_seats import join, new_campaign, open_group, shoppers
 from tests.payments.test_notifications import post, sealed
 
@@ -98,3 +99,41 @@ async def test_a_seat_paid_in_time_is_not_expired_though_its_notification_was_lo
     assert seat["status"] == "paid" and seat["holder"] is not None
     assert (await Group.select(Group.seats_paid, Group.seats_taken).first()) == {"seats_paid": 1, "seats_taken": 1}
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 29
+
+
+async def succeeded_group(client, demo) -> list[dict]:
+    campaign = await new_campaign(client, demo, groupSize=2, pickupStoreIds=[demo["S001"], demo["S002"]])
+    leader, friend = await shoppers(client, 2, prefix="oPickup")
+    opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
+    joined = (await join(client, friend, opened["group"]["id"], demo["S002"])).json()
+    for order in (opened["order"], joined["order"]):
+        await confirm(client, order["outTradeNo"])
+    mine = (await client.get("/api/v1/groupbuy/orders", headers=leader["headers"])).json()["items"]
+    theirs = (await client.get("/api/v1/groupbuy/orders", headers=friend["headers"])).json()["items"]
+    assert [o["status"] for o in mine + theirs] == ["succeeded", "succeeded"]
+    assert mine[0]["pickupCode"] != theirs[0]["pickupCode"]
+    return [mine[0], theirs[0]]
+
+
+async def test_a_pickup_code_works_once_and_only_at_its_own_store(client, demo):
+    at_s001, at_s002 = await succeeded_group(client, demo)
+    cashier1, cashier2 = await staff_login(client, "cashier1"), await staff_login(client, "cashier2")
+
+    async def pick(headers, store: str, code: str):
+        return await client.post("/api/v1/cashier/pickups", headers=headers,
+                                 json={"storeId": demo[store], "pickupCode": code})
+
+    elsewhere = await pick(cashier2, "S002", at_s001["pickupCode"])  # a real code, at the wrong store
+    assert (elsewhere.status_code, elsewhere.json()["code"]) == (404, "groupbuy.pickup_not_found")
+    guessed = await pick(cashier1, "S001", "ABCDEFGHJKMN")
+    assert (guessed.status_code, guessed.json()["code"]) == (404, "groupbuy.pickup_not_found")
+    not_my_store = await pick(cashier1, "S002", at_s002["pickupCode"])  # cashier1 does not act for S002
+    assert not_my_store.status_code == 404
+    done = await pick(cashier1, "S001", at_s001["pickupCode"].lower())
+    assert done.status_code == 200, done.text
+    assert (done.json()["status"], done.json()["id"]) == ("picked_up", at_s001["id"])
+    again = await pick(cashier1, "S001", at_s001["pickupCode"])
+    assert (again.status_code, again.json()["code"]) == (409, "groupbuy.already_picked_up")
+    assert (await pick(cashier2, "S002", at_s002["pickupCode"])).status_code == 200
+    statuses = [row["status"] for row in await Seat.select(Seat.status).order_by(Seat.id)]
+    assert statuses == ["picked_up", "picked_up"]

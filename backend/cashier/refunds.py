@@ -114,11 +114,22 @@ async def submit(refund_id: int, *, provider: PaymentProvider, policy: "Checkout
                                        out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"],
                                        total_fen=refund["order.paid_fen"], reason=refund["reason"])
     except ProviderError as error:
-        await fail(refund_id, failure=error.code[:32])
-        return
+        # Refused; unless this very refund exists already (a concurrent call made it): then that is the answer.
+        result = await existing_refund(provider, refund["out_refund_no"])
+        if result is None:
+            await fail(refund_id, failure=error.code[:32])
+            return
     except (httpx.HTTPError, asyncio.TimeoutError):
         return  # the sweeper asks again
     await apply_result(refund_id, result, policy=policy)
+
+
+async def existing_refund(provider: PaymentProvider, out_refund_no: str) -> RefundResult | None:
+    """The refund WeChat Pay holds under this number, or None when it has none (or cannot say now)."""
+    try:
+        return await provider.query_refund(out_refund_no)
+    except (ProviderError, httpx.HTTPError, asyncio.TimeoutError):
+        return None
 
 
 async def apply_result(refund_id: int, result: RefundResult, *, policy: "CheckoutPolicy") -> None:

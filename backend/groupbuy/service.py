@@ -415,8 +415,11 @@ async def _submit_refund(refund: dict[str, Any], *, provider: PaymentProvider, p
                                        refund_fen=refund["amount_fen"], total_fen=refund["amount_fen"],
                                        reason="拼团未成团退款")
     except ProviderError as error:
-        await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=error.code, policy=policy)
-        return
+        # Refused; unless this very refund exists already (a concurrent call made it): then that is the answer.
+        result = await refunds.existing_refund(provider, refund["out_refund_no"])
+        if result is None:
+            await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=error.code, policy=policy)
+            return
     except (httpx.HTTPError, asyncio.TimeoutError):
         return  # asked about by the sweeper
     await _apply_refund(refund["id"], result, policy=policy)

@@ -246,6 +246,10 @@ async def refund_trade(*, out_trade_no: str, out_refund_no: str, refund_fen: int
                 & (SandboxTrade.amount_fen == total_fen) & (SandboxTrade.refunded_fen <= total_fen - refund_fen)
             ).returning(SandboxTrade.id)
             if not taken:
+                # The same refund may have been made a moment ago by a concurrent call: that one is the answer.
+                raced = await SandboxRefund.select().where(SandboxRefund.out_refund_no == out_refund_no).first()
+                if raced is not None and raced["out_trade_no"] == out_trade_no and raced["amount_fen"] == refund_fen:
+                    return _refund_result(raced)
                 raise ProviderError("INVALID_REQUEST", "the trade is not paid, or the refunds would exceed it")
             row = {"out_refund_no": out_refund_no, "refund_id": "50" + _digits(27), "out_trade_no": out_trade_no,
                    "amount_fen": refund_fen, "status": RefundState.success.value}

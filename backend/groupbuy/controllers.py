@@ -1,8 +1,8 @@
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.cashier.service import CheckoutPolicy
@@ -12,6 +12,9 @@ from backend.groupbuy import service
 from backend.groupbuy.schemas import (
     CampaignCreate,
     CampaignOut,
+    DemandOut,
+    DemandRow,
+    DemandTotals,
     GroupMemberOut,
     GroupOut,
     PickupCreate,
@@ -117,6 +120,19 @@ class AdminGroupBuyController(Controller):
     path = "/api/v1/admin/groupbuy"
     tags = ["HQ"]
     dependencies = {"staff": Provide(provide_hq_admin)}
+
+    @get("/campaigns/{campaign_id:int}/demand", operation_id="GetGroupBuyDemand")
+    async def get_demand(self, staff: NamedDependency[CurrentStaff], campaign_id: FromPath[int],
+                         format_: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
+                         ) -> Response[DemandOut] | Response[bytes]:
+        """Units per pickup store and date, before ordering from the supplier; `?format=csv` for a spreadsheet."""
+        report = await service.demand(campaign_id)
+        if format_ == "csv":
+            return Response(service.demand_csv(report), media_type="text/csv; charset=utf-8", headers={
+                "Content-Disposition": f'attachment; filename="groupbuy-{campaign_id}-demand.csv"'})
+        return Response(DemandOut(
+            campaign_id=report["campaign_id"], product_name=report["product_name"], pickup_date=report["pickup_date"],
+            rows=[DemandRow(**row) for row in report["rows"]], totals=DemandTotals(**report["totals"])))
 
     @post("/campaigns", operation_id="CreateGroupBuyCampaign")
     async def create_campaign(self, staff: NamedDependency[CurrentStaff],

@@ -105,3 +105,27 @@ class SeatTaken(Struct):
 class PickupCreate(Struct):
     store_id: StoreId
     pickup_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class DemandRow(Struct):
+    store_id: int
+    store_code: str
+    store_name: str
+    pickup_date: date
+    firm_units: int
+    tentative_units: int
+    picked_up_units: int
+
+
+class DemandTotals(Struct):
+    firm_units: int
+    tentative_units: int
+    picked_up_units: int
+
+
+class DemandOut(Struct):
+    campaign_id: int
+    product_name: str
+    pickup_date: date
+    rows: list[DemandRow]
+    totals: DemandTotals

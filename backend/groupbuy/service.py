@@ -1,6 +1,8 @@
 """Group-buy presales: campaigns HQ runs, groups members fill, seats they pay for, pickups at the store."""
 
 import asyncio
+import csv
+import io
 import logging
 import math
 import secrets
@@ -8,13 +10,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from piccolo.query.functions.aggregate import Sum
 
 from backend.cashier import refunds
 from backend.cashier import service as cashier
 from backend.cashier.codes import new_out_trade_no
 from backend.cashier.errors import PaymentNotStarted
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -518,3 +521,56 @@ async def member_seats(member_id: int, *, limit: int, before_id: int | None) -> 
     if before_id is not None:
         query = query.where(Seat.id < before_id)
     return await query.order_by(Seat.id, ascending=False).limit(limit)
+
+
+# Demand: what HQ orders from the supplier, per pickup store -------------------------------------------
+
+async def demand(campaign_id: int) -> dict[str, Any]:
+    """Units per pickup store on the campaign's pickup date: firm (groups that succeeded), tentative
+    (groups still forming: seats taken, paid or not) and picked up. Every pickup store has a row."""
+    campaign = await get_campaign(campaign_id)
+    with heavy_reads():
+        sums = await Seat.select(Seat.pickup_store, Seat.status, Seat.group.status, Sum(Seat.quantity)).where(
+            Seat.campaign == campaign_id).group_by(Seat.pickup_store, Seat.status, Seat.group.status)
+    rows = {store["id"]: {"store_id": store["id"], "store_code": store["code"], "store_name": store["name"],
+                          "pickup_date": campaign["pickup_date"], "firm_units": 0, "tentative_units": 0,
+                          "picked_up_units": 0}
+            for store in campaign["pickup_stores"]}
+    for line in sums:
+        row, units = rows.get(line["pickup_store"]), int(line["sum"] or 0)
+        if row is None:  # a store taken off the campaign after seats were taken: still counted
+            continue
+        if line["status"] in (SeatStatus.succeeded, SeatStatus.picked_up):
+            row["firm_units"] += units
+            if line["status"] == SeatStatus.picked_up:
+                row["picked_up_units"] += units
+        elif line["group.status"] == GroupStatus.forming and line["status"] in (SeatStatus.pending_payment,
+                                                                                SeatStatus.paid):
+            row["tentative_units"] += units
+    lines = sorted(rows.values(), key=lambda row: row["store_code"])
+    totals = {key: sum(row[key] for row in lines) for key in ("firm_units", "tentative_units", "picked_up_units")}
+    return {"campaign_id": campaign_id, "product_name": campaign["product_name"],
+            "pickup_date": campaign["pickup_date"], "rows": lines, "totals": totals}
+
+
+DEMAND_CSV_HEADER = ["门店编码 store code", "门店名称 store", "提货日期 pickup date", "已成团 firm units",
+                     "拼团中 tentative units", "已提货 picked up units"]
+
+
+def demand_csv(report: dict[str, Any]) -> bytes:
+    """UTF-8 with a byte-order mark, so that Excel opens the Chinese names as they are."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(DEMAND_CSV_HEADER)
+    for row in report["rows"]:
+        writer.writerow([row["store_code"], _cell(row["store_name"]), row["pickup_date"].isoformat(),
+                         row["firm_units"], row["tentative_units"], row["picked_up_units"]])
+    totals = report["totals"]
+    writer.writerow(["合计 total", "", report["pickup_date"].isoformat(), totals["firm_units"],
+                     totals["tentative_units"], totals["picked_up_units"]])
+    return "\ufeff".encode() + out.getvalue().encode()
+
+
+def _cell(text: str) -> str:
+    """A cell a spreadsheet shows as text, never runs as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

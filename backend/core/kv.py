@@ -22,6 +22,12 @@ if current < n then return -1 end
 return redis.call('DECRBY', KEYS[1], n)
 """
 
+# INCRBY only when the gate exists: a missing gate is rebuilt from the database, never guessed.
+_GIVE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
+return redis.call('INCRBY', KEYS[1], ARGV[1])
+"""
+
 # INCR that sets the expiry only when the counter is born, so a window never slides.
 _INCR_WINDOW = """
 local value = redis.call('INCR', KEYS[1])
@@ -59,6 +65,10 @@ class KV(ABC):
 
     @abstractmethod
     async def decr_if_enough(self, key: str, amount: int) -> int: ...
+
+    @abstractmethod
+    async def give_back(self, key: str, amount: int) -> int:
+        """Add to a counter that exists, keeping its expiry; answers the new value or GATE_MISSING."""
 
     @abstractmethod
     async def ping(self) -> bool: ...
@@ -143,6 +153,14 @@ class MemoryKV(KV):
         self._data[key] = (value, self._data[key][1])
         return value
 
+    async def give_back(self, key: str, amount: int) -> int:
+        current = self._live(key)
+        if current is None:
+            return GATE_MISSING
+        value = int(current) + amount
+        self._data[key] = (value, self._data[key][1])
+        return value
+
     async def ping(self) -> bool:
         return True
 
@@ -163,6 +181,7 @@ class RedisKV(KV):
         self.redis = Redis(connection_pool=pool)
         self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
         self._incr_window = self.redis.register_script(_INCR_WINDOW)
+        self._give_back = self.redis.register_script(_GIVE_BACK)
 
     async def get(self, key: str) -> bytes | None:
         return await self.redis.get(key)
@@ -188,6 +207,9 @@ class RedisKV(KV):
 
     async def decr_if_enough(self, key: str, amount: int) -> int:
         return int(await self._decr_if_enough(keys=[key], args=[amount]))
+
+    async def give_back(self, key: str, amount: int) -> int:
+        return int(await self._give_back(keys=[key], args=[amount]))
 
     async def ping(self) -> bool:
         try:

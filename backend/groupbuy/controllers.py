@@ -6,6 +6,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.cashier.service import CheckoutPolicy
+from backend.core.kv import KV
 from backend.core.paging import Cursor, Limit
 from backend.core.schema import Page
 from backend.groupbuy import service
@@ -90,11 +91,11 @@ class GroupBuySeatController(Controller):
     @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
     async def open_group(self, member: NamedDependency[CurrentMember], campaign_id: FromPath[int],
                          data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
-                         checkout_policy: NamedDependency[CheckoutPolicy]) -> SeatTaken:
+                         checkout_policy: NamedDependency[CheckoutPolicy], kv: NamedDependency[KV]) -> SeatTaken:
         """Open a group as its leader, taking its first seat."""
         group, seat, params = await service.take_seat(
             member_id=member.id, campaign_id=campaign_id, pickup_store_id=data.pickup_store_id,
-            quantity=data.quantity, provider=payment_provider, policy=checkout_policy)
+            quantity=data.quantity, provider=payment_provider, policy=checkout_policy, kv=kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
     @get("/orders", operation_id="ListMyGroupBuyOrders")
@@ -108,11 +109,11 @@ class GroupBuySeatController(Controller):
     @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
     async def join_group(self, member: NamedDependency[CurrentMember], group_id: FromPath[int],
                          data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
-                         checkout_policy: NamedDependency[CheckoutPolicy]) -> SeatTaken:
+                         checkout_policy: NamedDependency[CheckoutPolicy], kv: NamedDependency[KV]) -> SeatTaken:
         """Take a seat in someone's group."""
         group, seat, params = await service.take_seat(
             member_id=member.id, group_id=group_id, pickup_store_id=data.pickup_store_id, quantity=data.quantity,
-            provider=payment_provider, policy=checkout_policy)
+            provider=payment_provider, policy=checkout_policy, kv=kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
 

@@ -17,7 +17,8 @@ from backend.cashier import service as cashier
 from backend.cashier.codes import new_out_trade_no
 from backend.cashier.errors import PaymentNotStarted
 from backend.core.clock import utcnow
-from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.kv import GATE_SHORT, KV
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -173,21 +174,78 @@ async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) 
     return campaign
 
 
+# The stock gate: sold-out requests in a flash sale are answered from the KV, before the database.
+# The database still decides every seat; the gate only turns away what cannot succeed, is rebuilt
+# from the database when missing, and expires soon, so stock given back shows again within seconds.
+GATE_TTL_SECONDS = 10.0
+_STOCK_LEFT = Prepared(lambda campaign_id: Campaign.select(Campaign.stock_left).where(
+    Campaign.id == campaign_id).first())
+_GROUP_CAMPAIGN = Prepared(lambda group_id: Group.select(Group.campaign).where(Group.id == group_id).first())
+
+
+def _gate_key(campaign_id: int) -> str:
+    return f"mall:groupbuy:stock:{campaign_id}"
+
+
+async def _pass_gate(kv: KV, campaign_id: int, quantity: int) -> bool:
+    """Take `quantity` units at the gate; False means sold out, answered without asking the database."""
+    key = _gate_key(campaign_id)
+    for _ in range(3):
+        left = await kv.decr_if_enough(key, quantity)
+        if left >= 0:
+            return True
+        if left == GATE_SHORT:
+            return False
+        row = await _STOCK_LEFT.run(campaign_id)  # the gate is missing: rebuilt from the database
+        if row is None:
+            raise CampaignNotFound(campaign_id=campaign_id)
+        await kv.set_if_absent(key, str(row["stock_left"]).encode(), expires_in=GATE_TTL_SECONDS)
+    return True  # the gate keeps vanishing: the database decides alone
+
+
+async def _campaign_for(kv: KV, group_id: int) -> int:
+    """A group's campaign, which never changes: kept in the KV, so a sold-out join needs no database."""
+    key = f"mall:groupbuy:group_campaign:{group_id}"
+    if (cached := await kv.get(key)) is not None:
+        return int(cached)
+    row = await _GROUP_CAMPAIGN.run(group_id)
+    if row is None:
+        raise GroupNotFound(group_id=group_id)
+    await kv.set(key, str(row["campaign"]).encode(), expires_in=24 * 3600)
+    return row["campaign"]
+
+
 async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, campaign_id: int | None = None,
-                    group_id: int | None = None, provider: PaymentProvider,
-                    policy: "CheckoutPolicy") -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+                    group_id: int | None = None, provider: PaymentProvider, policy: "CheckoutPolicy",
+                    kv: KV) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Open a group as its leader (campaign_id) or join one (group_id); answers (group, seat, payParams).
 
     The seat, the member's units and the stock are taken together or not at all; the seat then
     waits for its payment until `pay_by`.
     """
+    if group_id is not None:
+        campaign_id = await _campaign_for(kv, group_id)
+    assert campaign_id is not None
+    if not await _pass_gate(kv, campaign_id, quantity):
+        raise SoldOut(details={"campaignId": campaign_id})
+    try:
+        return await _take_seat(member_id=member_id, pickup_store_id=pickup_store_id, quantity=quantity,
+                                campaign_id=campaign_id, group_id=group_id, provider=provider, policy=policy)
+    except SoldOut:
+        await kv.delete(_gate_key(campaign_id))  # the gate let through what the database had not: rebuild it
+        raise
+    except BaseException:
+        await kv.give_back(_gate_key(campaign_id), quantity)
+        raise
+
+
+async def _take_seat(*, member_id: int, pickup_store_id: int, quantity: int, campaign_id: int,
+                     group_id: int | None, provider: PaymentProvider,
+                     policy: "CheckoutPolicy") -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     now = utcnow()
     if group_id is not None:
-        group = await Group.select(Group.campaign, Group.expires_at).where(Group.id == group_id).first()
-        if group is None:
-            raise GroupNotFound(group_id=group_id)
-        campaign_id, group_ends = group["campaign"], group["expires_at"]
-    assert campaign_id is not None
+        group = await Group.select(Group.expires_at).where(Group.id == group_id).first()
+        group_ends = group["expires_at"]
     campaign = await _open_campaign(campaign_id, pickup_store_id, now)
     if group_id is None:
         group_ends = now + timedelta(minutes=campaign["group_ttl_minutes"])

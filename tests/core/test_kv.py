@@ -65,6 +65,15 @@ async def test_decr_if_enough_never_oversells(kv):
     assert await kv.decr_if_enough("mall:test:stock", 3) == 0
 
 
+async def test_give_back_adds_only_to_a_gate_that_exists(kv):
+    assert await kv.give_back("mall:test:gate", 2) == GATE_MISSING
+    assert await kv.get("mall:test:gate") is None  # never guessed into being
+    await kv.set("mall:test:gate", b"1", expires_in=5)
+    assert await kv.decr_if_enough("mall:test:gate", 1) == 0
+    assert sorted(await asyncio.gather(*(kv.give_back("mall:test:gate", 1) for _ in range(3)))) == [1, 2, 3]
+    assert await kv.get("mall:test:gate") == b"3" and 0 < await kv.ttl("mall:test:gate") <= 5
+
+
 async def test_ping(kv):
     assert await kv.ping() is True
 

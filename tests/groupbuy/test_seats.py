@@ -8,7 +8,9 @@ import pytest
 
 from backend.cashier.errors import PaymentNotStarted
 from backend.cashier.service import CheckoutPolicy
+from backend.core.kv import MemoryKV, kv_from_url
 from backend.groupbuy import service
+from backend.groupbuy.errors import QuantityOverLimit, SoldOut
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
 from backend.sandbox.tables import SandboxTrade
 from backend.sweeper import sweep_once
@@ -168,8 +170,42 @@ async def test_a_seat_whose_payment_cannot_start_is_given_back(client, demo, san
     with pytest.raises(PaymentNotStarted):
         await service.take_seat(member_id=shopper_id, campaign_id=campaign["id"], pickup_store_id=demo["S001"],
                                 quantity=1, provider=PrepayFails(sandbox_provider),
-                                policy=CheckoutPolicy.from_settings(settings))
+                                policy=CheckoutPolicy.from_settings(settings), kv=MemoryKV())
     await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
     assert (await Seat.select(Seat.status).first())["status"] == "expired"
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 30
     assert (await Group.select(Group.seats_taken).first())["seats_taken"] == 0
+
+
+async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_database(client, demo,
+                                                                                      sandbox_provider, settings):
+    campaign = await new_campaign(client, demo, stock=3, groupSize=3, perMemberLimit=1)
+    members = await shoppers(client, 6, prefix="oGate")
+    kv = kv_from_url(settings.redis_url, pool_size=4)
+    gate = service._gate_key(campaign["id"])
+    call = {"campaign_id": campaign["id"], "pickup_store_id": demo["S001"], "quantity": 1,
+            "provider": sandbox_provider, "policy": CheckoutPolicy.from_settings(settings), "kv": kv}
+    try:
+        for member in members[:3]:
+            await service.take_seat(member_id=member["member"]["id"], **call)
+        assert await kv.get(gate) == b"0"  # built from the database on first use, then taken down to 0
+        seats_before = await Seat.count()
+        with pytest.raises(SoldOut):
+            await service.take_seat(member_id=members[3]["member"]["id"], **call)
+        assert await Seat.count() == seats_before
+
+        await kv.set(gate, b"1000", expires_in=60)  # wrong, too high: the database still decides
+        with pytest.raises(SoldOut):
+            await service.take_seat(member_id=members[4]["member"]["id"], **call)
+        assert await kv.get(gate) is None  # and the gate is dropped, to be rebuilt from the database
+
+        await Campaign.update({Campaign.stock_left: 1}).where(Campaign.id == campaign["id"])  # stock came back
+        await kv.delete(gate)  # as its short expiry would
+        with pytest.raises(QuantityOverLimit):  # refused after the gate: the unit goes back to it
+            await service.take_seat(member_id=members[0]["member"]["id"], **call)
+        assert await kv.get(gate) == b"1"
+        await service.take_seat(member_id=members[5]["member"]["id"], **call)
+        assert await kv.get(gate) == b"0"
+        assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 0
+    finally:
+        await kv.close()

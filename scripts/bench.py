@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -89,6 +90,102 @@ function request()
 end
 """
 
+FLASH_SEATS, FLASH_ATTEMPTS, FLASH_CONNECTIONS = 100, 2_000, 200
+
+
+def shopper_tokens(url: str, count: int) -> list[str]:
+    """Shoppers signed in through the sandbox, as the mini-program does, one WeChat user each."""
+    def sign_in(i: int) -> str:
+        code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": f"oFlash{i:022d}"})["code"]
+        return post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})["accessToken"]
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(sign_in, range(count)))
+
+
+def flash_campaign(url: str) -> tuple[int, int]:
+    """A campaign of 100 units, one per member, groups of 2; answers (campaign id, pickup store id)."""
+    token = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    store_id = next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read())
+                    if s["code"] == "S001")
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+    campaign = post_json(f"{url}/api/v1/admin/groupbuy/campaigns", {
+        "title": "flash", "productName": "榴莲", "priceFen": 9900, "originalPriceFen": 15800, "groupSize": 2,
+        "groupTtlMinutes": 1440, "stock": FLASH_SEATS, "perMemberLimit": 1, "startsAt": iso(now - 60),
+        "endsAt": iso(now + 86400), "pickupStoreIds": [store_id], "pickupDate": iso(now + 2 * 86400)[:10],
+    }, {"Authorization": f"Bearer {token}"})
+    return campaign["id"], store_id
+
+
+async def flash_join(url: str, campaign_id: int, store_id: int, tokens: list[str]) -> tuple[float, float, float]:
+    """2,000 seat requests from 200 connections at once: exactly 100 may succeed."""
+    import asyncio
+
+    import httpx
+
+    body = json.dumps({"pickupStoreId": store_id}).encode()
+    statuses: list[int] = []
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=FLASH_CONNECTIONS, max_keepalive_connections=FLASH_CONNECTIONS)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+        queue = list(tokens)
+
+        retried = 0
+
+        async def connection() -> None:
+            nonlocal retried
+            while queue:
+                token = queue.pop()
+                started = time.perf_counter()
+                for attempt in range(2):  # a phone retries a request its connection dropped
+                    try:
+                        response = await client.post(
+                            f"/api/v1/groupbuy/campaigns/{campaign_id}/groups", content=body,
+                            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+                        break
+                    except httpx.TransportError:
+                        if attempt:
+                            raise
+                        retried += 1
+                latencies.append(time.perf_counter() - started)
+                statuses.append(response.status_code)
+
+        began = time.perf_counter()
+        await asyncio.gather(*(connection() for _ in range(FLASH_CONNECTIONS)))
+        elapsed = time.perf_counter() - began
+    taken = statuses.count(201)
+    refused = statuses.count(409)
+    left = json.loads(urllib.request.urlopen(f"{url}/api/v1/groupbuy/campaigns/{campaign_id}").read())["stockLeft"]
+    progress(f"groupbuy-flash-join: {taken} seats taken, {refused} refused, {left} left, "
+             f"other answers: {sorted(set(statuses) - {201, 409})}, {retried} dropped connections retried")
+    if taken != FLASH_SEATS or refused != len(tokens) - FLASH_SEATS or left != 0:
+        raise SystemExit("groupbuy-flash-join: the flash sale did not end with exactly 100 seats")
+    latencies.sort()
+    return len(statuses) / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
+
+
+SOLD_OUT_LUA = """
+local threads, counter = {}, 1
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+function init(args)
+  tokens, n = {}, 0
+  for line in io.lines("TOKENS_FILE") do table.insert(tokens, line) end
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+  wrk.body = '{"pickupStoreId":STORE_ID}'
+end
+function request()
+  n = n + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[(n * THREADS + id) % #tokens + 1]
+  return wrk.format(nil, "/api/v1/groupbuy/campaigns/CAMPAIGN_ID/groups")
+end
+"""
+
 SCENARIOS = [
     Scenario("ceiling", "GET", "/healthz", describes="plain GET, no database: the framework's ceiling"),
     Scenario("write-one-insert", "POST", "/api/v1/sandbox/wechat/login-codes", "{}",
@@ -130,7 +227,7 @@ def pinned(command: list[str], cpu: str | None) -> list[str]:
 
 
 def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, threads: int,
-            cpu: str | None, lua: str | None = None) -> tuple[float, float, float]:
+            cpu: str | None, lua: str | None = None, expect_errors: bool = False) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if lua is not None:
             script.write(lua.replace("THREADS", str(threads)))
@@ -147,7 +244,7 @@ def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, thr
         ).stdout
     finally:
         os.unlink(script.name)
-    if "Non-2xx or 3xx responses" in out:
+    if "Non-2xx or 3xx responses" in out and not expect_errors:
         raise SystemExit(f"{scenario.name}: the server answered errors under load:\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = to_ms(re.search(r"^\s+50%\s+(\S+)\s*$", out, re.M).group(1))
@@ -173,6 +270,39 @@ def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.
             raise SystemExit(f"the server exited: see {OUT / 'server.log'}")
     server.kill()
     raise SystemExit("the server did not become ready in 30 s")
+
+
+def flash_sale(url: str, args: argparse.Namespace, *, threads: int,
+               cpu: str | None) -> dict[str, tuple[float, float, float]]:
+    """A flash sale on 100 seats: 2,000 seat requests at once, then sold-out answers under load."""
+    import asyncio
+
+    progress(f"groupbuy: signing in {FLASH_ATTEMPTS} shoppers through the sandbox")
+    tokens = shopper_tokens(url, FLASH_ATTEMPTS)
+    campaign_id, store_id = flash_campaign(url)
+    progress(f"groupbuy-flash-join: {FLASH_ATTEMPTS} seat requests from {FLASH_CONNECTIONS} connections"
+             f" on {FLASH_SEATS} seats")
+    results = {"groupbuy-flash-join": asyncio.run(flash_join(url, campaign_id, store_id, tokens))}
+    tokens_file = OUT / "shopper-tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    lua = SOLD_OUT_LUA.replace("TOKENS_FILE", str(tokens_file)).replace("STORE_ID", str(store_id)) \
+        .replace("CAMPAIGN_ID", str(campaign_id))
+    scenario = Scenario("groupbuy-sold-out", "POST", f"/api/v1/groupbuy/campaigns/{campaign_id}/groups")
+    progress(f"groupbuy-sold-out: {args.duration} s at {args.connections} connections (every answer a 409)")
+    results["groupbuy-sold-out"] = run_wrk(url, scenario, seconds=args.duration, connections=args.connections,
+                                           threads=threads, cpu=cpu, lua=lua, expect_errors=True)
+    progress(f"groupbuy-sold-out: {results['groupbuy-sold-out'][0]:.0f} req/s")
+    request = urllib.request.Request(f"{url}/api/v1/groupbuy/campaigns/{campaign_id}/groups", method="POST",
+                                     data=json.dumps({"pickupStoreId": store_id}).encode(),
+                                     headers={"content-type": "application/json",
+                                              "authorization": f"Bearer {tokens[0]}"})
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise SystemExit("groupbuy-sold-out: a seat was taken after the sale sold out")
+    except urllib.error.HTTPError as error:
+        if error.code != 409 or json.loads(error.read())["code"] != "groupbuy.sold_out":
+            raise SystemExit(f"groupbuy-sold-out: answered {error.code}, not 409 groupbuy.sold_out") from None
+    return results
 
 
 def main() -> None:
@@ -223,6 +353,8 @@ def main() -> None:
                 results[scenario.name] = run_wrk(url, scenario, seconds=args.duration,
                                                  connections=args.connections, threads=threads, cpu=load_cpu, lua=lua)
             progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
+        if args.only is None or {"groupbuy-flash-join", "groupbuy-sold-out"} & set(args.only):
+            results.update(flash_sale(url, args, threads=threads, cpu=load_cpu))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

@@ -118,8 +118,12 @@ async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bo
     return member_id, True
 
 
+_ACTIVE = Prepared(lambda member_id, status: Member.select(Member.id).where(
+    (Member.id == member_id) & (Member.status == status)).first())
+
+
 async def is_active_member(member_id: int) -> bool:
-    return await Member.exists().where((Member.id == member_id) & (Member.status == MemberStatus.active))
+    return await _ACTIVE.run(member_id, MemberStatus.active) is not None
 
 
 async def member_profile(member_id: int) -> dict[str, Any]:

@@ -50,6 +50,7 @@ from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.sandbox.controllers import SandboxPaymentController, SandboxWalletController, SandboxWeChatController
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
+from backend.services import Services
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (
     AdminStoreController,
@@ -117,14 +118,14 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
                          staff_ttl=settings.staff_token_ttl_seconds)
     checkout_policy = CheckoutPolicy.from_settings(settings)
     points_policy = checkout_policy.points
-    collaborators = {"settings": settings, "kv": kv, "tokens": tokens, "wechat_login": wechat_login,
-                     "points_policy": points_policy, "member_codes": MemberCodes(settings.secret_key),
-                     "phone_numbers": phone_numbers, "payment_provider": payment_provider,
-                     "checkout_policy": checkout_policy, "sandbox_notifier": notifier}
+    services = Services(settings=settings, kv=kv, tokens=tokens, wechat_login=wechat_login,
+                        points_policy=points_policy, member_codes=MemberCodes(settings.secret_key),
+                        phone_numbers=phone_numbers, payment_provider=payment_provider,
+                        checkout_policy=checkout_policy, sandbox_notifier=notifier)
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
-        dependencies={name: Provide(_constant(value), sync_to_thread=False) for name, value in collaborators.items()},
+        dependencies={"services": Provide(_constant(services), sync_to_thread=False)},
         middleware=[request_id_middleware,
                     DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute)],
         exception_handlers=EXCEPTION_HANDLERS,

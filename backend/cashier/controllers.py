@@ -18,15 +18,11 @@ from backend.cashier.schemas import (
     StorePaymentOut,
     TillOrderCreate,
 )
-from backend.cashier.service import CheckoutPolicy
-from backend.core.kv import KV
 from backend.core.paging import Cursor, Limit
 from backend.core.ratelimit import client_address
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
-from backend.members.code import MemberCodes
-from backend.payments.provider import PaymentProvider
-from backend.settings import Settings
+from backend.services import Services
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_current_staff
 
@@ -69,34 +65,30 @@ class CashierOrderController(Controller):
     @post(operation_id="CreateTillOrder")
     async def create(
         self,
+            services: NamedDependency[Services],
         request: Request,
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[TillOrderCreate],
-        payment_provider: NamedDependency[PaymentProvider],
-        checkout_policy: NamedDependency[CheckoutPolicy],
-        member_codes: NamedDependency[MemberCodes],
-        kv: NamedDependency[KV],
-        settings: NamedDependency[Settings],
     ) -> Response[OrderOut]:
         staff.ensure_store(data.store_id)
         replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
                     "points_to_redeem": data.points_to_redeem}
         # A retry is answered before the member code is looked at: the first request spent it.
-        replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed, checkout_policy)
+        replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed, services.checkout_policy)
         if replay is not None:
             return Response(await order_out(replay), status_code=200)
         member_id = None
         if data.member_code:
             profile = await members.look_up_member_code(
-                data.member_code, codes=member_codes, kv=kv, staff_id=staff.id,
+                data.member_code, codes=services.member_codes, kv=services.kv, staff_id=staff.id,
                 till=data.till_id or client_address(request.scope), now=time.time(),
-                failure_limit=settings.member_lookup_failure_limit,
-                window=settings.member_lookup_failure_window_seconds)
+                failure_limit=services.settings.member_lookup_failure_limit,
+                window=services.settings.member_lookup_failure_window_seconds)
             member_id = profile["id"]
         order, created = await service.checkout(
             store_id=data.store_id, staff_id=staff.id, amount_fen=data.amount_fen, auth_code=data.auth_code,
             idempotency_key=data.idempotency_key, request=replayed, member_id=member_id,
-            points_to_redeem=data.points_to_redeem, provider=payment_provider, policy=checkout_policy)
+            points_to_redeem=data.points_to_redeem, provider=services.payment_provider, policy=services.checkout_policy)
         return Response(await order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
@@ -106,28 +98,27 @@ class CashierOrderController(Controller):
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
     async def cancel(
         self,
+            services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
         order_id: FromPath[int],
-        payment_provider: NamedDependency[PaymentProvider],
-        checkout_policy: NamedDependency[CheckoutPolicy],
     ) -> OrderOut:
         await _store_order(staff, order_id)
-        return await order_out(await service.cancel(order_id, provider=payment_provider, policy=checkout_policy))
+        return await order_out(await service.cancel(order_id, provider=services.payment_provider,
+                                                    policy=services.checkout_policy))
 
     @post("/{order_id:int}/refunds", operation_id="RefundTillOrder")
     async def refund(
         self,
+            services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
         order_id: FromPath[int],
         data: JSONBody[RefundCreate],
-        payment_provider: NamedDependency[PaymentProvider],
-        checkout_policy: NamedDependency[CheckoutPolicy],
     ) -> Response[RefundOut]:
         """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
         await _store_order(staff, order_id)
         refund, created = await refunds.request_refund(
             order_id, staff_id=staff.id, amount_fen=data.amount_fen, idempotency_key=data.idempotency_key,
-            reason=data.reason, provider=payment_provider, policy=checkout_policy)
+            reason=data.reason, provider=services.payment_provider, policy=services.checkout_policy)
         return Response(refund_out(refund), status_code=201 if created else 200)
 
 
@@ -152,11 +143,10 @@ class StorePaymentController(Controller):
     @post(operation_id="PayAtStore")
     async def create(
         self,
+            services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
         store_id: FromPath[int],
         data: JSONBody[StorePaymentCreate],
-        payment_provider: NamedDependency[PaymentProvider],
-        checkout_policy: NamedDependency[CheckoutPolicy],
     ) -> StorePaymentOut:
         """The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.
 
@@ -165,7 +155,7 @@ class StorePaymentController(Controller):
         """
         order, params = await service.pay_at_store(
             store_id=store_id, member_id=member.id, amount_fen=data.amount_fen, points_to_redeem=data.points_to_redeem,
-            provider=payment_provider, policy=checkout_policy)
+            provider=services.payment_provider, policy=services.checkout_policy)
         return StorePaymentOut(
             order_id=order["id"], out_trade_no=order["out_trade_no"], status=order["status"],
             amount_fen=order["amount_fen"], paid_fen=order["paid_fen"], points_redeemed=order["points_redeemed"],

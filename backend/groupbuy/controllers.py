@@ -5,8 +5,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
-from backend.cashier.service import CheckoutPolicy
-from backend.core.kv import KV
 from backend.core.paging import Cursor, Limit
 from backend.core.schema import Page
 from backend.groupbuy import service
@@ -24,7 +22,7 @@ from backend.groupbuy.schemas import (
     SeatTaken,
 )
 from backend.members.auth import CurrentMember, provide_current_member
-from backend.payments.provider import PaymentProvider
+from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.controllers import store_out
 
@@ -89,13 +87,12 @@ class GroupBuySeatController(Controller):
     dependencies = {"member": Provide(provide_current_member)}
 
     @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
-    async def open_group(self, member: NamedDependency[CurrentMember], campaign_id: FromPath[int],
-                         data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
-                         checkout_policy: NamedDependency[CheckoutPolicy], kv: NamedDependency[KV]) -> SeatTaken:
+    async def open_group(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
+                         campaign_id: FromPath[int], data: JSONBody[SeatCreate]) -> SeatTaken:
         """Open a group as its leader, taking its first seat."""
         group, seat, params = await service.take_seat(
             member_id=member.id, campaign_id=campaign_id, pickup_store_id=data.pickup_store_id,
-            quantity=data.quantity, provider=payment_provider, policy=checkout_policy, kv=kv)
+            quantity=data.quantity, provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
     @get("/orders", operation_id="ListMyGroupBuyOrders")
@@ -107,13 +104,12 @@ class GroupBuySeatController(Controller):
         return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
     @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
-    async def join_group(self, member: NamedDependency[CurrentMember], group_id: FromPath[int],
-                         data: JSONBody[SeatCreate], payment_provider: NamedDependency[PaymentProvider],
-                         checkout_policy: NamedDependency[CheckoutPolicy], kv: NamedDependency[KV]) -> SeatTaken:
+    async def join_group(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
+                         group_id: FromPath[int], data: JSONBody[SeatCreate]) -> SeatTaken:
         """Take a seat in someone's group."""
         group, seat, params = await service.take_seat(
             member_id=member.id, group_id=group_id, pickup_store_id=data.pickup_store_id, quantity=data.quantity,
-            provider=payment_provider, policy=checkout_policy, kv=kv)
+            provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
 

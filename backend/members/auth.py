@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from litestar import Request
 from litestar.di import NamedDependency
 
-from backend.core.auth import PrincipalKind, TokenIssuer, bearer_claims
+from backend.core.auth import PrincipalKind, bearer_claims
 from backend.core.errors import Forbidden, Unauthenticated
 from backend.members import service
+from backend.services import Services
 
 
 @dataclass(frozen=True, slots=True)
@@ -15,8 +16,8 @@ class CurrentMember:
     id: int
 
 
-async def provide_current_member(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentMember:
-    claims = bearer_claims(request, tokens)
+async def provide_current_member(request: Request, services: NamedDependency[Services]) -> CurrentMember:
+    claims = bearer_claims(request, services.tokens)
     if claims.kind != PrincipalKind.member:
         raise Forbidden("A staff token cannot be used here.")
     if not await service.is_active_member(claims.subject_id):

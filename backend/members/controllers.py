@@ -9,12 +9,10 @@ from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
-from backend.core.auth import PrincipalKind, TokenIssuer
+from backend.core.auth import PrincipalKind
 from backend.members import service
 from backend.members.auth import CurrentMember, provide_current_member
-from backend.core.kv import KV
 from backend.core.ratelimit import client_address
-from backend.members.code import MemberCodes
 from backend.members.schemas import (
     MemberAfterPhoneOut,
     MemberCodeOut,
@@ -27,8 +25,7 @@ from backend.members.schemas import (
     PhoneBind,
 )
 from backend.members.tables import EnrolmentChannel, MergeReason
-from backend.members.wechat import LoginCodeExchanger, PhoneNumberExchanger
-from backend.settings import Settings
+from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 
 
@@ -48,15 +45,14 @@ class MiniProgramAuthController(Controller):
     @post("/login", operation_id="MiniProgramLogin", status_code=200)
     async def login(
         self,
+            services: NamedDependency[Services],
         data: JSONBody[MiniProgramLogin],
-        wechat_login: NamedDependency[LoginCodeExchanger],
-        tokens: NamedDependency[TokenIssuer],
     ) -> MiniProgramLoginOut:
-        session = await wechat_login.exchange(data.code)
+        session = await services.wechat_login.exchange(data.code)
         member_id, is_new = await service.find_or_enrol_wechat_member(session, channel=EnrolmentChannel.miniprogram)
         return MiniProgramLoginOut(
-            access_token=tokens.issue(PrincipalKind.member, member_id),
-            expires_in=tokens.ttl(PrincipalKind.member),
+            access_token=services.tokens.issue(PrincipalKind.member, member_id),
+            expires_in=services.tokens.ttl(PrincipalKind.member),
             member=member_out(await service.member_profile(member_id)),
             is_new=is_new,
         )
@@ -74,22 +70,20 @@ class MeController(Controller):
     @post("/phone", operation_id="BindMyPhone", status_code=200)
     async def bind_phone(
         self,
+            services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
         data: JSONBody[PhoneBind],
-        phone_numbers: NamedDependency[PhoneNumberExchanger],
-        tokens: NamedDependency[TokenIssuer],
-        settings: NamedDependency[Settings],
     ) -> MemberAfterPhoneOut:
-        phone = await phone_numbers.phone_number(data.code)
-        holder = await service.bind_phone(member.id, phone, app_id=settings.wechat_app_id)
+        phone = await services.phone_numbers.phone_number(data.code)
+        holder = await service.bind_phone(member.id, phone, app_id=services.settings.wechat_app_id)
         profile = await service.member_profile(holder)
-        token = tokens.issue(PrincipalKind.member, holder) if holder != member.id else None
+        token = services.tokens.issue(PrincipalKind.member, holder) if holder != member.id else None
         return MemberAfterPhoneOut(**msgspec.structs.asdict(member_out(profile)), access_token=token)
 
     @get("/member-code", operation_id="GetMyMemberCode", cache_control=CacheControlHeader(no_store=True))
-    async def member_code(self, member: NamedDependency[CurrentMember],
-                          member_codes: NamedDependency[MemberCodes]) -> MemberCodeOut:
-        code, seconds_left = member_codes.code_for(member.id, now=time.time())
+    async def member_code(self, services: NamedDependency[Services],
+                          member: NamedDependency[CurrentMember]) -> MemberCodeOut:
+        code, seconds_left = services.member_codes.code_for(member.id, now=time.time())
         return MemberCodeOut(code=code, expires_in_seconds=seconds_left)
 
 
@@ -101,17 +95,16 @@ class CashierMemberController(Controller):
     @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200)
     async def look_up(
         self,
+            services: NamedDependency[Services],
         request: Request,
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[MemberLookup],
-        member_codes: NamedDependency[MemberCodes],
-        kv: NamedDependency[KV],
-        settings: NamedDependency[Settings],
     ) -> MemberLookupOut:
         profile = await service.look_up_member_code(
-            data.member_code, codes=member_codes, kv=kv, staff_id=staff.id,
+            data.member_code, codes=services.member_codes, kv=services.kv, staff_id=staff.id,
             till=data.till_id or client_address(request.scope), now=time.time(),
-            failure_limit=settings.member_lookup_failure_limit, window=settings.member_lookup_failure_window_seconds,
+            failure_limit=services.settings.member_lookup_failure_limit,
+            window=services.settings.member_lookup_failure_window_seconds,
         )
         return MemberLookupOut(member_id=profile["id"], nickname=profile["nickname"],
                                phone_masked=profile["phone_masked"], points_balance=profile["points_balance"])

@@ -6,11 +6,11 @@ from litestar.di import NamedDependency
 
 from backend.cashier import refunds
 from backend.cashier import service as cashier
-from backend.cashier.service import CheckoutPolicy
 from backend.groupbuy import service as groupbuy
 from backend.payments.errors import NotificationRejected, UnknownTrade
-from backend.payments.provider import PaymentProvider, TransactionNotice
+from backend.payments.provider import TransactionNotice
 from backend.payments.wechatpay_protocol import VerificationFailed
+from backend.services import Services
 
 logger = logging.getLogger(__name__)
 
@@ -22,26 +22,26 @@ class WeChatPayNotifyController(Controller):
     @post(operation_id="WeChatPayNotify", status_code=204)
     async def notify(
         self,
+            services: NamedDependency[Services],
         request: Request,
-        payment_provider: NamedDependency[PaymentProvider],
-        checkout_policy: NamedDependency[CheckoutPolicy],
     ) -> None:
         """Verified over the raw body, then decrypted, then checked against our order; 204 for a replay too."""
         body = await request.body()
         try:
-            notice = payment_provider.parse_notification(request.headers, body, now=int(time.time()))
+            notice = services.payment_provider.parse_notification(request.headers, body, now=int(time.time()))
         except VerificationFailed as error:
             logger.warning("notification rejected", extra={
                 "reason": error.reason, "serial": request.headers.get("wechatpay-serial", ""),
                 "client": request.client.host if request.client else ""})
             raise NotificationRejected(details={"reason": error.reason}) from None
+        provider, policy = services.payment_provider, services.checkout_policy
         if isinstance(notice, TransactionNotice):
-            known = (await cashier.accept_transaction_notice(notice, provider=payment_provider, policy=checkout_policy)
-                     or await groupbuy.accept_transaction_notice(notice, provider=payment_provider))
+            known = (await cashier.accept_transaction_notice(notice, provider=provider, policy=policy)
+                     or await groupbuy.accept_transaction_notice(notice, provider=provider))
             number = notice.out_trade_no
         else:
-            known = (await refunds.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy)
-                     or await groupbuy.accept_refund_notice(notice, provider=payment_provider, policy=checkout_policy))
+            known = (await refunds.accept_refund_notice(notice, provider=provider, policy=policy)
+                     or await groupbuy.accept_refund_notice(notice, provider=provider, policy=policy))
             number = notice.out_refund_no
         if not known:
             logger.error("notification for an unknown trade", extra={"number": number})

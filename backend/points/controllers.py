@@ -21,7 +21,8 @@ from backend.points.schemas import (
     PostedOut,
     StoreLiabilityOut,
 )
-from backend.points.service import PointsPolicy, Posted
+from backend.points.service import Posted
+from backend.services import Services
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_hq_admin
 
@@ -61,14 +62,14 @@ class AdminPointsController(Controller):
     dependencies = {"staff": Provide(provide_hq_admin)}
 
     @post("/members/{member_id:int}/points-adjustments", operation_id="AdjustMemberPoints")
-    async def adjust(self, staff: NamedDependency[CurrentStaff], member_id: FromPath[int],
-                     data: JSONBody[PointsAdjustmentCreate], points_policy: NamedDependency[PointsPolicy]) -> PostedOut:
+    async def adjust(self, services: NamedDependency[Services], staff: NamedDependency[CurrentStaff],
+                     member_id: FromPath[int], data: JSONBody[PointsAdjustmentCreate]) -> PostedOut:
         if data.delta == 0:
             raise ZeroAdjustment()
         if not await members.is_active_member(member_id):
             raise NotFound("No such member.", member_id=member_id)
         posted = await service.adjust(member_id, data.delta, reason=f"{data.reason} (by {staff.username})",
-                                      idempotency_key=data.idempotency_key, policy=points_policy)
+                                      idempotency_key=data.idempotency_key, policy=services.points_policy)
         return posted_out(posted)
 
     @get("/reports/points-liability", operation_id="GetPointsLiability")

@@ -1,15 +1,13 @@
-from typing import Annotated
-
 import json
+from typing import Annotated
 
 from litestar import Controller, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, PathParameter
 
-from backend.payments.provider import PaymentProvider
 from backend.sandbox import service
 from backend.sandbox.errors import TradeNotFound, TradeNotPayable
-from backend.sandbox.notify import SandboxNotifier, transaction_payload
+from backend.sandbox.notify import transaction_payload
 from backend.sandbox.schemas import (
     WECHAT_ID_PATTERN,
     LoginCodeCreate,
@@ -21,7 +19,7 @@ from backend.sandbox.schemas import (
     PhoneCodeCreate,
     PhoneCodeOut,
 )
-from backend.settings import Settings
+from backend.services import Services
 
 
 class SandboxWeChatController(Controller):
@@ -37,10 +35,10 @@ class SandboxWeChatController(Controller):
                             expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)
 
     @post("/phone-codes", operation_id="CreateSandboxPhoneCode")
-    async def create_phone_code(self, data: JSONBody[PhoneCodeCreate],
-                                settings: NamedDependency[Settings]) -> PhoneCodeOut:
+    async def create_phone_code(self, services: NamedDependency[Services],
+                                data: JSONBody[PhoneCodeCreate]) -> PhoneCodeOut:
         code = await service.issue_phone_code(phone=data.phone, country_code=data.country_code,
-                                               app_id=data.appid or settings.wechat_app_id)
+                                               app_id=data.appid or services.settings.wechat_app_id)
         return PhoneCodeOut(code=code, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)
 
 
@@ -69,9 +67,8 @@ class SandboxPaymentController(Controller):
     @post("/{out_trade_no:str}/confirm", operation_id="ConfirmSandboxPayment", status_code=200)
     async def confirm(
         self,
+            services: NamedDependency[Services],
         out_trade_no: Annotated[str, PathParameter(pattern=r"^[0-9A-Za-z_*-]{6,32}$")],
-        payment_provider: NamedDependency[PaymentProvider],
-        sandbox_notifier: NamedDependency[SandboxNotifier],
         data: JSONBody[PaymentConfirm | None] = None,
     ) -> PaymentConfirmOut:
         """Pay the order as its shopper, then post the signed, encrypted notification to the notify URL."""
@@ -82,8 +79,9 @@ class SandboxPaymentController(Controller):
             raise TradeNotPayable(out_trade_no=out_trade_no)
         status = None
         if data is None or data.deliver_notification:
-            payload = transaction_payload(trade, mchid=payment_provider.mchid, appid=payment_provider.appid)
-            status = await sandbox_notifier.deliver("TRANSACTION.SUCCESS", "transaction",
+            provider = services.payment_provider
+            payload = transaction_payload(trade, mchid=provider.mchid, appid=provider.appid)
+            status = await services.sandbox_notifier.deliver("TRANSACTION.SUCCESS", "transaction",
                                                     json.dumps(payload, ensure_ascii=False).encode())
         return PaymentConfirmOut(out_trade_no=out_trade_no, transaction_id=trade["transaction_id"],
                                  trade_state="SUCCESS", notify_status=status)

@@ -5,9 +5,10 @@ from dataclasses import dataclass
 from litestar import Request
 from litestar.di import NamedDependency
 
-from backend.core.auth import PrincipalKind, TokenIssuer, bearer_claims
+from backend.core.auth import PrincipalKind, bearer_claims
 from backend.core.db import Prepared
 from backend.core.errors import Forbidden, NotFound, Unauthenticated
+from backend.services import Services
 from backend.stores import service
 from backend.stores.tables import Staff, StaffRole
 
@@ -40,8 +41,8 @@ _STAFF = Prepared(lambda staff_id: Staff.select(Staff.id, Staff.username, Staff.
     Staff.id == staff_id).first())
 
 
-async def provide_current_staff(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentStaff:
-    claims = bearer_claims(request, tokens)
+async def provide_current_staff(request: Request, services: NamedDependency[Services]) -> CurrentStaff:
+    claims = bearer_claims(request, services.tokens)
     if claims.kind != PrincipalKind.staff:
         raise Forbidden("A member token cannot be used here.")
     staff = await _STAFF.run(claims.subject_id)
@@ -52,7 +53,7 @@ async def provide_current_staff(request: Request, tokens: NamedDependency[TokenI
                         store_ids=frozenset(store_ids))
 
 
-async def provide_hq_admin(request: Request, tokens: NamedDependency[TokenIssuer]) -> CurrentStaff:
-    staff = await provide_current_staff(request, tokens)
+async def provide_hq_admin(request: Request, services: NamedDependency[Services]) -> CurrentStaff:
+    staff = await provide_current_staff(request, services)
     staff.require_role(StaffRole.hq_admin)
     return staff

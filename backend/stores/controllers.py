@@ -4,11 +4,10 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from backend.core.auth import PrincipalKind, TokenIssuer
+from backend.core.auth import PrincipalKind
 from backend.core.errors import NotFound
-from backend.core.kv import KV
 from backend.core.ratelimit import client_address
-from backend.settings import Settings
+from backend.services import Services
 from backend.stores import service
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.schemas import (
@@ -48,19 +47,18 @@ class StaffAuthController(Controller):
     @post("/login", operation_id="StaffLogin", status_code=200)
     async def login(
         self,
+            services: NamedDependency[Services],
         request: Request,
         data: JSONBody[StaffLogin],
-        settings: NamedDependency[Settings],
-        tokens: NamedDependency[TokenIssuer],
-        kv: NamedDependency[KV],
     ) -> StaffLoginOut:
         staff = await service.login_staff(
-            data.username, data.password, client=client_address(request.scope), kv=kv,
-            failure_limit=settings.login_failure_limit, client_failure_limit=settings.login_failure_limit_per_client,
-            window=settings.login_failure_window_seconds,
+            data.username, data.password, client=client_address(request.scope), kv=services.kv,
+            failure_limit=services.settings.login_failure_limit,
+            client_failure_limit=services.settings.login_failure_limit_per_client,
+            window=services.settings.login_failure_window_seconds,
         )
-        return StaffLoginOut(access_token=tokens.issue(PrincipalKind.staff, staff["id"]),
-                             expires_in=tokens.ttl(PrincipalKind.staff), staff=staff_out(staff))
+        return StaffLoginOut(access_token=services.tokens.issue(PrincipalKind.staff, staff["id"]),
+                             expires_in=services.tokens.ttl(PrincipalKind.staff), staff=staff_out(staff))
 
 
 class StoreController(Controller):

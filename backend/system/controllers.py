@@ -2,8 +2,7 @@ from litestar import Controller, Response, get
 from litestar.di import NamedDependency
 
 from backend.core.db import ping_database
-from backend.core.kv import KV
-from backend.settings import Settings
+from backend.services import Services
 
 READINESS_TIMEOUT_SECONDS = 2.0
 
@@ -16,10 +15,10 @@ class SystemController(Controller):
         return {"status": "ok"}
 
     @get("/readyz", operation_id="Ready")
-    async def ready(self, kv: NamedDependency[KV], settings: NamedDependency[Settings]) -> Response[dict[str, object]]:
+    async def ready(self, services: NamedDependency[Services]) -> Response[dict[str, object]]:
         checks = {"database": "ok" if await ping_database(timeout=READINESS_TIMEOUT_SECONDS) else "down"}
-        if settings.redis_url:
-            checks["redis"] = "ok" if await kv.ping() else "down"
+        if services.settings.redis_url:
+            checks["redis"] = "ok" if await services.kv.ping() else "down"
         ready = all(state == "ok" for state in checks.values())
         body: dict[str, object] = {"status": "ok" if ready else "unavailable", "checks": checks}
         if not ready:

@@ -117,9 +117,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
     tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
                          staff_ttl=settings.staff_token_ttl_seconds)
     checkout_policy = CheckoutPolicy.from_settings(settings)
-    points_policy = checkout_policy.points
     services = Services(settings=settings, kv=kv, tokens=tokens, wechat_login=wechat_login,
-                        points_policy=points_policy, member_codes=MemberCodes(settings.secret_key),
+                        member_codes=MemberCodes(settings.secret_key),
                         phone_numbers=phone_numbers, payment_provider=payment_provider,
                         checkout_policy=checkout_policy, sandbox_notifier=notifier)
     app = Litestar(

@@ -12,7 +12,6 @@ from backend.core.kv import KV
 from backend.members.code import MemberCodes
 from backend.members.wechat import LoginCodeExchanger, PhoneNumberExchanger
 from backend.payments.provider import PaymentProvider
-from backend.points.service import PointsPolicy
 from backend.sandbox.notify import SandboxNotifier
 from backend.settings import Settings
 
@@ -24,7 +23,6 @@ class Services:
     tokens: TokenIssuer
     wechat_login: LoginCodeExchanger
     phone_numbers: PhoneNumberExchanger
-    points_policy: PointsPolicy
     member_codes: MemberCodes
     payment_provider: PaymentProvider
     checkout_policy: CheckoutPolicy

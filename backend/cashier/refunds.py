@@ -11,13 +11,10 @@ update in the refund's own transaction, so concurrent refunds can never add up t
 than the order's `paid_fen`.
 """
 
-import asyncio
 import hashlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
-
-import httpx
 
 from backend.cashier.errors import (
     IdempotencyConflict,
@@ -30,8 +27,8 @@ from backend.cashier.tables import Order, OrderStatus, Refund, RefundKind, Refun
 from backend.core.clock import utcnow
 from backend.core.db import insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
-from backend.payments.errors import MerchantMismatch
-from backend.payments.provider import PaymentProvider, ProviderError, RefundNotice, RefundResult, RefundState
+from backend.payments.calls import ask_refund, look_up_refund, refund_notice_result
+from backend.payments.provider import PaymentProvider, RefundNotice, RefundResult, RefundState
 from backend.points import service as points
 from backend.points.tables import EntryKind
 
@@ -109,27 +106,13 @@ async def submit(refund_id: int, *, provider: PaymentProvider, policy: "Checkout
     """Ask the provider for the refund (again: the same out_refund_no is the same refund there)."""
     refund = await Refund.select(Refund.out_refund_no, Refund.amount_fen, Refund.reason, Refund.order.out_trade_no,
                                  Refund.order.paid_fen).where(Refund.id == refund_id).first()
-    try:
-        result = await provider.refund(out_trade_no=refund["order.out_trade_no"],
-                                       out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"],
-                                       total_fen=refund["order.paid_fen"], reason=refund["reason"])
-    except ProviderError as error:
-        # Refused; unless this very refund exists already (a concurrent call made it): then that is the answer.
-        result = await existing_refund(provider, refund["out_refund_no"])
-        if result is None:
-            await fail(refund_id, failure=error.code[:32])
-            return
-    except (httpx.HTTPError, asyncio.TimeoutError):
-        return  # the sweeper asks again
-    await apply_result(refund_id, result, policy=policy)
-
-
-async def existing_refund(provider: PaymentProvider, out_refund_no: str) -> RefundResult | None:
-    """The refund WeChat Pay holds under this number, or None when it has none (or cannot say now)."""
-    try:
-        return await provider.query_refund(out_refund_no)
-    except (ProviderError, httpx.HTTPError, asyncio.TimeoutError):
-        return None
+    answer = await ask_refund(provider, out_trade_no=refund["order.out_trade_no"],
+                              out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"],
+                              total_fen=refund["order.paid_fen"], reason=refund["reason"])
+    if answer.refused:
+        await fail(refund_id, failure=answer.refused)
+    elif answer.result is not None:  # else no answer: the sweeper asks again
+        await apply_result(refund_id, answer.result, policy=policy)
 
 
 async def apply_result(refund_id: int, result: RefundResult, *, policy: "CheckoutPolicy") -> None:
@@ -231,14 +214,9 @@ async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvide
         Refund.out_refund_no == notice.out_refund_no).first()
     if refund is None:
         return False
-    if notice.mchid != provider.mchid:
-        raise MerchantMismatch(refund_id=refund["id"])
-    try:
-        state = RefundState(notice.refund_status)
-    except ValueError:
-        logger.error("refund notice with an unknown status", extra={"refund_id": refund["id"]})
-        return True
-    await apply_result(refund["id"], RefundResult(state=state, refund_id=notice.refund_id), policy=policy)
+    result = refund_notice_result(notice, provider=provider, refund_id=refund["id"])
+    if result is not None:
+        await apply_result(refund["id"], result, policy=policy)
     return True
 
 
@@ -254,13 +232,9 @@ async def advance_due(*, provider: PaymentProvider, policy: "CheckoutPolicy", no
         ).returning(Refund.id)
         if not claimed:
             continue
-        try:
-            result = await provider.query_refund(row["out_refund_no"])
-        except ProviderError as error:
-            if error.code == "RESOURCE_NOT_EXISTS":  # the request never reached the provider: ask again
-                await submit(row["id"], provider=provider, policy=policy)
-            continue
-        except (httpx.HTTPError, asyncio.TimeoutError):
-            continue
-        await apply_result(row["id"], result, policy=policy)
+        answer = await look_up_refund(provider, row["out_refund_no"])
+        if answer.missing:  # the request never reached the provider: ask again
+            await submit(row["id"], provider=provider, policy=policy)
+        elif answer.result is not None:
+            await apply_result(row["id"], answer.result, policy=policy)
     return len(due)

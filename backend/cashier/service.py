@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import httpx
-
 from backend.cashier import refunds
 from backend.cashier.codes import PaymentCodeKind, classify_payment_code, new_out_trade_no
 from backend.cashier.errors import (
@@ -40,13 +38,14 @@ from backend.core.idempotency import request_hash
 from backend.members import service as members
 from backend.members.tables import IdentityKind, MemberIdentity
 from backend.members.wechat import WeChatSession
+from backend.payments.calls import close_or_find_payment
 from backend.payments.notices import check_transaction_notice
 from backend.payments.provider import (
-    CloseOutcome,
+    NO_ANSWER,
+    NOT_DONE,
     Payment,
     PaymentProvider,
     PayOutcome,
-    ProviderError,
     TradeState,
     TransactionNotice,
 )
@@ -60,7 +59,6 @@ logger = logging.getLogger(__name__)
 SOURCE = "till_order"
 MAX_RECALLS = 5
 SETTLE_ATTEMPTS = 3
-NOT_PAID_YET = (TradeState.userpaying, TradeState.notpay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +192,7 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
 async def _micropay(provider: PaymentProvider, **call: Any) -> Payment:
     try:
         return await provider.micropay(description="checkout", **call)
-    except (httpx.HTTPError, asyncio.TimeoutError) as error:  # the call may or may not have reached WeChat Pay
+    except NO_ANSWER as error:  # the call may or may not have reached WeChat Pay
         logger.warning("micropay call failed", extra={"error": type(error).__name__})
         return Payment(PayOutcome.unknown, error_code="NETWORK")
 
@@ -251,9 +249,9 @@ async def advance(order_id: int, *, provider: PaymentProvider, policy: CheckoutP
             (Order.id == order_id) & (Order.status == OrderStatus.paying))
     try:
         trade = await provider.query(out_trade_no)
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError):
+    except NOT_DONE:
         return  # asked again at the next step
-    if trade.state in (TradeState.success, TradeState.refund):  # even at the last moment, a payment wins
+    if trade.paid:  # even at the last moment, a payment wins
         await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
                           amount_fen=trade.amount_fen, policy=policy)
     elif trade.state is TradeState.payerror:
@@ -278,13 +276,11 @@ async def _close_at_provider(order_id: int, out_trade_no: str, *, provider: Paym
     """Close the trade at WeChat Pay; money it took first goes back. Until WeChat Pay has answered, the
     closed order stays due, so a payment whose notification is lost is still found and refunded."""
     try:
-        outcome = await provider.close(out_trade_no)
-        if outcome is CloseOutcome.already_paid:  # the shopper paid just as the order closed
-            trade = await provider.query(out_trade_no)
-            if trade.state in (TradeState.success, TradeState.refund):
-                await refunds.refund_late_payment(order_id, transaction_id=trade.transaction_id or "",
-                                                  provider=provider, policy=policy)
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        paid = await close_or_find_payment(provider, out_trade_no)
+        if paid is not None:  # the shopper paid just as the order closed
+            await refunds.refund_late_payment(order_id, transaction_id=paid.transaction_id or "", provider=provider,
+                                              policy=policy)
+    except NOT_DONE as error:
         logger.warning("closing at the provider failed", extra={"order_id": order_id, "error": repr(error)})
         await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.store_payment_query_interval)}
                            ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled))
@@ -305,7 +301,7 @@ async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvide
     for _ in range(MAX_RECALLS):
         try:
             reversal = await provider.reverse(out_trade_no)
-        except (httpx.HTTPError, asyncio.TimeoutError):
+        except NO_ANSWER:
             return False  # the next step queries and reverses again
         if reversal.done:
             await settle_unpaid(order_id, OrderStatus.cancelled, failure="REVERSED")
@@ -384,9 +380,9 @@ async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPo
         raise OrderNotCancellable(order_id=order_id)
     try:
         trade = await provider.query(order["out_trade_no"])
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError):
+    except NOT_DONE:
         raise ProviderUnreachable(order_id=order_id) from None  # the sweeper carries on meanwhile
-    if trade.state in (TradeState.success, TradeState.refund):
+    if trade.paid:
         await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
                           amount_fen=trade.amount_fen, policy=policy)
         raise OrderNotCancellable("The shopper had already paid.", order_id=order_id)
@@ -464,7 +460,7 @@ async def pay_at_store(*, store_id: int, member_id: int, amount_fen: int, points
         pay_params = await provider.create_jsapi(
             out_trade_no=out_trade_no, amount_fen=amount_fen - discount, payer_openid=openid,
             description=store["name"][:127], expires_in_seconds=math.ceil(policy.store_payment_close_after))
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+    except NOT_DONE as error:
         logger.warning("JSAPI order not created", extra={"order_id": order_id, "error": repr(error)})
         await settle_unpaid(order_id, OrderStatus.failed, failure="PREPAY_FAILED")
         raise PaymentNotStarted(order_id=order_id) from None

@@ -1,6 +1,5 @@
 """Group-buy presales: campaigns HQ runs, groups members fill, seats they pay for, pickups at the store."""
 
-import asyncio
 import csv
 import io
 import logging
@@ -9,7 +8,6 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from piccolo.query.functions.aggregate import Sum
 
 from backend.cashier import refunds
@@ -46,12 +44,11 @@ from backend.groupbuy.tables import (
     SeatRefundReason,
     SeatStatus,
 )
+from backend.payments.calls import ask_refund, close_or_find_payment, look_up_refund, refund_notice_result
 from backend.payments.notices import check_transaction_notice
-from backend.payments.errors import MerchantMismatch
 from backend.payments.provider import (
-    CloseOutcome,
+    NOT_DONE,
     PaymentProvider,
-    ProviderError,
     RefundNotice,
     RefundResult,
     RefundState,
@@ -283,7 +280,7 @@ async def _take_seat(*, member_id: int, pickup_store_id: int, quantity: int, cam
             out_trade_no=out_trade_no, amount_fen=amount_fen, payer_openid=openid,
             description=campaign["product_name"][:127],
             expires_in_seconds=max(1, math.ceil((pay_by - now).total_seconds())))
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+    except NOT_DONE as error:
         # Due at once: the sweeper asks WeChat Pay, closes the order there and gives the seat back.
         logger.warning("JSAPI order not created for a seat", extra={"seat_id": seat_id, "error": repr(error)})
         await Seat.update({Seat.pay_by: now}).where((Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment))
@@ -374,15 +371,13 @@ async def expire_due_seats(*, provider: PaymentProvider, now: datetime | None = 
 async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider) -> None:
     try:
         trade = await provider.query(out_trade_no)
-        if trade.state not in (TradeState.success, TradeState.refund):
-            if await provider.close(out_trade_no) is CloseOutcome.already_paid:
-                trade = await provider.query(out_trade_no)
-    except (httpx.HTTPError, asyncio.TimeoutError, ProviderError) as error:
+        paid = trade if trade.paid else await close_or_find_payment(provider, out_trade_no)
+    except NOT_DONE as error:
         logger.warning("seat not expired yet: WeChat Pay did not answer", extra={"seat_id": seat_id,
                                                                                    "error": repr(error)})
         return  # the next sweep asks again
-    if trade.state in (TradeState.success, TradeState.refund):  # paid in time, its notification not here yet
-        await settle_seat_paid(seat_id, transaction_id=trade.transaction_id or "")
+    if paid is not None:  # paid in time, its notification not here yet
+        await settle_seat_paid(seat_id, transaction_id=paid.transaction_id or "")
         return
     async with write_transaction():
         released = await Seat.update({Seat.status: SeatStatus.expired, Seat.holder: None}).where(
@@ -471,19 +466,13 @@ async def refund_seat(seat_id: int, *, reason: SeatRefundReason, provider: Payme
 
 async def _submit_refund(refund: dict[str, Any], *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
     seat = await Seat.select(Seat.out_trade_no).where(Seat.id == refund["seat"]).first()
-    try:
-        result = await provider.refund(out_trade_no=seat["out_trade_no"], out_refund_no=refund["out_refund_no"],
-                                       refund_fen=refund["amount_fen"], total_fen=refund["amount_fen"],
-                                       reason="拼团未成团退款")
-    except ProviderError as error:
-        # Refused; unless this very refund exists already (a concurrent call made it): then that is the answer.
-        result = await refunds.existing_refund(provider, refund["out_refund_no"])
-        if result is None:
-            await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=error.code, policy=policy)
-            return
-    except (httpx.HTTPError, asyncio.TimeoutError):
-        return  # asked about by the sweeper
-    await _apply_refund(refund["id"], result, policy=policy)
+    answer = await ask_refund(provider, out_trade_no=seat["out_trade_no"], out_refund_no=refund["out_refund_no"],
+                              refund_fen=refund["amount_fen"], total_fen=refund["amount_fen"],
+                              reason="拼团未成团退款")
+    if answer.refused:
+        await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=answer.refused, policy=policy)
+    elif answer.result is not None:  # else no answer: the sweeper asks again
+        await _apply_refund(refund["id"], answer.result, policy=policy)
 
 
 async def _apply_refund(refund_id: int, result: RefundResult, *, policy: "CheckoutPolicy",
@@ -524,15 +513,11 @@ async def advance_refunds(*, provider: PaymentProvider, policy: "CheckoutPolicy"
             & (SeatRefund.next_query_at <= now)).returning(SeatRefund.id)
         if not claimed:
             continue
-        try:
-            result = await provider.query_refund(refund["out_refund_no"])
-        except ProviderError as error:
-            if error.code == "RESOURCE_NOT_EXISTS":  # the refund call never arrived: make it again
-                await _submit_refund(refund, provider=provider, policy=policy)
-            continue
-        except (httpx.HTTPError, asyncio.TimeoutError):
-            continue
-        await _apply_refund(refund["id"], result, policy=policy)
+        answer = await look_up_refund(provider, refund["out_refund_no"])
+        if answer.missing:  # the refund call never arrived: make it again
+            await _submit_refund(refund, provider=provider, policy=policy)
+        elif answer.result is not None:
+            await _apply_refund(refund["id"], answer.result, policy=policy)
     return len(due)
 
 
@@ -542,14 +527,9 @@ async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvide
     refund = await SeatRefund.select(SeatRefund.id).where(SeatRefund.out_refund_no == notice.out_refund_no).first()
     if refund is None:
         return False
-    if notice.mchid != provider.mchid:
-        raise MerchantMismatch(refund_id=refund["id"])
-    try:
-        state = RefundState(notice.refund_status)
-    except ValueError:
-        logger.error("refund notice with an unknown status", extra={"refund_id": refund["id"]})
-        return True
-    await _apply_refund(refund["id"], RefundResult(state=state, refund_id=notice.refund_id), policy=policy)
+    result = refund_notice_result(notice, provider=provider, seat_refund_id=refund["id"])
+    if result is not None:
+        await _apply_refund(refund["id"], result, policy=policy)
     return True
 
 

@@ -114,6 +114,7 @@ class Seat(Table, tablename="groupbuy_order"):
     created_at = Timestamptz()
 
     one_live_seat_per_member = Unique([group, holder])
+    seat_held_by_its_member = Check(holder.is_null() | (holder == member))
     seat_amounts_positive = Check((quantity >= 1) & (amount_fen > 0))
 
 

@@ -1,9 +1,12 @@
 """The payment provider port: what the till and the mini-program need from WeChat Pay (or its sandbox)."""
 
+import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
+
+import httpx
 
 
 class PayOutcome(str, Enum):
@@ -34,12 +37,22 @@ class CloseOutcome(str, Enum):
     already_paid = "already_paid"  # ORDERPAID: the shopper paid before the close reached the provider
 
 
+PAID_STATES = (TradeState.success, TradeState.refund)  # paid, then perhaps (partly) refunded
+
+
 class ProviderError(Exception):
     """The provider answered, and the answer is a definite refusal (not a network failure)."""
 
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code
+
+
+# The call may or may not have reached the provider (a timeout, a dropped connection, an answer that did
+# not verify): nothing is known, so the same call or a query is made again later.
+NO_ANSWER = (httpx.HTTPError, asyncio.TimeoutError)
+# ...and with a definite refusal besides: the call did not do what was asked.
+NOT_DONE = (*NO_ANSWER, ProviderError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +70,10 @@ class TradeQuery:
     transaction_id: str | None = None
     payer_openid: str | None = None
     amount_fen: int | None = None
+
+    @property
+    def paid(self) -> bool:
+        return self.state in PAID_STATES
 
 
 @dataclass(frozen=True, slots=True)

@@ -147,7 +147,7 @@ class WeChatPayProvider(PaymentProvider):
             return CloseOutcome.closed
         # ORDERPAID and its kin: ask what the trade is, rather than trust an error code's spelling.
         trade = await self.query(out_trade_no)
-        if trade.state in (TradeState.success, TradeState.refund):
+        if trade.paid:
             return CloseOutcome.already_paid
         if trade.state in (TradeState.closed, TradeState.revoked):
             return CloseOutcome.closed

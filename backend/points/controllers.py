@@ -69,7 +69,7 @@ class AdminPointsController(Controller):
         if not await members.is_active_member(member_id):
             raise NotFound("No such member.", member_id=member_id)
         posted = await service.adjust(member_id, data.delta, reason=f"{data.reason} (by {staff.username})",
-                                      idempotency_key=data.idempotency_key, policy=services.points_policy)
+                                      idempotency_key=data.idempotency_key, policy=services.checkout_policy.points)
         return posted_out(posted)
 
     @get("/reports/points-liability", operation_id="GetPointsLiability")

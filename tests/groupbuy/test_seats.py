@@ -214,3 +214,12 @@ async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_da
         assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 0
     finally:
         await kv.close()
+
+
+async def test_the_database_holds_a_live_seat_to_its_own_member(client, demo):
+    campaign = await new_campaign(client, demo)
+    leader, other = await shoppers(client, 2, prefix="oHolder")
+    seat_id = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["order"]["id"]
+    with pytest.raises(Exception, match="seat_held_by_its_member"):
+        await Seat.update({Seat.holder: other["member"]["id"]}).where(Seat.id == seat_id)
+    assert (await Seat.select(Seat.holder).first())["holder"] == leader["member"]["id"]

@@ -24,8 +24,10 @@ from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.groupbuy.controllers import (
     AdminGroupBuyController,
+    CashierGroupBuyController,
     GroupBuyController,
     GroupBuySeatController,
+    MyGroupBuyController,
     PickupController,
 )
 from backend.members.code import MemberCodes
@@ -97,7 +99,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
         MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
         StorePaymentController, WeChatPayNotifyController, GroupBuyController, AdminGroupBuyController,
-        GroupBuySeatController, PickupController,
+        GroupBuySeatController, MyGroupBuyController, PickupController,
+        CashierGroupBuyController,
     ]
     notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:

@@ -23,7 +23,7 @@ async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
         "points_lots_expired": await points.expire_due(now=now),
         "payments_stepped": await cashier.advance_due(provider=provider, policy=checkout, now=now),
         "refunds_stepped": await refunds.advance_due(provider=provider, policy=checkout, now=now),
-        "seats_expired": await groupbuy.expire_due_seats(provider=provider, now=now),
+        "seats_expired": await groupbuy.expire_due_seats(provider=provider, policy=checkout, now=now),
         "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=checkout, now=now),
         "seat_refunds_stepped": await groupbuy.advance_refunds(provider=provider, policy=checkout, now=now),
     }

@@ -19,6 +19,8 @@ from backend.groupbuy.schemas import (
     PickupCreate,
     SeatCreate,
     SeatOut,
+    SeatRefundCreate,
+    SeatRefundOut,
     SeatTaken,
 )
 from backend.members.auth import CurrentMember, provide_current_member
@@ -35,7 +37,7 @@ def campaign_out(row: dict[str, Any]) -> CampaignOut:
         stock=row["stock"], stock_left=row["stock_left"], per_member_limit=row["per_member_limit"],
         starts_at=row["starts_at"], ends_at=row["ends_at"], pickup_date=row["pickup_date"],
         pickup_stores=[store_out(store) for store in row["pickup_stores"]], virtual_fill=row["virtual_fill"],
-        created_at=row["created_at"],
+        virtual_fill_percent=row["virtual_fill_percent"], created_at=row["created_at"],
     )
 
 
@@ -43,8 +45,9 @@ def group_out(row: dict[str, Any]) -> GroupOut:
     return GroupOut(
         id=row["id"], campaign_id=row["campaign"], status=row["status"], group_size=row["group_size"],
         seats_taken=row["seats_taken"], seats_left=row["group_size"] - row["seats_taken"],
-        seats_paid=row["seats_paid"], expires_at=row["expires_at"],
-        members=[GroupMemberOut(nickname=m["nickname"], avatar_url=m["avatar_url"]) for m in row["members"]],
+        seats_paid=row["seats_paid"], virtual_seats=row["virtual_seats"], expires_at=row["expires_at"],
+        members=[GroupMemberOut(nickname=m["nickname"], avatar_url=m["avatar_url"], virtual=m["virtual"])
+                 for m in row["members"]],
     )
 
 
@@ -57,7 +60,8 @@ def seat_out(row: dict[str, Any], pay_params: dict[str, str] | None = None) -> S
     return SeatOut(
         id=row["id"], group_id=row["group"], campaign_id=row["campaign"], pickup_store_id=row["pickup_store"],
         quantity=row["quantity"], amount_fen=row["amount_fen"], status=row["status"], pay_by=row["pay_by"],
-        out_trade_no=row["out_trade_no"], created_at=row["created_at"], pickup_code=row["pickup_code"],
+        out_trade_no=row["out_trade_no"], created_at=row["created_at"], group_status=row["group_status"],
+        group_virtual_seats=row["group_virtual_seats"], pickup_code=row["pickup_code"],
         picked_up_at=row["picked_up_at"], pay_params=params,
     )
 
@@ -95,14 +99,6 @@ class GroupBuySeatController(Controller):
             quantity=data.quantity, provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
 
-    @get("/orders", operation_id="ListMyGroupBuyOrders")
-    async def my_orders(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
-                        cursor: Cursor = None) -> Page[SeatOut]:
-        """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
-        rows = await service.member_seats(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
-        items = [seat_out(row) for row in rows[:limit]]
-        return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
-
     @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
     async def join_group(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
                          group_id: FromPath[int], data: JSONBody[SeatCreate]) -> SeatTaken:
@@ -111,6 +107,20 @@ class GroupBuySeatController(Controller):
             member_id=member.id, group_id=group_id, pickup_store_id=data.pickup_store_id, quantity=data.quantity,
             provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv)
         return SeatTaken(group=group_out(group), order=seat_out(seat, params))
+
+
+class MyGroupBuyController(Controller):
+    path = "/api/v1/me/groupbuy"
+    tags = ["Group-buy"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @get("/orders", operation_id="ListMyGroupBuyOrders")
+    async def my_orders(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
+                        cursor: Cursor = None) -> Page[SeatOut]:
+        """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
+        rows = await service.member_seats(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
+        items = [seat_out(row) for row in rows[:limit]]
+        return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
 class AdminGroupBuyController(Controller):
@@ -135,6 +145,28 @@ class AdminGroupBuyController(Controller):
     async def create_campaign(self, staff: NamedDependency[CurrentStaff],
                               data: JSONBody[CampaignCreate]) -> CampaignOut:
         return campaign_out(await service.create_campaign(data, staff_id=staff.id))
+
+
+def seat_refund_out(row: dict[str, Any]) -> SeatRefundOut:
+    return SeatRefundOut(refund_id=row["id"], order_id=row["seat"], out_refund_no=row["out_refund_no"],
+                         amount_fen=row["amount_fen"], reason=row["reason"], status=row["status"],
+                         created_at=row["created_at"], settled_at=row["settled_at"])
+
+
+class CashierGroupBuyController(Controller):
+    path = "/api/v1/cashier/groupbuy/orders"
+    tags = ["Cashier"]
+    dependencies = {"staff": Provide(provide_current_staff)}
+
+    @post("/{order_id:int}/refunds", operation_id="RefundGroupBuyOrder")
+    async def refund(self, services: NamedDependency[Services], staff: NamedDependency[CurrentStaff],
+                     order_id: FromPath[int], data: JSONBody[SeatRefundCreate]) -> Response[SeatRefundOut]:
+        """Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund
+        when asked again. Staff of its pickup store or HQ; the group stays succeeded."""
+        refund, created = await service.refund_order(order_id, staff=staff, note=data.reason,
+                                                     provider=services.payment_provider,
+                                                     policy=services.checkout_policy)
+        return Response(seat_refund_out(refund), status_code=201 if created else 200)
 
 
 class PickupController(Controller):

@@ -71,3 +71,22 @@ class AlreadyPickedUp(DomainError):
     code = "groupbuy.already_picked_up"
     status_code = 409
     default_message = "This order has been picked up already."
+
+
+class OrderRefunded(DomainError):
+    code = "groupbuy.order_refunded"
+    status_code = 409
+    default_message = "This order has been refunded; there is nothing to pick up."
+
+
+class SeatNotFound(DomainError):
+    code = "groupbuy.order_not_found"
+    status_code = 404
+    default_message = "No such group-buy order."
+
+
+class NotRefundable(DomainError):
+    code = "groupbuy.not_refundable"
+    status_code = 409
+    default_message = ("Only an order of a group that succeeded is refunded here; "
+                       "a group that fails refunds its members by itself.")

@@ -4,12 +4,14 @@ from typing import Annotated
 import msgspec
 
 from backend.cashier.schemas import PayParams
+from backend.cashier.tables import RefundStatus
 from backend.core.schema import Struct
 from backend.groupbuy.tables import (
     MAX_GROUP_SIZE,
     MAX_GROUP_TTL_MINUTES,
     MIN_GROUP_TTL_MINUTES,
     GroupStatus,
+    SeatRefundReason,
     SeatStatus,
 )
 from backend.stores.schemas import StoreId, StoreOut
@@ -35,6 +37,8 @@ class CampaignCreate(Struct):
     pickup_date: date
     payment_window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 15
     virtual_fill: bool = False
+    # With virtualFill: the share of a group's seats that must be paid by its deadline for it to succeed.
+    virtual_fill_percent: Annotated[int, msgspec.Meta(ge=50, le=100)] = 80
     product_image: ImagePath = ""
 
 
@@ -56,6 +60,7 @@ class CampaignOut(Struct):
     pickup_date: date
     pickup_stores: list[StoreOut]
     virtual_fill: bool
+    virtual_fill_percent: int
     created_at: datetime
 
 
@@ -67,6 +72,7 @@ class SeatCreate(Struct):
 class GroupMemberOut(Struct):
     nickname: str
     avatar_url: str
+    virtual: bool = False  # an empty seat of a group that succeeded by virtual fill: nobody, nothing sold
 
 
 class GroupOut(Struct):
@@ -77,6 +83,7 @@ class GroupOut(Struct):
     seats_taken: int
     seats_left: int
     seats_paid: int
+    virtual_seats: int  # empty seats counted by virtual fill; 0 unless the campaign allows it
     expires_at: datetime
     members: list[GroupMemberOut]
 
@@ -92,6 +99,8 @@ class SeatOut(Struct):
     pay_by: datetime
     out_trade_no: str
     created_at: datetime
+    group_status: GroupStatus
+    group_virtual_seats: int  # the group succeeded with this many empty, virtual seats
     pickup_code: str | None = None  # only ever shown to the seat's own member (and the till that scans it)
     picked_up_at: datetime | None = None
     pay_params: PayParams | None = None
@@ -107,6 +116,21 @@ class PickupCreate(Struct):
     pickup_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
+class SeatRefundCreate(Struct):
+    reason: Annotated[str, msgspec.Meta(max_length=80)] = ""
+
+
+class SeatRefundOut(Struct):
+    refund_id: int
+    order_id: int
+    out_refund_no: str
+    amount_fen: int
+    reason: SeatRefundReason
+    status: RefundStatus
+    created_at: datetime
+    settled_at: datetime | None
+
+
 class DemandRow(Struct):
     store_id: int
     store_code: str
@@ -115,12 +139,14 @@ class DemandRow(Struct):
     firm_units: int
     tentative_units: int
     picked_up_units: int
+    virtual_seats: int  # empty seats of groups led from this store that succeeded by virtual fill
 
 
 class DemandTotals(Struct):
     firm_units: int
     tentative_units: int
     picked_up_units: int
+    virtual_seats: int
 
 
 class DemandOut(Struct):

@@ -27,8 +27,11 @@ from backend.groupbuy.errors import (
     GroupFull,
     GroupNotFound,
     PickupNotFound,
+    NotRefundable,
+    OrderRefunded,
     PickupStoreInvalid,
     QuantityOverLimit,
+    SeatNotFound,
     SoldOut,
 )
 from backend.groupbuy.schemas import CampaignCreate
@@ -59,6 +62,7 @@ from backend.stores.tables import Store
 
 if TYPE_CHECKING:
     from backend.cashier.service import CheckoutPolicy
+    from backend.stores.auth import CurrentStaff
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +110,8 @@ async def create_campaign(data: CampaignCreate, *, staff_id: int) -> dict[str, A
             group_ttl_minutes=data.group_ttl_minutes, payment_window_minutes=data.payment_window_minutes,
             stock=data.stock, stock_left=data.stock, per_member_limit=data.per_member_limit,
             starts_at=data.starts_at.astimezone(UTC), ends_at=data.ends_at.astimezone(UTC),
-            pickup_date=data.pickup_date, virtual_fill=data.virtual_fill, created_by=staff_id, created_at=now)
+            pickup_date=data.pickup_date, virtual_fill=data.virtual_fill,
+            virtual_fill_percent=data.virtual_fill_percent, created_by=staff_id, created_at=now)
         for store_id in store_ids:
             await insert_row(CampaignStore, campaign=campaign_id, store=store_id)
     logger.info("group-buy campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
@@ -295,12 +300,18 @@ async def get_group(group_id: int) -> dict[str, Any]:
         raise GroupNotFound(group_id=group_id)
     members = await Seat.select(Seat.member.nickname, Seat.member.avatar_url).where(
         (Seat.group == group_id) & Seat.holder.is_not_null()).order_by(Seat.id)
-    return {**group, "members": [{"nickname": row["member.nickname"], "avatar_url": row["member.avatar_url"]}
-                                 for row in members]}
+    seats = [{"nickname": row["member.nickname"], "avatar_url": row["member.avatar_url"], "virtual": False}
+             for row in members]
+    return {**group, "members": seats + [{"nickname": "", "avatar_url": "", "virtual": True}] * group["virtual_seats"]}
+
+
+# An order, with where its group stands: a member sees at once when the group filled virtually.
+_SEAT_COLUMNS = (*Seat.all_columns(), Seat.group.status.as_alias("group_status"),
+                 Seat.group.virtual_seats.as_alias("group_virtual_seats"))
 
 
 async def get_seat(seat_id: int) -> dict[str, Any]:
-    return await Seat.select().where(Seat.id == seat_id).first()
+    return await Seat.select(*_SEAT_COLUMNS).where(Seat.id == seat_id).first()
 
 
 # Payment, success and expiry ------------------------------------------------------------------------
@@ -313,34 +324,44 @@ def new_pickup_code() -> str:
     return "".join(secrets.choice(PICKUP_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
 
 
-async def accept_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider) -> bool:
+async def accept_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider,
+                                    policy: "CheckoutPolicy") -> bool:
     """A verified payment notification; answers False when the trade is not a seat's."""
     seat = await Seat.select(Seat.id, Seat.amount_fen).where(Seat.out_trade_no == notice.out_trade_no).first()
     if seat is None:
         return False
     check_transaction_notice(notice, provider=provider, amount_fen=seat["amount_fen"], seat_id=seat["id"])
     if notice.trade_state == TradeState.success.value:
-        await settle_seat_paid(seat["id"], transaction_id=notice.transaction_id)
+        await settle_seat_paid(seat["id"], transaction_id=notice.transaction_id, provider=provider, policy=policy)
     return True
 
 
-async def settle_seat_paid(seat_id: int, *, transaction_id: str) -> None:
-    """The seat is paid, once; the payment that fills its group before the deadline makes the group succeed."""
+async def settle_seat_paid(seat_id: int, *, transaction_id: str, provider: PaymentProvider,
+                           policy: "CheckoutPolicy") -> None:
+    """The seat is paid, once; the payment that fills its group before the deadline makes the group succeed.
+    Money for a seat that expired first (its seat, units and stock already given back) goes back in full."""
     now = utcnow()
     async with write_transaction():
         claimed = await Seat.update({Seat.status: SeatStatus.paid, Seat.paid_at: now,
                                      Seat.transaction_id: transaction_id}).where(
             (Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment)).returning(Seat.group)
-        if not claimed:
-            seat = await Seat.select(Seat.status).where(Seat.id == seat_id).first()
-            if seat["status"] == SeatStatus.expired:  # closed at WeChat Pay first, so this should not happen
-                logger.error("payment for an expired seat must be refunded", extra={"seat_id": seat_id})
-            return
-        group_id = claimed[0]["group"]
-        group = await Group.update({Group.seats_paid: Group.seats_paid + 1}).where(Group.id == group_id).returning(
-            Group.seats_paid, Group.group_size)
-        if group[0]["seats_paid"] == group[0]["group_size"]:
-            await _succeed(group_id, now)
+        if claimed:
+            group_id = claimed[0]["group"]
+            group = await Group.update({Group.seats_paid: Group.seats_paid + 1}).where(
+                Group.id == group_id).returning(Group.seats_paid, Group.group_size)
+            if group[0]["seats_paid"] == group[0]["group_size"]:
+                await _succeed(group_id, now)
+        else:
+            late = await Seat.update({Seat.paid_at: now, Seat.transaction_id: transaction_id}).where(
+                (Seat.id == seat_id) & (Seat.status == SeatStatus.expired) & Seat.paid_at.is_null()
+            ).returning(Seat.amount_fen, Seat.out_trade_no)
+            if late:
+                await _insert_refund(seat_id, late[0], reason=SeatRefundReason.late_payment, now=now, policy=policy)
+    if not claimed:
+        if late:
+            logger.warning("payment for an expired seat: refunded", extra={"seat_id": seat_id})
+        await _submit_pending_refund(seat_id, provider=provider, policy=policy)
+        return
     logger.info("group-buy seat paid", extra={"seat_id": seat_id, "group_id": group_id})
 
 
@@ -349,26 +370,61 @@ async def _succeed(group_id: int, now: datetime) -> None:
     done = await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now}).where(
         (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now)
     ).returning(Group.id)
-    if not done:
-        return  # the deadline passed first: the group fails, and its payments go back
+    if done:  # else the deadline passed first: the group fails, and its payments go back
+        await _give_pickup_codes(group_id)
+
+
+async def _give_pickup_codes(group_id: int) -> None:
     for seat in await Seat.select(Seat.id).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid)):
         await Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: new_pickup_code()}).where(
             Seat.id == seat["id"])
     logger.info("group-buy group succeeded", extra={"group_id": group_id})
 
 
-async def expire_due_seats(*, provider: PaymentProvider, now: datetime | None = None) -> int:
+def virtual_fill_threshold(group_size: int, percent: int) -> int:
+    """Paid seats a group needs at its deadline to succeed by virtual fill."""
+    return max(1, math.ceil(group_size * percent / 100))
+
+
+async def _fill_virtually(group_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy",
+                          now: datetime) -> bool:
+    """At the deadline of a virtual-fill campaign's group: its unpaid seats are closed first, so only money
+    that arrived counts; with enough paid seats the group succeeds, the empty ones virtual. Answers whether
+    the group is settled that way (or must wait for WeChat Pay to answer about a seat)."""
+    for seat in await Seat.select(Seat.id, Seat.out_trade_no).where(
+            (Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment)):
+        await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
+    if await Seat.exists().where((Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment)):
+        return True  # WeChat Pay did not answer about a seat: the next sweep decides
+    group = await Group.select(Group.group_size, Group.seats_paid, Group.campaign.virtual_fill_percent).where(
+        Group.id == group_id).first()
+    if group["seats_paid"] < virtual_fill_threshold(group["group_size"], group["campaign.virtual_fill_percent"]):
+        return False
+    async with write_transaction():
+        done = await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now,
+                                   Group.virtual_seats: Group.group_size - Group.seats_paid}).where(
+            (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at <= now)
+        ).returning(Group.virtual_seats)
+        if done:
+            await _give_pickup_codes(group_id)
+    if done:
+        logger.info("group-buy group filled virtually", extra={"group_id": group_id,
+                                                                "virtual_seats": done[0]["virtual_seats"]})
+    return True
+
+
+async def expire_due_seats(*, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime | None = None) -> int:
     """The sweeper's part: seats unpaid at `pay_by` give back their seat, units and stock; answers how many
     were looked at. WeChat Pay is asked first and the order closed there, so no money lands afterwards."""
     now = now or utcnow()
     due = await Seat.select(Seat.id, Seat.out_trade_no).where(
         (Seat.status == SeatStatus.pending_payment) & (Seat.pay_by <= now)).limit(200)
     for seat in due:
-        await _expire(seat["id"], seat["out_trade_no"], provider=provider)
+        await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
     return len(due)
 
 
-async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider) -> None:
+async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
     try:
         trade = await provider.query(out_trade_no)
         paid = trade if trade.paid else await close_or_find_payment(provider, out_trade_no)
@@ -377,7 +433,7 @@ async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider)
                                                                                    "error": repr(error)})
         return  # the next sweep asks again
     if paid is not None:  # paid in time, its notification not here yet
-        await settle_seat_paid(seat_id, transaction_id=paid.transaction_id or "")
+        await settle_seat_paid(seat_id, transaction_id=paid.transaction_id or "", provider=provider, policy=policy)
         return
     async with write_transaction():
         released = await Seat.update({Seat.status: SeatStatus.expired, Seat.holder: None}).where(
@@ -412,17 +468,23 @@ async def fail_due_groups(*, provider: PaymentProvider, policy: "CheckoutPolicy"
 async def settle_failed_group(group_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy",
                               now: datetime) -> None:
     """Idempotent, so any number of sweepers may run it at once or again after a failure halfway."""
+    group = await Group.select(Group.status, Group.campaign.virtual_fill).where(Group.id == group_id).first()
+    if group["status"] == GroupStatus.forming and group["campaign.virtual_fill"]:
+        if await _fill_virtually(group_id, provider=provider, policy=policy, now=now):
+            return
     failed = await Group.update({Group.status: GroupStatus.failed}).where(
         (Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at <= now)
     ).returning(Group.id)
     if failed:
         logger.info("group-buy group failed", extra={"group_id": group_id})
+    elif not await Group.exists().where((Group.id == group_id) & (Group.status == GroupStatus.failed)):
+        return  # it succeeded, by its last payment or by virtual fill
     seats = await Seat.select(Seat.id, Seat.out_trade_no, Seat.status).where(
         (Seat.group == group_id) & Seat.status.is_in([SeatStatus.pending_payment, SeatStatus.paid]))
     for seat in seats:
         if seat["status"] == SeatStatus.pending_payment:  # closed at WeChat Pay, or found paid after all
-            await _expire(seat["id"], seat["out_trade_no"], provider=provider)
-        await refund_seat(seat["id"], reason=SeatRefundReason.group_failed, provider=provider, policy=policy)
+            await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
+        await refund_failed_seat(seat["id"], provider=provider, policy=policy)
     unfinished = await Seat.count().where(
         (Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment))
     unrefunded = await Seat.count().where(
@@ -437,28 +499,79 @@ def _out_refund_no(out_trade_no: str, reason: SeatRefundReason) -> str:
     return refunds.out_refund_no(out_trade_no, f"groupbuy:{reason.value}")
 
 
-async def refund_seat(seat_id: int, *, reason: SeatRefundReason, provider: PaymentProvider,
-                      policy: "CheckoutPolicy") -> None:
-    """Refund a paid seat in full, once: the refund row, and the units and stock it gives back, are one
-    transaction, and its out_refund_no is fixed, so a second run asks WeChat Pay for the same refund."""
+REFUND_REASONS = {SeatRefundReason.group_failed: "拼团未成团退款", SeatRefundReason.late_payment: "拼团订单已过期退款",
+                  SeatRefundReason.after_success: "拼团订单退款"}
+
+
+async def _insert_refund(seat_id: int, seat: dict[str, Any], *, reason: SeatRefundReason, now: datetime,
+                         policy: "CheckoutPolicy", note: str = "") -> None:
+    """Inside the caller's transaction: the seat's one refund, in full, under a number fixed by the seat."""
+    await insert_row(
+        SeatRefund, seat=seat_id, out_refund_no=_out_refund_no(seat["out_trade_no"], reason),
+        amount_fen=seat["amount_fen"], reason=reason, note=note[:80], status=RefundStatus.processing,
+        next_query_at=now + timedelta(seconds=policy.refund_query_interval), created_at=now)
+
+
+async def _release_units(seat: dict[str, Any], *, stock: bool) -> None:
+    await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
+        (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"]))
+    if stock:
+        await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
+            Campaign.id == seat["campaign"])
+
+
+_REFUNDED_SEAT = (Seat.status, Seat.amount_fen, Seat.out_trade_no, Seat.campaign, Seat.member, Seat.quantity)
+
+
+async def refund_failed_seat(seat_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
+    """Refund a paid seat of a failed group in full, once: the refund row, and the units and stock it gives
+    back, are one transaction, and its out_refund_no is fixed, so a second run asks for the same refund."""
     now = utcnow()
     try:
         async with write_transaction():
-            seat = await Seat.select(Seat.status, Seat.amount_fen, Seat.out_trade_no, Seat.campaign, Seat.member,
-                                     Seat.quantity).where(Seat.id == seat_id).first()
-            if seat["status"] != SeatStatus.paid:
+            seat = await Seat.select(*_REFUNDED_SEAT, Seat.group.status).where(Seat.id == seat_id).first()
+            if seat["status"] != SeatStatus.paid or seat["group.status"] != GroupStatus.failed:
                 return
-            await insert_row(
-                SeatRefund, seat=seat_id, out_refund_no=_out_refund_no(seat["out_trade_no"], reason),
-                amount_fen=seat["amount_fen"], reason=reason, status=RefundStatus.processing,
-                next_query_at=now + timedelta(seconds=policy.refund_query_interval), created_at=now)
-            await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
-                (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"]))
-            await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
-                Campaign.id == seat["campaign"])
+            await _insert_refund(seat_id, seat, reason=SeatRefundReason.group_failed, now=now, policy=policy)
+            await _release_units(seat, stock=True)
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: another sweeper made this refund a moment ago; it is asked for below all the same
+    await _submit_pending_refund(seat_id, provider=provider, policy=policy)
+
+
+async def refund_order(seat_id: int, *, staff: "CurrentStaff", note: str, provider: PaymentProvider,
+                       policy: "CheckoutPolicy") -> tuple[dict[str, Any], bool]:
+    """A refund after the group succeeded (picked up or not), by staff of its pickup store or HQ: the whole
+    order, once. The group stays succeeded; the member's units are freed, the stock stays with the group,
+    whose goods were ordered for it. Answers (refund, created); a second request answers the first refund."""
+    seat = await Seat.select(Seat.pickup_store).where(Seat.id == seat_id).first()
+    if seat is None or not staff.acts_for(seat["pickup_store"]):
+        raise SeatNotFound(seat_id=seat_id)
+    created = False
+    if not await SeatRefund.exists().where(SeatRefund.seat == seat_id):
+        now = utcnow()
+        try:
+            async with write_transaction():
+                # The guarded touch takes the seat's row first, so a pickup at that moment waits or goes first.
+                held = await Seat.update({Seat.status: Seat.status}).where(
+                    (Seat.id == seat_id) & Seat.status.is_in([SeatStatus.succeeded, SeatStatus.picked_up])
+                ).returning(*_REFUNDED_SEAT)
+                if not held:
+                    raise NotRefundable(seat_id=seat_id)
+                await _insert_refund(seat_id, held[0], reason=SeatRefundReason.after_success, now=now,
+                                     policy=policy, note=note)
+                await _release_units(held[0], stock=False)
+            created = True
+            logger.info("group-buy order refunded after success", extra={"seat_id": seat_id, "staff_id": staff.id})
+        except Exception as error:
+            if not is_unique_violation(error):
+                raise  # else: the same refund, asked for a moment ago
+    await _submit_pending_refund(seat_id, provider=provider, policy=policy)
+    return await SeatRefund.select().where(SeatRefund.seat == seat_id).first(), created
+
+
+async def _submit_pending_refund(seat_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
     refund = await SeatRefund.select().where(SeatRefund.seat == seat_id).first()
     if refund is not None and refund["status"] == RefundStatus.processing:
         await _submit_refund(refund, provider=provider, policy=policy)
@@ -466,9 +579,10 @@ async def refund_seat(seat_id: int, *, reason: SeatRefundReason, provider: Payme
 
 async def _submit_refund(refund: dict[str, Any], *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
     seat = await Seat.select(Seat.out_trade_no).where(Seat.id == refund["seat"]).first()
+    reason = REFUND_REASONS[SeatRefundReason(refund["reason"])]
     answer = await ask_refund(provider, out_trade_no=seat["out_trade_no"], out_refund_no=refund["out_refund_no"],
                               refund_fen=refund["amount_fen"], total_fen=refund["amount_fen"],
-                              reason="拼团未成团退款")
+                              reason=f"{reason}：{refund['note']}" if refund["note"] else reason)
     if answer.refused:
         await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=answer.refused, policy=policy)
     elif answer.result is not None:  # else no answer: the sweeper asks again
@@ -543,19 +657,44 @@ async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> dict[str
         done = await Seat.update({Seat.status: SeatStatus.picked_up, Seat.picked_up_at: now,
                                   Seat.picked_up_by: staff_id}).where(
             (Seat.pickup_code == code) & (Seat.pickup_store == store_id) & (Seat.status == SeatStatus.succeeded)
-        ).returning(Seat.id)
+            & Seat.id.not_in(SeatRefund.select(SeatRefund.seat))).returning(Seat.id)
     if done:
         logger.info("group-buy order picked up", extra={"seat_id": done[0]["id"], "staff_id": staff_id})
         return await get_seat(done[0]["id"])
-    seat = await Seat.select(Seat.status).where((Seat.pickup_code == code) & (Seat.pickup_store == store_id)).first()
+    seat = await Seat.select(Seat.id, Seat.status).where(
+        (Seat.pickup_code == code) & (Seat.pickup_store == store_id)).first()
     if seat is not None and seat["status"] == SeatStatus.picked_up:
         raise AlreadyPickedUp(store_id=store_id)
+    if seat is not None and await SeatRefund.exists().where(SeatRefund.seat == seat["id"]):
+        raise OrderRefunded(store_id=store_id)
     logger.info("pickup code not recognised", extra={"store_id": store_id, "staff_id": staff_id})
     raise PickupNotFound(store_id=store_id)
 
 
+async def move_seats(survivor_id: int, merged_id: int) -> int:
+    """A member merge, inside its transaction: the merged member's group-buy orders, units and groups become
+    the survivor's; answers how many orders moved. Where both held a live seat in one group, the merged
+    seat stays paid and valid but no longer counts as a second place of the same person."""
+    moved = await Seat.count().where(Seat.member == merged_id)
+    both = Seat.select(Seat.group).where(Seat.holder == survivor_id)
+    await Seat.update({Seat.member: survivor_id, Seat.holder: None}).where(
+        (Seat.member == merged_id) & Seat.holder.is_not_null() & Seat.group.is_in(both))
+    await Seat.update({Seat.member: survivor_id, Seat.holder: survivor_id}).where(
+        (Seat.member == merged_id) & Seat.holder.is_not_null())
+    await Seat.update({Seat.member: survivor_id}).where(Seat.member == merged_id)
+    for row in await MemberUnits.select(MemberUnits.campaign, MemberUnits.units).where(
+            MemberUnits.member == merged_id):
+        await MemberUnits.insert(MemberUnits(campaign=row["campaign"], member=survivor_id, units=0)).on_conflict(
+            target=(MemberUnits.campaign, MemberUnits.member), action="DO NOTHING")
+        await MemberUnits.update({MemberUnits.units: MemberUnits.units + row["units"]}).where(
+            (MemberUnits.campaign == row["campaign"]) & (MemberUnits.member == survivor_id))
+    await MemberUnits.delete().where(MemberUnits.member == merged_id)
+    await Group.update({Group.leader: survivor_id}).where(Group.leader == merged_id)
+    return moved
+
+
 async def member_seats(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
-    query = Seat.select().where(Seat.member == member_id)
+    query = Seat.select(*_SEAT_COLUMNS).where(Seat.member == member_id)
     if before_id is not None:
         query = query.where(Seat.id < before_id)
     return await query.order_by(Seat.id, ascending=False).limit(limit)
@@ -570,9 +709,10 @@ async def demand(campaign_id: int) -> dict[str, Any]:
     with heavy_reads():
         sums = await Seat.select(Seat.pickup_store, Seat.status, Seat.group.status, Sum(Seat.quantity)).where(
             Seat.campaign == campaign_id).group_by(Seat.pickup_store, Seat.status, Seat.group.status)
+        virtual = await _virtual_seats_per_store(campaign_id)
     rows = {store["id"]: {"store_id": store["id"], "store_code": store["code"], "store_name": store["name"],
                           "pickup_date": campaign["pickup_date"], "firm_units": 0, "tentative_units": 0,
-                          "picked_up_units": 0}
+                          "picked_up_units": 0, "virtual_seats": virtual.get(store["id"], 0)}
             for store in campaign["pickup_stores"]}
     for line in sums:
         row, units = rows.get(line["pickup_store"]), int(line["sum"] or 0)
@@ -586,13 +726,30 @@ async def demand(campaign_id: int) -> dict[str, Any]:
                                                                                 SeatStatus.paid):
             row["tentative_units"] += units
     lines = sorted(rows.values(), key=lambda row: row["store_code"])
-    totals = {key: sum(row[key] for row in lines) for key in ("firm_units", "tentative_units", "picked_up_units")}
+    totals = {key: sum(row[key] for row in lines)
+              for key in ("firm_units", "tentative_units", "picked_up_units", "virtual_seats")}
     return {"campaign_id": campaign_id, "product_name": campaign["product_name"],
             "pickup_date": campaign["pickup_date"], "rows": lines, "totals": totals}
 
 
+async def _virtual_seats_per_store(campaign_id: int) -> dict[int, int]:
+    """Virtual seats of groups that succeeded by virtual fill, counted at the store of the group's first
+    seat (its leader's): nothing is picked up for them, and the buyer sees how much success was virtual."""
+    groups = {row["id"]: row["virtual_seats"] for row in await Group.select(Group.id, Group.virtual_seats).where(
+        (Group.campaign == campaign_id) & (Group.virtual_seats > 0))}
+    per_store: dict[int, int] = {}
+    seen: set[int] = set()
+    if groups:
+        for seat in await Seat.select(Seat.group, Seat.pickup_store).where(
+                Seat.group.is_in(list(groups))).order_by(Seat.id):
+            if seat["group"] not in seen:
+                seen.add(seat["group"])
+                per_store[seat["pickup_store"]] = per_store.get(seat["pickup_store"], 0) + groups[seat["group"]]
+    return per_store
+
+
 DEMAND_CSV_HEADER = ["门店编码 store code", "门店名称 store", "提货日期 pickup date", "已成团 firm units",
-                     "拼团中 tentative units", "已提货 picked up units"]
+                     "拼团中 tentative units", "已提货 picked up units", "虚拟成团空位 virtual seats"]
 
 
 def demand_csv(report: dict[str, Any]) -> bytes:
@@ -602,10 +759,10 @@ def demand_csv(report: dict[str, Any]) -> bytes:
     writer.writerow(DEMAND_CSV_HEADER)
     for row in report["rows"]:
         writer.writerow([row["store_code"], _cell(row["store_name"]), row["pickup_date"].isoformat(),
-                         row["firm_units"], row["tentative_units"], row["picked_up_units"]])
+                         row["firm_units"], row["tentative_units"], row["picked_up_units"], row["virtual_seats"]])
     totals = report["totals"]
     writer.writerow(["合计 total", "", report["pickup_date"].isoformat(), totals["firm_units"],
-                     totals["tentative_units"], totals["picked_up_units"]])
+                     totals["tentative_units"], totals["picked_up_units"], totals["virtual_seats"]])
     return "\ufeff".encode() + out.getvalue().encode()
 
 

@@ -35,6 +35,9 @@ class Campaign(Table, tablename="groupbuy_campaign"):
     ends_at = Timestamptz(index=True)
     pickup_date = Date()
     virtual_fill = Boolean(default=False)
+    # With virtual fill: a group whose paid seats reach this share of its size by the deadline succeeds,
+    # its empty seats counted as virtual, never as sold.
+    virtual_fill_percent = Integer(default=80)
     created_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 
@@ -44,6 +47,7 @@ class Campaign(Table, tablename="groupbuy_campaign"):
                                   & (group_ttl_minutes <= MAX_GROUP_TTL_MINUTES))
     campaign_stock_in_range = Check((stock_left >= 0) & (stock_left <= stock))
     campaign_limits_positive = Check((per_member_limit >= 1) & (payment_window_minutes >= 1))
+    campaign_virtual_fill_in_range = Check((virtual_fill_percent >= 50) & (virtual_fill_percent <= 100))
 
 
 class CampaignStore(Table, tablename="groupbuy_campaign_store"):
@@ -74,12 +78,14 @@ class Group(Table, tablename="groupbuy_group"):
     group_size = Integer()
     seats_taken = Integer(default=0)
     seats_paid = Integer(default=0)
+    virtual_seats = Integer(default=0)  # empty seats of a group that succeeded by virtual fill
     expires_at = Timestamptz(index=True)
     settled_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
 
     group_seats_in_range = Check((seats_taken >= 0) & (seats_taken <= group_size) & (seats_paid >= 0)
                                  & (seats_paid <= seats_taken))
+    group_virtual_seats_in_range = Check('"virtual_seats" >= 0 AND "virtual_seats" + "seats_paid" <= "group_size"')
 
 
 class SeatStatus(str, Enum):
@@ -130,7 +136,9 @@ class MemberUnits(Table, tablename="groupbuy_member_units"):
 
 
 class SeatRefundReason(str, Enum):
-    group_failed = "group_failed"
+    group_failed = "group_failed"  # the group missed its deadline
+    late_payment = "late_payment"  # money arrived after the seat had expired
+    after_success = "after_success"  # a refund the store or HQ gave after the group succeeded
 
 
 class SeatRefund(Table, tablename="groupbuy_refund"):
@@ -140,6 +148,7 @@ class SeatRefund(Table, tablename="groupbuy_refund"):
     out_refund_no = Varchar(length=64, unique=True)
     amount_fen = BigInt()
     reason = Varchar(length=16, choices=SeatRefundReason)
+    note = Varchar(length=80, default="")  # the staff's words for a refund after success
     status = Varchar(length=16, choices=RefundStatus, default=RefundStatus.processing)
     refund_id = Varchar(length=32, default="")
     failure = Varchar(length=32, default="")

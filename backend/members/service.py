@@ -182,11 +182,14 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
             # Each domain that keeps rows per member moves them here, in this transaction.
             from backend.cashier import service as cashier  # cashier builds on members: imported when used
 
+            from backend.groupbuy import service as groupbuy
+
             orders = await cashier.move_orders(survivor_id, merged_id)
+            seats = await groupbuy.move_seats(survivor_id, merged_id)
             await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
                              identities_moved=len(identities), points_moved=moved["points"],
                              debt_moved=moved["debt"], lots_moved=moved["lots"], orders_moved=orders,
-                             created_at=now)
+                             seats_moved=seats, created_at=now)
     except Exception as error:
         if not is_unique_violation(error):
             raise

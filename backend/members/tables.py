@@ -66,4 +66,5 @@ class MemberMerge(Table, tablename="member_merge"):
     debt_moved = BigInt(default=0)
     lots_moved = Integer(default=0)
     orders_moved = Integer(default=0)
+    seats_moved = Integer(default=0)  # group-buy orders
     created_at = Timestamptz(default=TimestamptzNow())

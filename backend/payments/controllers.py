@@ -37,7 +37,7 @@ class WeChatPayNotifyController(Controller):
         provider, policy = services.payment_provider, services.checkout_policy
         if isinstance(notice, TransactionNotice):
             known = (await cashier.accept_transaction_notice(notice, provider=provider, policy=policy)
-                     or await groupbuy.accept_transaction_notice(notice, provider=provider))
+                     or await groupbuy.accept_transaction_notice(notice, provider=provider, policy=policy))
             number = notice.out_trade_no
         else:
             known = (await refunds.accept_refund_notice(notice, provider=provider, policy=policy)

@@ -34,7 +34,7 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     by_store = {row["storeCode"]: (row["firmUnits"], row["tentativeUnits"], row["pickedUpUnits"])
                 for row in report["rows"]}
     assert by_store == {"S001": (2, 1, 2), "S002": (1, 3, 0)}
-    assert report["totals"] == {"firmUnits": 3, "tentativeUnits": 4, "pickedUpUnits": 2}
+    assert report["totals"] == {"firmUnits": 3, "tentativeUnits": 4, "pickedUpUnits": 2, "virtualSeats": 0}
     assert {row["pickupDate"] for row in report["rows"]} == {campaign["pickupDate"]}
 
     sheet = await client.get(url, params={"format": "csv"}, headers=hq)
@@ -42,9 +42,9 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     assert sheet.content.startswith(b"\xef\xbb\xbf")  # the BOM Excel needs to read UTF-8
     lines = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
     assert lines[0][0].startswith("门店编码")
-    assert lines[1][:2] == ["S001", "Store S001"] and lines[1][3:] == ["2", "1", "2"]
+    assert lines[1][:2] == ["S001", "Store S001"] and lines[1][3:] == ["2", "1", "2", "0"]
     assert lines[2][1] == "'=HYPERLINK(\"x\") 旗舰店"  # shown as text, never run as a formula
-    assert lines[-1][3:] == ["3", "4", "2"]
+    assert lines[-1][3:] == ["3", "4", "2", "0"]
 
 
 async def test_only_hq_sees_demand(client, demo):

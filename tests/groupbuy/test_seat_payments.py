@@ -108,8 +108,8 @@ async def succeeded_group(client, demo) -> list[dict]:
     joined = (await join(client, friend, opened["group"]["id"], demo["S002"])).json()
     for order in (opened["order"], joined["order"]):
         await confirm(client, order["outTradeNo"])
-    mine = (await client.get("/api/v1/groupbuy/orders", headers=leader["headers"])).json()["items"]
-    theirs = (await client.get("/api/v1/groupbuy/orders", headers=friend["headers"])).json()["items"]
+    mine = (await client.get("/api/v1/me/groupbuy/orders", headers=leader["headers"])).json()["items"]
+    theirs = (await client.get("/api/v1/me/groupbuy/orders", headers=friend["headers"])).json()["items"]
     assert [o["status"] for o in mine + theirs] == ["succeeded", "succeeded"]
     assert mine[0]["pickupCode"] != theirs[0]["pickupCode"]
     return [mine[0], theirs[0]]

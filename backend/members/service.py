@@ -1,6 +1,7 @@
 """Members and the identities that name them."""
 
 import logging
+import time
 from datetime import datetime
 from typing import Any
 
@@ -122,8 +123,31 @@ _ACTIVE = Prepared(lambda member_id, status: Member.select(Member.id).where(
     (Member.id == member_id) & (Member.status == status)).first())
 
 
+# Every member request asks whether its member is still active (a merged member's token dies). The answer
+# "active" is kept for a moment in this process; a merge here forgets it at once, and a worker that did not
+# run the merge sees it within ACTIVE_FOR_SECONDS.
+ACTIVE_FOR_SECONDS = 2.0
+_active_until: dict[int, float] = {}
+
+
 async def is_active_member(member_id: int) -> bool:
-    return await _ACTIVE.run(member_id, MemberStatus.active) is not None
+    now = time.monotonic()
+    if _active_until.get(member_id, 0.0) > now:
+        return True
+    if await _ACTIVE.run(member_id, MemberStatus.active) is None:
+        return False
+    if len(_active_until) >= 100_000:
+        _active_until.clear()
+    _active_until[member_id] = now + ACTIVE_FOR_SECONDS
+    return True
+
+
+def forget_activity(member_id: int | None = None) -> None:
+    """After a merge (or, with no id, a wiped database): ask the database again."""
+    if member_id is None:
+        _active_until.clear()
+    else:
+        _active_until.pop(member_id, None)
 
 
 async def member_profile(member_id: int) -> dict[str, Any]:
@@ -198,6 +222,7 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
         if row is None or row["survivor"] != survivor_id:
             raise AlreadyMerged(survivor_id=survivor_id, merged_id=merged_id) from None
         return survivor_id
+    forget_activity(merged_id)
     logger.info("members merged", extra={"member_id": survivor_id, "merged_id": merged_id, "reason": reason.value})
     return survivor_id
 

@@ -31,6 +31,14 @@ from backend.groupbuy.controllers import (
     PickupController,
 )
 from backend.members.code import MemberCodes
+from backend.posters.controllers import AvatarController, PosterController
+from backend.posters.service import PosterCache
+from backend.referrals.controllers import (
+    AdminReferralController,
+    MyReferralController,
+    ReferralCampaignController,
+    ShareController,
+)
 from backend.members.controllers import (
     AdminMemberController,
     CashierMemberController,
@@ -100,7 +108,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
         StorePaymentController, WeChatPayNotifyController, GroupBuyController, AdminGroupBuyController,
         GroupBuySeatController, MyGroupBuyController, PickupController,
-        CashierGroupBuyController,
+        CashierGroupBuyController, ReferralCampaignController, ShareController, MyReferralController,
+        AdminReferralController, PosterController, AvatarController,
     ]
     notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:
@@ -123,7 +132,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
     services = Services(settings=settings, kv=kv, tokens=tokens, wechat_login=wechat_login,
                         member_codes=MemberCodes(settings.secret_key),
                         phone_numbers=phone_numbers, payment_provider=payment_provider,
-                        checkout_policy=checkout_policy, sandbox_notifier=notifier)
+                        checkout_policy=checkout_policy, sandbox_notifier=notifier, posters=PosterCache())
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

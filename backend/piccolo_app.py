@@ -8,6 +8,8 @@ from backend.cashier.tables import Order, Refund
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat, SeatRefund
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
+from backend.posters.tables import MemberAvatar
+from backend.referrals.tables import Referral, ReferralCampaign, ReferralReward, ReferrerDay, ShareLink
 from backend.sandbox.tables import (
     SandboxLoginCode,
     SandboxPaymentCode,
@@ -21,7 +23,7 @@ TABLES = [
     Store, Staff, StaffStore, Member, MemberIdentity, MemberMerge, SandboxLoginCode, SandboxPhoneCode,
     PointsAccount, PointsEntry, PointsLot, PointsLotUse, SandboxPaymentCode, SandboxTrade, Order,
     Refund, SandboxRefund, Campaign, CampaignStore, Group, Seat, MemberUnits,
-    SeatRefund,
+    SeatRefund, ReferralCampaign, ShareLink, Referral, ReferralReward, ReferrerDay, MemberAvatar,
 ]
 
 APP_CONFIG = AppConfig(

@@ -12,6 +12,7 @@ from backend.core.kv import KV
 from backend.members.code import MemberCodes
 from backend.members.wechat import LoginCodeExchanger, PhoneNumberExchanger
 from backend.payments.provider import PaymentProvider
+from backend.posters.service import PosterCache
 from backend.sandbox.notify import SandboxNotifier
 from backend.settings import Settings
 
@@ -27,3 +28,4 @@ class Services:
     payment_provider: PaymentProvider
     checkout_policy: CheckoutPolicy
     sandbox_notifier: SandboxNotifier | None
+    posters: PosterCache

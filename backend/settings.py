@@ -138,6 +138,9 @@ class Settings:
     points_expiry_months: int = 12
     points_timezone: str = "Asia/Shanghai"
     sweep_interval_seconds: float = 15.0
+    share_base_url: str = "http://127.0.0.1:8000/api/v1/share/"
+    poster_limit_per_minute: int = 20
+    avatar_max_bytes: int = 2_000_000
     access_log: bool = False
     debug: bool = False
 
@@ -178,9 +181,12 @@ class Settings:
         if payment_provider == "wechatpay" and not notify_url.startswith("https://"):
             raise SettingsError("PAYMENT_NOTIFY_URL must be the public https:// address of "
                                 "/api/v1/payments/wechat/notify")
+        local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         if not notify_url:  # the sandbox posts its notifications to this very server
-            local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
             notify_url = f"http://{local}:{port}/api/v1/payments/wechat/notify"
+        share_base_url = env.get("SHARE_BASE_URL") or f"http://{local}:{port}/api/v1/share/"
+        if not share_base_url.startswith(("https://", "http://")):
+            raise SettingsError("SHARE_BASE_URL must be an http(s) address the scene is appended to")
         return cls(
             app_env=app_env,
             var_dir=var_dir,
@@ -229,6 +235,9 @@ class Settings:
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
             points_timezone=_timezone(env.get("POINTS_TIMEZONE") or cls.points_timezone),
             sweep_interval_seconds=_seconds(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
+            share_base_url=share_base_url,
+            poster_limit_per_minute=_int(env, "POSTER_LIMIT_PER_MINUTE", cls.poster_limit_per_minute, minimum=1),
+            avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),
         )

@@ -12,6 +12,7 @@ from backend.cashier.service import CheckoutPolicy
 from backend.groupbuy import service as groupbuy
 from backend.payments.provider import PaymentProvider
 from backend.points import service as points
+from backend.referrals import service as referrals
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
         "seats_expired": await groupbuy.expire_due_seats(provider=provider, policy=checkout, now=now),
         "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=checkout, now=now),
         "seat_refunds_stepped": await groupbuy.advance_refunds(provider=provider, policy=checkout, now=now),
+        "referral_rewards_released": await referrals.release_due(now=now),
     }
 
 

@@ -88,7 +88,8 @@ class CashierOrderController(Controller):
         order, created = await service.checkout(
             store_id=data.store_id, staff_id=staff.id, amount_fen=data.amount_fen, auth_code=data.auth_code,
             idempotency_key=data.idempotency_key, request=replayed, member_id=member_id,
-            points_to_redeem=data.points_to_redeem, provider=services.payment_provider, policy=services.checkout_policy)
+            points_to_redeem=data.points_to_redeem, provider=services.payment_provider, policy=services.checkout_policy,
+            scene=data.scene or "")
         return Response(await order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")

@@ -31,6 +31,7 @@ from backend.payments.calls import ask_refund, look_up_refund, refund_notice_res
 from backend.payments.provider import PaymentProvider, RefundNotice, RefundResult, RefundState
 from backend.points import service as points
 from backend.points.tables import EntryKind
+from backend.referrals import service as referrals
 
 if TYPE_CHECKING:
     from backend.cashier.service import CheckoutPolicy
@@ -161,6 +162,7 @@ async def settle(refund_id: int, *, provider_refund_id: str) -> None:
             await Refund.update({Refund.points_reversed: taken, Refund.points_restored: given}).where(
                 Refund.id == refund_id)
             await Order.update({Order.status: status}).where((Order.id == order_id) & Order.status.is_in(REFUNDABLE))
+            await referrals.on_order_refunded(order_id, now=now)
     logger.info("refund succeeded", extra={"refund_id": refund_id, "order_id": order_id})
 
 

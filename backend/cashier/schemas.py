@@ -15,6 +15,8 @@ class TillOrderCreate(Struct):
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
     points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
     till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
+    # A referral poster's scene the cashier scanned: the payer enrolled by this payment is the sharer's referral.
+    scene: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
 
 
 class LandingOut(Struct):

@@ -51,6 +51,7 @@ from backend.payments.provider import (
 )
 from backend.points import service as points
 from backend.points.service import PointsPolicy
+from backend.referrals import service as referrals
 from backend.settings import Settings
 from backend.stores.tables import Store
 
@@ -93,7 +94,7 @@ _CLAIM_PAID = Prepared(lambda order_id, now, transaction_id, openid: Order.updat
     Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
     Order.payer_openid: openid, Order.next_query_at: None,
 }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
-    Order.store, Order.paid_fen, Order.member))
+    Order.store, Order.paid_fen, Order.member, Order.scene))
 _STORE_RATE = Prepared(lambda store_id: Store.select(Store.points_per_yuan).where(Store.id == store_id).first())
 _PAID_BY = Prepared(lambda order_id, member_id, enrolled, earned: Order.update({
     Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned,
@@ -155,7 +156,7 @@ def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem:
 
 async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: str, idempotency_key: str,
                    request: dict[str, Any], member_id: int | None, points_to_redeem: int, provider: PaymentProvider,
-                   policy: CheckoutPolicy) -> tuple[dict[str, Any], bool]:
+                   policy: CheckoutPolicy, scene: str = "") -> tuple[dict[str, Any], bool]:
     """Take a payment-code payment; answers the order once it is settled or the inline wait is over, and
     whether this request created it (a concurrent duplicate gets the first request's order)."""
     discount = validate_checkout(amount_fen=amount_fen, auth_code=auth_code, member_id=member_id,
@@ -168,7 +169,7 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
                 Order, store=store_id, staff=staff_id, member=member_id, channel=OrderChannel.till,
                 amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
                 out_trade_no=out_trade_no, idempotency_key=idempotency_key, request_hash=request_hash(**request),
-                next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
+                scene=scene, next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
                 reverse_at=now + timedelta(seconds=policy.payment_timeout), created_at=now,
             )
             if points_to_redeem:  # reserved with the order; released if the payment does not happen
@@ -349,6 +350,11 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
             if earned:
                 await points.earn(member_id, earned, store_id=store_id, source_type=SOURCE, source_id=str(order_id),
                                   idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points)
+        if member_id is not None:
+            if claimed[0]["scene"]:
+                await referrals.attribute(member_id, claimed[0]["scene"], is_new=enrolled, excluding_order=order_id,
+                                          now=now)
+            await referrals.on_paid_order(member_id, order_id, now=now)
         # The member is set only where none was: a merge may have moved the order to a survivor already.
         settled = []
         if member_id is not None:

@@ -45,6 +45,7 @@ class Order(Table, tablename="till_order"):
     request_hash = Varchar(length=64)
     transaction_id = Varchar(length=64, default="")
     payer_openid = Varchar(length=64, default="")
+    scene = Varchar(length=32, default="")  # a share link's scene the shopper showed: a referral, if they are new
     member_enrolled = Boolean(default=False)
     points_earned = BigInt(default=0)
     failure = Varchar(length=32, default="")

@@ -70,6 +70,15 @@ class KV(ABC):
     async def give_back(self, key: str, amount: int) -> int:
         """Add to a counter that exists, keeping its expiry; answers the new value or GATE_MISSING."""
 
+    # Sorted sets (leaderboards): a board is written whole and read until it expires.
+    @abstractmethod
+    async def board_put(self, key: str, scores: dict[str, int], *, expires_in: float) -> bool:
+        """Write a whole board unless one exists already; answers whether it was written."""
+
+    @abstractmethod
+    async def board_top(self, key: str, count: int) -> list[tuple[str, int]] | None:
+        """The highest scores, ties by member; None when the board is missing."""
+
     @abstractmethod
     async def ping(self) -> bool: ...
 
@@ -161,6 +170,19 @@ class MemoryKV(KV):
         self._data[key] = (value, self._data[key][1])
         return value
 
+    async def board_put(self, key: str, scores: dict[str, int], *, expires_in: float) -> bool:
+        if self._live(key) is not None:
+            return False
+        self._sweep()
+        self._data[key] = ({m: n for m, n in scores.items() if n > 0}, self._deadline(expires_in))  # type: ignore[assignment]
+        return True
+
+    async def board_top(self, key: str, count: int) -> list[tuple[str, int]] | None:
+        board = self._live(key)
+        if not isinstance(board, dict):
+            return None
+        return sorted(board.items(), key=lambda item: (-item[1], item[0]))[:count]
+
     async def ping(self) -> bool:
         return True
 
@@ -182,6 +204,7 @@ class RedisKV(KV):
         self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
         self._incr_window = self.redis.register_script(_INCR_WINDOW)
         self._give_back = self.redis.register_script(_GIVE_BACK)
+        self._board_put = self.redis.register_script(_BOARD_PUT)
 
     async def get(self, key: str) -> bytes | None:
         return await self.redis.get(key)
@@ -211,6 +234,20 @@ class RedisKV(KV):
     async def give_back(self, key: str, amount: int) -> int:
         return int(await self._give_back(keys=[key], args=[amount]))
 
+    async def board_put(self, key: str, scores: dict[str, int], *, expires_in: float) -> bool:
+        flat = [part for member, score in scores.items() if score > 0 for part in (score, member)]
+        return bool(await self._board_put(keys=[key], args=[int(expires_in * 1000), *flat]))
+
+    async def board_top(self, key: str, count: int) -> list[tuple[str, int]] | None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.exists(key)
+            pipe.zrevrange(key, 0, count, withscores=True)  # one more: the placeholder may be among them
+            exists, rows = await pipe.execute()
+        if not exists:
+            return None
+        # Redis orders equal scores by member descending; the board's order is by member ascending.
+        return sorted(((m.decode(), int(s)) for m, s in rows if m), key=lambda item: (-item[1], item[0]))[:count]
+
     async def ping(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
@@ -220,6 +257,15 @@ class RedisKV(KV):
     async def close(self) -> None:
         await self.redis.aclose(close_connection_pool=True)
 
+
+# An empty board is kept as a placeholder member scored 0, so "exists" means "built".
+_BOARD_PUT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('ZADD', KEYS[1], 0, '')
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 def kv_from_url(redis_url: str | None, *, pool_size: int) -> KV:
     return RedisKV(redis_url, pool_size=pool_size) if redis_url else MemoryKV()

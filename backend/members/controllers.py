@@ -25,6 +25,7 @@ from backend.members.schemas import (
     PhoneBind,
 )
 from backend.members.tables import EnrolmentChannel, MergeReason
+from backend.referrals import service as referrals
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 
@@ -49,7 +50,11 @@ class MiniProgramAuthController(Controller):
         data: JSONBody[MiniProgramLogin],
     ) -> MiniProgramLoginOut:
         session = await services.wechat_login.exchange(data.code)
-        member_id, is_new = await service.find_or_enrol_wechat_member(session, channel=EnrolmentChannel.miniprogram)
+        shared = data.scene is not None and await referrals.scene_exists(data.scene)
+        member_id, is_new = await service.find_or_enrol_wechat_member(
+            session, channel=EnrolmentChannel.referral if shared else EnrolmentChannel.miniprogram)
+        if shared:  # a scene that binds nobody (the rules say no) still lets the shopper in
+            await referrals.attribute(member_id, data.scene, is_new=is_new)
         return MiniProgramLoginOut(
             access_token=services.tokens.issue(PrincipalKind.member, member_id),
             expires_in=services.tokens.ttl(PrincipalKind.member),

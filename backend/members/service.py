@@ -210,6 +210,9 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
 
             orders = await cashier.move_orders(survivor_id, merged_id)
             seats = await groupbuy.move_seats(survivor_id, merged_id)
+            from backend.referrals import service as referrals
+
+            await referrals.move_edges(survivor_id, merged_id, now=now)
             await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
                              identities_moved=len(identities), points_moved=moved["points"],
                              debt_moved=moved["debt"], lots_moved=moved["lots"], orders_moved=orders,

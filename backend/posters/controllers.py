@@ -1,0 +1,79 @@
+from typing import Annotated, Literal
+
+from litestar import Controller, Request, Response, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
+
+from backend.core.errors import RateLimited
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.posters import service
+from backend.posters.errors import AvatarNotFound, PosterTargetInvalid
+from backend.referrals.schemas import Id
+from backend.services import Services
+
+MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
+
+
+class PosterLimited(RateLimited):
+    code = "posters.rate_limited"
+    default_message = "Too many posters at once; try again in a minute."
+
+
+class PosterController(Controller):
+    path = "/api/v1/me"
+    tags = ["Referrals"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @get("/posters", operation_id="GetMyPoster", media_type="image/png")
+    async def poster(
+        self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
+        campaign_id: Annotated[Id | None, QueryParameter(name="campaignId")] = None,
+        group_id: Annotated[Id | None, QueryParameter(name="groupId")] = None,
+        format_: Annotated[Literal["png", "jpeg"], QueryParameter(name="format")] = "png",
+    ) -> Response[bytes]:
+        """The member's share poster for a referral campaign or a group (750x1334); its QR code opens the
+        member's share link. Served from a cache keyed by everything that changes its pixels, with an ETag."""
+        if (campaign_id is None) == (group_id is None):
+            raise PosterTargetInvalid(details={"campaignId": "or groupId, exactly one"})
+        key = f"mall:posters:rate:{member.id}"
+        if await services.kv.incr(key, expires_in=60) > services.settings.poster_limit_per_minute:
+            raise PosterLimited(retry_after=max(1, round(await services.kv.ttl(key) or 60)), member_id=member.id)
+        plan = await service.plan(member.id, campaign_id=campaign_id, group_id=group_id,
+                                  base_url=services.settings.share_base_url, image_format=format_)
+        etag = f'"{plan.key}"'
+        headers = {"ETag": etag, "Cache-Control": "private, max-age=300"}
+        if etag in request.headers.get("if-none-match", ""):
+            return Response(b"", status_code=304, headers=headers, media_type=MEDIA_TYPES[format_])
+        data = services.posters.get(plan.key)
+        if data is None:
+            data = await service.draw(plan, format_)
+            services.posters.put(plan.key, data)
+        return Response(data, media_type=MEDIA_TYPES[format_], headers=headers)
+
+    @post("/avatar", operation_id="UploadMyAvatar", status_code=200)
+    async def upload_avatar(self, request: Request, services: NamedDependency[Services],
+                            member: NamedDependency[CurrentMember]) -> dict[str, str]:
+        """A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form (what
+        wx.uploadFile sends). Checked and re-encoded to a square JPEG; the upload itself is not kept."""
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("file")
+            data = await upload.read() if hasattr(upload, "read") else b""
+        else:
+            data = await request.body()
+        url = await service.set_avatar(member.id, data, max_bytes=services.settings.avatar_max_bytes)
+        return {"avatarUrl": url}
+
+
+class AvatarController(Controller):
+    path = "/api/v1/avatars"
+    tags = ["Referrals"]
+
+    @get("/{name:str}", operation_id="GetAvatar", media_type="image/jpeg")
+    async def avatar(self, name: FromPath[str]) -> Response[bytes]:
+        """An avatar by the digest of its bytes: public, and never changes."""
+        digest = name.removesuffix(".jpg")
+        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+            raise AvatarNotFound()
+        return Response(await service.avatar_image(digest), media_type="image/jpeg",
+                        headers={"Cache-Control": "public, max-age=31536000, immutable"})

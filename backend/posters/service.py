@@ -1,0 +1,208 @@
+"""Posters for a member's share link, drawn off the event loop and served from a cache keyed by their
+pixels' inputs; avatars a member uploads, checked and re-encoded before anything is kept."""
+
+import asyncio
+import hashlib
+import io
+import json
+import os
+import warnings
+from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from backend.core.clock import utcnow
+from backend.core.db import write_transaction
+from backend.groupbuy.tables import Campaign, Group
+from backend.members.tables import Member
+from backend.posters.errors import AvatarNotFound, ImageTooLarge, NotAnImage
+from backend.posters.render import FONTS, PosterInput, render
+from backend.posters.tables import MemberAvatar
+from backend.posters.templates import Template, load_templates
+from backend.referrals import service as referrals
+from backend.settings import PROJECT_ROOT
+
+PRODUCT_DIR = PROJECT_ROOT / "assets" / "products"
+SHOWN_IN = ZoneInfo("Asia/Shanghai")  # dates on a poster are the shopper's
+AVATAR_SIDE = 256
+AVATAR_MAX_PIXELS = 25_000_000  # 5000 x 5000: a photo from any phone; larger is refused before decoding
+AVATAR_PATH = "/api/v1/avatars/"
+FONTS_DIGEST = hashlib.sha256(b"".join(path.name.encode() + str(path.stat().st_size).encode()
+                                       for path in FONTS)).hexdigest()[:16]
+
+_renderers = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="poster")
+
+
+@dataclass(frozen=True)
+class PosterPlan:
+    """What a poster shows, known before drawing it: its cache key, and how to get the few bytes it needs."""
+
+    key: str
+    template: Template
+    fields: tuple[tuple[str, str], ...]
+    url: str
+    avatar_digest: str | None
+    product_path: str  # under assets/products, "" for none
+
+
+class PosterCache:
+    """The most recently served posters, by key, within a byte budget; one per process."""
+
+    def __init__(self, max_bytes: int = 128 * 1024 * 1024) -> None:
+        self._items: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes, self._max = 0, max_bytes
+
+    def get(self, key: str) -> bytes | None:
+        data = self._items.get(key)
+        if data is not None:
+            self._items.move_to_end(key)
+        return data
+
+    def put(self, key: str, data: bytes) -> None:
+        if key in self._items or len(data) > self._max:
+            return
+        self._items[key] = data
+        self._bytes += len(data)
+        while self._bytes > self._max:
+            _, dropped = self._items.popitem(last=False)
+            self._bytes -= len(dropped)
+
+
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _shown(moment: datetime, *, with_time: bool) -> str:
+    local = moment.astimezone(SHOWN_IN)
+    return f"{local.month}月{local.day}日" + (f" {local:%H:%M}" if with_time else "")
+
+
+_product_digests: dict[str, tuple[float, str]] = {}
+
+
+def _product(path: str) -> tuple[str, bytes | None]:
+    """A bundled product image (never a URL): its digest, and its bytes when it exists."""
+    if not path:
+        return "", None
+    file = (PRODUCT_DIR / path).resolve()
+    if not file.is_relative_to(PRODUCT_DIR.resolve()) or not file.is_file():
+        return "missing", None
+    data = file.read_bytes()
+    return hashlib.sha256(data).hexdigest()[:16], data
+
+
+def _product_digest(path: str) -> str:
+    if not path:
+        return ""
+    file = PRODUCT_DIR / path
+    try:
+        mtime = file.stat().st_mtime
+    except OSError:
+        return "missing"
+    cached = _product_digests.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = (mtime, _product(path)[0])
+        _product_digests[path] = cached
+    return cached[1]
+
+
+async def plan(member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str,
+               image_format: str) -> PosterPlan:
+    link = await referrals.share_link(member_id, campaign_id=campaign_id, group_id=group_id)
+    member = await Member.select(Member.nickname).where(Member.id == member_id).first()
+    avatar = await MemberAvatar.select(MemberAvatar.digest).where(MemberAvatar.member == member_id).first()
+    fields: dict[str, Any] = {"nickname": member["nickname"] or "会员"}
+    templates = load_templates()
+    product = ""
+    if campaign_id is not None:
+        campaign = await referrals.get_campaign(campaign_id)
+        template = templates.get(campaign["poster_template"]) or templates["referral"]
+        fields.update(title=campaign["title"], referrerPoints=campaign["referrer_points"],
+                      refereePoints=campaign["referee_points"], endsAt=_shown(campaign["ends_at"], with_time=False))
+    else:
+        group = await Group.select(Group.group_size, Group.seats_taken, Group.expires_at, Group.campaign).where(
+            Group.id == group_id).first()
+        campaign = await Campaign.select(Campaign.product_name, Campaign.product_image, Campaign.price_fen,
+                                         Campaign.original_price_fen).where(Campaign.id == group["campaign"]).first()
+        template = templates["groupbuy"]
+        product = campaign["product_image"]
+        fields.update(productName=campaign["product_name"], price=_yuan(campaign["price_fen"]),
+                      originalPrice=_yuan(campaign["original_price_fen"]), groupSize=group["group_size"],
+                      seatsLeft=group["group_size"] - group["seats_taken"],
+                      deadline=_shown(group["expires_at"], with_time=True))
+    pairs = tuple(sorted((name, str(value)) for name, value in fields.items()))
+    url = base_url + link["scene"]
+    inputs = json.dumps([template.name, template.version, template.digest, FONTS_DIGEST, pairs, url,
+                         avatar["digest"] if avatar else None, _product_digest(product), image_format])
+    return PosterPlan(key=hashlib.sha256(inputs.encode()).hexdigest()[:32], template=template, fields=pairs,
+                      url=url, avatar_digest=avatar["digest"] if avatar else None, product_path=product)
+
+
+async def draw(poster: PosterPlan, image_format: str) -> bytes:
+    """Render the planned poster on a worker thread: the event loop keeps serving meanwhile."""
+    avatar = None
+    if poster.avatar_digest is not None:
+        row = await MemberAvatar.select(MemberAvatar.image).where(MemberAvatar.digest == poster.avatar_digest).first()
+        avatar = bytes(row["image"]) if row else None
+    product = _product(poster.product_path)[1]
+    job = PosterInput(template=poster.template, fields=poster.fields, url=poster.url, avatar=avatar,
+                      product=product)
+    return await asyncio.get_running_loop().run_in_executor(_renderers, render, job, image_format)
+
+
+# Avatars -----------------------------------------------------------------------------------------------
+
+def reencode_avatar(data: bytes) -> bytes:
+    """A square JPEG of the upload, or an error; the upload itself is never kept or served."""
+    try:
+        opened = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:  # Pillow's own guard, from the header, far past ours
+        raise ImageTooLarge(f"At most {AVATAR_MAX_PIXELS:,} pixels.") from None
+    except (UnidentifiedImageError, OSError):
+        raise NotAnImage() from None
+    with opened:
+        if opened.format not in ("JPEG", "PNG", "WEBP"):
+            raise NotAnImage(details={"format": opened.format})
+        width, height = opened.size
+        if width * height > AVATAR_MAX_PIXELS:  # decided from the header, before a pixel is decoded
+            raise ImageTooLarge(f"At most {AVATAR_MAX_PIXELS:,} pixels.", details={"width": width, "height": height})
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                opened.load()
+            image = ImageOps.exif_transpose(opened).convert("RGB")
+        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
+            raise ImageTooLarge() from None
+        except (OSError, SyntaxError, ValueError):
+            raise NotAnImage("The image is damaged.") from None
+    square = ImageOps.fit(image, (AVATAR_SIDE, AVATAR_SIDE), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    square.save(out, "JPEG", quality=88)
+    return out.getvalue()
+
+
+async def set_avatar(member_id: int, data: bytes, *, max_bytes: int) -> str:
+    """Check and re-encode the upload, then keep it as the member's avatar; answers its URL."""
+    if len(data) > max_bytes:
+        raise ImageTooLarge(f"At most {max_bytes:,} bytes.", details={"maxBytes": max_bytes})
+    image = await asyncio.get_running_loop().run_in_executor(_renderers, reencode_avatar, data)
+    digest = hashlib.sha256(image).hexdigest()
+    url = f"{AVATAR_PATH}{digest}.jpg"
+    now = utcnow()
+    async with write_transaction():
+        await MemberAvatar.delete().where(MemberAvatar.member == member_id)
+        await MemberAvatar.insert(MemberAvatar(member=member_id, digest=digest, image=image, created_at=now))
+        await Member.update({Member.avatar_url: url}).where(Member.id == member_id)
+    return url
+
+
+async def avatar_image(digest: str) -> bytes:
+    row = await MemberAvatar.select(MemberAvatar.image).where(MemberAvatar.digest == digest).first()
+    if row is None:
+        raise AvatarNotFound()
+    return bytes(row["image"])

@@ -1,0 +1,102 @@
+from typing import Any
+
+from litestar import Controller, get, post
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
+
+from backend.core.errors import DomainError
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.posters.templates import template_names
+from backend.referrals import service
+from backend.referrals.errors import UnknownScene
+from backend.referrals.schemas import (
+    LeaderboardOut,
+    LeaderboardRow,
+    MyReferral,
+    MyReferralsOut,
+    ReferralCampaignCreate,
+    ReferralCampaignOut,
+    ShareLinkCreate,
+    ShareLinkOut,
+    ShareOut,
+)
+from backend.services import Services
+from backend.stores.auth import CurrentStaff, provide_hq_admin
+
+
+class OneTarget(DomainError):
+    code = "request.invalid"
+    status_code = 422
+    default_message = "Name exactly one of campaignId and groupId."
+
+
+def campaign_out(row: dict[str, Any]) -> ReferralCampaignOut:
+    return ReferralCampaignOut(
+        id=row["id"], title=row["title"], starts_at=row["starts_at"], ends_at=row["ends_at"],
+        referrer_points=row["referrer_points"], referee_points=row["referee_points"],
+        holding_period_days=row["holding_period_days"], daily_cap_per_referrer=row["daily_cap_per_referrer"],
+        poster_template=row["poster_template"], created_at=row["created_at"])
+
+
+def share_link_out(link: dict[str, Any], base_url: str) -> ShareLinkOut:
+    return ShareLinkOut(scene=link["scene"], url=base_url + link["scene"])
+
+
+class ReferralCampaignController(Controller):
+    path = "/api/v1/referral-campaigns"
+    tags = ["Referrals"]
+
+    @get("/{campaign_id:int}", operation_id="GetReferralCampaign")
+    async def get_campaign(self, campaign_id: FromPath[int]) -> ReferralCampaignOut:
+        """The rules and dates of a referral campaign, for the page a poster opens."""
+        return campaign_out(await service.get_campaign(campaign_id))
+
+    @get("/{campaign_id:int}/leaderboard", operation_id="GetReferralLeaderboard")
+    async def leaderboard(self, services: NamedDependency[Services], campaign_id: FromPath[int]) -> LeaderboardOut:
+        """Top referrers by qualified referrals; nicknames masked."""
+        rows = await service.leaderboard(services.kv, campaign_id)
+        return LeaderboardOut(campaign_id=campaign_id, items=[LeaderboardRow(**row) for row in rows])
+
+
+class ShareController(Controller):
+    path = "/api/v1/share"
+    tags = ["Referrals"]
+
+    @get("/{scene:str}", operation_id="ResolveShareScene")
+    async def resolve(self, scene: FromPath[str]) -> ShareOut:
+        """What a scanned poster opens: a campaign or a group, and who shared it (no ids of people). A scene
+        that is not ours, malformed or not, is simply unknown."""
+        if not (0 < len(scene) <= 32 and scene.isascii() and scene.isalnum()):
+            raise UnknownScene()
+        return ShareOut(**await service.resolve(scene))
+
+
+class MyReferralController(Controller):
+    path = "/api/v1/me"
+    tags = ["Referrals"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @post("/share-links", operation_id="CreateShareLink", status_code=200)
+    async def share_link(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
+                         data: JSONBody[ShareLinkCreate]) -> ShareLinkOut:
+        """The member's link to a referral campaign or a group-buy group; the same one every time."""
+        if (data.campaign_id is None) == (data.group_id is None):
+            raise OneTarget(details={"campaignId": "or groupId, exactly one"})
+        link = await service.share_link(member.id, campaign_id=data.campaign_id, group_id=data.group_id)
+        return share_link_out(link, services.settings.share_base_url)
+
+    @get("/referrals", operation_id="ListMyReferrals")
+    async def my_referrals(self, member: NamedDependency[CurrentMember]) -> MyReferralsOut:
+        """The members this member brought in, with where each reward stands."""
+        return MyReferralsOut(items=[MyReferral(**row) for row in await service.member_referrals(member.id)])
+
+
+class AdminReferralController(Controller):
+    path = "/api/v1/admin/referral-campaigns"
+    tags = ["HQ"]
+    dependencies = {"staff": Provide(provide_hq_admin)}
+
+    @post(operation_id="CreateReferralCampaign")
+    async def create_campaign(self, staff: NamedDependency[CurrentStaff],
+                              data: JSONBody[ReferralCampaignCreate]) -> ReferralCampaignOut:
+        return campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))

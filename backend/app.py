@@ -132,7 +132,7 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
     services = Services(settings=settings, kv=kv, tokens=tokens, wechat_login=wechat_login,
                         member_codes=MemberCodes(settings.secret_key),
                         phone_numbers=phone_numbers, payment_provider=payment_provider,
-                        checkout_policy=checkout_policy, sandbox_notifier=notifier, posters=PosterCache())
+                        checkout_policy=checkout_policy, sandbox_notifier=notifier, posters=PosterCache(plan_seconds=settings.poster_plan_seconds))
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],

@@ -69,8 +69,42 @@ async def seed_demo(password: str) -> list[str]:
                 if not is_unique_violation(error):
                     raise
             created.append(f"staff {username}")
+        created += await _seed_campaigns(ids)
     finally:
         await close_database()
+    return created
+
+
+async def _seed_campaigns(store_ids: dict[str, int]) -> list[str]:
+    """A referral campaign and a group-buy presale running for the next month, when there are none."""
+    from datetime import timedelta
+
+    from backend.core.clock import utcnow
+    from backend.groupbuy import service as groupbuy
+    from backend.groupbuy.schemas import CampaignCreate
+    from backend.groupbuy.tables import Campaign
+    from backend.referrals import service as referrals
+    from backend.referrals.schemas import ReferralCampaignCreate
+    from backend.referrals.tables import ReferralCampaign
+    from backend.stores.tables import Staff
+
+    hq = await Staff.select(Staff.id).where(Staff.username == "hq").first()
+    if hq is None:
+        return []
+    now, created = utcnow(), []
+    if not await ReferralCampaign.exists():
+        await referrals.create_campaign(ReferralCampaignCreate(
+            title="拉新有礼：邀请好友成为会员，双方得积分", starts_at=now, ends_at=now + timedelta(days=30),
+            referrer_points=200, referee_points=100, holding_period_days=7, daily_cap_per_referrer=20),
+            staff_id=hq["id"], templates={"referral"})
+        created.append("referral campaign")
+    if not await Campaign.exists():
+        await groupbuy.create_campaign(CampaignCreate(
+            title="明日榴莲 三人成团", product_name="金枕榴莲（约 3 kg）", product_image="durian.jpg", price_fen=9900,
+            original_price_fen=15800, group_size=3, group_ttl_minutes=24 * 60, stock=300, per_member_limit=2,
+            starts_at=now, ends_at=now + timedelta(days=30), pickup_store_ids=sorted(store_ids.values()),
+            pickup_date=(now + timedelta(days=31)).date()), staff_id=hq["id"])
+        created.append("group-buy campaign")
     return created
 
 

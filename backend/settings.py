@@ -140,6 +140,7 @@ class Settings:
     sweep_interval_seconds: float = 15.0
     share_base_url: str = "http://127.0.0.1:8000/api/v1/share/"
     poster_limit_per_minute: int = 20
+    poster_plan_seconds: float = 2.0
     avatar_max_bytes: int = 2_000_000
     access_log: bool = False
     debug: bool = False
@@ -237,6 +238,7 @@ class Settings:
             sweep_interval_seconds=_seconds(env, "SWEEP_INTERVAL_SECONDS", cls.sweep_interval_seconds),
             share_base_url=share_base_url,
             poster_limit_per_minute=_int(env, "POSTER_LIMIT_PER_MINUTE", cls.poster_limit_per_minute, minimum=1),
+            poster_plan_seconds=_seconds(env, "POSTER_PLAN_SECONDS", cls.poster_plan_seconds),
             avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),

@@ -186,12 +186,128 @@ function request()
 end
 """
 
+POSTER_MEMBERS, POSTER_CAMPAIGNS = 100, 20  # 2,000 distinct posters per format: every cold request draws one
+
+POSTER_LUA = """
+local threads, counter = {}, 1
+function setup(thread)
+  thread:set("id", counter)
+  table.insert(threads, thread)
+  counter = counter + 1
+end
+function init(args)
+  pairs_, n = {}, 0
+  local i = 0
+  for line in io.lines("PAIRS_FILE") do
+    if i % THREADS == id - 1 then table.insert(pairs_, line) end
+    i = i + 1
+  end
+end
+function request()
+  n = n + 1
+  local token, campaign = pairs_[(n - 1) % #pairs_ + 1]:match("(%S+) (%S+)")
+  wrk.headers["Authorization"] = "Bearer " .. token
+  return wrk.format("GET", "/api/v1/me/posters?format=FORMAT&campaignId=" .. campaign)
+end
+"""
+
+
+def poster_pairs(url: str) -> Path:
+    """Members and referral campaigns whose posters nobody has drawn yet: a file of "token campaignId" lines."""
+    pairs_file = OUT / "poster-pairs.txt"
+    if pairs_file.exists():
+        return pairs_file
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    now = time.time()
+    iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
+    campaigns = [post_json(f"{url}/api/v1/admin/referral-campaigns", {
+        "title": f"拉新有礼 第{i + 1}期 邀请好友一起拿积分", "startsAt": iso(now - 60), "endsAt": iso(now + 30 * 86400),
+        "referrerPoints": 200, "refereePoints": 100, "holdingPeriodDays": 7, "dailyCapPerReferrer": 20,
+    }, {"Authorization": f"Bearer {hq}"})["id"] for i in range(POSTER_CAMPAIGNS)]
+
+    def sign_in(i: int) -> str:
+        code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": f"oPoster{i:021d}"})["code"]
+        return post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})["accessToken"]
+
+    progress(f"posters: signing in {POSTER_MEMBERS} sharers for {POSTER_CAMPAIGNS} campaigns")
+    with ThreadPoolExecutor(16) as pool:
+        tokens = list(pool.map(sign_in, range(POSTER_MEMBERS)))
+    pairs_file.write_text("".join(f"{token} {campaign}\n" for campaign in campaigns for token in tokens))
+    return pairs_file
+
+
+def prepare_cold(image_format: str) -> Callable[[str, int], str]:
+    def prepare(url: str, seconds: int) -> str:
+        return POSTER_LUA.replace("PAIRS_FILE", str(poster_pairs(url))).replace("FORMAT", image_format)
+    return prepare
+
+
+def prepare_cached(url: str, seconds: int) -> str:
+    """One member's poster, drawn once before the run: every request is answered from the cache."""
+    first = poster_pairs(url).read_text().splitlines()[0]
+    token, campaign = first.split()
+    request = urllib.request.Request(f"{url}/api/v1/me/posters?format=jpeg&campaignId={campaign}",
+                                     headers={"Authorization": f"Bearer {token}"})
+    urllib.request.urlopen(request, timeout=30).read()
+    return (f'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
+            f'wrk.path = "/api/v1/me/posters?format=jpeg&campaignId={campaign}"\n'
+            'function request() return wrk.format(nil, wrk.path) end\n')
+
+
+def bare_pillow_jpeg(seconds: float) -> tuple[float, float, float]:
+    """The referral template drawn with nothing but Pillow and qrcode, in one thread: fonts loaded once, each
+    layer drawn directly (no wrapping, no font fallback, no cache), then encoded as the server's JPEG is."""
+    import io
+
+    import qrcode
+    from PIL import Image, ImageDraw, ImageFont
+
+    spec = json.loads((ROOT / "assets" / "posters" / "referral.json").read_text())
+    font_path = str(ROOT / "assets" / "fonts" / "DroidSansFallbackFull.ttf")
+    fields = {"title": "拉新有礼 第1期 邀请好友一起拿积分", "referrerPoints": "200", "refereePoints": "100",
+              "endsAt": "12月23日"}
+    top, bottom = spec["background"]["gradient"]
+    fonts = {layer["size"]: ImageFont.truetype(font_path, layer["size"]) for layer in spec["layers"] if "size" in layer}
+    times = []
+    deadline = time.perf_counter() + seconds
+    n = 0
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        canvas = Image.composite(Image.new("RGB", (750, 1334), bottom), Image.new("RGB", (750, 1334), top),
+                                 Image.linear_gradient("L").resize((750, 1334)))
+        draw = ImageDraw.Draw(canvas)
+        for layer in spec["layers"]:
+            x, y, w, h = layer["box"]
+            if layer["type"] == "rect":
+                draw.rounded_rectangle([x, y, x + w - 1, y + h - 1], radius=layer.get("radius", 0), fill=layer["color"])
+            elif layer["type"] in ("text", "nickname"):
+                text = "会员" if layer["type"] == "nickname" else layer["text"].format(**fields)
+                draw.text((x, y), text, font=fonts[layer["size"]], fill=layer["color"])
+            elif layer["type"] == "avatar":
+                draw.ellipse([x, y, x + w - 1, y + h - 1], fill="#FFB066")
+            elif layer["type"] == "qr":
+                code = qrcode.make(f"http://127.0.0.1:8000/api/v1/share/bench{n:019d}", box_size=8, border=4)
+                canvas.paste(code.get_image().convert("RGB").resize((w, h), Image.Resampling.NEAREST), (x, y))
+        out = io.BytesIO()
+        canvas.save(out, "JPEG", quality=90, subsampling=0)
+        times.append(time.perf_counter() - start)
+        n += 1
+    times.sort()
+    return n / sum(times), times[len(times) // 2] * 1000, times[int(len(times) * 0.99)] * 1000
+
+
 SCENARIOS = [
     Scenario("ceiling", "GET", "/healthz", describes="plain GET, no database: the framework's ceiling"),
     Scenario("write-one-insert", "POST", "/api/v1/sandbox/wechat/login-codes", "{}",
              describes="one INSERT in a write transaction (a sandbox login code)"),
     Scenario("checkout-micropay", "POST", "/api/v1/cashier/orders", prepare=prepare_checkouts,
              describes="a till checkout with the sandbox's success wallet, the payer enrolled and earning points"),
+    Scenario("poster-cold-jpeg", "GET", "/api/v1/me/posters", prepare=prepare_cold("jpeg"),
+             describes="a referral poster nobody has asked for yet, drawn and encoded as JPEG"),
+    Scenario("poster-cold-png", "GET", "/api/v1/me/posters", prepare=prepare_cold("png"),
+             describes="a referral poster nobody has asked for yet, drawn and encoded as PNG"),
+    Scenario("poster-cached", "GET", "/api/v1/me/posters", prepare=prepare_cached,
+             describes="the same member's poster again: served from the cache with its ETag"),
 ]
 
 
@@ -311,7 +427,11 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per scenario (default 10)")
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--only", nargs="*", default=None, help="scenario names besides the ceiling")
+    parser.add_argument("--bare-pillow", type=float, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.bare_pillow is not None:
+        print(json.dumps(bare_pillow_jpeg(args.bare_pillow)))
+        return
     if not shutil.which("wrk"):
         raise SystemExit("wrk is missing: run scripts/bench, which installs it")
 
@@ -324,7 +444,8 @@ def main() -> None:
     port = free_port()
     OUT.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers), "ACCESS_LOG": "false",
-           "RATE_LIMIT_PER_MINUTE": str(10**9), "DEMO_PASSWORD": DEMO_PASSWORD, "PAYMENT_PROVIDER": "sandbox"}
+           "RATE_LIMIT_PER_MINUTE": str(10**9), "POSTER_LIMIT_PER_MINUTE": str(10**9),
+           "DEMO_PASSWORD": DEMO_PASSWORD, "PAYMENT_PROVIDER": "sandbox"}
     if args.deployment == "scale-out":
         env["DATABASE_URL"], env["REDIS_URL"] = os.environ["BENCH_DATABASE_URL"], os.environ["BENCH_REDIS_URL"]
     else:
@@ -334,6 +455,7 @@ def main() -> None:
         env["DATABASE_URL"] = f"sqlite:///{database}"
         env.pop("REDIS_URL", None)
 
+    (OUT / "poster-pairs.txt").unlink(missing_ok=True)  # the members behind it belong to the last run's database
     scenarios = [s for s in SCENARIOS if s.name == "ceiling" or args.only is None or s.name in args.only]
     progress(f"starting the server: {args.deployment}, {workers} worker(s), port {port}"
              + (", server on core 0 and wrk on core 1" if separate else ""))
@@ -355,6 +477,13 @@ def main() -> None:
             progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
         if args.only is None or {"groupbuy-flash-join", "groupbuy-sold-out"} & set(args.only):
             results.update(flash_sale(url, args, threads=threads, cpu=load_cpu))
+        if args.only is None or "poster-bare-pillow-jpeg" in args.only:
+            progress(f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"
+                     + (" on the server's core" if separate else ""))
+            out = subprocess.run(pinned([PYTHON, str(Path(__file__).resolve()), "--bare-pillow", str(args.duration)],
+                                        server_cpu), check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            results["poster-bare-pillow-jpeg"] = tuple(json.loads(out))
+            progress(f"poster-bare-pillow-jpeg: {results['poster-bare-pillow-jpeg'][0]:.0f} renders/s")
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

@@ -6,7 +6,8 @@ from backend.stores.tables import Staff, StaffStore, Store
 
 async def test_seed_demo_twice_gives_the_same_data(client):
     first = await seed_demo("demo-password-123")
-    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF)
+    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF) + 2  # and a referral and a group-buy campaign
+    assert first[-2:] == ["referral campaign", "group-buy campaign"]
     assert await seed_demo("a-different-password") == []
     assert sorted(r["code"] for r in await Store.select(Store.code)) == ["S001", "S002", "S003"]
     assert await Staff.count() == 4 and await StaffStore.count() == 3

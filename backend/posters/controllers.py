@@ -39,7 +39,8 @@ class PosterController(Controller):
         if await services.kv.incr(key, expires_in=60) > services.settings.poster_limit_per_minute:
             raise PosterLimited(retry_after=max(1, round(await services.kv.ttl(key) or 60)), member_id=member.id)
         plan = await service.plan(member.id, campaign_id=campaign_id, group_id=group_id,
-                                  base_url=services.settings.share_base_url, image_format=format_)
+                                  base_url=services.settings.share_base_url, image_format=format_,
+                                  cache=services.posters)
         etag = f'"{plan.key}"'
         headers = {"ETag": etag, "Cache-Control": "private, max-age=300"}
         if etag in request.headers.get("if-none-match", ""):
@@ -62,6 +63,7 @@ class PosterController(Controller):
         else:
             data = await request.body()
         url = await service.set_avatar(member.id, data, max_bytes=services.settings.avatar_max_bytes)
+        services.posters.forget_member(member.id)  # the next poster shows the new face at once
         return {"avatarUrl": url}
 
 

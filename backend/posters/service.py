@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import time
 import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -17,8 +18,8 @@ from zoneinfo import ZoneInfo
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from backend.core.clock import utcnow
-from backend.core.db import write_transaction
-from backend.groupbuy.tables import Campaign, Group
+from backend.core.db import Prepared, write_transaction
+from backend.groupbuy.tables import Group
 from backend.members.tables import Member
 from backend.posters.errors import AvatarNotFound, ImageTooLarge, NotAnImage
 from backend.posters.render import FONTS, PosterInput, render
@@ -51,11 +52,17 @@ class PosterPlan:
 
 
 class PosterCache:
-    """The most recently served posters, by key, within a byte budget; one per process."""
+    """The most recently served posters, by key, within a byte budget, and the recent plans; one per app."""
 
-    def __init__(self, max_bytes: int = 128 * 1024 * 1024) -> None:
+    def __init__(self, *, plan_seconds: float = 2.0, max_bytes: int = 128 * 1024 * 1024) -> None:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._bytes, self._max = 0, max_bytes
+        self.plan_seconds = plan_seconds
+        self.plans: dict[tuple[int, int | None, int | None, str, str], tuple[float, PosterPlan]] = {}
+
+    def forget_member(self, member_id: int) -> None:
+        for key in [key for key in self.plans if key[0] == member_id]:
+            self.plans.pop(key, None)
 
     def get(self, key: str) -> bytes | None:
         data = self._items.get(key)
@@ -111,11 +118,37 @@ def _product_digest(path: str) -> str:
     return cached[1]
 
 
+_NICKNAME = Prepared(lambda member_id: Member.select(Member.nickname).where(Member.id == member_id).first())
+_AVATAR = Prepared(lambda member_id: MemberAvatar.select(MemberAvatar.digest).where(
+    MemberAvatar.member == member_id).first())
+_GROUP = Prepared(lambda group_id: Group.select(
+    Group.group_size, Group.seats_taken, Group.expires_at, Group.campaign.product_name,
+    Group.campaign.product_image, Group.campaign.price_fen, Group.campaign.original_price_fen).where(
+    Group.id == group_id).first())
+
+
 async def plan(member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str,
-               image_format: str) -> PosterPlan:
+               image_format: str, cache: "PosterCache") -> PosterPlan:
+    """What the poster will show and its key; read from the database at most every `cache.plan_seconds` per
+    member, target and format (a member opening the share sheet asks for the same poster several times)."""
+    key = (member_id, campaign_id, group_id, image_format, base_url)
+    now = time.monotonic()
+    known = cache.plans.get(key)
+    if known is not None and known[0] > now:
+        return known[1]
+    planned = await _plan(member_id, campaign_id=campaign_id, group_id=group_id, base_url=base_url,
+                          image_format=image_format)
+    if len(cache.plans) >= 50_000:
+        cache.plans.clear()
+    cache.plans[key] = (now + cache.plan_seconds, planned)
+    return planned
+
+
+async def _plan(member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str,
+                image_format: str) -> PosterPlan:
     link = await referrals.share_link(member_id, campaign_id=campaign_id, group_id=group_id)
-    member = await Member.select(Member.nickname).where(Member.id == member_id).first()
-    avatar = await MemberAvatar.select(MemberAvatar.digest).where(MemberAvatar.member == member_id).first()
+    member = await _NICKNAME.run(member_id)
+    avatar = await _AVATAR.run(member_id)
     fields: dict[str, Any] = {"nickname": member["nickname"] or "会员"}
     templates = load_templates()
     product = ""
@@ -125,10 +158,8 @@ async def plan(member_id: int, *, campaign_id: int | None, group_id: int | None,
         fields.update(title=campaign["title"], referrerPoints=campaign["referrer_points"],
                       refereePoints=campaign["referee_points"], endsAt=_shown(campaign["ends_at"], with_time=False))
     else:
-        group = await Group.select(Group.group_size, Group.seats_taken, Group.expires_at, Group.campaign).where(
-            Group.id == group_id).first()
-        campaign = await Campaign.select(Campaign.product_name, Campaign.product_image, Campaign.price_fen,
-                                         Campaign.original_price_fen).where(Campaign.id == group["campaign"]).first()
+        group = await _GROUP.run(group_id)
+        campaign = {key.removeprefix("campaign."): value for key, value in group.items()}
         template = templates["groupbuy"]
         product = campaign["product_image"]
         fields.update(productName=campaign["product_name"], price=_yuan(campaign["price_fen"]),

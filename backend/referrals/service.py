@@ -14,7 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.groupbuy.tables import Group, Seat
 from backend.members.tables import Member
@@ -88,8 +88,14 @@ async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> d
     return await get_campaign(campaign_id)
 
 
+_CAMPAIGN = Prepared(lambda campaign_id: ReferralCampaign.select().where(ReferralCampaign.id == campaign_id).first())
+_LINK = Prepared(lambda sharer, target: ShareLink.select().where(
+    (ShareLink.sharer == sharer) & (ShareLink.target == target)).first())
+_GROUP_OPEN = Prepared(lambda group_id: Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first())
+
+
 async def get_campaign(campaign_id: int) -> dict[str, Any]:
-    campaign = await ReferralCampaign.select().where(ReferralCampaign.id == campaign_id).first()
+    campaign = await _CAMPAIGN.run(campaign_id)
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return campaign
@@ -102,21 +108,20 @@ async def share_link(member_id: int, *, campaign_id: int | None = None, group_id
     """The member's link to a running campaign or a group still forming; the same one every time."""
     now = utcnow()
     if campaign_id is not None:
-        campaign = await ReferralCampaign.select(ReferralCampaign.ends_at).where(
-            ReferralCampaign.id == campaign_id).first()
+        campaign = await _CAMPAIGN.run(campaign_id)
         if campaign is None:
             raise ShareTargetNotFound(campaign_id=campaign_id)
         if campaign["ends_at"] <= now:
             raise ShareTargetClosed("This campaign has ended.", campaign_id=campaign_id)
         target = f"campaign:{campaign_id}"
     else:
-        group = await Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first()
+        group = await _GROUP_OPEN.run(group_id)
         if group is None:
             raise ShareTargetNotFound(group_id=group_id)
         if group["status"] != "forming" or group["expires_at"] <= now:
             raise ShareTargetClosed("This group is no longer forming.", group_id=group_id)
         target = f"group:{group_id}"
-    existing = await ShareLink.select().where((ShareLink.sharer == member_id) & (ShareLink.target == target)).first()
+    existing = await _LINK.run(member_id, target)
     if existing is not None:
         return existing
     try:
@@ -125,7 +130,7 @@ async def share_link(member_id: int, *, campaign_id: int | None = None, group_id
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: the same link, made by a concurrent request
-    return await ShareLink.select().where((ShareLink.sharer == member_id) & (ShareLink.target == target)).first()
+    return await _LINK.run(member_id, target)
 
 
 async def scene_exists(scene: str) -> bool:

@@ -52,7 +52,12 @@ async def test_every_template_renders_a_qr_that_decodes_to_the_share_url(client,
             assert unchanged.status_code == 304 and unchanged.content == b""
 
 
-async def test_what_changes_the_pixels_changes_the_poster(client, demo):
+async def test_what_changes_the_pixels_changes_the_poster(make_client, demo):
+    async with make_client(poster_plan_seconds=0) as client:
+        await changed_poster(client, demo)
+
+
+async def changed_poster(client, demo) -> None:
     groupbuy = await new_groupbuy_campaign(client, demo, groupSize=3)
     leader = await member_login(client, openid="oPoster00000000000000000002")
     friend = await member_login(client, openid="oPoster00000000000000000003")

@@ -64,20 +64,27 @@ def prepare_checkouts(url: str, seconds: int) -> str:
         .replace("STORE_ID", str(store_id))
 
 
-CHECKOUT_LUA = """
+# Each wrk thread takes every THREADS-th line of LINES_FILE into `lines`, so no two threads send the same one.
+THREAD_LINES_LUA = """
 local threads, counter = {}, 1
 function setup(thread)
   thread:set("id", counter)
   table.insert(threads, thread)
   counter = counter + 1
 end
-function init(args)
-  codes, n = {}, 0
+function read_lines()
+  lines, n = {}, 0
   local i = 0
-  for line in io.lines("CODES_FILE") do
-    if i % THREADS == id - 1 then table.insert(codes, line) end
+  for line in io.lines("LINES_FILE") do
+    if i % THREADS == id - 1 then table.insert(lines, line) end
     i = i + 1
   end
+end
+"""
+
+CHECKOUT_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "CODES_FILE") + """
+function init(args)
+  read_lines()
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.headers["Authorization"] = "Bearer TOKEN"
@@ -85,7 +92,7 @@ end
 function request()
   n = n + 1
   local body = string.format('{"storeId":STORE_ID,"amountFen":1234,"authCode":"%s","idempotencyKey":"bench-%d-%d"}',
-                             codes[n], id, n)
+                             lines[n], id, n)
   return wrk.format(nil, "/api/v1/cashier/orders", nil, body)
 end
 """
@@ -188,24 +195,13 @@ end
 
 POSTER_MEMBERS, POSTER_CAMPAIGNS = 100, 20  # 2,000 distinct posters per format: every cold request draws one
 
-POSTER_LUA = """
-local threads, counter = {}, 1
-function setup(thread)
-  thread:set("id", counter)
-  table.insert(threads, thread)
-  counter = counter + 1
-end
+POSTER_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "PAIRS_FILE") + """
 function init(args)
-  pairs_, n = {}, 0
-  local i = 0
-  for line in io.lines("PAIRS_FILE") do
-    if i % THREADS == id - 1 then table.insert(pairs_, line) end
-    i = i + 1
-  end
+  read_lines()
 end
 function request()
   n = n + 1
-  local token, campaign = pairs_[(n - 1) % #pairs_ + 1]:match("(%S+) (%S+)")
+  local token, campaign = lines[(n - 1) % #lines + 1]:match("(%S+) (%S+)")
   wrk.headers["Authorization"] = "Bearer " .. token
   return wrk.format("GET", "/api/v1/me/posters?format=FORMAT&campaignId=" .. campaign)
 end

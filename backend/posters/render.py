@@ -5,6 +5,7 @@ has is drawn as □, so no character ever silently disappears. The QR code has w
 """
 
 import io
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -41,9 +42,18 @@ def _coverage(path: str) -> frozenset[int]:
         return frozenset(font.getBestCmap())
 
 
-@lru_cache(maxsize=64)
+_thread = threading.local()
+
+
 def _font(index: int, size: int) -> ImageFont.FreeTypeFont:
-    return ImageFont.truetype(str(FONTS[index]), size)
+    """A loaded font, one per rendering thread: a FreeType face is not to be shared between threads."""
+    fonts = getattr(_thread, "fonts", None)
+    if fonts is None:
+        fonts = _thread.fonts = {}
+    font = fonts.get((index, size))
+    if font is None:
+        font = fonts[index, size] = ImageFont.truetype(str(FONTS[index]), size)
+    return font
 
 
 def font_for(char: str) -> int | None:

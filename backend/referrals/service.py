@@ -321,10 +321,11 @@ async def move_edges(survivor_id: int, merged_id: int, *, now: datetime) -> int:
     for referral in between:
         await Referral.update({Referral.status: ReferralStatus.void}).where(Referral.id == referral["id"])
         await _undo_rewards(referral["id"], now=now, why="referrer and referee merged into one member")
-    # A referee both ways keeps the survivor's own referral (the first touch of the person who stays).
+    # Referred both ways: the survivor's own referral stands (the first touch of the person who stays); the
+    # merged one's is void if it never qualified, and kept as history, under the merged id, if it did.
     if await Referral.exists().where(Referral.referee == survivor_id):
         await Referral.update({Referral.status: ReferralStatus.void}).where(
-            (Referral.referee == merged_id) & (Referral.status != ReferralStatus.void))
+            (Referral.referee == merged_id) & (Referral.status == ReferralStatus.bound))
     moved = await Referral.update({Referral.referrer: survivor_id}).where(
         (Referral.referrer == merged_id) & (Referral.referee != survivor_id)).returning(Referral.id)
     if not await Referral.exists().where(Referral.referee == survivor_id):

@@ -12,7 +12,7 @@ from backend.members.tables import Member
 from backend.posters import render
 from backend.posters.tables import MemberAvatar
 from backend.posters.templates import TemplateError, load_templates, parse
-from tests.conftest import member_login
+from tests.conftest import Ticker, member_login
 from tests.groupbuy.test_seats import new_campaign as new_groupbuy_campaign
 from tests.groupbuy.test_seats import open_group
 from tests.referrals.test_referrals import new_campaign, share
@@ -165,3 +165,21 @@ async def test_poster_requests_are_limited_per_member_and_bad_ones_refused(make_
         missing = await poster(client, other, "png", campaignId=999999)
         assert (missing.status_code, missing.json()["code"]) == (404, "referrals.target_not_found")
         assert (await poster(client, other, "gif", campaignId=campaign["id"])).status_code == 422
+
+
+async def test_drawing_runs_off_the_event_loop(client, demo):
+    from backend.posters import service
+    from backend.posters.service import PosterCache
+
+    campaign = await new_campaign(client)
+    member = await member_login(client, openid="oPoster00000000000000000007")
+    planned = await service.plan(member["member"]["id"], campaign_id=campaign["id"], group_id=None,
+                                 base_url="https://m.example.com/s/", image_format="png", cache=PosterCache())
+    async with Ticker() as drawing:
+        data = await service.draw(planned, "png")
+    assert decode(data) == [planned.url]
+    with_loop_blocked = Ticker()
+    async with with_loop_blocked:
+        render.render(render.PosterInput(template=planned.template, fields=planned.fields, url=planned.url,
+                                         avatar=None, product=None), "png")
+    assert drawing.ticks >= 3 and with_loop_blocked.ticks <= 1  # the same drawing, on the loop, starves it

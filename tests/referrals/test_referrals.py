@@ -237,3 +237,26 @@ async def test_a_referral_between_two_members_found_to_be_one_person_is_undone(t
     assert link_after["sharer"] == sharer["member"]["id"]
     earned = 5000 * 2 // 100  # the order's own points stay: only the referral's are undone
     assert await points.balance_of(sharer["member"]["id"]) == (earned, 0)
+
+
+async def test_self_referral_by_unionid_or_phone_earns_nothing(till, demo):
+    from tests.members.test_merge import phone_code
+
+    campaign = await new_campaign(till, holdingPeriodDays=0)
+    sharer = await member_login(till, openid=openid(1), unionid="uReferralSameperson0001")
+    assert (await till.post("/api/v1/me/phone", headers=sharer["headers"],
+                            json={"code": await phone_code(till, "13800138000")})).status_code == 200
+    link = await share(till, sharer, campaignId=campaign["id"])
+    # Another mini-program of the chain, the same WeChat user: one member by unionid, nobody referred.
+    same = await login_with(till, link["scene"], openid=openid(2), unionid="uReferralSameperson0001")
+    assert same["member"]["id"] == sharer["member"]["id"] and await Referral.count() == 0
+    # A second WeChat account is bound first, then shows the sharer's phone: one person, the referral void.
+    second = await login_with(till, link["scene"], openid=openid(3))
+    assert await Referral.count() == 1
+    bound = await till.post("/api/v1/me/phone", headers=second["headers"],
+                            json={"code": await phone_code(till, "13800138000")})
+    assert bound.status_code == 200 and bound.json()["id"] == sharer["member"]["id"]
+    assert (await Referral.select(Referral.status).first())["status"] == "void"
+    await pay(till, demo, openid(3), "ref-phone-0001")  # the person's paid order earns no referral reward
+    assert await rewards() == []
+    assert await PointsEntry.count().where(PointsEntry.source_type == "referral_reward") == 0

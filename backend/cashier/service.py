@@ -354,7 +354,8 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
             if claimed[0]["scene"]:
                 await referrals.attribute(member_id, claimed[0]["scene"], is_new=enrolled, excluding_order=order_id,
                                           now=now)
-            await referrals.on_paid_order(member_id, order_id, now=now)
+            if claimed[0]["scene"] or not enrolled:  # a payer enrolled just now has no referral without a scene
+                await referrals.on_paid_order(member_id, order_id, now=now)
         # The member is set only where none was: a merge may have moved the order to a survivor already.
         settled = []
         if member_id is not None:

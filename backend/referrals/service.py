@@ -214,13 +214,17 @@ def business_day(moment: datetime):
     return moment.astimezone(BUSINESS_TIME).date()
 
 
+# Run by every paid order: prepared once.
+_QUALIFY = Prepared(lambda member_id, order_id, now: Referral.update({
+    Referral.status: ReferralStatus.qualified, Referral.first_order: order_id, Referral.qualified_at: now}).where(
+    (Referral.referee == member_id) & (Referral.status == ReferralStatus.bound)
+).returning(Referral.id, Referral.referrer, Referral.campaign))
+
+
 async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None:
     """Inside the transaction that settles a paid cashier order: a bound referral's first paid order makes
     its rewards, held until the holding period is over (or posted now when it is 0)."""
-    qualified = await Referral.update({Referral.status: ReferralStatus.qualified, Referral.first_order: order_id,
-                                       Referral.qualified_at: now}).where(
-        (Referral.referee == member_id) & (Referral.status == ReferralStatus.bound)
-    ).returning(Referral.id, Referral.referrer, Referral.campaign)
+    qualified = await _QUALIFY.run(member_id, order_id, now)
     if not qualified or qualified[0]["campaign"] is None:
         return
     referral = qualified[0]

@@ -196,13 +196,13 @@ async def attribute(referee_id: int, scene: str, *, is_new: bool, excluding_orde
     if reason:
         logger.info("referral not bound", extra={"member_id": referee_id, "reason": reason})
         return False
-    try:
-        async with write_transaction():
-            await insert_row(Referral, referee=referee_id, referrer=link["sharer"], share_link=link["id"],
-                             campaign=link["campaign"], status=ReferralStatus.bound, created_at=now)
-    except Exception as error:
-        if not is_unique_violation(error):
-            raise
+    # ON CONFLICT rather than a caught unique violation: inside a till payment's transaction, a failed
+    # statement would void the whole transaction on PostgreSQL.
+    bound = await Referral.insert(Referral(
+        referee=referee_id, referrer=link["sharer"], share_link=link["id"], campaign=link["campaign"],
+        status=ReferralStatus.bound, created_at=now)).on_conflict(target=Referral.referee, action="DO NOTHING"
+                                                                  ).returning(Referral.id)
+    if not bound:
         return False  # another link bound this member a moment ago: first touch wins
     logger.info("referral bound", extra={"member_id": referee_id, "referrer_id": link["sharer"]})
     return True

@@ -260,3 +260,16 @@ async def test_self_referral_by_unionid_or_phone_earns_nothing(till, demo):
     await pay(till, demo, openid(3), "ref-phone-0001")  # the person's paid order earns no referral reward
     assert await rewards() == []
     assert await PointsEntry.count().where(PointsEntry.source_type == "referral_reward") == 0
+
+
+async def test_five_links_racing_for_one_new_member_bind_one_referral(client, demo):
+    campaign = await new_campaign(client)
+    sharers = [await member_login(client, openid=openid(10 + n)) for n in range(5)]
+    links = [await share(client, sharer, campaignId=campaign["id"]) for sharer in sharers]
+    newcomer = await member_login(client, openid=openid(20))
+    bound = await asyncio.gather(*(referrals.attribute(newcomer["member"]["id"], link["scene"], is_new=True)
+                                   for link in links))
+    assert sorted(bound) == [False] * 4 + [True]
+    rows = await Referral.select(Referral.referee, Referral.referrer)
+    winner = sharers[bound.index(True)]["member"]["id"]
+    assert rows == [{"referee": newcomer["member"]["id"], "referrer": winner}]

@@ -25,7 +25,7 @@ from backend.groupbuy.schemas import (
     SeatRefundOut,
     SeatTaken,
 )
-from backend.members.auth import CurrentMember, provide_current_member
+from backend.members.auth import CurrentMember, ensure_active, provide_current_member, provide_signed_member
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.controllers import store_out
@@ -96,7 +96,8 @@ def sold_out(error: SoldOut) -> Response[Any]:
 class GroupBuySeatController(Controller):
     path = "/api/v1/groupbuy"
     tags = ["Group-buy"]
-    dependencies = {"member": Provide(provide_current_member)}
+    # The member's account is checked by take_seat once the stock gate has let the request through.
+    dependencies = {"member": Provide(provide_signed_member)}
 
     @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
     async def open_group(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
@@ -106,7 +107,7 @@ class GroupBuySeatController(Controller):
             group, seat, params = await service.take_seat(
                 member_id=member.id, campaign_id=campaign_id, pickup_store_id=data.pickup_store_id,
                 quantity=data.quantity, provider=services.payment_provider, policy=services.checkout_policy,
-                kv=services.kv)
+                kv=services.kv, ensure_active=ensure_active)
         except SoldOut as error:
             return sold_out(error)
         return Response(SeatTaken(group=group_out(group), order=seat_out(seat, params)), status_code=201)
@@ -118,7 +119,8 @@ class GroupBuySeatController(Controller):
         try:
             group, seat, params = await service.take_seat(
                 member_id=member.id, group_id=group_id, pickup_store_id=data.pickup_store_id, quantity=data.quantity,
-                provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv)
+                provider=services.payment_provider, policy=services.checkout_policy, kv=services.kv,
+                ensure_active=ensure_active)
         except SoldOut as error:
             return sold_out(error)
         return Response(SeatTaken(group=group_out(group), order=seat_out(seat, params)), status_code=201)

@@ -6,6 +6,7 @@ import logging
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from piccolo.query.functions.aggregate import Sum
@@ -219,11 +220,13 @@ async def _campaign_for(kv: KV, group_id: int) -> int:
 
 async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, campaign_id: int | None = None,
                     group_id: int | None = None, provider: PaymentProvider, policy: "CheckoutPolicy",
-                    kv: KV) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+                    kv: KV, ensure_active: Callable[[int], Awaitable[None]] | None = None,
+                    ) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     """Open a group as its leader (campaign_id) or join one (group_id); answers (group, seat, payParams).
 
     The seat, the member's units and the stock are taken together or not at all; the seat then
-    waits for its payment until `pay_by`.
+    waits for its payment until `pay_by`. A sold-out answer comes first, from the stock gate; only a
+    request that passes it has its member's account checked (`ensure_active`) and reaches the database.
     """
     if group_id is not None:
         campaign_id = await _campaign_for(kv, group_id)
@@ -231,6 +234,8 @@ async def take_seat(*, member_id: int, pickup_store_id: int, quantity: int, camp
     if not await _pass_gate(kv, campaign_id, quantity):
         raise SoldOut(details={"campaignId": campaign_id})
     try:
+        if ensure_active is not None:
+            await ensure_active(member_id)
         return await _take_seat(member_id=member_id, pickup_store_id=pickup_store_id, quantity=quantity,
                                 campaign_id=campaign_id, group_id=group_id, provider=provider, policy=policy)
     except SoldOut:

@@ -17,9 +17,20 @@ class CurrentMember:
 
 
 async def provide_current_member(request: Request, services: NamedDependency[Services]) -> CurrentMember:
+    member = await provide_signed_member(request, services)
+    await ensure_active(member.id)
+    return member
+
+
+async def provide_signed_member(request: Request, services: NamedDependency[Services]) -> CurrentMember:
+    """The member the token names, not yet looked up: for a handler that can refuse without the database
+    (a sold-out flash sale) and calls `ensure_active` before it writes anything."""
     claims = bearer_claims(request, services.tokens)
     if claims.kind != PrincipalKind.member:
         raise Forbidden("A staff token cannot be used here.")
-    if not await service.is_active_member(claims.subject_id):
-        raise Unauthenticated("This member account is no longer active; sign in again.")
     return CurrentMember(id=claims.subject_id)
+
+
+async def ensure_active(member_id: int) -> None:
+    if not await service.is_active_member(member_id):
+        raise Unauthenticated("This member account is no longer active; sign in again.")

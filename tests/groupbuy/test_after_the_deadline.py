@@ -202,3 +202,9 @@ async def test_a_member_merge_moves_group_buy_orders_units_and_groups(client, de
     assert leader["leader"] == older["member"]["id"]
     group = (await client.get(f"/api/v1/groupbuy/groups/{shared['group']['id']}")).json()
     assert len(group["members"]) == 2 and group["seatsTaken"] == 3  # one person shown once; both seats kept
+    stock = (await Campaign.select(Campaign.stock_left).first())["stock_left"]
+    refused = await open_group(client, newer, campaign["id"], demo["S001"])  # the merged account's old token
+    assert refused.status_code == 401
+    assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == stock
+    over = await open_group(client, older, campaign["id"], demo["S001"])  # the person's units, summed, are 3 of 3
+    assert (over.status_code, over.json()["code"]) == (409, "groupbuy.member_limit")

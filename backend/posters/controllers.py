@@ -42,7 +42,7 @@ class PosterController(Controller):
                                   base_url=services.settings.share_base_url, image_format=format_,
                                   cache=services.posters)
         etag = f'"{plan.key}"'
-        headers = {"ETag": etag, "Cache-Control": "private, max-age=300"}
+        headers = {"ETag": etag, "Cache-Control": "private, no-cache"}  # revalidated each time: 304 is cheap
         if etag in request.headers.get("if-none-match", ""):
             return Response(b"", status_code=304, headers=headers, media_type=MEDIA_TYPES[format_])
         data = services.posters.get(plan.key)

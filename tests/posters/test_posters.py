@@ -45,6 +45,7 @@ async def test_every_template_renders_a_qr_that_decodes_to_the_share_url(client,
             assert (image.format, image.size) == (fmt.upper(), (750, 1334))
             assert decode(response.content) == [link["url"]], (name, fmt)
             etag = response.headers["etag"]
+            assert response.headers["cache-control"] == "private, no-cache"  # the app asks again, with the ETag
             again = await poster(client, sharer, fmt, **target)
             assert (again.content, again.headers["etag"]) == (response.content, etag)  # from the cache
             unchanged = await client.get("/api/v1/me/posters", headers={**sharer["headers"], "If-None-Match": etag},

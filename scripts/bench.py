@@ -172,23 +172,16 @@ async def flash_join(url: str, campaign_id: int, store_id: int, tokens: list[str
     return len(statuses) / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
 
 
-SOLD_OUT_LUA = """
-local threads, counter = {}, 1
-function setup(thread)
-  thread:set("id", counter)
-  table.insert(threads, thread)
-  counter = counter + 1
-end
+SOLD_OUT_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "TOKENS_FILE") + """
 function init(args)
-  tokens, n = {}, 0
-  for line in io.lines("TOKENS_FILE") do table.insert(tokens, line) end
+  read_lines()
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   wrk.body = '{"pickupStoreId":STORE_ID}'
 end
 function request()
   n = n + 1
-  wrk.headers["Authorization"] = "Bearer " .. tokens[(n * THREADS + id) % #tokens + 1]
+  wrk.headers["Authorization"] = "Bearer " .. lines[(n - 1) % #lines + 1]
   return wrk.format(nil, "/api/v1/groupbuy/campaigns/CAMPAIGN_ID/groups")
 end
 """

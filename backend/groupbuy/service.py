@@ -448,10 +448,7 @@ async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider,
             return
         seat = released[0]
         await Group.update({Group.seats_taken: Group.seats_taken - 1}).where(Group.id == seat["group"])
-        await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
-            (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"]))
-        await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
-            Campaign.id == seat["campaign"])
+        await _release_units(seat, stock=True)
     logger.info("group-buy seat expired", extra={"seat_id": seat_id})
 
 

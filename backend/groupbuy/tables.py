@@ -85,7 +85,9 @@ class Group(Table, tablename="groupbuy_group"):
 
     group_seats_in_range = Check((seats_taken >= 0) & (seats_taken <= group_size) & (seats_paid >= 0)
                                  & (seats_paid <= seats_taken))
-    group_virtual_seats_in_range = Check('"virtual_seats" >= 0 AND "virtual_seats" + "seats_paid" <= "group_size"')
+    # Virtual seats are the empty ones of a group that succeeded by virtual fill, and nothing else.
+    group_virtual_seats_are_the_empty_ones = Check(
+        '("virtual_seats" = 0 OR ("status" = \'succeeded\' AND "virtual_seats" = "group_size" - "seats_paid"))')
 
 
 class SeatStatus(str, Enum):

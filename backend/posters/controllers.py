@@ -4,19 +4,15 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
-from backend.core.errors import RateLimited
+from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters import service
-from backend.posters.errors import AvatarNotFound, PosterTargetInvalid
+from backend.posters.errors import AvatarNotFound, PosterLimited
+from backend.referrals.errors import OneTarget
 from backend.referrals.schemas import Id
 from backend.services import Services
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
-
-
-class PosterLimited(RateLimited):
-    code = "posters.rate_limited"
-    default_message = "Too many posters at once; try again in a minute."
 
 
 class PosterController(Controller):
@@ -34,10 +30,11 @@ class PosterController(Controller):
         """The member's share poster for a referral campaign or a group (750x1334); its QR code opens the
         member's share link. Served from a cache keyed by everything that changes its pixels, with an ETag."""
         if (campaign_id is None) == (group_id is None):
-            raise PosterTargetInvalid(details={"campaignId": "or groupId, exactly one"})
-        key = f"mall:posters:rate:{member.id}"
-        if await services.kv.incr(key, expires_in=60) > services.settings.poster_limit_per_minute:
-            raise PosterLimited(retry_after=max(1, round(await services.kv.ttl(key) or 60)), member_id=member.id)
+            raise OneTarget(details={"campaignId": "or groupId, exactly one"})
+        wait = await hit_window(services.kv, f"mall:posters:rate:{member.id}",
+                                limit=services.settings.poster_limit_per_minute, window=60)
+        if wait is not None:
+            raise PosterLimited(retry_after=wait, member_id=member.id)
         plan = await service.plan(member.id, campaign_id=campaign_id, group_id=group_id,
                                   base_url=services.settings.share_base_url, image_format=format_,
                                   cache=services.posters)

@@ -1,4 +1,4 @@
-from backend.core.errors import DomainError
+from backend.core.errors import DomainError, RateLimited
 
 
 class NotAnImage(DomainError):
@@ -19,7 +19,6 @@ class AvatarNotFound(DomainError):
     default_message = "No such avatar."
 
 
-class PosterTargetInvalid(DomainError):
-    code = "request.invalid"
-    status_code = 422
-    default_message = "Name exactly one of campaignId and groupId."
+class PosterLimited(RateLimited):
+    code = "posters.rate_limited"
+    default_message = "Too many posters at once; try again in a minute."

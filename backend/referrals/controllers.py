@@ -4,11 +4,10 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from backend.core.errors import DomainError
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters.templates import template_names
 from backend.referrals import service
-from backend.referrals.errors import UnknownScene
+from backend.referrals.errors import OneTarget, UnknownScene
 from backend.referrals.schemas import (
     LeaderboardOut,
     LeaderboardRow,
@@ -22,12 +21,6 @@ from backend.referrals.schemas import (
 )
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_hq_admin
-
-
-class OneTarget(DomainError):
-    code = "request.invalid"
-    status_code = 422
-    default_message = "Name exactly one of campaignId and groupId."
 
 
 def campaign_out(row: dict[str, Any]) -> ReferralCampaignOut:

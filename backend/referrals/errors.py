@@ -29,3 +29,11 @@ class UnknownScene(DomainError):
     code = "referrals.unknown_scene"
     status_code = 404
     default_message = "No such share link."
+
+
+class OneTarget(DomainError):
+    """A share link or a poster is for a referral campaign or for a group-buy group, never both or neither."""
+
+    code = "request.invalid"
+    status_code = 422
+    default_message = "Name exactly one of campaignId and groupId."

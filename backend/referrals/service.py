@@ -189,8 +189,7 @@ async def attribute(referee_id: int, scene: str, *, is_new: bool, excluding_orde
     elif referee_id in await _referrers_of(link["sharer"]):
         reason = "a cycle"
     if not reason and link["campaign"] is not None:
-        campaign = await ReferralCampaign.select(ReferralCampaign.starts_at, ReferralCampaign.ends_at).where(
-            ReferralCampaign.id == link["campaign"]).first()
+        campaign = await _CAMPAIGN.run(link["campaign"])
         if not (campaign["starts_at"] <= now < campaign["ends_at"]):
             reason = "campaign not running"
     if reason:
@@ -228,7 +227,7 @@ async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None
     if not qualified or qualified[0]["campaign"] is None:
         return
     referral = qualified[0]
-    campaign = await ReferralCampaign.select().where(ReferralCampaign.id == referral["campaign"]).first()
+    campaign = await _CAMPAIGN.run(referral["campaign"])
     release_at = now + timedelta(days=campaign["holding_period_days"])
     if campaign["referrer_points"]:
         status = RewardStatus.held if await _within_cap(referral["referrer"], campaign, now) else RewardStatus.capped

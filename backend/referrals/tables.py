@@ -45,6 +45,7 @@ class ShareLink(Table, tablename="referral_share_link"):
     created_at = Timestamptz()
 
     one_link_per_sharer_and_target = Unique([sharer, target])
+    share_link_has_one_target = Check('(("campaign" IS NULL) <> ("group" IS NULL))')
 
 
 class ReferralStatus(str, Enum):
@@ -66,6 +67,8 @@ class Referral(Table, tablename="referral_edge"):
     created_at = Timestamptz()
 
     referral_never_self = Check('"referee" <> "referrer"')
+    referral_qualified_by_an_order = Check(
+        '("status" <> \'qualified\' OR ("first_order" IS NOT NULL AND "qualified_at" IS NOT NULL))')
 
 
 class RewardRole(str, Enum):

@@ -2,6 +2,8 @@
 
 from datetime import timedelta
 
+import pytest
+
 from backend.cashier.service import CheckoutPolicy
 from backend.core.clock import utcnow
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat, SeatRefund
@@ -208,3 +210,15 @@ async def test_a_member_merge_moves_group_buy_orders_units_and_groups(client, de
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == stock
     over = await open_group(client, older, campaign["id"], demo["S001"])  # the person's units, summed, are 3 of 3
     assert (over.status_code, over.json()["code"]) == (409, "groupbuy.member_limit")
+
+
+async def test_the_database_holds_virtual_seats_to_the_empty_seats_of_a_success(client, demo):
+    campaign = await new_campaign(client, demo, groupSize=3)
+    leader, = await shoppers(client, 1, prefix="oVirtualCheck")
+    group_id = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]["id"]
+    with pytest.raises(Exception, match="group_virtual_seats_are_the_empty_ones"):  # still forming
+        await Group.update({Group.virtual_seats: 3}).where(Group.id == group_id)
+    with pytest.raises(Exception, match="group_virtual_seats_are_the_empty_ones"):  # not the empty seats
+        await Group.update({Group.status: "succeeded", Group.virtual_seats: 1}).where(Group.id == group_id)
+    await Group.update({Group.status: "succeeded", Group.virtual_seats: 3}).where(Group.id == group_id)
+    assert (await Group.select(Group.virtual_seats).first())["virtual_seats"] == 3

@@ -5,6 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from backend.members.tables import Member
 from backend.points import service as points
 from backend.points.tables import PointsEntry
 from backend.referrals import service as referrals
@@ -117,9 +118,9 @@ async def test_a_referral_is_rewarded_once_after_the_holding_period(till, demo):
     assert await PointsEntry.count().where(PointsEntry.source_type == "referral_reward") == 2
     before = await points.balance_of(sharer["member"]["id"])
     assert before[0] == 200
+    await Member.update({Member.nickname: "王小明"}).where(Member.id == friend["member"]["id"])
     mine = (await till.get("/api/v1/me/referrals", headers=sharer["headers"])).json()["items"]
-    assert [(m["rewardStatus"], m["rewardPoints"]) for m in mine] == [("released", 200)]
-    assert mine[0]["nickname"] != friend["member"]["nickname"] or len(friend["member"]["nickname"]) <= 1
+    assert [(m["rewardStatus"], m["rewardPoints"], m["nickname"]) for m in mine] == [("released", 200, "王*明")]
 
     # The first order refunded after release: both rewards are clawed back through the ledger.
     cashier1 = await staff_login(till, "cashier1")
@@ -194,9 +195,9 @@ async def test_fifty_sign_ups_in_an_hour_hit_the_daily_cap(till, demo):
     statuses = [r["status"] for r in await rewards()]
     assert sorted(statuses) == ["capped"] * 47 + ["released"] * 3
     assert await points.balance_of(sharer["member"]["id"]) == (600, 0)
+    await Member.update({Member.nickname: "Alice Chen"}).where(Member.id == sharer["member"]["id"])
     board = (await till.get(f"/api/v1/referral-campaigns/{campaign['id']}/leaderboard")).json()["items"]
-    assert [(row["rank"], row["referrals"]) for row in board] == [(1, 50)]
-    assert board[0]["nickname"] != sharer["member"]["nickname"] or len(sharer["member"]["nickname"]) <= 1
+    assert [(row["rank"], row["referrals"], row["nickname"]) for row in board] == [(1, 50, "A****n")]
 
 
 async def test_hq_alone_creates_campaigns_and_bad_ones_are_refused(client, demo):
@@ -273,3 +274,22 @@ async def test_five_links_racing_for_one_new_member_bind_one_referral(client, de
     rows = await Referral.select(Referral.referee, Referral.referrer)
     winner = sharers[bound.index(True)]["member"]["id"]
     assert rows == [{"referee": newcomer["member"]["id"], "referrer": winner}]
+
+
+def test_nicknames_are_masked_enough_to_recognise_not_to_identify():
+    assert [referrals.mask_nickname(name) for name in ("张三丰", "李四", "王", "", "  Alice  ", "欧阳娜娜很长的名字")] == [
+        "张*丰", "李*", "*", "会员", "A***e", "欧****字"]
+
+
+async def test_the_database_holds_a_share_link_to_one_target_and_a_qualified_referral_to_its_order(client, demo):
+    campaign = await new_campaign(client)
+    sharer = await member_login(client, openid=openid(1))
+    friend = await member_login(client, openid=openid(2))
+    with pytest.raises(Exception, match="share_link_has_one_target"):
+        await ShareLink.insert(ShareLink(scene="A" * 24, sharer=sharer["member"]["id"], target="nothing",
+                                         created_at=datetime.now(UTC)))
+    link = await share(client, sharer, campaignId=campaign["id"])
+    assert await referrals.attribute(friend["member"]["id"], link["scene"], is_new=True)
+    with pytest.raises(Exception, match="referral_qualified_by_an_order"):
+        await Referral.update({Referral.status: "qualified"}).where(Referral.referee == friend["member"]["id"])
+    assert (await Referral.select(Referral.status).first())["status"] == "bound"

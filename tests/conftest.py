@@ -40,7 +40,7 @@ from redis.asyncio import Redis  # noqa: E402
 from backend.app import create_app  # noqa: E402
 from backend.cli import migrate  # noqa: E402
 from backend.core.db import close_database, get_engine  # noqa: E402
-from backend.members import service as members  # noqa: E402
+from backend.core.recent import Recent  # noqa: E402
 from backend.payments.sandbox import SandboxProvider  # noqa: E402
 from backend.piccolo_app import TABLES  # noqa: E402
 from backend.sandbox.keys import load_sandbox_keys  # noqa: E402
@@ -71,7 +71,7 @@ async def clean_state() -> AsyncIterator[None]:
     else:
         for table in reversed(TABLES):
             await engine.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
-    members.forget_activity()  # ids start again in the wiped database
+    Recent.forget_everything()  # ids start again in the wiped database
     if SCALE_OUT:
         redis = Redis.from_url(os.environ["TEST_REDIS_URL"])
         await redis.flushdb()

@@ -30,7 +30,7 @@ from backend.stores.auth import CurrentStaff, provide_current_staff
 async def order_out(order: dict[str, Any]) -> OrderOut:
     landing = None
     if order["status"] == "paid":
-        store = await stores.get_store(order["store"])
+        store = await stores.recent_store(order["store"])
         if store["landing_text"] or store["landing_url"]:
             landing = LandingOut(text=store["landing_text"], url=store["landing_url"] or None)
     return OrderOut(
@@ -73,12 +73,14 @@ class CashierOrderController(Controller):
         staff.ensure_store(data.store_id)
         replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
                     "points_to_redeem": data.points_to_redeem}
-        # A retry is answered before the member code is looked at: the first request spent it.
-        replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed, services.checkout_policy)
-        if replay is not None:
-            return Response(await order_out(replay), status_code=200)
         member_id = None
         if data.member_code:
+            # A retry is answered before the member code is looked at: the first request spent it. Without a
+            # code, the order's unique key answers a retry inside `checkout`.
+            replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed,
+                                                  services.checkout_policy)
+            if replay is not None:
+                return Response(await order_out(replay), status_code=200)
             profile = await members.look_up_member_code(
                 data.member_code, codes=services.member_codes, kv=services.kv, staff_id=staff.id,
                 till=data.till_id or client_address(request.scope), now=time.time(),

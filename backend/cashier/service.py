@@ -53,6 +53,7 @@ from backend.points import service as points
 from backend.points.service import PointsPolicy
 from backend.referrals import service as referrals
 from backend.settings import Settings
+from backend.stores import service as stores
 from backend.stores.tables import Store
 
 logger = logging.getLogger(__name__)
@@ -95,7 +96,6 @@ _CLAIM_PAID = Prepared(lambda order_id, now, transaction_id, openid: Order.updat
     Order.payer_openid: openid, Order.next_query_at: None,
 }).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
     Order.store, Order.paid_fen, Order.member, Order.scene))
-_STORE_RATE = Prepared(lambda store_id: Store.select(Store.points_per_yuan).where(Store.id == store_id).first())
 _PAID_BY = Prepared(lambda order_id, member_id, enrolled, earned: Order.update({
     Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned,
 }).where((Order.id == order_id) & Order.member.is_null()).returning(*Order.all_columns()))
@@ -345,11 +345,12 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
                 WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None), store_id=store_id)
         earned = 0
         if member_id is not None:
-            store = await _STORE_RATE.run(store_id)
+            store = await stores.recent_store(store_id)
             earned = paid_fen * store["points_per_yuan"] // 100
             if earned:
                 await points.earn(member_id, earned, store_id=store_id, source_type=SOURCE, source_id=str(order_id),
-                                  idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points)
+                                  idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points,
+                                  enrolled_now=enrolled)
         if member_id is not None:
             if claimed[0]["scene"]:
                 await referrals.attribute(member_id, claimed[0]["scene"], is_new=enrolled, excluding_order=order_id,
@@ -362,7 +363,9 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
             settled = await _PAID_BY.run(order_id, member_id, enrolled, earned)
         if not settled:
             settled = await _PAID_POINTS.run(order_id, earned)
-    logger.info("order paid", extra={"order_id": order_id, "member_id": member_id})
+    # One line for both events: a till enrolment is "order paid, payer enrolled".
+    logger.info("order paid, payer enrolled" if enrolled else "order paid",
+                extra={"order_id": order_id, "member_id": member_id, "member_enrolled": enrolled})
     return settled[0]
 
 

@@ -1,7 +1,6 @@
 """Members and the identities that name them."""
 
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +8,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
+from backend.core.recent import Recent
 from backend.members.code import STEP_SECONDS, MemberCodes
 from backend.members.errors import (
     AlreadyMerged,
@@ -115,8 +115,7 @@ async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bo
         return member_id, False
     member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier, enrolled_store=store_id)
     await insert_row(MemberIdentity, member=member_id, kind=IdentityKind.wechat_openid, value=value)
-    logger.info("member enrolled", extra={"member_id": member_id, "channel": EnrolmentChannel.cashier.value})
-    return member_id, True
+    return member_id, True  # the caller logs the enrolment with the payment that made it
 
 
 _ACTIVE = Prepared(lambda member_id, status: Member.select(Member.id).where(
@@ -127,27 +126,20 @@ _ACTIVE = Prepared(lambda member_id, status: Member.select(Member.id).where(
 # "active" is kept for a moment in this process; a merge here forgets it at once, and a worker that did not
 # run the merge sees it within ACTIVE_FOR_SECONDS.
 ACTIVE_FOR_SECONDS = 2.0
-_active_until: dict[int, float] = {}
+_active: Recent[int, bool] = Recent(ACTIVE_FOR_SECONDS)
 
 
 async def is_active_member(member_id: int) -> bool:
-    now = time.monotonic()
-    if _active_until.get(member_id, 0.0) > now:
+    if _active.get(member_id):
         return True
     if await _ACTIVE.run(member_id, MemberStatus.active) is None:
         return False
-    if len(_active_until) >= 100_000:
-        _active_until.clear()
-    _active_until[member_id] = now + ACTIVE_FOR_SECONDS
-    return True
+    return _active.put(member_id, True)
 
 
 def forget_activity(member_id: int | None = None) -> None:
     """After a merge (or, with no id, a wiped database): ask the database again."""
-    if member_id is None:
-        _active_until.clear()
-    else:
-        _active_until.pop(member_id, None)
+    _active.forget(member_id)
 
 
 async def member_profile(member_id: int) -> dict[str, Any]:

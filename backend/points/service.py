@@ -286,10 +286,34 @@ async def _once(keys: list[str], hash_: str, operation) -> list[Posted]:
 # What other domains call ---------------------------------------------------------
 
 async def earn(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
-               idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
-    """Credit points earned by a purchase, as a lot expiring by the policy."""
+               idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY,
+               enrolled_now: bool = False) -> Posted:
+    """Credit points earned by a purchase, as a lot expiring by the policy.
+
+    `enrolled_now`: the member was enrolled in the caller's write transaction, so nothing else can have
+    touched their points yet (no account, no entry, no merge): the account opens holding these points.
+    """
+    if enrolled_now:
+        return await _open_account(member_id, points, EntryKind.earn, store_id=store_id,
+                                   source=(source_type, source_id), key=idempotency_key, now=now, policy=policy)
     return await _credit_once(EntryKind.earn, member_id, points, store_id=store_id, source=(source_type, source_id),
                               key=idempotency_key, now=now, policy=policy)
+
+
+async def _open_account(member_id: int, points: int, kind: EntryKind, *, store_id: int | None,
+                        source: tuple[str, str], key: str, now: datetime | None, policy: PointsPolicy) -> Posted:
+    if points <= 0:
+        raise ValueError("credited points are positive")
+    now = now or utcnow()
+    hash_ = request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
+                         reason="")
+    async with write_transaction():  # the caller's: the member's enrolment commits with these points or not at all
+        await insert_row(PointsAccount, member=member_id, balance=points, debt=0, updated_at=now)
+        entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(points, 0), store_id=store_id,
+                                source=source, key=key, hash_=hash_, now=now)
+        await insert_row(PointsLot, member=member_id, entry=entry_id, store=store_id, points=points, remaining=points,
+                         expires_at=policy.expiry_for(now))
+    return Posted(entry_id, kind, points, 0, points, 0)
 
 
 async def reward(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,

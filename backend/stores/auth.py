@@ -6,11 +6,10 @@ from litestar import Request
 from litestar.di import NamedDependency
 
 from backend.core.auth import PrincipalKind, bearer_claims
-from backend.core.db import Prepared
 from backend.core.errors import Forbidden, NotFound, Unauthenticated
 from backend.services import Services
 from backend.stores import service
-from backend.stores.tables import Staff, StaffRole
+from backend.stores.tables import StaffRole
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,20 +36,15 @@ class CurrentStaff:
             raise NotFound("No such store.", staff_id=self.id, store_id=store_id)
 
 
-_STAFF = Prepared(lambda staff_id: Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
-    Staff.id == staff_id).first())
-
-
 async def provide_current_staff(request: Request, services: NamedDependency[Services]) -> CurrentStaff:
     claims = bearer_claims(request, services.tokens)
     if claims.kind != PrincipalKind.staff:
         raise Forbidden("A member token cannot be used here.")
-    staff = await _STAFF.run(claims.subject_id)
+    staff = await service.recent_staff(claims.subject_id)
     if staff is None or not staff["active"]:
         raise Unauthenticated("This staff account is no longer active.")
-    store_ids = await service.staff_store_ids(staff["id"])
     return CurrentStaff(id=staff["id"], username=staff["username"], role=StaffRole(staff["role"]),
-                        store_ids=frozenset(store_ids))
+                        store_ids=frozenset(staff["store_ids"]))
 
 
 async def provide_hq_admin(request: Request, services: NamedDependency[Services]) -> CurrentStaff:

@@ -6,6 +6,7 @@ from typing import Any
 from backend.core.db import Prepared, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
+from backend.core.recent import Recent
 from backend.stores.errors import (
     InvalidCredentials,
     StoreCodeTaken,
@@ -19,6 +20,8 @@ from backend.stores.schemas import StaffCreate, StoreCreate
 from backend.stores.tables import Staff, StaffRole, StaffStore, Store
 
 logger = logging.getLogger(__name__)
+
+_MISSING: Any = object()
 
 
 async def create_store(data: StoreCreate) -> dict[str, Any]:
@@ -38,12 +41,40 @@ async def create_store(data: StoreCreate) -> dict[str, Any]:
 
 
 _STORE = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
+_STAFF = Prepared(lambda staff_id: Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
+    Staff.id == staff_id).first())
 _STAFF_STORES = Prepared(lambda staff_id: StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id)
                          .order_by(StaffStore.store))
+
+# Every till request names its staff account and store. Stores and staff are created, never edited here, so
+# what was read is kept for RECENT_SECONDS in this process; a deactivation written elsewhere is honoured
+# within that time, as a merged member's token is.
+RECENT_SECONDS = 2.0
+_stores: Recent[int, dict[str, Any] | None] = Recent(RECENT_SECONDS)
+_staff: Recent[int, dict[str, Any] | None] = Recent(RECENT_SECONDS)
 
 
 async def get_store(store_id: int) -> dict[str, Any] | None:
     return await _STORE.run(store_id)
+
+
+async def recent_store(store_id: int) -> dict[str, Any] | None:
+    """The store as read at most RECENT_SECONDS ago (for its earn rate and landing content on a checkout)."""
+    store = _stores.get(store_id, _MISSING)
+    if store is _MISSING:
+        store = _stores.put(store_id, await _STORE.run(store_id))
+    return store
+
+
+async def recent_staff(staff_id: int) -> dict[str, Any] | None:
+    """The staff account with its `store_ids`, as read at most RECENT_SECONDS ago; None if there is none."""
+    staff = _staff.get(staff_id, _MISSING)
+    if staff is _MISSING:
+        staff = await _STAFF.run(staff_id)
+        if staff is not None:
+            staff["store_ids"] = await staff_store_ids(staff_id)
+        _staff.put(staff_id, staff)
+    return staff
 
 
 async def list_open_stores() -> list[dict[str, Any]]:

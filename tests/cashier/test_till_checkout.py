@@ -11,7 +11,7 @@ from backend.cashier.tables import Order
 from backend.members.code import MemberCodes
 from backend.members.tables import MemberMerge
 from backend.points import service as points
-from backend.points.tables import PointsEntry
+from backend.points.tables import PointsAccount, PointsEntry, PointsLot
 from backend.sandbox.tables import SandboxTrade
 from backend.settings import Settings
 from tests.conftest import member_login, staff_login
@@ -45,6 +45,9 @@ async def test_a_new_payer_leaves_as_a_member_with_points(till, demo):
     order = response.json()
     assert (order["status"], order["memberEnrolled"], order["pointsEarned"]) == ("paid", True, 24)  # 2 pts a yuan
     assert order["paidFen"] == 1234 and order["paidAt"] and len(order["outTradeNo"]) == 28
+    # The account opened with the enrolment holds exactly what its one entry and one lot say.
+    assert await books(order["memberId"]) == {"balance": 24, "debt": 0, "entries": [("earn", 24, 24)],
+                                              "lots": [(24, 24)]}
     shopper = await member_login(till, openid=openid)  # the same WeChat user opens the mini-program
     assert shopper["isNew"] is False and shopper["member"]["id"] == order["memberId"]
     assert shopper["member"]["pointsBalance"] == 24 and shopper["member"]["enrolledVia"] == "cashier"
@@ -54,6 +57,16 @@ async def test_a_new_payer_leaves_as_a_member_with_points(till, demo):
                        "checkout-0002", amount=5000)
     assert again.json()["memberId"] == order["memberId"] and again.json()["memberEnrolled"] is False
     assert await points.balance_of(order["memberId"]) == (124, 0)
+    assert (await books(order["memberId"]))["entries"] == [("earn", 24, 24), ("earn", 100, 124)]
+
+
+async def books(member_id: int) -> dict:
+    account = await PointsAccount.select().where(PointsAccount.member == member_id).first()
+    entries = await PointsEntry.select().where(PointsEntry.member == member_id).order_by(PointsEntry.id)
+    lots = await PointsLot.select().where(PointsLot.member == member_id).order_by(PointsLot.id)
+    return {"balance": account["balance"], "debt": account["debt"],
+            "entries": [(e["kind"], e["delta"], e["balance_after"]) for e in entries],
+            "lots": [(lot["points"], lot["remaining"]) for lot in lots]}
 
 
 async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(till, demo, settings):

@@ -1,5 +1,7 @@
 """A staff member acts only for their stores: another store's objects are 404 to them."""
 
+import asyncio
+
 from tests.conftest import member_login, staff_login
 
 
@@ -40,3 +42,15 @@ async def test_deactivated_staff_token_stops_working(client, demo):
     await Staff.update({Staff.active: False}).where(Staff.id == demo["cashier1"])
     response = await client.get("/api/v1/cashier/me", headers=cashier)
     assert response.status_code == 401
+
+
+async def test_a_staff_token_in_use_stops_working_once_deactivated(client, demo):
+    from backend.stores import service
+    from backend.stores.tables import Staff
+
+    cashier = await staff_login(client, "cashier1")
+    assert (await client.get("/api/v1/cashier/me", headers=cashier)).status_code == 200
+    await Staff.update({Staff.active: False}).where(Staff.id == demo["cashier1"])
+    await asyncio.sleep(service.RECENT_SECONDS)  # what a worker read is kept at most this long
+    response = await client.get("/api/v1/cashier/me", headers=cashier)
+    assert response.status_code == 401 and response.json()["code"] == "auth.unauthenticated"

@@ -1,0 +1,50 @@
+"""Answers read from the database a moment ago, kept in this process for rows that rarely change.
+
+The busiest requests ask the same things every time (is this staff account active, which
+stores may it act for, what is this store's earn rate). A `Recent` keeps each answer for a
+few seconds: a change made in this process forgets it at once, one made elsewhere is seen
+within `seconds`.
+"""
+
+import time
+import weakref
+from typing import Generic, Hashable, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_MISSING = object()
+
+
+class Recent(Generic[K, V]):
+    _all: "weakref.WeakSet[Recent]" = weakref.WeakSet()
+
+    def __init__(self, seconds: float, *, size: int = 100_000) -> None:
+        self.seconds, self.size = seconds, size
+        self._answers: dict[K, tuple[float, V]] = {}
+        Recent._all.add(self)
+
+    def get(self, key: K, default: V | None = None) -> V | None:
+        """The answer kept for `key`, or `default` when there is none or it is too old."""
+        kept = self._answers.get(key, _MISSING)
+        if kept is _MISSING or kept[0] <= time.monotonic():  # type: ignore[index]
+            return default
+        return kept[1]  # type: ignore[index]
+
+    def put(self, key: K, value: V) -> V:
+        if len(self._answers) >= self.size:
+            self._answers.clear()  # cheaper than an LRU, and only ever costs a few reads again
+        self._answers[key] = (time.monotonic() + self.seconds, value)
+        return value
+
+    def forget(self, key: K | None = None) -> None:
+        if key is None:
+            self._answers.clear()
+        else:
+            self._answers.pop(key, None)
+
+    @classmethod
+    def forget_everything(cls) -> None:
+        """Every Recent in the process starts empty (a wiped database: ids are given out again)."""
+        for recent in list(cls._all):
+            recent.forget()

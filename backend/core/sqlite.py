@@ -15,12 +15,17 @@ changes only where statements run:
   their own (WAL lets it read beside the writer); a report that may scan many
   rows opts into `heavy_reads()`, which sends its reads to threads instead;
 - WAL checkpoints (which fsync the database file) run on a thread of their own
-  every few hundred commits instead of inside a commit on the loop;
+  every few hundred commits instead of inside a commit on the loop; the few
+  frames committed while one ran are copied by a second, short checkpoint that
+  the next writer waits for, so that the WAL is then wholly in the database and
+  starts over instead of growing for as long as writes keep coming (a WAL of
+  gigabytes makes every commit and page lookup slower);
 - a failed BEGIN releases everything it took (the shipped engine leaks the
   connection and its non-daemon thread, which hangs the process at exit).
 """
 
 import asyncio
+import logging
 import re
 import sqlite3
 import threading
@@ -35,8 +40,11 @@ from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionTy
 from piccolo.querystring import QueryString
 
 
+logger = logging.getLogger(__name__)
+
 BEGIN_RETRY_SECONDS = 0.002
 CHECKPOINT_EVERY_COMMITS = 300  # SQLite's own default is every 1,000 WAL pages: a few hundred small commits
+WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL that grew past this (a long read held it) is cut back at restart
 
 
 _heavy_reads: ContextVar[bool] = ContextVar("heavy_reads", default=False)
@@ -79,6 +87,7 @@ class EmbeddedTransaction(SQLiteTransaction):
         lock = self.engine.write_lock()
         await lock.acquire()
         try:
+            await self.engine.finish_checkpoint()
             self.connection = self.engine.writer()
             # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
             # could meet another process's lock with no busy handler to wait for it.
@@ -149,6 +158,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         self._guard = threading.Lock()
         self._checkpointer: ThreadPoolExecutor | None = None
         self._checkpoint: Future | None = None
+        self._tail_due = False
         self._commits = 0
 
     # Connections -----------------------------------------------------------
@@ -172,6 +182,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             # transaction waits for is taken by BEGIN IMMEDIATE, retried in `begin`.
             self._writer = self._connect(busy_timeout_ms=0)
             self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # see `committed`
+            self._writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         return self._writer
 
     def loop_reader(self) -> sqlite3.Connection:
@@ -190,6 +201,21 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
                 self._checkpointer = ThreadPoolExecutor(1, thread_name_prefix="sqlite-checkpoint")
             # PASSIVE never waits for, nor blocks, the writer or the readers.
             self._checkpoint = self._checkpointer.submit(self._read, "PRAGMA wal_checkpoint(PASSIVE)", [])
+            self._tail_due = True
+
+    async def finish_checkpoint(self) -> None:
+        """With the write lock held: copy what was committed while the last checkpoint ran.
+
+        No writer can append meanwhile, so this one completes, and the next commit starts
+        the WAL over. It holds writers up for the copy of a few hundred frames; readers go on.
+        """
+        if not self._tail_due or self._checkpoint is None or not self._checkpoint.done():
+            return
+        self._tail_due = False
+        try:
+            await asyncio.wrap_future(self._checkpointer.submit(self._read, "PRAGMA wal_checkpoint(PASSIVE)", []))
+        except sqlite3.Error as error:  # the next round tries again; the commits themselves are safe in the WAL
+            logger.warning("WAL checkpoint failed", extra={"error": repr(error)})
 
     def write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -232,6 +258,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         with self._guard:
             pools = [self._readers, self._checkpointer]
             self._readers = self._checkpointer = self._checkpoint = None
+            self._tail_due = False
             connections, self._reader_connections = self._reader_connections, []
         for pool in pools:
             if pool is not None:

@@ -121,6 +121,22 @@ async def test_the_wal_is_checkpointed_off_the_loop(embedded):
     assert engine.writer().execute("PRAGMA wal_autocheckpoint").fetchone()["wal_autocheckpoint"] == 0
 
 
+async def test_the_wal_starts_over_under_sustained_writes(embedded):
+    """Writes that never pause still let the WAL be wholly checkpointed and start over: it stays small."""
+    engine, path = embedded
+    wal = path.with_name(path.name + "-wal")
+    rounds, largest = 12, 0
+    for i in range(CHECKPOINT_EVERY_COMMITS * rounds):
+        async with engine.transaction(transaction_type=TransactionType.immediate):
+            await engine.run_querystring(QueryString("INSERT INTO item (note) VALUES ({})", "x" * 2000))
+        if i % 50 == 0:
+            await asyncio.sleep(0)  # the load never pauses: the checkpoint thread works beside it
+            largest = max(largest, os.path.getsize(wal))
+    # Every commit appends at least one 4 KiB page: a WAL that never started over would hold them all.
+    appended = CHECKPOINT_EVERY_COMMITS * rounds * 4096
+    assert largest < appended / 2, (largest, appended)
+
+
 @pytest.mark.parametrize(("protocol", "nodelay"), [(NoDelayHttpProtocol, True), (HttpToolsProtocol, False)])
 async def test_served_connections_have_nagle_off(protocol, nodelay):
     """As uvicorn binds for several workers (proto 0), asyncio leaves Nagle on; our protocol turns it off."""

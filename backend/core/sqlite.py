@@ -7,6 +7,10 @@ changes only where statements run:
 
 - every transaction runs on one long-lived writer connection, one transaction at
   a time (an in-process lock serializes writers, as SQLite does anyway);
+- transactions that run while one waits to commit share its COMMIT (group
+  commit): each is a savepoint of one SQLite transaction, which commits on the
+  loop's next turn; each answers only once that COMMIT is done. Savepoints keep
+  their undo pages in memory (`temp_store`), not in a temporary file;
 - statements of a transaction run directly on the event loop: SQLite is a library
   call taking microseconds here, cheaper than a hop to a thread; the only wait
   that could be long, taking the write lock from another process, is retried
@@ -64,6 +68,10 @@ class DatabaseBusy(Exception):
     """Another process held the SQLite write lock for longer than the configured timeout."""
 
 
+class TransactionLost(Exception):
+    """The SQLite transaction that carried a group of transactions ended without committing them."""
+
+
 class _Savepoint:
     def __init__(self, name: str, connection: sqlite3.Connection) -> None:
         self.name = name
@@ -76,10 +84,31 @@ class _Savepoint:
         self._connection.execute(f"RELEASE SAVEPOINT {self.name}")
 
 
+MEMBER_SAVEPOINT = "group_member"
+
+
+class _Group:
+    """Transactions that share one SQLite transaction, each in a savepoint, committed together."""
+
+    __slots__ = ("committed", "size")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.committed: asyncio.Future[None] = loop.create_future()
+        self.committed.add_done_callback(lambda done: done.cancelled() or done.exception())  # always retrieved
+        self.size = 0
+
+
 class EmbeddedTransaction(SQLiteTransaction):
-    """A transaction on the engine's writer connection, holding the in-process write lock."""
+    """A transaction on the engine's writer connection, holding the in-process write lock.
+
+    It runs in a savepoint of the group's SQLite transaction (see `EmbeddedSQLiteEngine.join_group`)
+    and answers only once the COMMIT that carries it is done, so what it wrote is durable and
+    visible to every reader when the caller goes on. One that fails rolls back its savepoint
+    alone, and also waits for that COMMIT: a row it collided with is then there to be read.
+    """
 
     engine: "EmbeddedSQLiteEngine"
+    _group: _Group
 
     async def __aenter__(self) -> SQLiteTransaction:
         if self._parent is not None:
@@ -87,13 +116,8 @@ class EmbeddedTransaction(SQLiteTransaction):
         lock = self.engine.write_lock()
         await lock.acquire()
         try:
-            await self.engine.finish_checkpoint()
             self.connection = self.engine.writer()
-            # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
-            # could meet another process's lock with no busy handler to wait for it.
-            exclusive = self.transaction_type is TransactionType.exclusive
-            kind = TransactionType.exclusive if exclusive else TransactionType.immediate
-            await self.engine.begin(self.connection, kind)
+            self._group = await self.engine.join_group(self.connection)
         except BaseException:
             lock.release()
             raise
@@ -104,19 +128,20 @@ class EmbeddedTransaction(SQLiteTransaction):
         raise NotImplementedError
 
     async def commit(self) -> None:
-        self.connection.execute("COMMIT")
+        """Keep this transaction's writes in its group; they are durable once the group commits."""
+        self.connection.execute(f"RELEASE {MEMBER_SAVEPOINT}")
         self._committed = True
-        self.engine.committed()
 
     async def rollback(self) -> None:
-        if self.connection.in_transaction:
-            self.connection.execute("ROLLBACK")
+        if self.connection.in_transaction:  # else SQLite rolled back the whole group itself
+            self.connection.execute(f"ROLLBACK TO {MEMBER_SAVEPOINT}")
+            self.connection.execute(f"RELEASE {MEMBER_SAVEPOINT}")
         self._rolled_back = True
 
     async def savepoint(self, name: str | None = None) -> _Savepoint:  # type: ignore[override]
         name = name or f"savepoint_{self.get_savepoint_id()}"
-        if not name.isidentifier():
-            raise ValueError("savepoint names are identifiers")
+        if not name.isidentifier() or name == MEMBER_SAVEPOINT:
+            raise ValueError("savepoint names are identifiers of their own")
         self.connection.execute(f"SAVEPOINT {name}")
         return _Savepoint(name, self.connection)
 
@@ -138,7 +163,14 @@ class EmbeddedTransaction(SQLiteTransaction):
                     raise
         finally:
             self.engine.current_transaction.reset(self.context)
+            self.engine.leave_group(self._group, self.connection)
             self.engine.write_lock().release()
+        if isinstance(exception, Exception) or exception is None:
+            try:
+                await asyncio.shield(self._group.committed)
+            except Exception:
+                if exception is None and self._committed:
+                    raise  # the group did not commit: neither did this transaction
         return exception is None
 
 
@@ -160,6 +192,8 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         self._checkpoint: Future | None = None
         self._tail_due = False
         self._commits = 0
+        self._group: _Group | None = None
+        self._commit_soon = False
 
     # Connections -----------------------------------------------------------
 
@@ -171,6 +205,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")
             connection.execute("PRAGMA foreign_keys = ON")
+            connection.execute("PRAGMA temp_store = MEMORY")
         except BaseException:
             connection.close()
             raise
@@ -216,6 +251,57 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             await asyncio.wrap_future(self._checkpointer.submit(self._read, "PRAGMA wal_checkpoint(PASSIVE)", []))
         except sqlite3.Error as error:  # the next round tries again; the commits themselves are safe in the WAL
             logger.warning("WAL checkpoint failed", extra={"error": repr(error)})
+
+    async def join_group(self, connection: sqlite3.Connection) -> _Group:
+        """With the write lock held: enter the open group, or open one with BEGIN IMMEDIATE.
+
+        A COMMIT costs several times what a small transaction's statements do (it writes every
+        page they touched to the WAL), so the transactions that run while one waits to commit
+        share it: each runs in a savepoint, and the group commits once the write lock is free.
+        """
+        group = self._group
+        if group is not None and group.committed.get_loop() is not asyncio.get_running_loop():
+            connection.execute("ROLLBACK")  # left open by an event loop that is gone: nobody waits for it
+            group = self._group = None
+        if group is None:
+            self._commit_soon = False
+            await self.finish_checkpoint()
+            # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
+            # could meet another process's lock with no busy handler to wait for it.
+            await self.begin(connection, TransactionType.immediate)
+            group = self._group = _Group(asyncio.get_running_loop())
+        connection.execute(f"SAVEPOINT {MEMBER_SAVEPOINT}")
+        group.size += 1
+        return group
+
+    def leave_group(self, group: _Group, connection: sqlite3.Connection) -> None:
+        """A transaction is done with its savepoint: have the group committed on the loop's next turn."""
+        if group is not self._group:
+            return  # settled already (closed, or rolled back by SQLite)
+        if not connection.in_transaction:  # an error made SQLite roll back the whole group
+            self._group = None
+            group.committed.set_exception(TransactionLost("SQLite rolled back the transaction group"))
+            return
+        if not self._commit_soon:
+            self._commit_soon = True
+            asyncio.get_running_loop().call_soon(self._commit_group)
+
+    def _commit_group(self) -> None:
+        self._commit_soon = False
+        group = self._group
+        if group is None or self.write_lock().locked():
+            return  # nothing open, or a transaction is inside it: that one has it committed when it leaves
+        self._group = None
+        writer = self.writer()
+        try:
+            writer.execute("COMMIT")
+        except BaseException as error:
+            if writer.in_transaction:
+                writer.execute("ROLLBACK")
+            group.committed.set_exception(error)
+            return
+        group.committed.set_result(None)
+        self.committed()
 
     def write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()
@@ -266,9 +352,12 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         for connection in connections:
             connection.close()
         self._local = threading.local()
+        group, self._group, self._commit_soon = self._group, None, False
+        if group is not None and not group.committed.done() and not group.committed.get_loop().is_closed():
+            group.committed.set_exception(TransactionLost("the engine was closed before the group committed"))
         for connection in (self._loop_reader, self._writer):
             if connection is not None:
-                connection.close()
+                connection.close()  # an open group is rolled back with it
         self._loop_reader = self._writer = None
 
     # Query execution -------------------------------------------------------

@@ -8,7 +8,7 @@ from piccolo.engine.sqlite import TransactionType
 from piccolo.querystring import QueryString
 
 from backend.core.db import is_unique_violation, write_transaction
-from backend.core.sqlite import DatabaseBusy, EmbeddedSQLiteEngine, sqlite_ddl
+from backend.core.sqlite import DatabaseBusy, EmbeddedSQLiteEngine, TransactionLost, sqlite_ddl
 from backend.stores.tables import Store
 from tests.conftest import Ticker
 
@@ -140,6 +140,57 @@ async def test_embedded_cancelled_transaction_rolls_back_and_frees_the_writer(em
         await task
     assert not embedded.write_lock().locked()
     assert (await embedded.run_querystring(QueryString("SELECT COUNT(*) AS n FROM item")))[0]["n"] == 0
+
+
+async def insert_item(engine: EmbeddedSQLiteEngine, qty: int) -> None:
+    async with engine.transaction(transaction_type=TransactionType.immediate):
+        await engine.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", qty))
+
+
+def count_commits(engine: EmbeddedSQLiteEngine) -> list[str]:
+    commits: list[str] = []
+    engine.writer().set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+    return commits
+
+
+async def test_concurrent_embedded_transactions_share_commits_and_return_only_once_durable(embedded, tmp_path):
+    commits = count_commits(embedded)
+    outside = sqlite3.connect(tmp_path / "own.sqlite3", isolation_level=None)  # as another process reads
+
+    async def write_then_look(qty: int) -> int:
+        await insert_item(embedded, qty)
+        return outside.execute("SELECT COUNT(*) FROM item WHERE qty = ?", (qty,)).fetchone()[0]
+
+    seen = await asyncio.gather(*(write_then_look(qty) for qty in range(1, 51)))
+    outside.close()
+    assert seen == [1] * 50  # each writer's row was committed by the time it went on
+    assert 1 <= len(commits) < 50  # ...by COMMITs that carried several transactions each
+
+
+async def test_a_failing_transaction_in_a_group_rolls_back_alone(embedded):
+    async def fail() -> None:
+        async with embedded.transaction(transaction_type=TransactionType.immediate):
+            await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", 99))
+            await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", -1))  # breaks the check
+
+    results = await asyncio.gather(insert_item(embedded, 1), fail(), insert_item(embedded, 2), return_exceptions=True)
+    assert results[0] is None and results[2] is None and isinstance(results[1], sqlite3.IntegrityError)
+    rows = await embedded.run_querystring(QueryString("SELECT qty FROM item ORDER BY qty"))
+    assert [row["qty"] for row in rows] == [1, 2]
+
+
+async def test_a_group_sqlite_rolled_back_fails_every_transaction_in_it(embedded):
+    async def end_the_group() -> None:
+        async with embedded.transaction(transaction_type=TransactionType.immediate) as transaction:
+            await embedded.run_querystring(QueryString("INSERT INTO item (qty) VALUES ({})", 5))
+            transaction.connection.execute("ROLLBACK")  # as SQLite itself does on some I/O errors
+
+    results = await asyncio.gather(insert_item(embedded, 4), end_the_group(), return_exceptions=True)
+    assert isinstance(results[0], TransactionLost)  # it had left the group and waited for a COMMIT that never came
+    assert isinstance(results[1], sqlite3.OperationalError)  # its own savepoint was gone with the group
+    assert (await embedded.run_querystring(QueryString("SELECT COUNT(*) AS n FROM item")))[0]["n"] == 0
+    await insert_item(embedded, 6)  # the engine goes on with a new group
+    assert (await embedded.run_querystring(QueryString("SELECT qty FROM item")))[0]["qty"] == 6
 
 
 @pytest.mark.parametrize(

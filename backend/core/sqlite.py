@@ -48,6 +48,12 @@ logger = logging.getLogger(__name__)
 
 BEGIN_RETRY_SECONDS = 0.002
 CHECKPOINT_EVERY_COMMITS = 300  # SQLite's own default is every 1,000 WAL pages: a few hundred small commits
+# While writers run concurrently (a group carried more than one transaction in the last CONCURRENT_SECONDS)
+# and groups commit more often than this, the next one waits for the rest of the interval, gathering the
+# transactions that run meanwhile (each waits at most this long); a lone writer's group commits on the
+# loop's next turn. 3 ms gave the most checkouts a second (scripts/bench: 1 ms and 5 ms fewer, 10 ms far fewer).
+GROUP_COMMIT_WINDOW_SECONDS = 0.003
+CONCURRENT_SECONDS = 0.1
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL that grew past this (a long read held it) is cut back at restart
 
 
@@ -194,6 +200,8 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         self._commits = 0
         self._group: _Group | None = None
         self._commit_soon = False
+        self._last_commit = 0.0  # loop time of the last group COMMIT
+        self._concurrent_until = 0.0  # writers count as concurrent until then
 
     # Connections -----------------------------------------------------------
 
@@ -275,7 +283,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         return group
 
     def leave_group(self, group: _Group, connection: sqlite3.Connection) -> None:
-        """A transaction is done with its savepoint: have the group committed on the loop's next turn."""
+        """A transaction is done with its savepoint: have the group committed, soon or at the window's end."""
         if group is not self._group:
             return  # settled already (closed, or rolled back by SQLite)
         if not connection.in_transaction:  # an error made SQLite roll back the whole group
@@ -284,7 +292,12 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             return
         if not self._commit_soon:
             self._commit_soon = True
-            asyncio.get_running_loop().call_soon(self._commit_group)
+            loop = asyncio.get_running_loop()
+            due = self._last_commit + GROUP_COMMIT_WINDOW_SECONDS
+            if due > loop.time() and self._concurrent_until > loop.time():  # busy: gather what runs until then
+                loop.call_at(due, self._commit_group)
+            else:
+                loop.call_soon(self._commit_group)
 
     def _commit_group(self) -> None:
         self._commit_soon = False
@@ -300,6 +313,9 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
                 writer.execute("ROLLBACK")
             group.committed.set_exception(error)
             return
+        self._last_commit = asyncio.get_running_loop().time()
+        if group.size > 1:
+            self._concurrent_until = self._last_commit + CONCURRENT_SECONDS
         group.committed.set_result(None)
         self.committed()
 

@@ -167,6 +167,13 @@ async def test_concurrent_embedded_transactions_share_commits_and_return_only_on
     assert 1 <= len(commits) < 50  # ...by COMMITs that carried several transactions each
 
 
+async def test_a_lone_writer_commits_each_transaction_at_once(embedded):
+    commits = count_commits(embedded)
+    for qty in range(1, 21):
+        await insert_item(embedded, qty)
+        assert len(commits) == qty  # nothing to gather: no transaction waited for another's
+
+
 async def test_a_failing_transaction_in_a_group_rolls_back_alone(embedded):
     async def fail() -> None:
         async with embedded.transaction(transaction_type=TransactionType.immediate):

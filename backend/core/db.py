@@ -103,6 +103,9 @@ def _insert_for(table: type[Table]) -> _Insert:
                    names=tuple(column._meta.name for column in columns), defaults=defaults, primary_key=primary_key)
 
 
+_LEFT_OUT: Any = object()
+
+
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, Enum) else value
 
@@ -115,14 +118,16 @@ async def insert_row(table: type[Table], **values: Any) -> int:
     this builds it once per table. JSON columns are not supported here.
     """
     insert = _insert_for(table)
-    args = []
-    for name, default in zip(insert.names, insert.defaults):
-        if name in values:
-            args.append(_plain(values.pop(name)))
-        else:
-            args.append(default.python() if isinstance(default, Default) else default)
+    take = values.pop
+    args = [take(name, _LEFT_OUT) for name in insert.names]
     if values:
         raise TypeError(f"{table.__name__} has no columns {sorted(values)}")
+    for position, value in enumerate(args):
+        if value is _LEFT_OUT:
+            default = insert.defaults[position]
+            args[position] = default.python() if isinstance(default, Default) else default
+        elif isinstance(value, Enum):
+            args[position] = value.value
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
         rows = await engine.run_compiled(insert.compiled, args)

@@ -3,6 +3,7 @@
 import asyncio
 import os
 import socket
+import sqlite3
 
 import pytest
 from piccolo.engine.sqlite import TransactionType
@@ -42,6 +43,21 @@ async def test_insert_row_refuses_unknown_columns_and_obeys_constraints():
         async with write_transaction():
             await insert_row(Store, code="X2", name="x", points_per_yuan=-5)
     assert await Store.count() == 0
+
+
+@pytest.mark.parametrize(("declared", "raw"), [
+    ("INTEGER", b"0"), ("INTEGER", b"-42"), ("INTEGER", b"9223372036854775807"), ("INTEGER", b"3.0"),
+    ("BOOLEAN", b"1"), ("BOOLEAN", b"0"),
+    ("TIMESTAMPTZ", b"2026-12-01 07:00:00.123456+00:00"), ("TIMESTAMPTZ", b"2026-12-01 07:00:00"),
+])
+def test_column_converters_answer_what_piccolos_answer(declared, raw):
+    from piccolo.engine import sqlite as piccolo_sqlite
+
+    ours = sqlite3.converters[declared](raw)
+    theirs = piccolo_sqlite.CONVERTERS[declared](raw)
+    assert ours == theirs and type(ours) is type(theirs)
+    if declared == "TIMESTAMPTZ":
+        assert ours.tzinfo is not None
 
 
 async def test_prepared_queries_answer_what_the_inline_queries_answer():

@@ -144,7 +144,10 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         openapi_config=OpenAPIConfig(title="Mall API", version="1.0.0", path="/schema",
                                      render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")]),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
-        logging_config=LoggingConfig(root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never"),
+        logging_config=LoggingConfig(
+            root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never",
+            handlers={"queue_listener": {"class": "backend.core.logs.GatheringQueueHandler", "level": "DEBUG",
+                                         "formatter": "standard"}}),
         debug=settings.debug,
     )
     if notifier is not None:

@@ -84,9 +84,13 @@ async def ping_database(*, timeout: float) -> bool:
 class _Insert:
     template: str  # Piccolo placeholders, for any engine
     compiled: str  # the same with SQLite's `?` placeholders
-    names: tuple[str, ...]
-    defaults: tuple[Any, ...]  # a value, or a Default to evaluate per row
+    positions: dict[str, int]  # column name -> its argument
+    fixed: tuple[Any, ...]  # every column's default value, _PER_ROW where it is evaluated for each row
+    per_row: tuple[tuple[int, Default], ...]  # (argument, Default) for those
     primary_key: str
+
+
+_PER_ROW: Any = object()
 
 
 @cache
@@ -96,14 +100,14 @@ def _insert_for(table: type[Table]) -> _Insert:
     primary_key = table._meta.primary_key._meta.db_column_name
     head = f'INSERT INTO "{table._meta.tablename}" ({quoted}) VALUES'
     tail = f'RETURNING "{primary_key}"'
-    defaults = tuple(column.default if isinstance(column.default, Default) else _plain(column.get_default_value())
-                     for column in columns)
+    per_row = tuple((position, column.default) for position, column in enumerate(columns)
+                    if isinstance(column.default, Default))
+    fixed = tuple(_PER_ROW if isinstance(column.default, Default) else _plain(column.get_default_value())
+                  for column in columns)
     return _Insert(template=f'{head} ({", ".join("{}" for _ in columns)}) {tail}',
                    compiled=f'{head} ({", ".join("?" for _ in columns)}) {tail}',
-                   names=tuple(column._meta.name for column in columns), defaults=defaults, primary_key=primary_key)
-
-
-_LEFT_OUT: Any = object()
+                   positions={column._meta.name: position for position, column in enumerate(columns)},
+                   fixed=fixed, per_row=per_row, primary_key=primary_key)
 
 
 def _plain(value: Any) -> Any:
@@ -118,16 +122,16 @@ async def insert_row(table: type[Table], **values: Any) -> int:
     this builds it once per table. JSON columns are not supported here.
     """
     insert = _insert_for(table)
-    take = values.pop
-    args = [take(name, _LEFT_OUT) for name in insert.names]
-    if values:
-        raise TypeError(f"{table.__name__} has no columns {sorted(values)}")
-    for position, value in enumerate(args):
-        if value is _LEFT_OUT:
-            default = insert.defaults[position]
-            args[position] = default.python() if isinstance(default, Default) else default
-        elif isinstance(value, Enum):
-            args[position] = value.value
+    args = list(insert.fixed)
+    positions = insert.positions
+    for name, value in values.items():
+        position = positions.get(name)
+        if position is None:
+            raise TypeError(f"{table.__name__} has no columns {sorted(set(values) - set(positions))}")
+        args[position] = value.value if isinstance(value, Enum) else value
+    for position, default in insert.per_row:
+        if args[position] is _PER_ROW:
+            args[position] = default.python()
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
         rows = await engine.run_compiled(insert.compiled, args)

@@ -67,8 +67,16 @@ def _timestamptz(value: bytes) -> datetime:
     return datetime.fromisoformat(value.decode()).replace(tzinfo=timezone.utc)
 
 
+def _utc_text(value: datetime) -> str:
+    """What Piccolo's adapter stores (aware times in UTC, as PostgreSQL keeps them), without its no-op for UTC."""
+    if value.tzinfo is not None and value.tzinfo is not timezone.utc:
+        value = value.astimezone(timezone.utc)
+    return str(value)
+
+
 for _declared, _converter in (("INTEGER", _integer), ("BOOLEAN", _boolean), ("TIMESTAMPTZ", _timestamptz)):
     sqlite3.register_converter(_declared, _converter)
+sqlite3.register_adapter(datetime, _utc_text)
 
 BEGIN_RETRY_SECONDS = 0.002
 CHECKPOINT_EVERY_COMMITS = 300  # SQLite's own default is every 1,000 WAL pages: a few hundred small commits

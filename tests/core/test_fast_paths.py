@@ -4,6 +4,8 @@ import asyncio
 import os
 import socket
 import sqlite3
+from datetime import datetime, timezone
+from zoneinfo import ZoneInfo
 
 import pytest
 from piccolo.engine.sqlite import TransactionType
@@ -58,6 +60,17 @@ def test_column_converters_answer_what_piccolos_answer(declared, raw):
     assert ours == theirs and type(ours) is type(theirs)
     if declared == "TIMESTAMPTZ":
         assert ours.tzinfo is not None
+
+
+@pytest.mark.parametrize("value", [
+    datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=timezone.utc),
+    datetime(2026, 12, 1, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+    datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC")), datetime(2026, 12, 1, 7, 0),
+], ids=["utc", "shanghai", "zoneinfo-utc", "naive"])
+def test_the_datetime_adapter_stores_what_piccolos_stores(value):
+    from piccolo.engine import sqlite as piccolo_sqlite
+
+    assert sqlite3.adapters[(datetime, sqlite3.PrepareProtocol)](value) == piccolo_sqlite.convert_datetime_in(value)
 
 
 async def test_prepared_queries_answer_what_the_inline_queries_answer():

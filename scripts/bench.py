@@ -53,7 +53,7 @@ def prepare_checkouts(url: str, seconds: int) -> str:
                       {"username": "cashier1", "password": DEMO_PASSWORD})["accessToken"]
     store_id = next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read())
                     if s["code"] == "S001")
-    wanted = 2_000 * seconds  # far more than the till can take in that time
+    wanted = 4_000 * seconds  # far more than the till can take in that time
     progress(f"checkout-micropay: issuing {wanted} sandbox payment codes, one wallet each")
     with ThreadPoolExecutor(16) as pool:
         codes = list(pool.map(lambda i: post_json(

@@ -215,7 +215,11 @@ class Prepared(Generic[R]):
             if value is None:
                 raise TypeError("a prepared query takes no None: write NULLs into the query itself")
             args[position] = value.value if isinstance(value, Enum) else value
-        rows = await plan.query._process_results(await engine.run_querystring(_Compiled(plan.sql, args)))
+        if isinstance(engine, EmbeddedSQLiteEngine):
+            raw = await engine.run_compiled(plan.sql, args)
+        else:
+            raw = await engine.run_querystring(_Compiled(plan.sql, args))
+        rows = await plan.query._process_results(raw)
         if plan.first:
             return rows[0] if rows else None
         return rows

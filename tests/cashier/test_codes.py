@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.cashier.codes import OUT_TRADE_NO, PaymentCodeKind, classify_payment_code, new_out_trade_no
+from backend.cashier.codes import OUT_TRADE_NO, PaymentCodeKind, base62, classify_payment_code, new_out_trade_no
 
 
 @given(now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)))
@@ -11,6 +11,15 @@ def test_out_trade_numbers_fit_wechat_pay_and_start_with_their_second(now):
     number = new_out_trade_no(now)
     assert OUT_TRADE_NO.match(number) and len(number) == 28
     assert number.startswith(now.strftime("%Y%m%d%H%M%S"))
+
+
+@given(data=st.data(), width=st.integers(min_value=1, max_value=20))
+def test_base62_writes_every_number_in_its_width_and_reads_back(data, width):
+    number = data.draw(st.integers(min_value=0, max_value=62**width - 1))
+    written = base62(number, width)
+    assert len(written) == width
+    alphabet = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    assert sum(alphabet.index(c) * 62**i for i, c in enumerate(reversed(written))) == number
 
 
 def test_out_trade_numbers_are_never_reused():

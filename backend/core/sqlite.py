@@ -9,8 +9,9 @@ changes only where statements run:
   a time (an in-process lock serializes writers, as SQLite does anyway);
 - transactions that run while one waits to commit share its COMMIT (group
   commit): each is a savepoint of one SQLite transaction, which commits on the
-  loop's next turn; each answers only once that COMMIT is done. Savepoints keep
-  their undo pages in memory (`temp_store`), not in a temporary file;
+  loop's next turn, or under concurrent writes once GROUP_COMMIT_WINDOW_SECONDS
+  have passed since the last COMMIT; each answers only once its COMMIT is done.
+  Savepoints keep their undo pages in memory (`temp_store`), not in a file;
 - statements of a transaction run directly on the event loop: SQLite is a library
   call taking microseconds here, cheaper than a hop to a thread; the only wait
   that could be long, taking the write lock from another process, is retried
@@ -36,10 +37,10 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime, timezone
-from decimal import Decimal
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any
 
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
@@ -140,7 +141,7 @@ class EmbeddedTransaction(SQLiteTransaction):
     """A transaction on the engine's writer connection, holding the in-process write lock.
 
     It runs in a savepoint of the group's SQLite transaction (see `EmbeddedSQLiteEngine.join_group`)
-    and answers only once the COMMIT that carries it is done, so what it wrote is durable and
+    and answers only once the COMMIT that carries it is done, so what it wrote is committed and
     visible to every reader when the caller goes on. One that fails rolls back its savepoint
     alone, and also waits for that COMMIT: a row it collided with is then there to be read.
     """
@@ -301,13 +302,15 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         """
         group = self._group
         if group is not None and group.committed.get_loop() is not asyncio.get_running_loop():
-            connection.execute("ROLLBACK")  # left open by an event loop that is gone: nobody waits for it
+            if connection.in_transaction:  # left open by an event loop that is gone: nobody waits for it
+                connection.execute("ROLLBACK")
             group = self._group = None
         if group is None:
             self._commit_soon = False
             await self.finish_checkpoint()
             # Always take the write lock at BEGIN: a DEFERRED transaction that upgrades later
-            # could meet another process's lock with no busy handler to wait for it.
+            # could meet another process's lock with no busy handler to wait for it. (In WAL
+            # mode an EXCLUSIVE transaction takes no other lock than this.)
             await self.begin(connection, TransactionType.immediate)
             group = self._group = _Group(asyncio.get_running_loop())
         connection.execute(f"SAVEPOINT {MEMBER_SAVEPOINT}")

@@ -300,13 +300,19 @@ async def earn(member_id: int, points: int, *, store_id: int | None, source_type
                               key=idempotency_key, now=now, policy=policy)
 
 
+def _credit_hash(kind: EntryKind, member_id: int, points: int, *, store_id: int | None, source: tuple[str, str],
+                 reason: str) -> str:
+    """What a credit under a key must match when asked for again, whichever way it was posted."""
+    return request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
+                        reason=reason)
+
+
 async def _open_account(member_id: int, points: int, kind: EntryKind, *, store_id: int | None,
                         source: tuple[str, str], key: str, now: datetime | None, policy: PointsPolicy) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
-    hash_ = request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
-                         reason="")
+    hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason="")
     async with write_transaction():  # the caller's: the member's enrolment commits with these points or not at all
         await insert_row(PointsAccount, member=member_id, balance=points, debt=0, updated_at=now)
         entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(points, 0), store_id=store_id,
@@ -328,8 +334,7 @@ async def _credit_once(kind: EntryKind, member_id: int, points: int, *, store_id
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
-    hash_ = request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
-                         reason=reason)
+    hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason=reason)
     posted = await _once([key], hash_, lambda: _credit(
         member_id, points, kind, store_id=store_id, source=source, key=key, hash_=hash_, now=now,
         expires_at=policy.expiry_for(now), reason=reason))

@@ -126,15 +126,40 @@ class _Savepoint:
 MEMBER_SAVEPOINT = "group_member"
 
 
+_PENDING: Any = object()
+
+
 class _Group:
     """Transactions that share one SQLite transaction, each in a savepoint, committed together."""
 
-    __slots__ = ("committed", "size")
+    __slots__ = ("loop", "size", "_outcome", "_waiters")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.committed: asyncio.Future[None] = loop.create_future()
-        self.committed.add_done_callback(lambda done: done.cancelled() or done.exception())  # always retrieved
-        self.size = 0
+        self.loop, self.size = loop, 0
+        self._outcome: Any = _PENDING  # None once committed, else what ended it
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def committed(self) -> asyncio.Future[None]:
+        """A future of the caller's own (cancelling it leaves the others be) that the group's COMMIT settles."""
+        waiter = self.loop.create_future()
+        if self._outcome is _PENDING:
+            self._waiters.append(waiter)
+        elif self._outcome is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(self._outcome)
+        return waiter
+
+    def settle(self, error: BaseException | None = None) -> None:
+        self._outcome = error
+        for waiter in self._waiters:
+            if waiter.done():
+                continue  # its transaction's caller was cancelled while waiting
+            if error is None:
+                waiter.set_result(None)
+            else:
+                waiter.set_exception(error)
+        self._waiters.clear()
 
 
 class EmbeddedTransaction(SQLiteTransaction):
@@ -206,7 +231,7 @@ class EmbeddedTransaction(SQLiteTransaction):
             self.engine.write_lock().release()
         if isinstance(exception, Exception) or exception is None:
             try:
-                await asyncio.shield(self._group.committed)
+                await self._group.committed()
             except Exception:
                 if exception is None and self._committed:
                     raise  # the group did not commit: neither did this transaction
@@ -301,7 +326,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         share it: each runs in a savepoint, and the group commits once the write lock is free.
         """
         group = self._group
-        if group is not None and group.committed.get_loop() is not asyncio.get_running_loop():
+        if group is not None and group.loop is not asyncio.get_running_loop():
             if connection.in_transaction:  # left open by an event loop that is gone: nobody waits for it
                 connection.execute("ROLLBACK")
             group = self._group = None
@@ -323,7 +348,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             return  # settled already (closed, or rolled back by SQLite)
         if not connection.in_transaction:  # an error made SQLite roll back the whole group
             self._group = None
-            group.committed.set_exception(TransactionLost("SQLite rolled back the transaction group"))
+            group.settle(TransactionLost("SQLite rolled back the transaction group"))
             return
         if not self._commit_soon:
             self._commit_soon = True
@@ -346,12 +371,12 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         except BaseException as error:
             if writer.in_transaction:
                 writer.execute("ROLLBACK")
-            group.committed.set_exception(error)
+            group.settle(error)
             return
         self._last_commit = asyncio.get_running_loop().time()
         if group.size > 1:
             self._concurrent_until = self._last_commit + CONCURRENT_SECONDS
-        group.committed.set_result(None)
+        group.settle()
         self.committed()
 
     def write_lock(self) -> asyncio.Lock:
@@ -404,8 +429,8 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             connection.close()
         self._local = threading.local()
         group, self._group, self._commit_soon = self._group, None, False
-        if group is not None and not group.committed.done() and not group.committed.get_loop().is_closed():
-            group.committed.set_exception(TransactionLost("the engine was closed before the group committed"))
+        if group is not None and not group.loop.is_closed():
+            group.settle(TransactionLost("the engine was closed before the group committed"))
         for connection in (self._loop_reader, self._writer):
             if connection is not None:
                 connection.close()  # an open group is rolled back with it

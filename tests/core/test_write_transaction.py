@@ -186,6 +186,18 @@ async def test_a_failing_transaction_in_a_group_rolls_back_alone(embedded):
     assert [row["qty"] for row in rows] == [1, 2]
 
 
+async def test_a_caller_cancelled_while_its_group_commits_leaves_the_others_be(embedded):
+    first = asyncio.create_task(insert_item(embedded, 1))
+    second = asyncio.create_task(insert_item(embedded, 2))
+    await asyncio.sleep(0)  # both ran their transactions into one group; its COMMIT comes on the next turn
+    first.cancel()
+    await second  # committed as if nothing happened
+    with pytest.raises(asyncio.CancelledError):
+        await first
+    rows = await embedded.run_querystring(QueryString("SELECT qty FROM item ORDER BY qty"))
+    assert [row["qty"] for row in rows] == [1, 2]  # the cancelled caller's write was in the group already
+
+
 async def test_a_group_sqlite_rolled_back_fails_every_transaction_in_it(embedded):
     async def end_the_group() -> None:
         async with embedded.transaction(transaction_type=TransactionType.immediate) as transaction:

@@ -183,6 +183,7 @@ class EmbeddedTransaction(SQLiteTransaction):
             self.connection = self.engine.writer()
             self._group = await self.engine.join_group(self.connection)
         except BaseException:
+            self.engine.commit_open_group()  # a COMMIT put off while this held the lock still comes
             lock.release()
             raise
         self.context = self.engine.current_transaction.set(self)
@@ -350,7 +351,11 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             self._group = None
             group.settle(TransactionLost("SQLite rolled back the transaction group"))
             return
-        if not self._commit_soon:
+        self.commit_open_group()
+
+    def commit_open_group(self) -> None:
+        """Have the open group committed on a coming turn of the loop: soon, or at the window's end."""
+        if self._group is not None and not self._commit_soon:
             self._commit_soon = True
             loop = asyncio.get_running_loop()
             due = self._last_commit + GROUP_COMMIT_WINDOW_SECONDS

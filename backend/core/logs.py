@@ -47,10 +47,10 @@ class GatheringQueueHandler(logging.Handler):
                     batch.append(self._records.get_nowait())
                 except queue.Empty:
                     break
+            records = [record for record in batch if record is not _STOP]
+            stopping = len(records) < len(batch)
             lines = []
-            for record in batch:
-                if record is _STOP:
-                    continue
+            for record in records:
                 try:
                     lines.append(self.format(record) + "\n")
                 except Exception:
@@ -60,7 +60,7 @@ class GatheringQueueHandler(logging.Handler):
                     self.stream.write("".join(lines))
                     self.stream.flush()
                 except Exception:
-                    self.handleError(batch[-1])
-            if any(record is _STOP for record in batch):
+                    self.handleError(records[-1])
+            if stopping:
                 return
             time.sleep(GATHER_SECONDS)  # let the next records gather: one wake-up and one write for them all

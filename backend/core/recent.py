@@ -8,6 +8,7 @@ within `seconds`.
 
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from typing import Generic, Hashable, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -30,6 +31,13 @@ class Recent(Generic[K, V]):
         if kept is _MISSING or kept[0] <= time.monotonic():  # type: ignore[index]
             return default
         return kept[1]  # type: ignore[index]
+
+    async def read(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
+        """The answer kept for `key`, else what `load()` answers now (kept from then on, None included)."""
+        kept = self._answers.get(key, _MISSING)
+        if kept is not _MISSING and kept[0] > time.monotonic():  # type: ignore[index]
+            return kept[1]  # type: ignore[index]
+        return self.put(key, await load())
 
     def put(self, key: K, value: V) -> V:
         if len(self._answers) >= self.size:

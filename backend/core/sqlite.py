@@ -193,7 +193,7 @@ class EmbeddedTransaction(SQLiteTransaction):
         raise NotImplementedError
 
     async def commit(self) -> None:
-        """Keep this transaction's writes in its group; they are durable once the group commits."""
+        """Keep this transaction's writes in its group; they are committed when the group is."""
         self.connection.execute(f"RELEASE {MEMBER_SAVEPOINT}")
         self._committed = True
 

@@ -21,8 +21,6 @@ from backend.stores.tables import Staff, StaffRole, StaffStore, Store
 
 logger = logging.getLogger(__name__)
 
-_MISSING: Any = object()
-
 
 async def create_store(data: StoreCreate) -> dict[str, Any]:
     try:
@@ -60,20 +58,18 @@ async def get_store(store_id: int) -> dict[str, Any] | None:
 
 async def recent_store(store_id: int) -> dict[str, Any] | None:
     """The store as read at most RECENT_SECONDS ago (for its earn rate and landing content on a checkout)."""
-    store = _stores.get(store_id, _MISSING)
-    if store is _MISSING:
-        store = _stores.put(store_id, await _STORE.run(store_id))
-    return store
+    return await _stores.read(store_id, lambda: _STORE.run(store_id))
 
 
 async def recent_staff(staff_id: int) -> dict[str, Any] | None:
-    """The staff account with its `store_ids`, as read at most RECENT_SECONDS ago; None if there is none."""
-    staff = _staff.get(staff_id, _MISSING)
-    if staff is _MISSING:
-        staff = await _STAFF.run(staff_id)
-        if staff is not None:
-            staff["store_ids"] = await staff_store_ids(staff_id)
-        _staff.put(staff_id, staff)
+    """The staff account with its `store_ids` (a tuple), as read at most RECENT_SECONDS ago; None if none."""
+    return await _staff.read(staff_id, lambda: _staff_with_stores(staff_id))
+
+
+async def _staff_with_stores(staff_id: int) -> dict[str, Any] | None:
+    staff = await _STAFF.run(staff_id)
+    if staff is not None:
+        staff["store_ids"] = tuple(await staff_store_ids(staff_id))
     return staff
 
 

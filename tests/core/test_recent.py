@@ -1,0 +1,28 @@
+"""Recently read answers: loaded once while they are fresh, None included, and forgotten on demand."""
+
+import asyncio
+
+from backend.core.recent import Recent
+
+
+async def test_an_answer_is_loaded_once_while_fresh_then_again():
+    recent: Recent[int, str | None] = Recent(0.05)
+    loads: list[int] = []
+
+    async def load(key: int) -> str | None:
+        loads.append(key)
+        return None if key == 2 else f"row {key}"
+
+    assert await recent.read(1, lambda: load(1)) == "row 1"
+    assert await recent.read(1, lambda: load(1)) == "row 1"
+    assert await recent.read(2, lambda: load(2)) is None
+    assert await recent.read(2, lambda: load(2)) is None  # "there is none" is an answer too
+    assert loads == [1, 2]
+    recent.forget(1)
+    await recent.read(1, lambda: load(1))
+    await asyncio.sleep(0.06)
+    await recent.read(2, lambda: load(2))
+    assert loads == [1, 2, 1, 2]
+    Recent.forget_everything()
+    await recent.read(1, lambda: load(1))
+    assert loads == [1, 2, 1, 2, 1]

@@ -11,6 +11,7 @@ from functools import cache
 from typing import Any, Generic, TypeVar
 
 import asyncpg
+from piccolo.columns import Serial
 from piccolo.columns.defaults.base import Default
 from piccolo.engine import engine_finder
 from piccolo.engine.base import BaseTransaction, Engine
@@ -88,6 +89,7 @@ class _Insert:
     fixed: tuple[Any, ...]  # every column's default value, _PER_ROW where it is evaluated for each row
     per_row: tuple[tuple[int, Default], ...]  # (argument, Default) for those
     primary_key: str
+    by_rowid: str | None  # on SQLite, where the primary key is the rowid: the INSERT without RETURNING
 
 
 _PER_ROW: Any = object()
@@ -104,10 +106,11 @@ def _insert_for(table: type[Table]) -> _Insert:
                     if isinstance(column.default, Default))
     fixed = tuple(_PER_ROW if isinstance(column.default, Default) else _plain(column.get_default_value())
                   for column in columns)
-    return _Insert(template=f'{head} ({", ".join("{}" for _ in columns)}) {tail}',
-                   compiled=f'{head} ({", ".join("?" for _ in columns)}) {tail}',
+    placeholders = f'{head} ({", ".join("?" for _ in columns)})'
+    return _Insert(template=f'{head} ({", ".join("{}" for _ in columns)}) {tail}', compiled=f"{placeholders} {tail}",
                    positions={column._meta.name: position for position, column in enumerate(columns)},
-                   fixed=fixed, per_row=per_row, primary_key=primary_key)
+                   fixed=fixed, per_row=per_row, primary_key=primary_key,
+                   by_rowid=placeholders if isinstance(table._meta.primary_key, Serial) else None)
 
 
 def _plain(value: Any) -> Any:
@@ -134,6 +137,8 @@ async def insert_row(table: type[Table], **values: Any) -> int:
             args[position] = default.python()
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
+        if insert.by_rowid is not None:  # SQLite keeps a RETURNING row in a table of its own first
+            return await engine.insert_compiled(insert.by_rowid, args)
         rows = await engine.run_compiled(insert.compiled, args)
     else:
         rows = await engine.run_querystring(QueryString(insert.template, *args))

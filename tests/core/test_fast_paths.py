@@ -4,7 +4,7 @@ import asyncio
 import os
 import socket
 import sqlite3
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,6 +51,7 @@ async def test_insert_row_refuses_unknown_columns_and_obeys_constraints():
     ("INTEGER", b"0"), ("INTEGER", b"-42"), ("INTEGER", b"9223372036854775807"), ("INTEGER", b"3.0"),
     ("BOOLEAN", b"1"), ("BOOLEAN", b"0"),
     ("TIMESTAMPTZ", b"2026-12-01 07:00:00.123456+00:00"), ("TIMESTAMPTZ", b"2026-12-01 07:00:00"),
+    ("TIMESTAMPTZ", b"2026-12-01 07:00:00+00:00"), ("TIMESTAMPTZ", b"2026-12-01 15:00:00+08:00"),
 ])
 def test_column_converters_answer_what_piccolos_answer(declared, raw):
     from piccolo.engine import sqlite as piccolo_sqlite
@@ -63,10 +64,12 @@ def test_column_converters_answer_what_piccolos_answer(declared, raw):
 
 
 @pytest.mark.parametrize("value", [
-    datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=timezone.utc),
+    datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=timezone.utc), datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc),
+    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
     datetime(2026, 12, 1, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+    datetime(2026, 12, 1, 15, 0, 0, 5, tzinfo=timezone(timedelta(hours=8))),
     datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC")), datetime(2026, 12, 1, 7, 0),
-], ids=["utc", "shanghai", "zoneinfo-utc", "naive"])
+], ids=["utc", "utc-whole-second", "utc-year-999", "shanghai", "plus-eight", "zoneinfo-utc", "naive"])
 def test_the_datetime_adapter_stores_what_piccolos_stores(value):
     from piccolo.engine import sqlite as piccolo_sqlite
 

@@ -4,7 +4,10 @@ import hashlib
 import json
 from typing import Any
 
+# json.dumps builds a new encoder for every call with options; this one is built once and writes the same text.
+_CANONICAL = json.JSONEncoder(sort_keys=True, default=str)
+
 
 def request_hash(**request: Any) -> str:
     """The same request always hashes the same, whatever the order of its fields."""
-    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL.encode(request).encode()).hexdigest()

@@ -95,8 +95,10 @@ CHECKPOINT_EVERY_COMMITS = 300  # SQLite's own default is every 1,000 WAL pages:
 # While writers run concurrently (a group carried more than one transaction in the last CONCURRENT_SECONDS)
 # and groups commit more often than this, the next one waits for the rest of the interval, gathering the
 # transactions that run meanwhile (each waits at most this long); a lone writer's group commits on the
-# loop's next turn. 3 ms gave the most checkouts a second (scripts/bench: 1 ms and 5 ms fewer, 10 ms far fewer).
-GROUP_COMMIT_WINDOW_SECONDS = 0.003
+# loop's next turn. 2 ms gave the most checkouts a second (scripts/bench: 1 ms and 3 ms fewer, 1.5 ms varied
+# from run to run). The best window shrinks as a transaction's own cost does: with less work per checkout,
+# waiting longer leaves the loop idle sooner than it saves COMMITs.
+GROUP_COMMIT_WINDOW_SECONDS = 0.002
 CONCURRENT_SECONDS = 0.1
 WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024  # a WAL that grew past this (a long read held it) is cut back at restart
 

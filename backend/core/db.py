@@ -18,7 +18,9 @@ from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
 from piccolo.query.base import Query
-from piccolo.query.methods.select import First
+from piccolo.columns.m2m import M2MSelect
+from piccolo.query.methods.select import First, Select
+from piccolo.query.methods.update import Update
 from piccolo.query.proxy import Proxy
 from piccolo.querystring import QueryString
 from piccolo.table import Table
@@ -178,6 +180,7 @@ class _Plan:
     args: tuple[Any, ...]
     slots: tuple[tuple[int, int], ...]  # (position in args, argument index)
     first: bool  # `.first()`: the first row or None
+    as_they_are: bool  # Piccolo's processing would answer the engine's rows unchanged: skipped
 
 
 class Prepared(Generic[R]):
@@ -188,7 +191,9 @@ class Prepared(Generic[R]):
     and compiling a Piccolo query takes 100-300 us of Python, several times what SQLite takes to
     run it; a prepared query does that once per engine. Arguments may only be values bound as
     parameters (not lists for `is_in`, not None: write IS NULL and NULL assignments into `build`).
-    Results are processed by the query itself, so they are what the inline query answers.
+    Results are processed by the query itself, so they are what the inline query answers (on the
+    embedded engine, a plain select or update answers its rows as they come, which is what that
+    processing would answer).
     """
 
     def __init__(self, build: Callable[..., Query | First]) -> None:
@@ -208,7 +213,8 @@ class Prepared(Generic[R]):
         slots = tuple((position, arg.index) for position, arg in enumerate(args) if isinstance(arg, _Slot))
         if {index for _, index in slots} != set(range(self._arity)):
             raise TypeError("every argument of a prepared query must be bound as a parameter")
-        self._plan = _Plan(engine, query, sql, tuple(args), slots, first)
+        as_they_are = isinstance(engine, EmbeddedSQLiteEngine) and _rows_as_they_are(query)
+        self._plan = _Plan(engine, query, sql, tuple(args), slots, first, as_they_are)
         return self._plan
 
     async def run(self, *values: Any) -> R:
@@ -224,10 +230,28 @@ class Prepared(Generic[R]):
             raw = await engine.run_compiled(plan.sql, args)
         else:
             raw = await engine.run_querystring(_Compiled(plan.sql, args))
-        rows = await plan.query._process_results(raw)
+        rows = raw if plan.as_they_are else await plan.query._process_results(raw)
         if plan.first:
             return rows[0] if rows else None
         return rows
+
+
+def _rows_as_they_are(query: Query) -> bool:
+    """Whether Piccolo's `_process_results` would answer the SQLite engine's rows unchanged.
+
+    On SQLite it keeps the rows as the engine made them, then for a select loads JSON, fills in
+    many-to-many columns, nests or makes objects only where the query asks; an update's rows it
+    keeps as they are.
+    """
+    if hasattr(query, "_raw_response_callback"):
+        return False
+    if type(query) is Update:
+        return True
+    if type(query) is Select:
+        output = query.output_delegate._output
+        return not (output.load_json or output.nested or output.as_objects or output.as_list or output.as_json) \
+            and not any(isinstance(column, M2MSelect) for column in query.columns_delegate.selected_columns)
+    return False
 
 
 def is_unique_violation(error: BaseException) -> bool:

@@ -99,6 +99,16 @@ async def test_prepared_queries_answer_what_the_inline_queries_answer():
     assert await touch.run(10**9, MemberStatus.active, at) == []
 
 
+async def test_prepared_queries_that_ask_for_processing_get_it():
+    store_id = await insert_row(Store, code="N1", name="nested")
+    member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier, enrolled_store=store_id)
+    nested = Prepared(lambda member_id: Member.select(Member.id, Member.enrolled_store.name).where(
+        Member.id == member_id).output(nested=True).first())
+    inline = await Member.select(Member.id, Member.enrolled_store.name).where(
+        Member.id == member_id).output(nested=True).first()
+    assert await nested.run(member_id) == inline == {"id": member_id, "enrolled_store": {"name": "nested"}}
+
+
 async def test_prepared_queries_refuse_what_they_cannot_bind():
     one = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
     with pytest.raises(TypeError, match="None"):

@@ -20,6 +20,7 @@ from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
+from backend.core.logs import LINE_FORMAT
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.groupbuy.controllers import (
@@ -147,7 +148,8 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         logging_config=LoggingConfig(
             root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never",
             handlers={"queue_listener": {"class": "backend.core.logs.GatheringQueueHandler", "level": "DEBUG",
-                                         "formatter": "standard"}}),
+                                         "formatter": "standard"}},
+            formatters={"standard": {"()": "backend.core.logs.ContextFormatter", "format": LINE_FORMAT}}),
         debug=settings.debug,
     )
     if notifier is not None:

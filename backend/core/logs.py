@@ -7,6 +7,7 @@ thread wakes at most every GATHER_SECONDS and writes what has gathered with one 
 """
 
 import atexit
+import json
 import logging
 import queue
 import sys
@@ -16,6 +17,26 @@ from typing import TextIO
 
 GATHER_SECONDS = 0.01
 _STOP = object()
+LINE_FORMAT = "%(levelname)s - %(asctime)s - %(name)s - %(module)s - %(message)s"
+# What every record carries; anything else on one was passed in `extra`: the event's context.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}
+
+
+class ContextFormatter(logging.Formatter):
+    """A line for people, then the record's context as key=value: `order paid order_id=42 member_id=7`."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        line = super().formatMessage(record)
+        context = " ".join(f"{key}={_context_value(value)}" for key, value in vars(record).items()
+                           if key not in _RECORD_FIELDS)
+        return f"{line} {context}" if context else line
+
+
+def _context_value(value: object) -> str:
+    text = str(value)
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return json.dumps(text, ensure_ascii=False)  # one token per value, however it is written
+    return text
 
 
 class GatheringQueueHandler(logging.Handler):

@@ -1,10 +1,11 @@
 """The log writer thread: every record written, in order, formatted as configured, off the caller's thread."""
 
 import io
+import sys
 import logging
 import threading
 
-from backend.core.logs import GatheringQueueHandler
+from backend.core.logs import ContextFormatter, GatheringQueueHandler
 
 
 class CallerThreadFormatter(logging.Formatter):
@@ -53,3 +54,39 @@ def test_a_record_that_cannot_be_formatted_does_not_stop_the_others(capsys):
         handler.close()
     assert stream.getvalue().splitlines() == ["after"]
     assert "Logging error" in capsys.readouterr().err  # reported, as logging reports it
+
+
+def _record(message: str, **context) -> logging.LogRecord:
+    record = logging.LogRecord("backend.cashier.service", logging.INFO, __file__, 1, message, (), None)
+    for key, value in context.items():
+        setattr(record, key, value)
+    return record
+
+
+def test_a_line_ends_with_the_records_context():
+    formatter = ContextFormatter("%(levelname)s %(name)s %(message)s")
+    assert formatter.format(_record("order paid", order_id=42, member_id=7, member_enrolled=True)) == (
+        "INFO backend.cashier.service order paid order_id=42 member_id=7 member_enrolled=True")
+    assert formatter.format(_record("order paid")) == "INFO backend.cashier.service order paid"
+    # Each value stays one token, however it is written.
+    assert formatter.format(_record("failed", error="ValueError('a b')", reason="", name_="x=y")) == (
+        'INFO backend.cashier.service failed error="ValueError(\'a b\')" reason="" name_="x=y"')
+
+
+def test_an_exceptions_traceback_follows_the_context():
+    formatter = ContextFormatter("%(message)s")
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        record = logging.LogRecord("x", logging.ERROR, __file__, 1, "sweep failed", (), sys.exc_info())
+    record.order_id = 5
+    first, *rest = formatter.format(record).splitlines()
+    assert first == "sweep failed order_id=5"
+    assert rest[0].startswith("Traceback") and rest[-1] == "RuntimeError: boom"
+
+
+async def test_the_app_writes_lines_with_their_context(client):
+    handlers = [handler for handler in logging.getLogger().handlers if isinstance(handler, GatheringQueueHandler)]
+    assert handlers
+    line = handlers[-1].format(_record("order paid", order_id=42))
+    assert line.startswith("INFO - ") and line.endswith(" - backend.cashier.service - test_logs - order paid order_id=42")

@@ -13,12 +13,12 @@ from typing import Any, Generic, TypeVar
 import asyncpg
 from piccolo.columns import Serial
 from piccolo.columns.defaults.base import Default
+from piccolo.columns.m2m import M2MSelect
 from piccolo.engine import engine_finder
 from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
 from piccolo.query.base import Query
-from piccolo.columns.m2m import M2MSelect
 from piccolo.query.methods.select import First, Select
 from piccolo.query.methods.update import Update
 from piccolo.query.proxy import Proxy
@@ -249,8 +249,8 @@ def _rows_as_they_are(query: Query) -> bool:
         return True
     if type(query) is Select:
         output = query.output_delegate._output
-        return not (output.load_json or output.nested or output.as_objects or output.as_list or output.as_json) \
-            and not any(isinstance(column, M2MSelect) for column in query.columns_delegate.selected_columns)
+        asks = output.load_json or output.nested or output.as_objects or output.as_list or output.as_json
+        return not asks and not any(isinstance(column, M2MSelect) for column in query.columns_delegate.selected_columns)
     return False
 
 

@@ -10,6 +10,7 @@ import atexit
 import json
 import logging
 import queue
+import re
 import sys
 import threading
 import time
@@ -34,9 +35,12 @@ class ContextFormatter(logging.Formatter):
 
 def _context_value(value: object) -> str:
     text = str(value)
-    if not text or any(c.isspace() or c in "\"'=" for c in text):
-        return json.dumps(text, ensure_ascii=False)  # one token per value, however it is written
+    if _BARE.fullmatch(text) is None:
+        return json.dumps(text, ensure_ascii=False)  # one token on one line, however the value is written
     return text
+
+
+_BARE = re.compile(r"[^\s\"'=]+")
 
 
 class GatheringQueueHandler(logging.Handler):

@@ -90,3 +90,8 @@ async def test_the_app_writes_lines_with_their_context(client):
     assert handlers
     line = handlers[-1].format(_record("order paid", order_id=42))
     assert line.startswith("INFO - ") and line.endswith(" - backend.cashier.service - test_logs - order paid order_id=42")
+
+
+def test_a_context_value_never_breaks_the_line():
+    formatter = ContextFormatter("%(message)s")
+    assert formatter.format(_record("x", error="first\nsecond")) == 'x error="first\\nsecond"'

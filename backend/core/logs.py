@@ -4,6 +4,9 @@ The standard queue handler formats every record on the caller's thread and its l
 and flushes each one on its own, waking for every record. Under load that was a tenth of a
 till checkout's time (scripts/bench). Here the loop hands the record over as it is; the writer
 thread wakes at most every GATHER_SECONDS and writes what has gathered with one write.
+
+Every line ends with its event's context, the `extra` of the log call, as key=value: the line
+format alone would drop it, and an order paid is only worth a log line with its order id.
 """
 
 import atexit

@@ -1,8 +1,9 @@
-"""The log writer thread: every record written, in order, formatted as configured, off the caller's thread."""
+"""The log writer thread (every record written, in order, formatted as configured, off the caller's thread)
+and the line format (each line ends with its event's context)."""
 
 import io
-import sys
 import logging
+import sys
 import threading
 
 from backend.core.logs import ContextFormatter, GatheringQueueHandler

@@ -178,7 +178,6 @@ class KeptAliveConnection:
 
 async def flash_join(url: str, campaign_id: int, store_id: int, tokens: list[str]) -> tuple[float, float, float]:
     """2,000 seat requests from 200 connections at once: exactly 100 may succeed."""
-
     address = urlsplit(url)
     path = f"/api/v1/groupbuy/campaigns/{campaign_id}/groups"
     body = json.dumps({"pickupStoreId": store_id}).encode()

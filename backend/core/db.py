@@ -243,8 +243,6 @@ def _rows_as_they_are(query: Query) -> bool:
     many-to-many columns, nests or makes objects only where the query asks; an update's rows it
     keeps as they are.
     """
-    if hasattr(query, "_raw_response_callback"):
-        return False
     if type(query) is Update:
         return True
     if type(query) is Select:

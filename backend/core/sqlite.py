@@ -296,7 +296,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             # No busy handler: it would block the loop. In WAL mode the only lock a
             # transaction waits for is taken by BEGIN IMMEDIATE, retried in `begin`.
             self._writer = self._connect(busy_timeout_ms=0)
-            self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # see `committed`
+            self._writer.execute("PRAGMA wal_autocheckpoint = 0")  # see `count_commit`
             self._writer.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         return self._writer
 
@@ -305,7 +305,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
             self._loop_reader = self._connect(busy_timeout_ms=0)
         return self._loop_reader
 
-    def committed(self) -> None:
+    def count_commit(self) -> None:
         """Count a commit; every so often copy the WAL back into the database off the loop."""
         self._commits += 1
         if self._commits < CHECKPOINT_EVERY_COMMITS or (self._checkpoint is not None and not self._checkpoint.done()):
@@ -395,7 +395,7 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
         if group.size > 1:
             self._concurrent_until = self._last_commit + CONCURRENT_SECONDS
         group.settle()
-        self.committed()
+        self.count_commit()
 
     def write_lock(self) -> asyncio.Lock:
         loop = asyncio.get_running_loop()

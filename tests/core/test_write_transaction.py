@@ -153,7 +153,7 @@ def count_commits(engine: EmbeddedSQLiteEngine) -> list[str]:
     return commits
 
 
-async def test_concurrent_embedded_transactions_share_commits_and_return_only_once_durable(embedded, tmp_path):
+async def test_concurrent_embedded_transactions_share_commits_and_return_only_once_committed(embedded, tmp_path):
     commits = count_commits(embedded)
     outside = sqlite3.connect(tmp_path / "own.sqlite3", isolation_level=None)  # as another process reads
 

@@ -9,8 +9,8 @@ from typing import TypeVar
 import httpx
 from litestar import Litestar
 from litestar.di import Provide
-from litestar.middleware import DefineMiddleware
 from litestar.logging import LoggingConfig
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
@@ -32,14 +32,6 @@ from backend.groupbuy.controllers import (
     PickupController,
 )
 from backend.members.code import MemberCodes
-from backend.posters.controllers import AvatarController, PosterController
-from backend.posters.service import PosterCache
-from backend.referrals.controllers import (
-    AdminReferralController,
-    MyReferralController,
-    ReferralCampaignController,
-    ShareController,
-)
 from backend.members.controllers import (
     AdminMemberController,
     CashierMemberController,
@@ -58,6 +50,14 @@ from backend.payments.sandbox import SandboxProvider
 from backend.payments.wechatpay import WeChatPayProvider
 from backend.payments.wechatpay_protocol import load_private_key, load_public_key
 from backend.points.controllers import AdminPointsController, MyPointsController
+from backend.posters.controllers import AvatarController, PosterController
+from backend.posters.service import PosterCache
+from backend.referrals.controllers import (
+    AdminReferralController,
+    MyReferralController,
+    ReferralCampaignController,
+    ShareController,
+)
 from backend.sandbox.controllers import SandboxPaymentController, SandboxWalletController, SandboxWeChatController
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
@@ -76,8 +76,13 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze_heap: bool = False,
-               in_process_notifications: bool = False) -> Litestar:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    kv: KV | None = None,
+    freeze_heap: bool = False,
+    in_process_notifications: bool = False,
+) -> Litestar:
     """`in_process_notifications`: the sandbox posts its notifications to this app object directly
     (tests, which serve no socket) instead of to PAYMENT_NOTIFY_URL over the network."""
     settings = settings or get_settings()
@@ -93,8 +98,9 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
             gc.collect()
             gc.freeze()
         try:
-            async with running_sweeper(settings.sweep_interval_seconds, provider=payment_provider,
-                                       checkout=checkout_policy):
+            async with running_sweeper(
+                settings.sweep_interval_seconds, provider=payment_provider, checkout=checkout_policy
+            ):
                 yield
         finally:
             if notifier is not None and notifier.client is not None and notifier.client is not http:
@@ -104,13 +110,33 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
             await close_database()
 
     route_handlers: list[type] = [
-        SystemController, StaffAuthController, MiniProgramAuthController, MeController, StoreController,
-        AdminStoreController, CashierStoreController, CashierMemberController, AdminMemberController,
-        MyPointsController, AdminPointsController, CashierOrderController, MyOrdersController,
-        StorePaymentController, WeChatPayNotifyController, GroupBuyController, AdminGroupBuyController,
-        GroupBuySeatController, MyGroupBuyController, PickupController,
-        CashierGroupBuyController, ReferralCampaignController, ShareController, MyReferralController,
-        AdminReferralController, PosterController, AvatarController,
+        SystemController,
+        StaffAuthController,
+        MiniProgramAuthController,
+        MeController,
+        StoreController,
+        AdminStoreController,
+        CashierStoreController,
+        CashierMemberController,
+        AdminMemberController,
+        MyPointsController,
+        AdminPointsController,
+        CashierOrderController,
+        MyOrdersController,
+        StorePaymentController,
+        WeChatPayNotifyController,
+        GroupBuyController,
+        AdminGroupBuyController,
+        GroupBuySeatController,
+        MyGroupBuyController,
+        PickupController,
+        CashierGroupBuyController,
+        ReferralCampaignController,
+        ShareController,
+        MyReferralController,
+        AdminReferralController,
+        PosterController,
+        AvatarController,
     ]
     notifier: SandboxNotifier | None = None
     if settings.sandbox_enabled:
@@ -121,35 +147,60 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
         payment_provider: PaymentProvider = SandboxProvider(sandbox_keys, appid=settings.wechat_app_id)
         notifier = SandboxNotifier(sandbox_keys, url=settings.payment_notify_url)
     else:
-        wechat = {"base_url": settings.wechat_api_base, "app_id": settings.wechat_app_id,
-                  "app_secret": settings.wechat_app_secret}
+        wechat = {
+            "base_url": settings.wechat_api_base,
+            "app_id": settings.wechat_app_id,
+            "app_secret": settings.wechat_app_secret,
+        }
         wechat_login = WeChatCode2Session(http, **wechat)
         phone_numbers = WeChatPhoneNumbers(http, kv, **wechat)
         payment_provider = _wechatpay(settings, http)
 
-    tokens = TokenIssuer(settings.secret_key, member_ttl=settings.member_token_ttl_seconds,
-                         staff_ttl=settings.staff_token_ttl_seconds)
+    tokens = TokenIssuer(
+        settings.secret_key, member_ttl=settings.member_token_ttl_seconds, staff_ttl=settings.staff_token_ttl_seconds
+    )
     checkout_policy = CheckoutPolicy.from_settings(settings)
-    services = Services(settings=settings, kv=kv, tokens=tokens, wechat_login=wechat_login,
-                        member_codes=MemberCodes(settings.secret_key),
-                        phone_numbers=phone_numbers, payment_provider=payment_provider,
-                        checkout_policy=checkout_policy, sandbox_notifier=notifier, posters=PosterCache(plan_seconds=settings.poster_plan_seconds))
+    services = Services(
+        settings=settings,
+        kv=kv,
+        tokens=tokens,
+        wechat_login=wechat_login,
+        member_codes=MemberCodes(settings.secret_key),
+        phone_numbers=phone_numbers,
+        payment_provider=payment_provider,
+        checkout_policy=checkout_policy,
+        sandbox_notifier=notifier,
+        posters=PosterCache(plan_seconds=settings.poster_plan_seconds),
+    )
     app = Litestar(
         route_handlers=route_handlers,
         lifespan=[lifespan],
         dependencies={"services": Provide(_constant(services), sync_to_thread=False)},
-        middleware=[request_id_middleware,
-                    DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute)],
+        middleware=[
+            request_id_middleware,
+            DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute),
+        ],
         exception_handlers=EXCEPTION_HANDLERS,
         request_max_body_size=settings.max_body_bytes,
-        openapi_config=OpenAPIConfig(title="Mall API", version="1.0.0", path="/schema",
-                                     render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")]),
+        openapi_config=OpenAPIConfig(
+            title="Mall API",
+            version="1.0.0",
+            path="/schema",
+            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        ),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
         logging_config=LoggingConfig(
-            root={"level": "INFO", "handlers": ["queue_listener"]}, log_exceptions="never",
-            handlers={"queue_listener": {"class": "backend.core.logs.GatheringQueueHandler", "level": "DEBUG",
-                                         "formatter": "standard"}},
-            formatters={"standard": {"()": "backend.core.logs.ContextFormatter", "format": LINE_FORMAT}}),
+            root={"level": "INFO", "handlers": ["queue_listener"]},
+            log_exceptions="never",
+            handlers={
+                "queue_listener": {
+                    "class": "backend.core.logs.GatheringQueueHandler",
+                    "level": "DEBUG",
+                    "formatter": "standard",
+                }
+            },
+            formatters={"standard": {"()": "backend.core.logs.ContextFormatter", "format": LINE_FORMAT}},
+        ),
         debug=settings.debug,
     )
     if notifier is not None:
@@ -163,11 +214,16 @@ def create_app(settings: Settings | None = None, *, kv: KV | None = None, freeze
 def _wechatpay(settings: Settings, http: httpx.AsyncClient) -> WeChatPayProvider:
     assert settings.wechatpay_private_key_path is not None  # Settings.from_env requires it with wechatpay
     return WeChatPayProvider(
-        http, base_url=settings.wechatpay_api_base, mchid=settings.wechatpay_mchid, appid=settings.wechat_app_id,
+        http,
+        base_url=settings.wechatpay_api_base,
+        mchid=settings.wechatpay_mchid,
+        appid=settings.wechat_app_id,
         serial_no=settings.wechatpay_serial_no,
         private_key=load_private_key(settings.wechatpay_private_key_path.read_bytes()),
         platform_keys={serial: load_public_key(path.read_bytes()) for serial, path in settings.wechatpay_platform_keys},
-        api_v3_key=settings.wechatpay_api_v3_key.encode(), notify_url=settings.payment_notify_url)
+        api_v3_key=settings.wechatpay_api_v3_key.encode(),
+        notify_url=settings.payment_notify_url,
+    )
 
 
 def _constant(value: T) -> Callable[[], T]:

@@ -55,16 +55,18 @@ async def seed_demo(password: str) -> list[str]:
         for code, name, address, hours in DEMO_STORES:
             if not await Store.exists().where(Store.code == code):
                 welcome = f"欢迎光临{name.split()[0]}，已为您开通会员。"
-                await service.create_store(StoreCreate(code=code, name=name, address=address, opening_hours=hours,
-                                                       landing_text=welcome))
+                await service.create_store(
+                    StoreCreate(code=code, name=name, address=address, opening_hours=hours, landing_text=welcome)
+                )
                 created.append(f"store {code}")
         ids = {row["code"]: row["id"] for row in await Store.select(Store.id, Store.code)}
         for username, role, codes in DEMO_STAFF:
             if await Staff.exists().where(Staff.username == username):
                 continue
             try:
-                await service.create_staff(StaffCreate(username=username, password=password, role=role,
-                                                       store_ids=[ids[c] for c in codes]))
+                await service.create_staff(
+                    StaffCreate(username=username, password=password, role=role, store_ids=[ids[c] for c in codes])
+                )
             except Exception as error:
                 if not is_unique_violation(error):
                     raise
@@ -93,17 +95,39 @@ async def _seed_campaigns(store_ids: dict[str, int]) -> list[str]:
         return []
     now, created = utcnow(), []
     if not await ReferralCampaign.exists():
-        await referrals.create_campaign(ReferralCampaignCreate(
-            title="拉新有礼：邀请好友成为会员，双方得积分", starts_at=now, ends_at=now + timedelta(days=30),
-            referrer_points=200, referee_points=100, holding_period_days=7, daily_cap_per_referrer=20),
-            staff_id=hq["id"], templates={"referral"})
+        await referrals.create_campaign(
+            ReferralCampaignCreate(
+                title="拉新有礼：邀请好友成为会员，双方得积分",
+                starts_at=now,
+                ends_at=now + timedelta(days=30),
+                referrer_points=200,
+                referee_points=100,
+                holding_period_days=7,
+                daily_cap_per_referrer=20,
+            ),
+            staff_id=hq["id"],
+            templates={"referral"},
+        )
         created.append("referral campaign")
     if not await Campaign.exists():
-        await groupbuy.create_campaign(CampaignCreate(
-            title="明日榴莲 三人成团", product_name="金枕榴莲（约 3 kg）", product_image="durian.jpg", price_fen=9900,
-            original_price_fen=15800, group_size=3, group_ttl_minutes=24 * 60, stock=300, per_member_limit=2,
-            starts_at=now, ends_at=now + timedelta(days=30), pickup_store_ids=sorted(store_ids.values()),
-            pickup_date=(now + timedelta(days=31)).date()), staff_id=hq["id"])
+        await groupbuy.create_campaign(
+            CampaignCreate(
+                title="明日榴莲 三人成团",
+                product_name="金枕榴莲（约 3 kg）",
+                product_image="durian.jpg",
+                price_fen=9900,
+                original_price_fen=15800,
+                group_size=3,
+                group_ttl_minutes=24 * 60,
+                stock=300,
+                per_member_limit=2,
+                starts_at=now,
+                ends_at=now + timedelta(days=30),
+                pickup_store_ids=sorted(store_ids.values()),
+                pickup_date=(now + timedelta(days=31)).date(),
+            ),
+            staff_id=hq["id"],
+        )
         created.append("group-buy campaign")
     return created
 
@@ -131,8 +155,11 @@ async def create_staff(args: argparse.Namespace) -> None:
         missing = set(args.store) - {row["code"] for row in rows}
         if missing:
             raise SystemExit(f"unknown store codes: {', '.join(sorted(missing))}")
-        row = await service.create_staff(StaffCreate(username=args.username, password=args.password, role=args.role,
-                                                     store_ids=[r["id"] for r in rows]))
+        row = await service.create_staff(
+            StaffCreate(
+                username=args.username, password=args.password, role=args.role, store_ids=[r["id"] for r in rows]
+            )
+        )
     finally:
         await close_database()
     print(f"staff {row['username']} ({row['role'].value}) created with id {row['id']}")
@@ -145,9 +172,18 @@ def serve(settings: Settings) -> None:
 
     # The standard asyncio loop: uvloop serves as many requests here but, saturated, leaves
     # some connections waiting several loop turns (write p99 140 ms against 19 ms, scripts/bench).
-    uvicorn.run("backend.app:create_served_app", factory=True, host=settings.host, port=settings.port,
-                workers=settings.workers, access_log=settings.access_log, log_level="info", loop="asyncio",
-                http=NoDelayHttpProtocol, timeout_graceful_shutdown=10)
+    uvicorn.run(
+        "backend.app:create_served_app",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        access_log=settings.access_log,
+        log_level="info",
+        loop="asyncio",
+        http=NoDelayHttpProtocol,
+        timeout_graceful_shutdown=10,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,7 +75,7 @@ def check_database_url(url: str) -> str:
 
 
 def sqlite_path(url: str) -> Path:
-    path = Path(url[len("sqlite:///"):])
+    path = Path(url[len("sqlite:///") :])
     return path if path.is_absolute() else PROJECT_ROOT / path
 
 
@@ -180,8 +180,9 @@ class Settings:
         host, port = env.get("HOST") or "127.0.0.1", _int(env, "PORT", 8000, minimum=1)
         notify_url = env.get("PAYMENT_NOTIFY_URL") or ""
         if payment_provider == "wechatpay" and not notify_url.startswith("https://"):
-            raise SettingsError("PAYMENT_NOTIFY_URL must be the public https:// address of "
-                                "/api/v1/payments/wechat/notify")
+            raise SettingsError(
+                "PAYMENT_NOTIFY_URL must be the public https:// address of /api/v1/payments/wechat/notify"
+            )
         local = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         if not notify_url:  # the sandbox posts its notifications to this very server
             notify_url = f"http://{local}:{port}/api/v1/payments/wechat/notify"
@@ -214,23 +215,30 @@ class Settings:
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size, minimum=1),
             redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
-            member_lookup_failure_limit=_int(env, "MEMBER_LOOKUP_FAILURE_LIMIT", cls.member_lookup_failure_limit,
-                                             minimum=1),
-            member_lookup_failure_window_seconds=_int(env, "MEMBER_LOOKUP_FAILURE_WINDOW_SECONDS",
-                                                      cls.member_lookup_failure_window_seconds, minimum=1),
+            member_lookup_failure_limit=_int(
+                env, "MEMBER_LOOKUP_FAILURE_LIMIT", cls.member_lookup_failure_limit, minimum=1
+            ),
+            member_lookup_failure_window_seconds=_int(
+                env, "MEMBER_LOOKUP_FAILURE_WINDOW_SECONDS", cls.member_lookup_failure_window_seconds, minimum=1
+            ),
             checkout_max_amount_fen=_int(env, "CHECKOUT_MAX_AMOUNT_FEN", cls.checkout_max_amount_fen, minimum=1),
             redeem_points_per_yuan=_int(env, "REDEEM_POINTS_PER_YUAN", cls.redeem_points_per_yuan, minimum=1),
-            micropay_query_interval_seconds=_seconds(env, "MICROPAY_QUERY_INTERVAL_SECONDS",
-                                                     cls.micropay_query_interval_seconds),
+            micropay_query_interval_seconds=_seconds(
+                env, "MICROPAY_QUERY_INTERVAL_SECONDS", cls.micropay_query_interval_seconds
+            ),
             micropay_timeout_seconds=_seconds(env, "MICROPAY_TIMEOUT_SECONDS", cls.micropay_timeout_seconds),
-            micropay_inline_wait_seconds=_seconds(env, "MICROPAY_INLINE_WAIT_SECONDS",
-                                                  cls.micropay_inline_wait_seconds),
-            store_payment_close_after_seconds=_seconds(env, "STORE_PAYMENT_CLOSE_AFTER_SECONDS",
-                                                       cls.store_payment_close_after_seconds),
-            store_payment_query_interval_seconds=_seconds(env, "STORE_PAYMENT_QUERY_INTERVAL_SECONDS",
-                                                          cls.store_payment_query_interval_seconds),
-            refund_query_interval_seconds=_seconds(env, "REFUND_QUERY_INTERVAL_SECONDS",
-                                                   cls.refund_query_interval_seconds),
+            micropay_inline_wait_seconds=_seconds(
+                env, "MICROPAY_INLINE_WAIT_SECONDS", cls.micropay_inline_wait_seconds
+            ),
+            store_payment_close_after_seconds=_seconds(
+                env, "STORE_PAYMENT_CLOSE_AFTER_SECONDS", cls.store_payment_close_after_seconds
+            ),
+            store_payment_query_interval_seconds=_seconds(
+                env, "STORE_PAYMENT_QUERY_INTERVAL_SECONDS", cls.store_payment_query_interval_seconds
+            ),
+            refund_query_interval_seconds=_seconds(
+                env, "REFUND_QUERY_INTERVAL_SECONDS", cls.refund_query_interval_seconds
+            ),
             payment_notify_url=notify_url,
             **wechatpay,
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),
@@ -247,8 +255,17 @@ class Settings:
 
 def _wechatpay(env: dict[str, str]) -> dict[str, object]:
     """The merchant's WeChat Pay credentials; every one is required with PAYMENT_PROVIDER=wechatpay."""
-    missing = [name for name in ("WECHATPAY_MCHID", "WECHATPAY_SERIAL_NO", "WECHATPAY_PRIVATE_KEY_PATH",
-                                 "WECHATPAY_PLATFORM_KEYS", "WECHATPAY_API_V3_KEY") if not env.get(name)]
+    missing = [
+        name
+        for name in (
+            "WECHATPAY_MCHID",
+            "WECHATPAY_SERIAL_NO",
+            "WECHATPAY_PRIVATE_KEY_PATH",
+            "WECHATPAY_PLATFORM_KEYS",
+            "WECHATPAY_API_V3_KEY",
+        )
+        if not env.get(name)
+    ]
     if missing:
         raise SettingsError(f"PAYMENT_PROVIDER=wechatpay needs {', '.join(missing)}")
     api_v3_key = env["WECHATPAY_API_V3_KEY"]
@@ -261,12 +278,16 @@ def _wechatpay(env: dict[str, str]) -> dict[str, object]:
     for entry in env["WECHATPAY_PLATFORM_KEYS"].split(","):
         serial, _, path = entry.strip().partition("=")
         if not serial or not path or not Path(path).is_file():
-            raise SettingsError("WECHATPAY_PLATFORM_KEYS must list serial=path pairs, separated by commas, of "
-                                f"platform certificates or public keys that exist; got {entry.strip()!r}")
+            raise SettingsError(
+                "WECHATPAY_PLATFORM_KEYS must list serial=path pairs, separated by commas, of "
+                f"platform certificates or public keys that exist; got {entry.strip()!r}"
+            )
         platform_keys.append((serial, Path(path)))
     return {
-        "wechatpay_mchid": env["WECHATPAY_MCHID"], "wechatpay_serial_no": env["WECHATPAY_SERIAL_NO"],
-        "wechatpay_private_key_path": private_key, "wechatpay_platform_keys": tuple(platform_keys),
+        "wechatpay_mchid": env["WECHATPAY_MCHID"],
+        "wechatpay_serial_no": env["WECHATPAY_SERIAL_NO"],
+        "wechatpay_private_key_path": private_key,
+        "wechatpay_platform_keys": tuple(platform_keys),
         "wechatpay_api_v3_key": api_v3_key,
         "wechatpay_api_base": (env.get("WECHATPAY_API_BASE") or Settings.wechatpay_api_base).rstrip("/"),
     }

@@ -17,8 +17,9 @@ from backend.referrals import service as referrals
 logger = logging.getLogger(__name__)
 
 
-async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
-                     now: datetime | None = None) -> dict[str, int]:
+async def sweep_once(
+    *, provider: PaymentProvider, checkout: CheckoutPolicy, now: datetime | None = None
+) -> dict[str, int]:
     """Settle everything that is due; answers how many rows of each kind were settled or stepped."""
     return {
         "points_lots_expired": await points.expire_due(now=now),
@@ -32,8 +33,9 @@ async def sweep_once(*, provider: PaymentProvider, checkout: CheckoutPolicy,
 
 
 @asynccontextmanager
-async def running_sweeper(interval: float, *, provider: PaymentProvider,
-                          checkout: CheckoutPolicy) -> AsyncIterator[None]:
+async def running_sweeper(
+    interval: float, *, provider: PaymentProvider, checkout: CheckoutPolicy
+) -> AsyncIterator[None]:
     """Sweep every `interval` seconds while the app runs (0: never)."""
     if interval <= 0:
         yield

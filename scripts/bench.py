@@ -45,27 +45,43 @@ class Scenario:
 
 
 def post_json(url: str, body: dict, headers: dict[str, str] | None = None) -> dict:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"content-type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
 
 
 def prepare_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
     """Checkouts at the till, each by a new shopper (a new sandbox wallet) who is enrolled on payment."""
-    token = post_json(f"{url}/api/v1/auth/staff/login",
-                      {"username": "cashier1", "password": DEMO_PASSWORD})["accessToken"]
-    store_id = next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read())
-                    if s["code"] == "S001")
+    token = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
+        "accessToken"
+    ]
+    store_id = next(
+        s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read()) if s["code"] == "S001"
+    )
     wanted = 4_000 * seconds  # far more than the till can take in that time
     progress(f"checkout-micropay: issuing {wanted} sandbox payment codes for the {part}, one wallet each")
     with ThreadPoolExecutor(16) as pool:
-        codes = list(pool.map(lambda i: post_json(
-            f"{url}/api/v1/sandbox/wallets/oBench{part[0]}{i:021d}/payment-codes", {})["authCode"], range(wanted)))
+        codes = list(
+            pool.map(
+                lambda i: post_json(f"{url}/api/v1/sandbox/wallets/oBench{part[0]}{i:021d}/payment-codes", {})[
+                    "authCode"
+                ],
+                range(wanted),
+            )
+        )
     codes_file = OUT / f"payment-codes-{part}.txt"
     codes_file.write_text("\n".join(codes) + "\n")
-    return CHECKOUT_LUA.replace("CODES_FILE", str(codes_file)).replace("TOKEN", token) \
-        .replace("STORE_ID", str(store_id)).replace("PART", part)
+    return (
+        CHECKOUT_LUA.replace("CODES_FILE", str(codes_file))
+        .replace("TOKEN", token)
+        .replace("STORE_ID", str(store_id))
+        .replace("PART", part)
+    )
 
 
 # Each wrk thread takes every THREADS-th line of LINES_FILE into `lines`, so no two threads send the same one.
@@ -86,7 +102,9 @@ function read_lines()
 end
 """
 
-CHECKOUT_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "CODES_FILE") + """
+CHECKOUT_LUA = (
+    THREAD_LINES_LUA.replace("LINES_FILE", "CODES_FILE")
+    + """
 function init(args)
   read_lines()
   wrk.method = "POST"
@@ -95,11 +113,12 @@ function init(args)
 end
 function request()
   n = n + 1
-  local body = string.format('{"storeId":STORE_ID,"amountFen":1234,"authCode":"%s","idempotencyKey":"bench-PART-%d-%d"}',
-                             lines[n], id, n)
+  local body = string.format(
+    '{"storeId":STORE_ID,"amountFen":1234,"authCode":"%s","idempotencyKey":"bench-PART-%d-%d"}', lines[n], id, n)
   return wrk.format(nil, "/api/v1/cashier/orders", nil, body)
 end
 """
+)
 
 FLASH_SEATS, FLASH_ATTEMPTS, FLASH_CONNECTIONS = 100, 2_000, 200
 WARM_UP_SECONDS = 2
@@ -107,6 +126,7 @@ WARM_UP_SECONDS = 2
 
 def shopper_tokens(url: str, count: int) -> list[str]:
     """Shoppers signed in through the sandbox, as the mini-program does, one WeChat user each."""
+
     def sign_in(i: int) -> str:
         code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": f"oFlash{i:022d}"})["code"]
         return post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})["accessToken"]
@@ -118,15 +138,29 @@ def shopper_tokens(url: str, count: int) -> list[str]:
 def flash_campaign(url: str) -> tuple[int, int]:
     """A campaign of 100 units, one per member, groups of 2; answers (campaign id, pickup store id)."""
     token = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
-    store_id = next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read())
-                    if s["code"] == "S001")
+    store_id = next(
+        s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read()) if s["code"] == "S001"
+    )
     now = time.time()
     iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
-    campaign = post_json(f"{url}/api/v1/admin/groupbuy/campaigns", {
-        "title": "flash", "productName": "榴莲", "priceFen": 9900, "originalPriceFen": 15800, "groupSize": 2,
-        "groupTtlMinutes": 1440, "stock": FLASH_SEATS, "perMemberLimit": 1, "startsAt": iso(now - 60),
-        "endsAt": iso(now + 86400), "pickupStoreIds": [store_id], "pickupDate": iso(now + 2 * 86400)[:10],
-    }, {"Authorization": f"Bearer {token}"})
+    campaign = post_json(
+        f"{url}/api/v1/admin/groupbuy/campaigns",
+        {
+            "title": "flash",
+            "productName": "榴莲",
+            "priceFen": 9900,
+            "originalPriceFen": 15800,
+            "groupSize": 2,
+            "groupTtlMinutes": 1440,
+            "stock": FLASH_SEATS,
+            "perMemberLimit": 1,
+            "startsAt": iso(now - 60),
+            "endsAt": iso(now + 86400),
+            "pickupStoreIds": [store_id],
+            "pickupDate": iso(now + 2 * 86400)[:10],
+        },
+        {"Authorization": f"Bearer {token}"},
+    )
     return campaign["id"], store_id
 
 
@@ -145,8 +179,11 @@ class KeptAliveConnection:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             self.writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
-        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{head}"
-                          f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+        self.writer.write(
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{head}"
+            f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
         try:
             status_line = await self.reader.readline()
             if not status_line:
@@ -213,15 +250,19 @@ async def flash_join(url: str, campaign_id: int, store_id: int, tokens: list[str
     taken = statuses.count(201)
     refused = statuses.count(409)
     left = json.loads(urllib.request.urlopen(f"{url}/api/v1/groupbuy/campaigns/{campaign_id}").read())["stockLeft"]
-    progress(f"groupbuy-flash-join: {taken} seats taken, {refused} refused, {left} left, "
-             f"other answers: {sorted(set(statuses) - {201, 409})}, {retried} dropped connections retried")
+    progress(
+        f"groupbuy-flash-join: {taken} seats taken, {refused} refused, {left} left, "
+        f"other answers: {sorted(set(statuses) - {201, 409})}, {retried} dropped connections retried"
+    )
     if taken != FLASH_SEATS or refused != len(tokens) - FLASH_SEATS or left != 0:
         raise SystemExit("groupbuy-flash-join: the flash sale did not end with exactly 100 seats")
     latencies.sort()
     return len(statuses) / elapsed, latencies[len(latencies) // 2] * 1000, latencies[int(len(latencies) * 0.99)] * 1000
 
 
-SOLD_OUT_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "TOKENS_FILE") + """
+SOLD_OUT_LUA = (
+    THREAD_LINES_LUA.replace("LINES_FILE", "TOKENS_FILE")
+    + """
 function init(args)
   read_lines()
   wrk.method = "POST"
@@ -234,10 +275,13 @@ function request()
   return wrk.format(nil, "/api/v1/groupbuy/campaigns/CAMPAIGN_ID/groups")
 end
 """
+)
 
 POSTER_MEMBERS, POSTER_CAMPAIGNS = 100, 20  # 2,000 distinct posters per format: every cold request draws one
 
-POSTER_LUA = THREAD_LINES_LUA.replace("LINES_FILE", "PAIRS_FILE") + """
+POSTER_LUA = (
+    THREAD_LINES_LUA.replace("LINES_FILE", "PAIRS_FILE")
+    + """
 function init(args)
   read_lines()
 end
@@ -248,6 +292,7 @@ function request()
   return wrk.format("GET", "/api/v1/me/posters?format=FORMAT&campaignId=" .. campaign)
 end
 """
+)
 
 
 def poster_pairs(url: str) -> Path:
@@ -258,10 +303,22 @@ def poster_pairs(url: str) -> Path:
     hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
     now = time.time()
     iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(t))  # noqa: E731
-    campaigns = [post_json(f"{url}/api/v1/admin/referral-campaigns", {
-        "title": f"拉新有礼 第{i + 1}期 邀请好友一起拿积分", "startsAt": iso(now - 60), "endsAt": iso(now + 30 * 86400),
-        "referrerPoints": 200, "refereePoints": 100, "holdingPeriodDays": 7, "dailyCapPerReferrer": 20,
-    }, {"Authorization": f"Bearer {hq}"})["id"] for i in range(POSTER_CAMPAIGNS)]
+    campaigns = [
+        post_json(
+            f"{url}/api/v1/admin/referral-campaigns",
+            {
+                "title": f"拉新有礼 第{i + 1}期 邀请好友一起拿积分",
+                "startsAt": iso(now - 60),
+                "endsAt": iso(now + 30 * 86400),
+                "referrerPoints": 200,
+                "refereePoints": 100,
+                "holdingPeriodDays": 7,
+                "dailyCapPerReferrer": 20,
+            },
+            {"Authorization": f"Bearer {hq}"},
+        )["id"]
+        for i in range(POSTER_CAMPAIGNS)
+    ]
 
     def sign_in(i: int) -> str:
         code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": f"oPoster{i:021d}"})["code"]
@@ -277,6 +334,7 @@ def poster_pairs(url: str) -> Path:
 def prepare_cold(image_format: str) -> Callable[[str, int], str]:
     def prepare(url: str, seconds: int) -> str:
         return POSTER_LUA.replace("PAIRS_FILE", str(poster_pairs(url))).replace("FORMAT", image_format)
+
     return prepare
 
 
@@ -284,12 +342,15 @@ def prepare_cached(url: str, seconds: int) -> str:
     """One member's poster, drawn once before the run: every request is answered from the cache."""
     first = poster_pairs(url).read_text().splitlines()[0]
     token, campaign = first.split()
-    request = urllib.request.Request(f"{url}/api/v1/me/posters?format=jpeg&campaignId={campaign}",
-                                     headers={"Authorization": f"Bearer {token}"})
+    request = urllib.request.Request(
+        f"{url}/api/v1/me/posters?format=jpeg&campaignId={campaign}", headers={"Authorization": f"Bearer {token}"}
+    )
     urllib.request.urlopen(request, timeout=30).read()
-    return (f'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
-            f'wrk.path = "/api/v1/me/posters?format=jpeg&campaignId={campaign}"\n'
-            'function request() return wrk.format(nil, wrk.path) end\n')
+    return (
+        f'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer {token}"\n'
+        f'wrk.path = "/api/v1/me/posters?format=jpeg&campaignId={campaign}"\n'
+        "function request() return wrk.format(nil, wrk.path) end\n"
+    )
 
 
 def bare_pillow_jpeg(seconds: float) -> tuple[float, float, float]:
@@ -302,8 +363,12 @@ def bare_pillow_jpeg(seconds: float) -> tuple[float, float, float]:
 
     spec = json.loads((ROOT / "assets" / "posters" / "referral.json").read_text())
     font_path = str(ROOT / "assets" / "fonts" / "DroidSansFallbackFull.ttf")
-    fields = {"title": "拉新有礼 第1期 邀请好友一起拿积分", "referrerPoints": "200", "refereePoints": "100",
-              "endsAt": "12月23日"}
+    fields = {
+        "title": "拉新有礼 第1期 邀请好友一起拿积分",
+        "referrerPoints": "200",
+        "refereePoints": "100",
+        "endsAt": "12月23日",
+    }
     top, bottom = spec["background"]["gradient"]
     fonts = {layer["size"]: ImageFont.truetype(font_path, layer["size"]) for layer in spec["layers"] if "size" in layer}
     times = []
@@ -311,8 +376,11 @@ def bare_pillow_jpeg(seconds: float) -> tuple[float, float, float]:
     n = 0
     while time.perf_counter() < deadline:
         start = time.perf_counter()
-        canvas = Image.composite(Image.new("RGB", (750, 1334), bottom), Image.new("RGB", (750, 1334), top),
-                                 Image.linear_gradient("L").resize((750, 1334)))
+        canvas = Image.composite(
+            Image.new("RGB", (750, 1334), bottom),
+            Image.new("RGB", (750, 1334), top),
+            Image.linear_gradient("L").resize((750, 1334)),
+        )
         draw = ImageDraw.Draw(canvas)
         for layer in spec["layers"]:
             x, y, w, h = layer["box"]
@@ -336,17 +404,42 @@ def bare_pillow_jpeg(seconds: float) -> tuple[float, float, float]:
 
 SCENARIOS = [
     Scenario("ceiling", "GET", "/healthz", describes="plain GET, no database: the framework's ceiling"),
-    Scenario("write-one-insert", "POST", "/api/v1/sandbox/wechat/login-codes", "{}",
-             describes="one INSERT in a write transaction (a sandbox login code)"),
-    Scenario("checkout-micropay", "POST", "/api/v1/cashier/orders", prepare=prepare_checkouts,
-             warm_up=lambda url, seconds: prepare_checkouts(url, seconds, part="warm-up"),
-             describes="a till checkout with the sandbox's success wallet, the payer enrolled and earning points"),
-    Scenario("poster-cold-jpeg", "GET", "/api/v1/me/posters", prepare=prepare_cold("jpeg"),
-             describes="a referral poster nobody has asked for yet, drawn and encoded as JPEG"),
-    Scenario("poster-cold-png", "GET", "/api/v1/me/posters", prepare=prepare_cold("png"),
-             describes="a referral poster nobody has asked for yet, drawn and encoded as PNG"),
-    Scenario("poster-cached", "GET", "/api/v1/me/posters", prepare=prepare_cached,
-             describes="the same member's poster again: served from the cache with its ETag"),
+    Scenario(
+        "write-one-insert",
+        "POST",
+        "/api/v1/sandbox/wechat/login-codes",
+        "{}",
+        describes="one INSERT in a write transaction (a sandbox login code)",
+    ),
+    Scenario(
+        "checkout-micropay",
+        "POST",
+        "/api/v1/cashier/orders",
+        prepare=prepare_checkouts,
+        warm_up=lambda url, seconds: prepare_checkouts(url, seconds, part="warm-up"),
+        describes="a till checkout with the sandbox's success wallet, the payer enrolled and earning points",
+    ),
+    Scenario(
+        "poster-cold-jpeg",
+        "GET",
+        "/api/v1/me/posters",
+        prepare=prepare_cold("jpeg"),
+        describes="a referral poster nobody has asked for yet, drawn and encoded as JPEG",
+    ),
+    Scenario(
+        "poster-cold-png",
+        "GET",
+        "/api/v1/me/posters",
+        prepare=prepare_cold("png"),
+        describes="a referral poster nobody has asked for yet, drawn and encoded as PNG",
+    ),
+    Scenario(
+        "poster-cached",
+        "GET",
+        "/api/v1/me/posters",
+        prepare=prepare_cached,
+        describes="the same member's poster again: served from the cache with its ETag",
+    ),
 ]
 
 
@@ -381,8 +474,17 @@ def pinned(command: list[str], cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu, *command] if cpu is not None else command
 
 
-def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, threads: int,
-            cpu: str | None, lua: str | None = None, expect_errors: bool = False) -> tuple[float, float, float]:
+def run_wrk(
+    url: str,
+    scenario: Scenario,
+    *,
+    seconds: int,
+    connections: int,
+    threads: int,
+    cpu: str | None,
+    lua: str | None = None,
+    expect_errors: bool = False,
+) -> tuple[float, float, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         if lua is not None:
             script.write(lua.replace("THREADS", str(threads)))
@@ -393,9 +495,25 @@ def run_wrk(url: str, scenario: Scenario, *, seconds: int, connections: int, thr
             script.write('wrk.headers["Content-Type"] = "application/json"\n')
     try:
         out = subprocess.run(
-            pinned(["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--timeout", "5s", "--latency",
-                    "-s", script.name, url + scenario.path], cpu),
-            check=True, capture_output=True, text=True, timeout=seconds + 30,
+            pinned(
+                [
+                    "wrk",
+                    f"-t{threads}",
+                    f"-c{connections}",
+                    f"-d{seconds}s",
+                    "--timeout",
+                    "5s",
+                    "--latency",
+                    "-s",
+                    script.name,
+                    url + scenario.path,
+                ],
+                cpu,
+            ),
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
         ).stdout
     finally:
         os.unlink(script.name)
@@ -411,8 +529,14 @@ def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.
     for command in ("migrate", "seed-demo"):
         subprocess.run([PYTHON, "-m", "backend", command], env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     log = open(OUT / "server.log", "w")  # a pipe nobody reads would fill and stall the server's logging
-    server = subprocess.Popen(pinned([PYTHON, "-m", "backend", "serve"], cpu), env=env, cwd=ROOT,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    server = subprocess.Popen(
+        pinned([PYTHON, "-m", "backend", "serve"], cpu),
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -427,28 +551,44 @@ def start_server(env: dict[str, str], port: int, cpu: str | None) -> subprocess.
     raise SystemExit("the server did not become ready in 30 s")
 
 
-def flash_sale(url: str, args: argparse.Namespace, *, threads: int,
-               cpu: str | None) -> dict[str, tuple[float, float, float]]:
+def flash_sale(
+    url: str, args: argparse.Namespace, *, threads: int, cpu: str | None
+) -> dict[str, tuple[float, float, float]]:
     """A flash sale on 100 seats: 2,000 seat requests at once, then sold-out answers under load."""
     progress(f"groupbuy: signing in {FLASH_ATTEMPTS} shoppers through the sandbox")
     tokens = shopper_tokens(url, FLASH_ATTEMPTS)
     campaign_id, store_id = flash_campaign(url)
-    progress(f"groupbuy-flash-join: {FLASH_ATTEMPTS} seat requests from {FLASH_CONNECTIONS} connections"
-             f" on {FLASH_SEATS} seats")
+    progress(
+        f"groupbuy-flash-join: {FLASH_ATTEMPTS} seat requests from {FLASH_CONNECTIONS} connections"
+        f" on {FLASH_SEATS} seats"
+    )
     results = {"groupbuy-flash-join": asyncio.run(flash_join(url, campaign_id, store_id, tokens))}
     tokens_file = OUT / "shopper-tokens.txt"
     tokens_file.write_text("\n".join(tokens) + "\n")
-    lua = SOLD_OUT_LUA.replace("TOKENS_FILE", str(tokens_file)).replace("STORE_ID", str(store_id)) \
+    lua = (
+        SOLD_OUT_LUA.replace("TOKENS_FILE", str(tokens_file))
+        .replace("STORE_ID", str(store_id))
         .replace("CAMPAIGN_ID", str(campaign_id))
+    )
     scenario = Scenario("groupbuy-sold-out", "POST", f"/api/v1/groupbuy/campaigns/{campaign_id}/groups")
     progress(f"groupbuy-sold-out: {args.duration} s at {args.connections} connections (every answer a 409)")
-    results["groupbuy-sold-out"] = run_wrk(url, scenario, seconds=args.duration, connections=args.connections,
-                                           threads=threads, cpu=cpu, lua=lua, expect_errors=True)
+    results["groupbuy-sold-out"] = run_wrk(
+        url,
+        scenario,
+        seconds=args.duration,
+        connections=args.connections,
+        threads=threads,
+        cpu=cpu,
+        lua=lua,
+        expect_errors=True,
+    )
     progress(f"groupbuy-sold-out: {results['groupbuy-sold-out'][0]:.0f} req/s")
-    request = urllib.request.Request(f"{url}/api/v1/groupbuy/campaigns/{campaign_id}/groups", method="POST",
-                                     data=json.dumps({"pickupStoreId": store_id}).encode(),
-                                     headers={"content-type": "application/json",
-                                              "authorization": f"Bearer {tokens[0]}"})
+    request = urllib.request.Request(
+        f"{url}/api/v1/groupbuy/campaigns/{campaign_id}/groups",
+        method="POST",
+        data=json.dumps({"pickupStoreId": store_id}).encode(),
+        headers={"content-type": "application/json", "authorization": f"Bearer {tokens[0]}"},
+    )
     try:
         urllib.request.urlopen(request, timeout=10)
         raise SystemExit("groupbuy-sold-out: a seat was taken after the sale sold out")
@@ -480,9 +620,17 @@ def main() -> None:
     server_cpu, load_cpu = ("0", "1") if separate else (None, None)
     port = free_port()
     OUT.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "WORKERS": str(workers), "ACCESS_LOG": "false",
-           "RATE_LIMIT_PER_MINUTE": str(10**9), "POSTER_LIMIT_PER_MINUTE": str(10**9),
-           "DEMO_PASSWORD": DEMO_PASSWORD, "PAYMENT_PROVIDER": "sandbox"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "HOST": "127.0.0.1",
+        "WORKERS": str(workers),
+        "ACCESS_LOG": "false",
+        "RATE_LIMIT_PER_MINUTE": str(10**9),
+        "POSTER_LIMIT_PER_MINUTE": str(10**9),
+        "DEMO_PASSWORD": DEMO_PASSWORD,
+        "PAYMENT_PROVIDER": "sandbox",
+    }
     if args.deployment == "scale-out":
         env["DATABASE_URL"], env["REDIS_URL"] = os.environ["BENCH_DATABASE_URL"], os.environ["BENCH_REDIS_URL"]
     else:
@@ -494,8 +642,10 @@ def main() -> None:
 
     (OUT / "poster-pairs.txt").unlink(missing_ok=True)  # the members behind it belong to the last run's database
     scenarios = [s for s in SCENARIOS if s.name == "ceiling" or args.only is None or s.name in args.only]
-    progress(f"starting the server: {args.deployment}, {workers} worker(s), port {port}"
-             + (", server on core 0 and wrk on core 1" if separate else ""))
+    progress(
+        f"starting the server: {args.deployment}, {workers} worker(s), port {port}"
+        + (", server on core 0 and wrk on core 1" if separate else "")
+    )
     server = start_server(env, port, server_cpu)
     url = f"http://127.0.0.1:{port}"
     results: dict[str, tuple[float, float, float]] = {}
@@ -504,27 +654,52 @@ def main() -> None:
             # The warm-up's requests first: the measured run's are then the freshest (payment codes expire).
             warm_up_lua = scenario.warm_up(url, WARM_UP_SECONDS + 2) if scenario.warm_up else None
             lua = scenario.prepare(url, args.duration + 2) if scenario.prepare else None
-            progress(f"{scenario.name}: warming up, then {args.duration} s at {args.connections} connections"
-                     f" ({scenario.describes})")
+            progress(
+                f"{scenario.name}: warming up, then {args.duration} s at {args.connections} connections"
+                f" ({scenario.describes})"
+            )
             if lua is None:
-                run_wrk(url, scenario, seconds=WARM_UP_SECONDS, connections=args.connections, threads=threads,
-                        cpu=load_cpu)
-                results[scenario.name] = run_wrk(url, scenario, seconds=args.duration,
-                                                 connections=args.connections, threads=threads, cpu=load_cpu)
+                run_wrk(
+                    url, scenario, seconds=WARM_UP_SECONDS, connections=args.connections, threads=threads, cpu=load_cpu
+                )
+                results[scenario.name] = run_wrk(
+                    url, scenario, seconds=args.duration, connections=args.connections, threads=threads, cpu=load_cpu
+                )
             else:  # every request is one of its own: a warm-up, where there is one, has requests of its own too
                 if warm_up_lua is not None:
-                    run_wrk(url, scenario, seconds=WARM_UP_SECONDS, connections=args.connections, threads=threads,
-                            cpu=load_cpu, lua=warm_up_lua)
-                results[scenario.name] = run_wrk(url, scenario, seconds=args.duration,
-                                                 connections=args.connections, threads=threads, cpu=load_cpu, lua=lua)
+                    run_wrk(
+                        url,
+                        scenario,
+                        seconds=WARM_UP_SECONDS,
+                        connections=args.connections,
+                        threads=threads,
+                        cpu=load_cpu,
+                        lua=warm_up_lua,
+                    )
+                results[scenario.name] = run_wrk(
+                    url,
+                    scenario,
+                    seconds=args.duration,
+                    connections=args.connections,
+                    threads=threads,
+                    cpu=load_cpu,
+                    lua=lua,
+                )
             progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
         if args.only is None or {"groupbuy-flash-join", "groupbuy-sold-out"} & set(args.only):
             results.update(flash_sale(url, args, threads=threads, cpu=load_cpu))
         if args.only is None or "poster-bare-pillow-jpeg" in args.only:
-            progress(f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"
-                     + (" on the server's core" if separate else ""))
-            out = subprocess.run(pinned([PYTHON, str(Path(__file__).resolve()), "--bare-pillow", str(args.duration)],
-                                        server_cpu), check=True, capture_output=True, text=True, cwd=ROOT).stdout
+            progress(
+                f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"
+                + (" on the server's core" if separate else "")
+            )
+            out = subprocess.run(
+                pinned([PYTHON, str(Path(__file__).resolve()), "--bare-pillow", str(args.duration)], server_cpu),
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            ).stdout
             results["poster-bare-pillow-jpeg"] = tuple(json.loads(out))
             progress(f"poster-bare-pillow-jpeg: {results['poster-bare-pillow-jpeg'][0]:.0f} renders/s")
     finally:
@@ -532,14 +707,29 @@ def main() -> None:
         server.wait(30)
 
     ceiling = results["ceiling"][0]
-    records = [Record(name, args.deployment, workers, round(rps, 1), round(p50, 2), round(p99, 2), round(ceiling, 1),
-                      round(rps / ceiling, 3)) for name, (rps, p50, p99) in results.items()]
+    records = [
+        Record(
+            name,
+            args.deployment,
+            workers,
+            round(rps, 1),
+            round(p50, 2),
+            round(p99, 2),
+            round(ceiling, 1),
+            round(rps / ceiling, 3),
+        )
+        for name, (rps, p50, p99) in results.items()
+    ]
     (OUT / "latest.json").write_text(json.dumps([asdict(r) for r in records], indent=2) + "\n")
-    print(f"\n{'scenario':<20} {'deployment':<10} {'workers':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'ceiling':>9} {'ratio':>6}")
+    print(
+        f"\n{'scenario':<20} {'deployment':<10} {'workers':>7} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
+        f"{'ceiling':>9} {'ratio':>6}"
+    )
     for r in records:
-        print(f"{r.name:<20} {r.deployment:<10} {r.workers:>7} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
-              f"{r.ceiling_rps:>9.0f} {r.ratio:>6.2f}")
+        print(
+            f"{r.name:<20} {r.deployment:<10} {r.workers:>7} {r.rps:>9.0f} {r.p50_ms:>8.2f} {r.p99_ms:>8.2f} "
+            f"{r.ceiling_rps:>9.0f} {r.ratio:>6.2f}"
+        )
     print(f"\nwritten: {(OUT / 'latest.json').relative_to(ROOT)}")
 
 

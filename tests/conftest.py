@@ -29,9 +29,9 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager  # noqa:
 from dataclasses import replace  # noqa: E402
 
 import httpx  # noqa: E402
+import pytest  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-import pytest  # noqa: E402
 from litestar import Litestar  # noqa: E402
 from piccolo.engine.postgres import PostgresEngine  # noqa: E402
 from piccolo.querystring import QueryString  # noqa: E402
@@ -55,6 +55,7 @@ PASSWORD = "correct-horse-battery"
 @pytest.fixture(scope="session", autouse=True)
 def migrated_database() -> None:
     """Apply every migration once to the fresh database: proof that they apply."""
+
     async def run() -> None:
         await migrate()
         await close_database()
@@ -92,16 +93,25 @@ def wechatpay_credentials(tmp_path_factory) -> dict[str, object]:
     keys = []
     for name in ("apiclient_key.pem", "platform_key.pem"):
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        (folder / name).write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+        (folder / name).write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
         keys.append(key)
-    (folder / "platform_pub.pem").write_bytes(keys[1].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return {"payment_provider": "wechatpay", "wechatpay_mchid": "1230000109", "wechatpay_serial_no": "1" * 40,
-            "wechatpay_private_key_path": folder / "apiclient_key.pem",
-            "wechatpay_platform_keys": (("PUB_KEY_ID_01", folder / "platform_pub.pem"),),
-            "wechatpay_api_v3_key": "k" * 32, "wechatpay_api_base": "http://127.0.0.1:9",
-            "payment_notify_url": "https://shop.example.com/api/v1/payments/wechat/notify"}
+    (folder / "platform_pub.pem").write_bytes(
+        keys[1].public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return {
+        "payment_provider": "wechatpay",
+        "wechatpay_mchid": "1230000109",
+        "wechatpay_serial_no": "1" * 40,
+        "wechatpay_private_key_path": folder / "apiclient_key.pem",
+        "wechatpay_platform_keys": (("PUB_KEY_ID_01", folder / "platform_pub.pem"),),
+        "wechatpay_api_v3_key": "k" * 32,
+        "wechatpay_api_base": "http://127.0.0.1:9",
+        "payment_notify_url": "https://shop.example.com/api/v1/payments/wechat/notify",
+    }
 
 
 @pytest.fixture
@@ -140,6 +150,7 @@ async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def make_client() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
     """A client for an app built with these settings; use as `async with make_client(settings) as client`."""
+
     def build(settings: Settings | None = None, **overrides: object) -> AbstractAsyncContextManager[httpx.AsyncClient]:
         return serve(create_app(replace(settings or Settings.from_env(), **overrides), in_process_notifications=True))
 
@@ -158,10 +169,15 @@ async def demo() -> dict[str, int]:
     ids = {}
     for code in ("S001", "S002", "S003"):
         ids[code] = (await stores.create_store(StoreCreate(code=code, name=f"Store {code}", points_per_yuan=2)))["id"]
-    for username, role, codes in (("hq", "hq_admin", []), ("manager1", "store_manager", ["S001"]),
-                                  ("cashier1", "cashier", ["S001"]), ("cashier2", "cashier", ["S002"])):
-        row = await stores.create_staff(StaffCreate(username=username, password=PASSWORD, role=role,
-                                                    store_ids=[ids[c] for c in codes]))
+    for username, role, codes in (
+        ("hq", "hq_admin", []),
+        ("manager1", "store_manager", ["S001"]),
+        ("cashier1", "cashier", ["S001"]),
+        ("cashier2", "cashier", ["S002"]),
+    ):
+        row = await stores.create_staff(
+            StaffCreate(username=username, password=PASSWORD, role=role, store_ids=[ids[c] for c in codes])
+        )
         ids[username] = row["id"]
     return ids
 

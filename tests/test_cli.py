@@ -11,8 +11,9 @@ async def test_seed_demo_twice_gives_the_same_data(client):
     assert await seed_demo("a-different-password") == []
     assert sorted(r["code"] for r in await Store.select(Store.code)) == ["S001", "S002", "S003"]
     assert await Staff.count() == 4 and await StaffStore.count() == 3
-    response = await client.post("/api/v1/auth/staff/login",
-                                 json={"username": "cashier2", "password": "demo-password-123"})
+    response = await client.post(
+        "/api/v1/auth/staff/login", json={"username": "cashier2", "password": "demo-password-123"}
+    )
     assert response.status_code == 200
     s002 = (await Store.select(Store.id).where(Store.code == "S002").first())["id"]
     assert response.json()["staff"]["storeIds"] == [s002]

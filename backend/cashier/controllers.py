@@ -34,18 +34,33 @@ async def order_out(order: dict[str, Any]) -> OrderOut:
         if store["landing_text"] or store["landing_url"]:
             landing = LandingOut(text=store["landing_text"], url=store["landing_url"] or None)
     return OrderOut(
-        id=order["id"], store_id=order["store"], amount_fen=order["amount_fen"], paid_fen=order["paid_fen"],
-        points_redeemed=order["points_redeemed"], status=order["status"], out_trade_no=order["out_trade_no"],
-        member_id=order["member"], member_enrolled=order["member_enrolled"], points_earned=order["points_earned"],
-        created_at=order["created_at"], paid_at=order["paid_at"], landing=landing,
+        id=order["id"],
+        store_id=order["store"],
+        amount_fen=order["amount_fen"],
+        paid_fen=order["paid_fen"],
+        points_redeemed=order["points_redeemed"],
+        status=order["status"],
+        out_trade_no=order["out_trade_no"],
+        member_id=order["member"],
+        member_enrolled=order["member_enrolled"],
+        points_earned=order["points_earned"],
+        created_at=order["created_at"],
+        paid_at=order["paid_at"],
+        landing=landing,
     )
 
 
 def refund_out(refund: dict[str, Any]) -> RefundOut:
     return RefundOut(
-        refund_id=refund["id"], order_id=refund["order"], out_refund_no=refund["out_refund_no"],
-        amount_fen=refund["amount_fen"], status=refund["status"], points_reversed=refund["points_reversed"],
-        points_restored=refund["points_restored"], created_at=refund["created_at"], settled_at=refund["settled_at"],
+        refund_id=refund["id"],
+        order_id=refund["order"],
+        out_refund_no=refund["out_refund_no"],
+        amount_fen=refund["amount_fen"],
+        status=refund["status"],
+        points_reversed=refund["points_reversed"],
+        points_restored=refund["points_restored"],
+        created_at=refund["created_at"],
+        settled_at=refund["settled_at"],
     )
 
 
@@ -65,33 +80,51 @@ class CashierOrderController(Controller):
     @post(operation_id="CreateTillOrder")
     async def create(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         request: Request,
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[TillOrderCreate],
     ) -> Response[OrderOut]:
         staff.ensure_store(data.store_id)
-        replayed = {"amount_fen": data.amount_fen, "auth_code": data.auth_code, "member_code": data.member_code,
-                    "points_to_redeem": data.points_to_redeem}
+        replayed = {
+            "amount_fen": data.amount_fen,
+            "auth_code": data.auth_code,
+            "member_code": data.member_code,
+            "points_to_redeem": data.points_to_redeem,
+        }
         member_id = None
         if data.member_code:
             # A retry is answered before the member code is looked at: the first request spent it. Without a
             # code, the order's unique key answers a retry inside `checkout`.
-            replay = await service.replayed_order(data.store_id, data.idempotency_key, replayed,
-                                                  services.checkout_policy)
+            replay = await service.replayed_order(
+                data.store_id, data.idempotency_key, replayed, services.checkout_policy
+            )
             if replay is not None:
                 return Response(await order_out(replay), status_code=200)
             profile = await members.look_up_member_code(
-                data.member_code, codes=services.member_codes, kv=services.kv, staff_id=staff.id,
-                till=data.till_id or client_address(request.scope), now=time.time(),
+                data.member_code,
+                codes=services.member_codes,
+                kv=services.kv,
+                staff_id=staff.id,
+                till=data.till_id or client_address(request.scope),
+                now=time.time(),
                 failure_limit=services.settings.member_lookup_failure_limit,
-                window=services.settings.member_lookup_failure_window_seconds)
+                window=services.settings.member_lookup_failure_window_seconds,
+            )
             member_id = profile["id"]
         order, created = await service.checkout(
-            store_id=data.store_id, staff_id=staff.id, amount_fen=data.amount_fen, auth_code=data.auth_code,
-            idempotency_key=data.idempotency_key, request=replayed, member_id=member_id,
-            points_to_redeem=data.points_to_redeem, provider=services.payment_provider, policy=services.checkout_policy,
-            scene=data.scene or "")
+            store_id=data.store_id,
+            staff_id=staff.id,
+            amount_fen=data.amount_fen,
+            auth_code=data.auth_code,
+            idempotency_key=data.idempotency_key,
+            request=replayed,
+            member_id=member_id,
+            points_to_redeem=data.points_to_redeem,
+            provider=services.payment_provider,
+            policy=services.checkout_policy,
+            scene=data.scene or "",
+        )
         return Response(await order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
@@ -101,18 +134,19 @@ class CashierOrderController(Controller):
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
     async def cancel(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
         order_id: FromPath[int],
     ) -> OrderOut:
         await _store_order(staff, order_id)
-        return await order_out(await service.cancel(order_id, provider=services.payment_provider,
-                                                    policy=services.checkout_policy))
+        return await order_out(
+            await service.cancel(order_id, provider=services.payment_provider, policy=services.checkout_policy)
+        )
 
     @post("/{order_id:int}/refunds", operation_id="RefundTillOrder")
     async def refund(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
         order_id: FromPath[int],
         data: JSONBody[RefundCreate],
@@ -120,8 +154,14 @@ class CashierOrderController(Controller):
         """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
         await _store_order(staff, order_id)
         refund, created = await refunds.request_refund(
-            order_id, staff_id=staff.id, amount_fen=data.amount_fen, idempotency_key=data.idempotency_key,
-            reason=data.reason, provider=services.payment_provider, policy=services.checkout_policy)
+            order_id,
+            staff_id=staff.id,
+            amount_fen=data.amount_fen,
+            idempotency_key=data.idempotency_key,
+            reason=data.reason,
+            provider=services.payment_provider,
+            policy=services.checkout_policy,
+        )
         return Response(refund_out(refund), status_code=201 if created else 200)
 
 
@@ -131,8 +171,9 @@ class MyOrdersController(Controller):
     dependencies = {"member": Provide(provide_current_member)}
 
     @get(operation_id="ListMyOrders")
-    async def list_orders(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
-                          cursor: Cursor = None) -> OrdersPage:
+    async def list_orders(
+        self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
+    ) -> OrdersPage:
         rows = await service.member_orders(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
         items = [await order_out(row) for row in rows[:limit]]
         return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
@@ -146,7 +187,7 @@ class StorePaymentController(Controller):
     @post(operation_id="PayAtStore")
     async def create(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
         store_id: FromPath[int],
         data: JSONBody[StorePaymentCreate],
@@ -157,11 +198,26 @@ class StorePaymentController(Controller):
         because the mini-program reports success.
         """
         order, params = await service.pay_at_store(
-            store_id=store_id, member_id=member.id, amount_fen=data.amount_fen, points_to_redeem=data.points_to_redeem,
-            provider=services.payment_provider, policy=services.checkout_policy)
+            store_id=store_id,
+            member_id=member.id,
+            amount_fen=data.amount_fen,
+            points_to_redeem=data.points_to_redeem,
+            provider=services.payment_provider,
+            policy=services.checkout_policy,
+        )
         return StorePaymentOut(
-            order_id=order["id"], out_trade_no=order["out_trade_no"], status=order["status"],
-            amount_fen=order["amount_fen"], paid_fen=order["paid_fen"], points_redeemed=order["points_redeemed"],
-            pay_params=PayParams(app_id=params["appId"], time_stamp=params["timeStamp"], nonce_str=params["nonceStr"],
-                                 package=params["package"], sign_type=params["signType"],
-                                 pay_sign=params["paySign"]))
+            order_id=order["id"],
+            out_trade_no=order["out_trade_no"],
+            status=order["status"],
+            amount_fen=order["amount_fen"],
+            paid_fen=order["paid_fen"],
+            points_redeemed=order["points_redeemed"],
+            pay_params=PayParams(
+                app_id=params["appId"],
+                time_stamp=params["timeStamp"],
+                nonce_str=params["nonceStr"],
+                package=params["package"],
+                sign_type=params["signType"],
+                pay_sign=params["paySign"],
+            ),
+        )

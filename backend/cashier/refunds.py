@@ -53,12 +53,22 @@ async def get_refund(refund_id: int) -> dict[str, Any]:
     return await Refund.select().where(Refund.id == refund_id).first()
 
 
-async def request_refund(order_id: int, *, staff_id: int | None, amount_fen: int, idempotency_key: str,
-                         reason: str, provider: PaymentProvider,
-                         policy: "CheckoutPolicy") -> tuple[dict[str, Any], bool]:
+async def request_refund(
+    order_id: int,
+    *,
+    staff_id: int | None,
+    amount_fen: int,
+    idempotency_key: str,
+    reason: str,
+    provider: PaymentProvider,
+    policy: "CheckoutPolicy",
+) -> tuple[dict[str, Any], bool]:
     """Refund part or all of a paid order; answers the refund and whether this request created it."""
-    order = await Order.select(Order.id, Order.out_trade_no, Order.paid_fen, Order.status,
-                               Order.refunded_fen).where(Order.id == order_id).first()
+    order = (
+        await Order.select(Order.id, Order.out_trade_no, Order.paid_fen, Order.status, Order.refunded_fen)
+        .where(Order.id == order_id)
+        .first()
+    )
     if order is None:
         raise OrderNotFound(order_id=order_id)
     digest = request_hash(amount_fen=amount_fen, reason=reason)
@@ -67,20 +77,34 @@ async def request_refund(order_id: int, *, staff_id: int | None, amount_fen: int
         return _replay(existing, digest), False
     try:
         async with write_transaction():
-            reserved = await Order.update({Order.refunded_fen: Order.refunded_fen + amount_fen}).where(
-                (Order.id == order_id) & Order.status.is_in(REFUNDABLE)
-                & (Order.refunded_fen <= order["paid_fen"] - amount_fen)
-            ).returning(Order.id)
+            reserved = (
+                await Order.update({Order.refunded_fen: Order.refunded_fen + amount_fen})
+                .where(
+                    (Order.id == order_id)
+                    & Order.status.is_in(REFUNDABLE)
+                    & (Order.refunded_fen <= order["paid_fen"] - amount_fen)
+                )
+                .returning(Order.id)
+            )
             if not reserved:
                 current = await Order.select(Order.status, Order.refunded_fen).where(Order.id == order_id).first()
                 if current["status"] not in REFUNDABLE:
                     raise OrderNotRefundable(order_id=order_id)
                 raise RefundExceedsPaid(details={"refundableFen": order["paid_fen"] - current["refunded_fen"]})
             refund_id = await insert_row(
-                Refund, order=order_id, kind=RefundKind.requested, staff=staff_id,
-                out_refund_no=out_refund_no(order["out_trade_no"], idempotency_key), idempotency_key=idempotency_key,
-                request_hash=digest, amount_fen=amount_fen, reason=reason, status=RefundStatus.processing,
-                next_query_at=utcnow() + timedelta(seconds=policy.refund_query_interval), created_at=utcnow())
+                Refund,
+                order=order_id,
+                kind=RefundKind.requested,
+                staff=staff_id,
+                out_refund_no=out_refund_no(order["out_trade_no"], idempotency_key),
+                idempotency_key=idempotency_key,
+                request_hash=digest,
+                amount_fen=amount_fen,
+                reason=reason,
+                status=RefundStatus.processing,
+                next_query_at=utcnow() + timedelta(seconds=policy.refund_query_interval),
+                created_at=utcnow(),
+            )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -105,11 +129,21 @@ def _replay(refund: dict[str, Any], digest: str) -> dict[str, Any]:
 
 async def submit(refund_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
     """Ask the provider for the refund (again: the same out_refund_no is the same refund there)."""
-    refund = await Refund.select(Refund.out_refund_no, Refund.amount_fen, Refund.reason, Refund.order.out_trade_no,
-                                 Refund.order.paid_fen).where(Refund.id == refund_id).first()
-    answer = await ask_refund(provider, out_trade_no=refund["order.out_trade_no"],
-                              out_refund_no=refund["out_refund_no"], refund_fen=refund["amount_fen"],
-                              total_fen=refund["order.paid_fen"], reason=refund["reason"])
+    refund = (
+        await Refund.select(
+            Refund.out_refund_no, Refund.amount_fen, Refund.reason, Refund.order.out_trade_no, Refund.order.paid_fen
+        )
+        .where(Refund.id == refund_id)
+        .first()
+    )
+    answer = await ask_refund(
+        provider,
+        out_trade_no=refund["order.out_trade_no"],
+        out_refund_no=refund["out_refund_no"],
+        refund_fen=refund["amount_fen"],
+        total_fen=refund["order.paid_fen"],
+        reason=refund["reason"],
+    )
     if answer.refused:
         await fail(refund_id, failure=answer.refused)
     elif answer.result is not None:  # else no answer: the sweeper asks again
@@ -125,12 +159,18 @@ async def apply_result(refund_id: int, result: RefundResult, *, policy: "Checkou
         failure = "ABNORMAL" if result.state is RefundState.abnormal else ""
         still = (Refund.id == refund_id) & (Refund.status == RefundStatus.processing)
         next_query = utcnow() + timedelta(seconds=policy.refund_query_interval)
-        changed = await Refund.update({Refund.refund_id: result.refund_id, Refund.failure: failure,
-                                       Refund.next_query_at: next_query}).where(
-            still & (Refund.failure != failure)).returning(Refund.order)
+        changed = (
+            await Refund.update(
+                {Refund.refund_id: result.refund_id, Refund.failure: failure, Refund.next_query_at: next_query}
+            )
+            .where(still & (Refund.failure != failure))
+            .returning(Refund.order)
+        )
         if changed and failure:
-            logger.error("refund abnormal: handle it in the WeChat Pay merchant platform",
-                         extra={"refund_id": refund_id, "order_id": changed[0]["order"]})
+            logger.error(
+                "refund abnormal: handle it in the WeChat Pay merchant platform",
+                extra={"refund_id": refund_id, "order_id": changed[0]["order"]},
+            )
         elif not changed:
             await Refund.update({Refund.next_query_at: next_query}).where(still)
 
@@ -139,28 +179,45 @@ async def settle(refund_id: int, *, provider_refund_id: str) -> None:
     """The money is back with the shopper: points follow in proportion, the order's status follows the sum."""
     now = utcnow()
     async with write_transaction():
-        claimed = await Refund.update({Refund.status: RefundStatus.succeeded, Refund.refund_id: provider_refund_id,
-                                       Refund.settled_at: now, Refund.next_query_at: None}).where(
-            (Refund.id == refund_id) & (Refund.status == RefundStatus.processing)
-        ).returning(Refund.order, Refund.kind)
+        claimed = (
+            await Refund.update(
+                {
+                    Refund.status: RefundStatus.succeeded,
+                    Refund.refund_id: provider_refund_id,
+                    Refund.settled_at: now,
+                    Refund.next_query_at: None,
+                }
+            )
+            .where((Refund.id == refund_id) & (Refund.status == RefundStatus.processing))
+            .returning(Refund.order, Refund.kind)
+        )
         if not claimed:
             return  # settled already, by a notification, a query or another worker
         order_id = claimed[0]["order"]
         order = await Order.select(Order.paid_fen).where(Order.id == order_id).first()
         done = await Refund.select(Refund.amount_fen).where(
-            (Refund.order == order_id) & (Refund.status == RefundStatus.succeeded))
+            (Refund.order == order_id) & (Refund.status == RefundStatus.succeeded)
+        )
         refunded = sum(row["amount_fen"] for row in done)
         status = OrderStatus.refunded if refunded == order["paid_fen"] else OrderStatus.partially_refunded
         if claimed[0]["kind"] == RefundKind.late_payment:
             await Order.update({Order.status: OrderStatus.refunded}).where(
-                (Order.id == order_id) & Order.status.is_in(UNPAID))
+                (Order.id == order_id) & Order.status.is_in(UNPAID)
+            )
         else:
-            posted = await points.reverse(SOURCE, str(order_id), refunded=refunded, of=order["paid_fen"],
-                                          idempotency_key=f"{SOURCE}:{order_id}:refund:{refund_id}", now=now)
+            posted = await points.reverse(
+                SOURCE,
+                str(order_id),
+                refunded=refunded,
+                of=order["paid_fen"],
+                idempotency_key=f"{SOURCE}:{order_id}:refund:{refund_id}",
+                now=now,
+            )
             taken = sum(-p.delta + p.debt_delta for p in posted if p.kind is EntryKind.reverse_earn)
             given = sum(p.delta for p in posted if p.kind is not EntryKind.reverse_earn)
             await Refund.update({Refund.points_reversed: taken, Refund.points_restored: given}).where(
-                Refund.id == refund_id)
+                Refund.id == refund_id
+            )
             await Order.update({Order.status: status}).where((Order.id == order_id) & Order.status.is_in(REFUNDABLE))
             await referrals.on_order_refunded(order_id, now=now)
     logger.info("refund succeeded", extra={"refund_id": refund_id, "order_id": order_id})
@@ -169,34 +226,55 @@ async def settle(refund_id: int, *, provider_refund_id: str) -> None:
 async def fail(refund_id: int, *, failure: str) -> None:
     """The refund did not happen: its amount can be refunded again."""
     async with write_transaction():
-        claimed = await Refund.update({Refund.status: RefundStatus.failed, Refund.failure: failure,
-                                       Refund.next_query_at: None, Refund.settled_at: utcnow()}).where(
-            (Refund.id == refund_id) & (Refund.status == RefundStatus.processing)
-        ).returning(Refund.order, Refund.amount_fen)
+        claimed = (
+            await Refund.update(
+                {
+                    Refund.status: RefundStatus.failed,
+                    Refund.failure: failure,
+                    Refund.next_query_at: None,
+                    Refund.settled_at: utcnow(),
+                }
+            )
+            .where((Refund.id == refund_id) & (Refund.status == RefundStatus.processing))
+            .returning(Refund.order, Refund.amount_fen)
+        )
         if claimed:
             await Order.update({Order.refunded_fen: Order.refunded_fen - claimed[0]["amount_fen"]}).where(
-                Order.id == claimed[0]["order"])
+                Order.id == claimed[0]["order"]
+            )
     if claimed:
         logger.error("refund failed", extra={"refund_id": refund_id, "failure": failure})
 
 
-async def refund_late_payment(order_id: int, *, transaction_id: str, provider: PaymentProvider,
-                              policy: "CheckoutPolicy") -> None:
+async def refund_late_payment(
+    order_id: int, *, transaction_id: str, provider: PaymentProvider, policy: "CheckoutPolicy"
+) -> None:
     """Money arrived for an order that had already been closed or had failed: all of it goes back, once."""
     now, claimed = utcnow(), []
     try:
         async with write_transaction():
-            claimed = await Order.update({Order.refunded_fen: Order.paid_fen, Order.transaction_id: transaction_id,
-                                          Order.paid_at: now}).where(
-                (Order.id == order_id) & Order.status.is_in(UNPAID) & (Order.refunded_fen == 0)
-            ).returning(Order.out_trade_no, Order.paid_fen)
+            claimed = (
+                await Order.update(
+                    {Order.refunded_fen: Order.paid_fen, Order.transaction_id: transaction_id, Order.paid_at: now}
+                )
+                .where((Order.id == order_id) & Order.status.is_in(UNPAID) & (Order.refunded_fen == 0))
+                .returning(Order.out_trade_no, Order.paid_fen)
+            )
             if claimed:
                 await insert_row(
-                    Refund, order=order_id, kind=RefundKind.late_payment, staff=None,
+                    Refund,
+                    order=order_id,
+                    kind=RefundKind.late_payment,
+                    staff=None,
                     out_refund_no=out_refund_no(claimed[0]["out_trade_no"], LATE_PAYMENT_KEY),
-                    idempotency_key=LATE_PAYMENT_KEY, request_hash="", amount_fen=claimed[0]["paid_fen"],
-                    reason="paid after the order closed", status=RefundStatus.processing,
-                    next_query_at=now + timedelta(seconds=policy.refund_query_interval), created_at=now)
+                    idempotency_key=LATE_PAYMENT_KEY,
+                    request_hash="",
+                    amount_fen=claimed[0]["paid_fen"],
+                    reason="paid after the order closed",
+                    status=RefundStatus.processing,
+                    next_query_at=now + timedelta(seconds=policy.refund_query_interval),
+                    created_at=now,
+                )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -209,11 +287,11 @@ async def refund_late_payment(order_id: int, *, transaction_id: str, provider: P
         await submit(refund["id"], provider=provider, policy=policy)
 
 
-async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvider,
-                               policy: "CheckoutPolicy") -> bool:
+async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> bool:
     """A verified refund notification; answers False when the refund is not a checkout's."""
-    refund = await Refund.select(Refund.id, Refund.amount_fen).where(
-        Refund.out_refund_no == notice.out_refund_no).first()
+    refund = (
+        await Refund.select(Refund.id, Refund.amount_fen).where(Refund.out_refund_no == notice.out_refund_no).first()
+    )
     if refund is None:
         return False
     result = refund_notice_result(notice, provider=provider, refund_id=refund["id"])
@@ -225,13 +303,19 @@ async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvide
 async def advance_due(*, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime | None = None) -> int:
     """The sweeper's part: every refund still under way is asked about; answers how many."""
     now = now or utcnow()
-    due = await Refund.select(Refund.id, Refund.out_refund_no).where(
-        (Refund.status == RefundStatus.processing) & (Refund.next_query_at <= now)).limit(200)
+    due = (
+        await Refund.select(Refund.id, Refund.out_refund_no)
+        .where((Refund.status == RefundStatus.processing) & (Refund.next_query_at <= now))
+        .limit(200)
+    )
     for row in due:
-        claimed = await Refund.update(
-            {Refund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)}).where(
-            (Refund.id == row["id"]) & (Refund.status == RefundStatus.processing) & (Refund.next_query_at <= now)
-        ).returning(Refund.id)
+        claimed = (
+            await Refund.update({Refund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)})
+            .where(
+                (Refund.id == row["id"]) & (Refund.status == RefundStatus.processing) & (Refund.next_query_at <= now)
+            )
+            .returning(Refund.id)
+        )
         if not claimed:
             continue
         answer = await look_up_refund(provider, row["out_refund_no"])

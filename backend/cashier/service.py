@@ -79,28 +79,56 @@ class CheckoutPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> "CheckoutPolicy":
         return cls(
-            max_amount_fen=settings.checkout_max_amount_fen, redeem_points_per_yuan=settings.redeem_points_per_yuan,
-            query_interval=settings.micropay_query_interval_seconds, payment_timeout=settings.micropay_timeout_seconds,
+            max_amount_fen=settings.checkout_max_amount_fen,
+            redeem_points_per_yuan=settings.redeem_points_per_yuan,
+            query_interval=settings.micropay_query_interval_seconds,
+            payment_timeout=settings.micropay_timeout_seconds,
             inline_wait=settings.micropay_inline_wait_seconds,
             store_payment_close_after=settings.store_payment_close_after_seconds,
             store_payment_query_interval=settings.store_payment_query_interval_seconds,
-            refund_query_interval=settings.refund_query_interval_seconds, app_id=settings.wechat_app_id,
-            points=PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone))
+            refund_query_interval=settings.refund_query_interval_seconds,
+            app_id=settings.wechat_app_id,
+            points=PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone),
+        )
 
 
 _ORDER = Prepared(lambda order_id: Order.select().where(Order.id == order_id).first())
-_ORDER_BY_KEY = Prepared(lambda store_id, key: Order.select().where(
-    (Order.store == store_id) & (Order.idempotency_key == key)).first())
-_CLAIM_PAID = Prepared(lambda order_id, now, transaction_id, openid: Order.update({
-    Order.status: OrderStatus.paid, Order.paid_at: now, Order.transaction_id: transaction_id,
-    Order.payer_openid: openid, Order.next_query_at: None,
-}).where((Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(
-    Order.store, Order.paid_fen, Order.member, Order.scene))
-_PAID_BY = Prepared(lambda order_id, member_id, enrolled, earned: Order.update({
-    Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned,
-}).where((Order.id == order_id) & Order.member.is_null()).returning(*Order.all_columns()))
-_PAID_POINTS = Prepared(lambda order_id, earned: Order.update({Order.points_earned: earned}).where(
-    Order.id == order_id).returning(*Order.all_columns()))
+_ORDER_BY_KEY = Prepared(
+    lambda store_id, key: Order.select().where((Order.store == store_id) & (Order.idempotency_key == key)).first()
+)
+_CLAIM_PAID = Prepared(
+    lambda order_id, now, transaction_id, openid: (
+        Order.update(
+            {
+                Order.status: OrderStatus.paid,
+                Order.paid_at: now,
+                Order.transaction_id: transaction_id,
+                Order.payer_openid: openid,
+                Order.next_query_at: None,
+            }
+        )
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.store, Order.paid_fen, Order.member, Order.scene)
+    )
+)
+_PAID_BY = Prepared(
+    lambda order_id, member_id, enrolled, earned: (
+        Order.update(
+            {
+                Order.member: member_id,
+                Order.member_enrolled: enrolled,
+                Order.points_earned: earned,
+            }
+        )
+        .where((Order.id == order_id) & Order.member.is_null())
+        .returning(*Order.all_columns())
+    )
+)
+_PAID_POINTS = Prepared(
+    lambda order_id, earned: (
+        Order.update({Order.points_earned: earned}).where(Order.id == order_id).returning(*Order.all_columns())
+    )
+)
 
 
 async def get_order(order_id: int) -> dict[str, Any]:
@@ -119,8 +147,9 @@ def check_replay(order: dict[str, Any], **request: Any) -> None:
         raise IdempotencyConflict(order_id=order["id"])
 
 
-async def replayed_order(store_id: int, idempotency_key: str, request: dict[str, Any],
-                         policy: CheckoutPolicy) -> dict[str, Any] | None:
+async def replayed_order(
+    store_id: int, idempotency_key: str, request: dict[str, Any], policy: CheckoutPolicy
+) -> dict[str, Any] | None:
     """The order an earlier request with this key made (once it is settled, within the till's wait), or None."""
     existing = await find_order(store_id, idempotency_key)
     if existing is None:
@@ -129,16 +158,16 @@ async def replayed_order(store_id: int, idempotency_key: str, request: dict[str,
     return await await_outcome(existing["id"], policy)
 
 
-def validate_checkout(*, amount_fen: int, auth_code: str, member_id: int | None, points_to_redeem: int,
-                      policy: CheckoutPolicy) -> int:
+def validate_checkout(
+    *, amount_fen: int, auth_code: str, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy
+) -> int:
     """Everything that can be refused before a provider call; answers the fen the points take off."""
     kind = classify_payment_code(auth_code)
     if kind is None:
         raise InvalidPaymentCode()
     if kind is PaymentCodeKind.alipay:
         raise ProviderUnsupported()
-    return points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem,
-                           policy=policy)
+    return points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem, policy=policy)
 
 
 def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy) -> int:
@@ -154,27 +183,60 @@ def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem:
     return discount
 
 
-async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: str, idempotency_key: str,
-                   request: dict[str, Any], member_id: int | None, points_to_redeem: int, provider: PaymentProvider,
-                   policy: CheckoutPolicy, scene: str = "") -> tuple[dict[str, Any], bool]:
+async def checkout(
+    *,
+    store_id: int,
+    staff_id: int,
+    amount_fen: int,
+    auth_code: str,
+    idempotency_key: str,
+    request: dict[str, Any],
+    member_id: int | None,
+    points_to_redeem: int,
+    provider: PaymentProvider,
+    policy: CheckoutPolicy,
+    scene: str = "",
+) -> tuple[dict[str, Any], bool]:
     """Take a payment-code payment; answers the order once it is settled or the inline wait is over, and
     whether this request created it (a concurrent duplicate gets the first request's order)."""
-    discount = validate_checkout(amount_fen=amount_fen, auth_code=auth_code, member_id=member_id,
-                                 points_to_redeem=points_to_redeem, policy=policy)
+    discount = validate_checkout(
+        amount_fen=amount_fen,
+        auth_code=auth_code,
+        member_id=member_id,
+        points_to_redeem=points_to_redeem,
+        policy=policy,
+    )
     now = utcnow()
     out_trade_no = new_out_trade_no(now)
     try:
         async with write_transaction():
             order_id = await insert_row(
-                Order, store=store_id, staff=staff_id, member=member_id, channel=OrderChannel.till,
-                amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
-                out_trade_no=out_trade_no, idempotency_key=idempotency_key, request_hash=request_hash(**request),
-                scene=scene, next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
-                reverse_at=now + timedelta(seconds=policy.payment_timeout), created_at=now,
+                Order,
+                store=store_id,
+                staff=staff_id,
+                member=member_id,
+                channel=OrderChannel.till,
+                amount_fen=amount_fen,
+                points_redeemed=points_to_redeem,
+                paid_fen=amount_fen - discount,
+                out_trade_no=out_trade_no,
+                idempotency_key=idempotency_key,
+                request_hash=request_hash(**request),
+                scene=scene,
+                next_query_at=now + timedelta(seconds=policy.payment_timeout + policy.query_interval),
+                reverse_at=now + timedelta(seconds=policy.payment_timeout),
+                created_at=now,
             )
             if points_to_redeem:  # reserved with the order; released if the payment does not happen
-                await points.redeem(member_id, points_to_redeem, store_id=store_id, source_type=SOURCE,
-                                    source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:redeem", now=now)
+                await points.redeem(
+                    member_id,
+                    points_to_redeem,
+                    store_id=store_id,
+                    source_type=SOURCE,
+                    source_id=str(order_id),
+                    idempotency_key=f"{SOURCE}:{order_id}:redeem",
+                    now=now,
+                )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -182,8 +244,13 @@ async def checkout(*, store_id: int, staff_id: int, amount_fen: int, auth_code: 
         existing = await find_order(store_id, idempotency_key)
         check_replay(existing, **request)
         return await await_outcome(existing["id"], policy), False
-    payment = await _micropay(provider, out_trade_no=out_trade_no, amount_fen=amount_fen - discount,
-                              auth_code=auth_code, store_ref=str(store_id))
+    payment = await _micropay(
+        provider,
+        out_trade_no=out_trade_no,
+        amount_fen=amount_fen - discount,
+        auth_code=auth_code,
+        store_ref=str(store_id),
+    )
     settled = await _apply_payment(order_id, payment, provider=provider, policy=policy)
     if settled is not None:
         return settled, True
@@ -198,17 +265,24 @@ async def _micropay(provider: PaymentProvider, **call: Any) -> Payment:
         return Payment(PayOutcome.unknown, error_code="NETWORK")
 
 
-async def _apply_payment(order_id: int, payment: Payment, *, provider: PaymentProvider,
-                         policy: CheckoutPolicy) -> dict[str, Any] | None:
+async def _apply_payment(
+    order_id: int, payment: Payment, *, provider: PaymentProvider, policy: CheckoutPolicy
+) -> dict[str, Any] | None:
     """Answers the paid order when this payment settled it; else the order is read again by whoever needs it."""
     if payment.outcome is PayOutcome.paid:
-        return await settle_paid(order_id, transaction_id=payment.transaction_id or "",
-                                 payer_openid=payment.payer_openid, amount_fen=payment.amount_fen, policy=policy)
+        return await settle_paid(
+            order_id,
+            transaction_id=payment.transaction_id or "",
+            payer_openid=payment.payer_openid,
+            amount_fen=payment.amount_fen,
+            policy=policy,
+        )
     if payment.outcome is PayOutcome.failed:
         await settle_unpaid(order_id, OrderStatus.failed, failure=payment.error_code or "FAILED")
     else:  # unknown: ask again soon
         await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.query_interval)}).where(
-            (Order.id == order_id) & (Order.status == OrderStatus.paying))
+            (Order.id == order_id) & (Order.status == OrderStatus.paying)
+        )
     return None
 
 
@@ -239,22 +313,30 @@ async def await_outcome(order_id: int, policy: CheckoutPolicy) -> dict[str, Any]
 async def advance(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
     """One step for a payment whose outcome is unknown, by whichever worker claims it first."""
     now = utcnow()
-    claimed = await Order.update({Order.next_query_at: now + timedelta(seconds=policy.query_interval)}).where(
-        (Order.id == order_id) & (Order.status == OrderStatus.paying) & (Order.next_query_at <= now)
-    ).returning(Order.out_trade_no, Order.reverse_at, Order.channel)
+    claimed = (
+        await Order.update({Order.next_query_at: now + timedelta(seconds=policy.query_interval)})
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying) & (Order.next_query_at <= now))
+        .returning(Order.out_trade_no, Order.reverse_at, Order.channel)
+    )
     if not claimed:
         return
     out_trade_no, deadline = claimed[0]["out_trade_no"], claimed[0]["reverse_at"]
     if claimed[0]["channel"] == OrderChannel.store_code:  # asked about less often: the shopper may take minutes
         await Order.update({Order.next_query_at: now + timedelta(seconds=policy.store_payment_query_interval)}).where(
-            (Order.id == order_id) & (Order.status == OrderStatus.paying))
+            (Order.id == order_id) & (Order.status == OrderStatus.paying)
+        )
     try:
         trade = await provider.query(out_trade_no)
     except NOT_DONE:
         return  # asked again at the next step
     if trade.paid:  # even at the last moment, a payment wins
-        await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
-                          amount_fen=trade.amount_fen, policy=policy)
+        await settle_paid(
+            order_id,
+            transaction_id=trade.transaction_id or "",
+            payer_openid=trade.payer_openid,
+            amount_fen=trade.amount_fen,
+            policy=policy,
+        )
     elif trade.state is TradeState.payerror:
         await settle_unpaid(order_id, OrderStatus.failed, failure="PAYERROR")
     elif trade.state in (TradeState.revoked, TradeState.closed):
@@ -272,28 +354,33 @@ async def _close(order_id: int, out_trade_no: str, *, provider: PaymentProvider,
     await _close_at_provider(order_id, out_trade_no, provider=provider, policy=policy)
 
 
-async def _close_at_provider(order_id: int, out_trade_no: str, *, provider: PaymentProvider,
-                             policy: CheckoutPolicy) -> None:
+async def _close_at_provider(
+    order_id: int, out_trade_no: str, *, provider: PaymentProvider, policy: CheckoutPolicy
+) -> None:
     """Close the trade at WeChat Pay; money it took first goes back. Until WeChat Pay has answered, the
     closed order stays due, so a payment whose notification is lost is still found and refunded."""
     try:
         paid = await close_or_find_payment(provider, out_trade_no)
         if paid is not None:  # the shopper paid just as the order closed
-            await refunds.refund_late_payment(order_id, transaction_id=paid.transaction_id or "", provider=provider,
-                                              policy=policy)
+            await refunds.refund_late_payment(
+                order_id, transaction_id=paid.transaction_id or "", provider=provider, policy=policy
+            )
     except NOT_DONE as error:
         logger.warning("closing at the provider failed", extra={"order_id": order_id, "error": repr(error)})
-        await Order.update({Order.next_query_at: utcnow() + timedelta(seconds=policy.store_payment_query_interval)}
-                           ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled))
+        await Order.update(
+            {Order.next_query_at: utcnow() + timedelta(seconds=policy.store_payment_query_interval)}
+        ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled))
         return
     await Order.update({Order.next_query_at: None}).where(Order.id == order_id)
 
 
 async def _close_again(order_id: int, *, provider: PaymentProvider, policy: CheckoutPolicy) -> None:
     now = utcnow()
-    claimed = await Order.update({Order.next_query_at: now + timedelta(seconds=policy.store_payment_query_interval)}
-                                 ).where((Order.id == order_id) & (Order.status == OrderStatus.cancelled)
-                                         & (Order.next_query_at <= now)).returning(Order.out_trade_no)
+    claimed = (
+        await Order.update({Order.next_query_at: now + timedelta(seconds=policy.store_payment_query_interval)})
+        .where((Order.id == order_id) & (Order.status == OrderStatus.cancelled) & (Order.next_query_at <= now))
+        .returning(Order.out_trade_no)
+    )
     if claimed:
         await _close_at_provider(order_id, claimed[0]["out_trade_no"], provider=provider, policy=policy)
 
@@ -312,16 +399,18 @@ async def _reverse(order_id: int, out_trade_no: str, *, provider: PaymentProvide
     return False
 
 
-async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
-                      policy: CheckoutPolicy) -> dict[str, Any] | None:
+async def settle_paid(
+    order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None, policy: CheckoutPolicy
+) -> dict[str, Any] | None:
     """The order is paid, its payer a member (enrolled if new), its points earned: one transaction, exactly once.
 
     Answers the paid order, or None when it was settled already (by another request or worker).
     """
     for attempt in range(SETTLE_ATTEMPTS):
         try:
-            return await _settle_paid(order_id, transaction_id=transaction_id, payer_openid=payer_openid,
-                                      amount_fen=amount_fen, policy=policy)
+            return await _settle_paid(
+                order_id, transaction_id=transaction_id, payer_openid=payer_openid, amount_fen=amount_fen, policy=policy
+            )
         except Exception as error:
             # The same payer enrolled by a concurrent payment at another till: again, finding that member.
             if not is_unique_violation(error) or attempt == SETTLE_ATTEMPTS - 1:
@@ -329,8 +418,9 @@ async def settle_paid(order_id: int, *, transaction_id: str, payer_openid: str |
     return None
 
 
-async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None,
-                       policy: CheckoutPolicy) -> dict[str, Any] | None:
+async def _settle_paid(
+    order_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None, policy: CheckoutPolicy
+) -> dict[str, Any] | None:
     now = utcnow()
     async with write_transaction():
         claimed = await _CLAIM_PAID.run(order_id, now, transaction_id, payer_openid or "")
@@ -342,19 +432,29 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
         enrolled = False
         if member_id is None and payer_openid:
             member_id, enrolled = await members.enrol_payer(
-                WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None), store_id=store_id)
+                WeChatSession(app_id=policy.app_id, openid=payer_openid, unionid=None), store_id=store_id
+            )
         earned = 0
         if member_id is not None:
             store = await stores.recent_store(store_id)
             earned = paid_fen * store["points_per_yuan"] // 100
             if earned:
-                await points.earn(member_id, earned, store_id=store_id, source_type=SOURCE, source_id=str(order_id),
-                                  idempotency_key=f"{SOURCE}:{order_id}:earn", now=now, policy=policy.points,
-                                  enrolled_now=enrolled)
+                await points.earn(
+                    member_id,
+                    earned,
+                    store_id=store_id,
+                    source_type=SOURCE,
+                    source_id=str(order_id),
+                    idempotency_key=f"{SOURCE}:{order_id}:earn",
+                    now=now,
+                    policy=policy.points,
+                    enrolled_now=enrolled,
+                )
         if member_id is not None:
             if claimed[0]["scene"]:
-                await referrals.attribute(member_id, claimed[0]["scene"], is_new=enrolled, excluding_order=order_id,
-                                          now=now)
+                await referrals.attribute(
+                    member_id, claimed[0]["scene"], is_new=enrolled, excluding_order=order_id, now=now
+                )
             if claimed[0]["scene"] or not enrolled:  # a payer enrolled just now has no referral without a scene
                 await referrals.on_paid_order(member_id, order_id, now=now)
         # The member is set only where none was: a merge may have moved the order to a survivor already.
@@ -364,19 +464,25 @@ async def _settle_paid(order_id: int, *, transaction_id: str, payer_openid: str 
         if not settled:
             settled = await _PAID_POINTS.run(order_id, earned)
     # One line for both events: a till enrolment is "order paid, payer enrolled".
-    logger.info("order paid, payer enrolled" if enrolled else "order paid",
-                extra={"order_id": order_id, "member_id": member_id, "member_enrolled": enrolled})
+    logger.info(
+        "order paid, payer enrolled" if enrolled else "order paid",
+        extra={"order_id": order_id, "member_id": member_id, "member_enrolled": enrolled},
+    )
     return settled[0]
 
 
 async def settle_unpaid(order_id: int, status: OrderStatus, *, failure: str) -> None:
     """The payment did not happen: the order ends, and the points it reserved come back."""
     async with write_transaction():
-        claimed = await Order.update({Order.status: status, Order.failure: failure, Order.next_query_at: None}).where(
-            (Order.id == order_id) & (Order.status == OrderStatus.paying)).returning(Order.points_redeemed)
+        claimed = (
+            await Order.update({Order.status: status, Order.failure: failure, Order.next_query_at: None})
+            .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+            .returning(Order.points_redeemed)
+        )
         if claimed and claimed[0]["points_redeemed"]:
-            await points.reverse(SOURCE, str(order_id), refunded=1, of=1,
-                                 idempotency_key=f"{SOURCE}:{order_id}:release")
+            await points.reverse(
+                SOURCE, str(order_id), refunded=1, of=1, idempotency_key=f"{SOURCE}:{order_id}:release"
+            )
     if claimed:
         logger.info("order not paid", extra={"order_id": order_id, "status": status.value})
 
@@ -393,8 +499,13 @@ async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPo
     except NOT_DONE:
         raise ProviderUnreachable(order_id=order_id) from None  # the sweeper carries on meanwhile
     if trade.paid:
-        await settle_paid(order_id, transaction_id=trade.transaction_id or "", payer_openid=trade.payer_openid,
-                          amount_fen=trade.amount_fen, policy=policy)
+        await settle_paid(
+            order_id,
+            transaction_id=trade.transaction_id or "",
+            payer_openid=trade.payer_openid,
+            amount_fen=trade.amount_fen,
+            policy=policy,
+        )
         raise OrderNotCancellable("The shopper had already paid.", order_id=order_id)
     if order["channel"] == OrderChannel.store_code:
         await _close(order_id, order["out_trade_no"], provider=provider, policy=policy)
@@ -405,9 +516,13 @@ async def cancel(order_id: int, *, provider: PaymentProvider, policy: CheckoutPo
 
 async def advance_due(*, provider: PaymentProvider, policy: CheckoutPolicy, now: datetime | None = None) -> int:
     """The sweeper's part: every payment whose next step is due gets it; answers how many."""
-    due = await Order.select(Order.id, Order.status).where(
-        Order.status.is_in([OrderStatus.paying, OrderStatus.cancelled]) & (Order.next_query_at <= (now or utcnow()))
-    ).limit(200)
+    due = (
+        await Order.select(Order.id, Order.status)
+        .where(
+            Order.status.is_in([OrderStatus.paying, OrderStatus.cancelled]) & (Order.next_query_at <= (now or utcnow()))
+        )
+        .limit(200)
+    )
     for row in due:
         if row["status"] == OrderStatus.paying:
             await advance(row["id"], provider=provider, policy=policy)
@@ -431,24 +546,34 @@ async def member_orders(member_id: int, *, limit: int, before_id: int | None) ->
 
 # Store-code payments: the shopper scanned the store's code and pays in the mini-program --------------
 
+
 async def payer_openid(member_id: int, app_id: str) -> str:
     prefix = members.openid_value(app_id, "")
     rows = await MemberIdentity.select(MemberIdentity.value).where(
-        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.wechat_openid))
+        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.wechat_openid)
+    )
     for row in rows:
         if row["value"].startswith(prefix):
-            return row["value"][len(prefix):]
+            return row["value"][len(prefix) :]
     raise PayerUnknown(member_id=member_id)
 
 
-async def pay_at_store(*, store_id: int, member_id: int, amount_fen: int, points_to_redeem: int,
-                       provider: PaymentProvider, policy: CheckoutPolicy) -> tuple[dict[str, Any], dict[str, str]]:
+async def pay_at_store(
+    *,
+    store_id: int,
+    member_id: int,
+    amount_fen: int,
+    points_to_redeem: int,
+    provider: PaymentProvider,
+    policy: CheckoutPolicy,
+) -> tuple[dict[str, Any], dict[str, str]]:
     """A mini-program order at a store: answers the order and the wx.requestPayment parameters.
 
     The order is paid only by a verified notification or a query, never by the client saying so.
     """
-    discount = points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem,
-                               policy=policy)
+    discount = points_discount(
+        amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem, policy=policy
+    )
     store = await Store.select(Store.id, Store.name).where((Store.id == store_id) & Store.active.eq(True)).first()
     if store is None:
         raise StoreNotFound(store_id=store_id)
@@ -457,19 +582,39 @@ async def pay_at_store(*, store_id: int, member_id: int, amount_fen: int, points
     out_trade_no = new_out_trade_no(now)
     async with write_transaction():
         order_id = await insert_row(
-            Order, store=store_id, staff=None, member=member_id, channel=OrderChannel.store_code,
-            amount_fen=amount_fen, points_redeemed=points_to_redeem, paid_fen=amount_fen - discount,
-            out_trade_no=out_trade_no, idempotency_key=out_trade_no, request_hash="",
+            Order,
+            store=store_id,
+            staff=None,
+            member=member_id,
+            channel=OrderChannel.store_code,
+            amount_fen=amount_fen,
+            points_redeemed=points_to_redeem,
+            paid_fen=amount_fen - discount,
+            out_trade_no=out_trade_no,
+            idempotency_key=out_trade_no,
+            request_hash="",
             next_query_at=now + timedelta(seconds=policy.store_payment_query_interval),
-            reverse_at=now + timedelta(seconds=policy.store_payment_close_after), created_at=now,
+            reverse_at=now + timedelta(seconds=policy.store_payment_close_after),
+            created_at=now,
         )
         if points_to_redeem:
-            await points.redeem(member_id, points_to_redeem, store_id=store_id, source_type=SOURCE,
-                                source_id=str(order_id), idempotency_key=f"{SOURCE}:{order_id}:redeem", now=now)
+            await points.redeem(
+                member_id,
+                points_to_redeem,
+                store_id=store_id,
+                source_type=SOURCE,
+                source_id=str(order_id),
+                idempotency_key=f"{SOURCE}:{order_id}:redeem",
+                now=now,
+            )
     try:
         pay_params = await provider.create_jsapi(
-            out_trade_no=out_trade_no, amount_fen=amount_fen - discount, payer_openid=openid,
-            description=store["name"][:127], expires_in_seconds=math.ceil(policy.store_payment_close_after))
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen - discount,
+            payer_openid=openid,
+            description=store["name"][:127],
+            expires_in_seconds=math.ceil(policy.store_payment_close_after),
+        )
     except NOT_DONE as error:
         logger.warning("JSAPI order not created", extra={"order_id": order_id, "error": repr(error)})
         await settle_unpaid(order_id, OrderStatus.failed, failure="PREPAY_FAILED")
@@ -477,24 +622,34 @@ async def pay_at_store(*, store_id: int, member_id: int, amount_fen: int, points
     return await get_order(order_id), pay_params
 
 
-async def accept_transaction_notice(notice: TransactionNotice, *, provider: PaymentProvider,
-                                    policy: CheckoutPolicy) -> bool:
+async def accept_transaction_notice(
+    notice: TransactionNotice, *, provider: PaymentProvider, policy: CheckoutPolicy
+) -> bool:
     """A verified payment notification; answers False when the trade is not a checkout's.
 
     Paid at most once by compare-and-set; a replay changes nothing; money for an order that
     had already been closed goes back.
     """
-    order = await Order.select(Order.id, Order.paid_fen, Order.status).where(
-        Order.out_trade_no == notice.out_trade_no).first()
+    order = (
+        await Order.select(Order.id, Order.paid_fen, Order.status)
+        .where(Order.out_trade_no == notice.out_trade_no)
+        .first()
+    )
     if order is None:
         return False
     check_transaction_notice(notice, provider=provider, amount_fen=order["paid_fen"], order_id=order["id"])
     if notice.trade_state != TradeState.success.value:
         return True
-    await settle_paid(order["id"], transaction_id=notice.transaction_id, payer_openid=notice.payer_openid or None,
-                      amount_fen=notice.amount_fen, policy=policy)
+    await settle_paid(
+        order["id"],
+        transaction_id=notice.transaction_id,
+        payer_openid=notice.payer_openid or None,
+        amount_fen=notice.amount_fen,
+        policy=policy,
+    )
     settled = await get_order(order["id"])
     if settled["status"] in (OrderStatus.cancelled, OrderStatus.failed):
-        await refunds.refund_late_payment(order["id"], transaction_id=notice.transaction_id, provider=provider,
-                                          policy=policy)
+        await refunds.refund_late_payment(
+            order["id"], transaction_id=notice.transaction_id, provider=provider, policy=policy
+        )
     return True

@@ -37,8 +37,13 @@ class TokenIssuer:
 
     def issue(self, kind: PrincipalKind, subject_id: int, *, version: int = 0) -> str:
         now = int(time.time())
-        claims = {"iss": ISSUER, "sub": f"{kind.value}:{subject_id}", "ver": version,
-                  "iat": now, "exp": now + self._ttl[kind]}
+        claims = {
+            "iss": ISSUER,
+            "sub": f"{kind.value}:{subject_id}",
+            "ver": version,
+            "iat": now,
+            "exp": now + self._ttl[kind],
+        }
         return jwt.encode(claims, self._key, algorithm="HS256")
 
     def decode(self, token: str) -> Claims:
@@ -47,8 +52,9 @@ class TokenIssuer:
                 return verified[0]
             del self._verified[token]
         try:
-            claims = jwt.decode(token, self._key, algorithms=["HS256"], issuer=ISSUER,
-                                options={"require": ["exp", "iat", "sub", "iss"]})
+            claims = jwt.decode(
+                token, self._key, algorithms=["HS256"], issuer=ISSUER, options={"require": ["exp", "iat", "sub", "iss"]}
+            )
             kind, _, subject = str(claims["sub"]).partition(":")
             decoded = Claims(PrincipalKind(kind), int(subject), int(claims.get("ver", 0)))
         except jwt.ExpiredSignatureError:

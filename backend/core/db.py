@@ -104,15 +104,22 @@ def _insert_for(table: type[Table]) -> _Insert:
     primary_key = table._meta.primary_key._meta.db_column_name
     head = f'INSERT INTO "{table._meta.tablename}" ({quoted}) VALUES'
     tail = f'RETURNING "{primary_key}"'
-    per_row = tuple((position, column.default) for position, column in enumerate(columns)
-                    if isinstance(column.default, Default))
-    fixed = tuple(_PER_ROW if isinstance(column.default, Default) else _plain(column.get_default_value())
-                  for column in columns)
-    placeholders = f'{head} ({", ".join("?" for _ in columns)})'
-    return _Insert(template=f'{head} ({", ".join("{}" for _ in columns)}) {tail}', compiled=f"{placeholders} {tail}",
-                   positions={column._meta.name: position for position, column in enumerate(columns)},
-                   fixed=fixed, per_row=per_row, primary_key=primary_key,
-                   by_rowid=placeholders if isinstance(table._meta.primary_key, Serial) else None)
+    per_row = tuple(
+        (position, column.default) for position, column in enumerate(columns) if isinstance(column.default, Default)
+    )
+    fixed = tuple(
+        _PER_ROW if isinstance(column.default, Default) else _plain(column.get_default_value()) for column in columns
+    )
+    placeholders = f"{head} ({', '.join('?' for _ in columns)})"
+    return _Insert(
+        template=f"{head} ({', '.join('{}' for _ in columns)}) {tail}",
+        compiled=f"{placeholders} {tail}",
+        positions={column._meta.name: position for position, column in enumerate(columns)},
+        fixed=fixed,
+        per_row=per_row,
+        primary_key=primary_key,
+        by_rowid=placeholders if isinstance(table._meta.primary_key, Serial) else None,
+    )
 
 
 def _plain(value: Any) -> Any:

@@ -93,8 +93,9 @@ def validation_error_handler(_: Request, exc: ValidationException) -> Response[d
     for item in exc.extra if isinstance(exc.extra, list) else []:
         if isinstance(item, dict):
             message = str(item.get("message", ""))
-            fields.append({"field": _field_name(item.get("key"), message), "source": item.get("source"),
-                           "message": message})
+            fields.append(
+                {"field": _field_name(item.get("key"), message), "source": item.get("source"), "message": message}
+            )
     if not fields:
         fields.append({"field": None, "source": "body", "message": exc.detail})
     return Response(error_body("request.invalid", "The request is not valid.", {"fields": fields}), status_code=422)
@@ -113,8 +114,11 @@ def internal_error_handler(request: Request, exc: Exception) -> Response[dict[st
     request_id = request_id_of(request.scope)
     logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id, "path": request.url.path})
     return Response(
-        error_body("internal.error", "Something went wrong on our side; the request id helps us find it.",
-                   {"requestId": request_id}),
+        error_body(
+            "internal.error",
+            "Something went wrong on our side; the request id helps us find it.",
+            {"requestId": request_id},
+        ),
         status_code=HTTP_500_INTERNAL_SERVER_ERROR,
     )
 

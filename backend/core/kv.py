@@ -86,7 +86,6 @@ class KV(ABC):
     async def close(self) -> None: ...
 
 
-
 class MemoryKV(KV):
     """In-process KV for the embedded deployment; safe because one event loop owns it."""
 
@@ -197,8 +196,11 @@ class RedisKV(KV):
         # Waiters block for a slot instead of failing past the pool size; the wait is
         # bounded so that a dead Redis surfaces as an error, not a hang.
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=pool_size, timeout=timeout,
-            socket_timeout=timeout, socket_connect_timeout=timeout,
+            url,
+            max_connections=pool_size,
+            timeout=timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
         self.redis = Redis(connection_pool=pool)
         self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
@@ -266,6 +268,7 @@ for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+
 
 def kv_from_url(redis_url: str | None, *, pool_size: int) -> KV:
     return RedisKV(redis_url, pool_size=pool_size) if redis_url else MemoryKV()

@@ -31,8 +31,9 @@ class ContextFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
-        context = " ".join(f"{key}={_context_value(value)}" for key, value in vars(record).items()
-                           if key not in _RECORD_FIELDS)
+        context = " ".join(
+            f"{key}={_context_value(value)}" for key, value in vars(record).items() if key not in _RECORD_FIELDS
+        )
         return f"{line} {context}" if context else line
 
 

@@ -62,15 +62,23 @@ class RateLimitMiddleware:
         if scope["type"] != "http" or self.limit == 0 or scope["path"].startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        retry_after = await hit_window(self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit,
-                                       window=WINDOW_SECONDS)
+        retry_after = await hit_window(
+            self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit, window=WINDOW_SECONDS
+        )
         if retry_after is None:
             await self.app(scope, receive, send)
             return
         message = "Too many requests from this client; retry later."
         body = msgspec.json.encode(error_body("request.rate_limited", message, {"retryAfterSeconds": retry_after}))
-        await send({"type": "http.response.start", "status": 429, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-            (b"retry-after", str(retry_after).encode()),
-        ]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 429,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"retry-after", str(retry_after).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

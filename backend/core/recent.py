@@ -8,8 +8,8 @@ within `seconds`.
 
 import time
 import weakref
-from collections.abc import Awaitable, Callable
-from typing import Generic, Hashable, TypeVar
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")

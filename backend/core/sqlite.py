@@ -39,13 +39,12 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from contextvars import ContextVar
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from piccolo.engine.sqlite import SQLiteEngine, SQLiteTransaction, TransactionType, dict_factory
 from piccolo.querystring import QueryString
-
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +65,7 @@ def _boolean(value: bytes) -> bool:
 
 def _timestamptz(value: bytes) -> datetime:
     moment = datetime.fromisoformat(value.decode())
-    return moment if moment.tzinfo is timezone.utc else moment.replace(tzinfo=timezone.utc)
+    return moment if moment.tzinfo is UTC else moment.replace(tzinfo=UTC)
 
 
 def _utc_text(value: datetime) -> str:
@@ -74,11 +73,18 @@ def _utc_text(value: datetime) -> str:
     isoformat builds the text through printf-style calls at several times the cost of these."""
     if value.tzinfo is None:
         return value.isoformat(" ")
-    if value.tzinfo is not timezone.utc:
-        value = value.astimezone(timezone.utc)
+    if value.tzinfo is not UTC:
+        value = value.astimezone(UTC)
     if value.microsecond:
-        return _UTC_MICROSECONDS % (value.year, value.month, value.day, value.hour, value.minute, value.second,
-                                    value.microsecond)
+        return _UTC_MICROSECONDS % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond,
+        )
     return _UTC_SECONDS % (value.year, value.month, value.day, value.hour, value.minute, value.second)
 
 
@@ -535,7 +541,8 @@ class EmbeddedSQLiteEngine(SQLiteEngine):
 
 
 _ADD_CONSTRAINT = re.compile(
-    r"^ALTER TABLE (?P<table>\S+) ADD CONSTRAINT (?P<name>\w+) (?P<kind>UNIQUE|CHECK) (?P<body>.*)$", re.S)
+    r"^ALTER TABLE (?P<table>\S+) ADD CONSTRAINT (?P<name>\w+) (?P<kind>UNIQUE|CHECK) (?P<body>.*)$", re.S
+)
 _DROP_CONSTRAINT = re.compile(r"^ALTER TABLE (?P<table>\S+) DROP CONSTRAINT (IF EXISTS )?(?P<name>\w+)$")
 
 
@@ -561,8 +568,11 @@ def sqlite_ddl(ddl: str) -> list[str]:
         ]
     if dropped := _DROP_CONSTRAINT.match(statement):
         name = dropped["name"]
-        return [f"DROP INDEX IF EXISTS {name}", f"DROP TRIGGER IF EXISTS {name}_insert",
-                f"DROP TRIGGER IF EXISTS {name}_update"]
+        return [
+            f"DROP INDEX IF EXISTS {name}",
+            f"DROP TRIGGER IF EXISTS {name}_insert",
+            f"DROP TRIGGER IF EXISTS {name}_update",
+        ]
     return [ddl]
 
 

@@ -88,5 +88,6 @@ class SeatNotFound(DomainError):
 class NotRefundable(DomainError):
     code = "groupbuy.not_refundable"
     status_code = 409
-    default_message = ("Only an order of a group that succeeded is refunded here; "
-                       "a group that fails refunds its members by itself.")
+    default_message = (
+        "Only an order of a group that succeeded is refunded here; a group that fails refunds its members by itself."
+    )

@@ -18,8 +18,9 @@ from backend.stores.schemas import StoreId, StoreOut
 
 Fen = Annotated[int, msgspec.Meta(gt=0, le=10**10)]
 # An uploaded or bundled image, named by its path under the image store; never a URL to fetch.
-ImagePath = Annotated[str, msgspec.Meta(
-    max_length=200, pattern=r"^(|[0-9A-Za-z_-][0-9A-Za-z_.-]*(/[0-9A-Za-z_-][0-9A-Za-z_.-]*)*)$")]
+ImagePath = Annotated[
+    str, msgspec.Meta(max_length=200, pattern=r"^(|[0-9A-Za-z_-][0-9A-Za-z_.-]*(/[0-9A-Za-z_-][0-9A-Za-z_.-]*)*)$")
+]
 
 
 class CampaignCreate(Struct):

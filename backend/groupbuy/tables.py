@@ -43,8 +43,9 @@ class Campaign(Table, tablename="groupbuy_campaign"):
 
     campaign_prices_make_sense = Check((price_fen > 0) & (price_fen <= original_price_fen))
     campaign_group_size_in_range = Check((group_size >= 2) & (group_size <= MAX_GROUP_SIZE))
-    campaign_ttl_in_range = Check((group_ttl_minutes >= MIN_GROUP_TTL_MINUTES)
-                                  & (group_ttl_minutes <= MAX_GROUP_TTL_MINUTES))
+    campaign_ttl_in_range = Check(
+        (group_ttl_minutes >= MIN_GROUP_TTL_MINUTES) & (group_ttl_minutes <= MAX_GROUP_TTL_MINUTES)
+    )
     campaign_stock_in_range = Check((stock_left >= 0) & (stock_left <= stock))
     campaign_limits_positive = Check((per_member_limit >= 1) & (payment_window_minutes >= 1))
     campaign_virtual_fill_in_range = Check((virtual_fill_percent >= 50) & (virtual_fill_percent <= 100))
@@ -83,11 +84,13 @@ class Group(Table, tablename="groupbuy_group"):
     settled_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
 
-    group_seats_in_range = Check((seats_taken >= 0) & (seats_taken <= group_size) & (seats_paid >= 0)
-                                 & (seats_paid <= seats_taken))
+    group_seats_in_range = Check(
+        (seats_taken >= 0) & (seats_taken <= group_size) & (seats_paid >= 0) & (seats_paid <= seats_taken)
+    )
     # Virtual seats are the empty ones of a group that succeeded by virtual fill, and nothing else.
     group_virtual_seats_are_the_empty_ones = Check(
-        '("virtual_seats" = 0 OR ("status" = \'succeeded\' AND "virtual_seats" = "group_size" - "seats_paid"))')
+        '("virtual_seats" = 0 OR ("status" = \'succeeded\' AND "virtual_seats" = "group_size" - "seats_paid"))'
+    )
 
 
 class SeatStatus(str, Enum):

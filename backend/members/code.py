@@ -56,7 +56,7 @@ class MemberCodes:
     def _time_code(self, member_id: int, step: int) -> str:
         digest = hmac.new(self._member_secret(member_id), struct.pack(">Q", step), hashlib.sha256).digest()
         offset = digest[-1] & 0x0F
-        value = int.from_bytes(digest[offset:offset + 4], "big") & 0x7FFFFFFF
+        value = int.from_bytes(digest[offset : offset + 4], "big") & 0x7FFFFFFF
         return f"{value % 1_000_000:06d}"
 
     def code_for(self, member_id: int, *, now: float) -> tuple[str, int]:

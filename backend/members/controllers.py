@@ -1,18 +1,16 @@
+import time
 from typing import Any
 
-import time
-
 import msgspec
-
 from litestar import Controller, Request, get, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from backend.core.auth import PrincipalKind
+from backend.core.ratelimit import client_address
 from backend.members import service
 from backend.members.auth import CurrentMember, provide_current_member
-from backend.core.ratelimit import client_address
 from backend.members.schemas import (
     MemberAfterPhoneOut,
     MemberCodeOut,
@@ -32,9 +30,13 @@ from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_
 
 def member_out(profile: dict[str, Any]) -> MemberOut:
     return MemberOut(
-        id=profile["id"], nickname=profile["nickname"], avatar_url=profile["avatar_url"],
-        phone_masked=profile["phone_masked"], points_balance=profile["points_balance"],
-        enrolled_store_id=profile["enrolled_store"], enrolled_via=profile["enrolled_via"],
+        id=profile["id"],
+        nickname=profile["nickname"],
+        avatar_url=profile["avatar_url"],
+        phone_masked=profile["phone_masked"],
+        points_balance=profile["points_balance"],
+        enrolled_store_id=profile["enrolled_store"],
+        enrolled_via=profile["enrolled_via"],
         created_at=profile["created_at"],
     )
 
@@ -46,13 +48,14 @@ class MiniProgramAuthController(Controller):
     @post("/login", operation_id="MiniProgramLogin", status_code=200)
     async def login(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         data: JSONBody[MiniProgramLogin],
     ) -> MiniProgramLoginOut:
         session = await services.wechat_login.exchange(data.code)
         shared = data.scene is not None and await referrals.scene_exists(data.scene)
         member_id, is_new = await service.find_or_enrol_wechat_member(
-            session, channel=EnrolmentChannel.referral if shared else EnrolmentChannel.miniprogram)
+            session, channel=EnrolmentChannel.referral if shared else EnrolmentChannel.miniprogram
+        )
         if shared:  # a scene that binds nobody (the rules say no) still lets the shopper in
             await referrals.attribute(member_id, data.scene, is_new=is_new)
         return MiniProgramLoginOut(
@@ -75,7 +78,7 @@ class MeController(Controller):
     @post("/phone", operation_id="BindMyPhone", status_code=200)
     async def bind_phone(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
         data: JSONBody[PhoneBind],
     ) -> MemberAfterPhoneOut:
@@ -86,8 +89,9 @@ class MeController(Controller):
         return MemberAfterPhoneOut(**msgspec.structs.asdict(member_out(profile)), access_token=token)
 
     @get("/member-code", operation_id="GetMyMemberCode", cache_control=CacheControlHeader(no_store=True))
-    async def member_code(self, services: NamedDependency[Services],
-                          member: NamedDependency[CurrentMember]) -> MemberCodeOut:
+    async def member_code(
+        self, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
+    ) -> MemberCodeOut:
         code, seconds_left = services.member_codes.code_for(member.id, now=time.time())
         return MemberCodeOut(code=code, expires_in_seconds=seconds_left)
 
@@ -100,19 +104,27 @@ class CashierMemberController(Controller):
     @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200)
     async def look_up(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         request: Request,
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[MemberLookup],
     ) -> MemberLookupOut:
         profile = await service.look_up_member_code(
-            data.member_code, codes=services.member_codes, kv=services.kv, staff_id=staff.id,
-            till=data.till_id or client_address(request.scope), now=time.time(),
+            data.member_code,
+            codes=services.member_codes,
+            kv=services.kv,
+            staff_id=staff.id,
+            till=data.till_id or client_address(request.scope),
+            now=time.time(),
             failure_limit=services.settings.member_lookup_failure_limit,
             window=services.settings.member_lookup_failure_window_seconds,
         )
-        return MemberLookupOut(member_id=profile["id"], nickname=profile["nickname"],
-                               phone_masked=profile["phone_masked"], points_balance=profile["points_balance"])
+        return MemberLookupOut(
+            member_id=profile["id"],
+            nickname=profile["nickname"],
+            phone_masked=profile["phone_masked"],
+            points_balance=profile["points_balance"],
+        )
 
 
 class AdminMemberController(Controller):
@@ -122,6 +134,7 @@ class AdminMemberController(Controller):
 
     @post("/merge", operation_id="MergeMembers", status_code=200)
     async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:
-        survivor = await service.merge_members(data.survivor_id, data.merged_id, reason=MergeReason.hq,
-                                               staff_id=staff.id)
+        survivor = await service.merge_members(
+            data.survivor_id, data.merged_id, reason=MergeReason.hq, staff_id=staff.id
+        )
         return member_out(await service.member_profile(survivor))

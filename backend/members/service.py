@@ -43,8 +43,13 @@ def mask_phone(phone: str) -> str:
     return "****" + phone[-4:] if len(phone) >= 8 else "****"
 
 
-_BY_IDENTITY = Prepared(lambda kind, value: MemberIdentity.select(MemberIdentity.member).where(
-    (MemberIdentity.kind == kind) & (MemberIdentity.value == value)).first())
+_BY_IDENTITY = Prepared(
+    lambda kind, value: (
+        MemberIdentity.select(MemberIdentity.member)
+        .where((MemberIdentity.kind == kind) & (MemberIdentity.value == value))
+        .first()
+    )
+)
 
 
 async def member_by_identity(kind: IdentityKind, value: str) -> int | None:
@@ -118,8 +123,11 @@ async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bo
     return member_id, True  # the caller logs the enrolment with the payment that made it
 
 
-_ACTIVE = Prepared(lambda member_id, status: Member.select(Member.id).where(
-    (Member.id == member_id) & (Member.status == status)).first())
+_ACTIVE = Prepared(
+    lambda member_id, status: (
+        Member.select(Member.id).where((Member.id == member_id) & (Member.status == status)).first()
+    )
+)
 
 
 # Every member request asks whether its member is still active (a merged member's token dies). The answer
@@ -144,18 +152,23 @@ def forget_activity(member_id: int | None = None) -> None:
 
 async def member_profile(member_id: int) -> dict[str, Any]:
     member = await Member.select().where(Member.id == member_id).first()
-    phone = await MemberIdentity.select(MemberIdentity.value).where(
-        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone)
-    ).first()
+    phone = (
+        await MemberIdentity.select(MemberIdentity.value)
+        .where((MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone))
+        .first()
+    )
     balance, _ = await points.balance_of(member_id)
     return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None, "points_balance": balance}
 
 
-async def look_up_member_code(code: str, *, codes: MemberCodes, kv: KV, staff_id: int, till: str, now: float,
-                              failure_limit: int, window: int) -> dict[str, Any]:
+async def look_up_member_code(
+    code: str, *, codes: MemberCodes, kv: KV, staff_id: int, till: str, now: float, failure_limit: int, window: int
+) -> dict[str, Any]:
     """The member a till scanned, each code accepted once; unrecognised codes are limited per staff and till."""
-    counters = ((f"mall:members:lookup_fail:staff:{staff_id}", failure_limit),
-                (f"mall:members:lookup_fail:till:{till}", failure_limit))
+    counters = (
+        (f"mall:members:lookup_fail:staff:{staff_id}", failure_limit),
+        (f"mall:members:lookup_fail:till:{till}", failure_limit),
+    )
     retry_after = await reserve_attempt(kv, counters, window=window)
     if retry_after is not None:
         raise TooManyLookups(retry_after=retry_after, staff_id=staff_id)
@@ -171,8 +184,9 @@ async def look_up_member_code(code: str, *, codes: MemberCodes, kv: KV, staff_id
     return await member_profile(member_id)
 
 
-async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason, staff_id: int | None = None,
-                        now: datetime | None = None) -> int:
+async def merge_members(
+    survivor_id: int, merged_id: int, *, reason: MergeReason, staff_id: int | None = None, now: datetime | None = None
+) -> int:
     """Fold one member into another: identities, points with their lots and expiry dates, and what
     later domains own move to the survivor; an audit row records it. Idempotent; answers the survivor."""
     if survivor_id == merged_id:
@@ -181,8 +195,11 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
     try:
         async with write_transaction():
             # Touch both rows in one statement (on PostgreSQL: locks them) and read where they stand.
-            rows = await Member.update({Member.status: Member.status}).where(
-                Member.id.is_in([survivor_id, merged_id])).returning(Member.id, Member.status, Member.merged_into)
+            rows = (
+                await Member.update({Member.status: Member.status})
+                .where(Member.id.is_in([survivor_id, merged_id]))
+                .returning(Member.id, Member.status, Member.merged_into)
+            )
             found = {row["id"]: row for row in rows}
             if survivor_id not in found or merged_id not in found:
                 raise MemberNotFound(member_ids=[survivor_id, merged_id])
@@ -191,13 +208,16 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
             if found[merged_id]["status"] != MemberStatus.active or found[survivor_id]["status"] != MemberStatus.active:
                 raise AlreadyMerged(survivor_id=survivor_id, merged_id=merged_id)
             await Member.update({Member.status: MemberStatus.merged, Member.merged_into: survivor_id}).where(
-                (Member.id == merged_id) & (Member.status == MemberStatus.active))
-            identities = await MemberIdentity.update({MemberIdentity.member: survivor_id}).where(
-                MemberIdentity.member == merged_id).returning(MemberIdentity.id)
+                (Member.id == merged_id) & (Member.status == MemberStatus.active)
+            )
+            identities = (
+                await MemberIdentity.update({MemberIdentity.member: survivor_id})
+                .where(MemberIdentity.member == merged_id)
+                .returning(MemberIdentity.id)
+            )
             moved = await points.merge_accounts(survivor_id, merged_id, now=now)
             # Each domain that keeps rows per member moves them here, in this transaction.
             from backend.cashier import service as cashier  # cashier builds on members: imported when used
-
             from backend.groupbuy import service as groupbuy
 
             orders = await cashier.move_orders(survivor_id, merged_id)
@@ -205,10 +225,20 @@ async def merge_members(survivor_id: int, merged_id: int, *, reason: MergeReason
             from backend.referrals import service as referrals
 
             await referrals.move_edges(survivor_id, merged_id, now=now)
-            await insert_row(MemberMerge, survivor=survivor_id, merged=merged_id, reason=reason, staff=staff_id,
-                             identities_moved=len(identities), points_moved=moved["points"],
-                             debt_moved=moved["debt"], lots_moved=moved["lots"], orders_moved=orders,
-                             seats_moved=seats, created_at=now)
+            await insert_row(
+                MemberMerge,
+                survivor=survivor_id,
+                merged=merged_id,
+                reason=reason,
+                staff=staff_id,
+                identities_moved=len(identities),
+                points_moved=moved["points"],
+                debt_moved=moved["debt"],
+                lots_moved=moved["lots"],
+                orders_moved=orders,
+                seats_moved=seats,
+                created_at=now,
+            )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -253,14 +283,18 @@ async def bind_phone(member_id: int, phone: WeChatPhone, *, app_id: str) -> int:
         async with write_transaction():
             # One phone per member: a new number replaces the old one.
             await MemberIdentity.delete().where(
-                (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone))
+                (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone)
+            )
             await insert_row(MemberIdentity, member=member_id, kind=IdentityKind.phone, value=phone.phone)
     except Exception as error:
         if not is_unique_violation(error):
             raise
         # Bound by another member a moment ago: the same person again.
         holder = await member_by_identity(IdentityKind.phone, phone.phone)
-        return member_id if holder in (None, member_id) else await merge_by_age(member_id, holder,
-                                                                                reason=MergeReason.phone)
+        return (
+            member_id
+            if holder in (None, member_id)
+            else await merge_by_age(member_id, holder, reason=MergeReason.phone)
+        )
     logger.info("phone bound", extra={"member_id": member_id})
     return member_id

@@ -45,8 +45,12 @@ class WeChatCode2Session:
         self._app_secret = app_secret
 
     async def exchange(self, code: str) -> WeChatSession:
-        params = {"appid": self._app_id, "secret": self._app_secret, "js_code": code,
-                  "grant_type": "authorization_code"}
+        params = {
+            "appid": self._app_id,
+            "secret": self._app_secret,
+            "js_code": code,
+            "grant_type": "authorization_code",
+        }
         try:
             response = await self._http.get(self._url, params=params, timeout=5.0)
             body = response.json()
@@ -105,8 +109,11 @@ class WeChatPhoneNumbers:
     async def _access_token(self, *, fresh: bool = False) -> str:
         if not fresh and (cached := await self._kv.get(self._token_key)):
             return cached.decode()
-        body = await self._call("GET", "/cgi-bin/token", params={
-            "grant_type": "client_credential", "appid": self._app_id, "secret": self._app_secret})
+        body = await self._call(
+            "GET",
+            "/cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": self._app_id, "secret": self._app_secret},
+        )
         if not body.get("access_token"):
             logger.warning("access token refused", extra={"errcode": body.get("errcode")})
             raise WeChatUnavailable()
@@ -117,8 +124,9 @@ class WeChatPhoneNumbers:
     async def phone_number(self, code: str) -> WeChatPhone:
         for fresh in (False, True):
             token = await self._access_token(fresh=fresh)
-            body = await self._call("POST", "/wxa/business/getuserphonenumber", params={"access_token": token},
-                                    json={"code": code})
+            body = await self._call(
+                "POST", "/wxa/business/getuserphonenumber", params={"access_token": token}, json={"code": code}
+            )
             errcode = int(body.get("errcode") or 0)
             if errcode in _TOKEN_EXPIRED and not fresh:
                 continue
@@ -129,8 +137,10 @@ class WeChatPhoneNumbers:
             info = body.get("phone_info") or {}
             if errcode != 0 or not info.get("purePhoneNumber"):
                 raise WeChatUnavailable(errcode=errcode)
-            return WeChatPhone(phone=f"+{info.get('countryCode', '86')}{info['purePhoneNumber']}",
-                               watermark_app_id=str((info.get("watermark") or {}).get("appid", "")))
+            return WeChatPhone(
+                phone=f"+{info.get('countryCode', '86')}{info['purePhoneNumber']}",
+                watermark_app_id=str((info.get("watermark") or {}).get("appid", "")),
+            )
         raise WeChatUnavailable()
 
 

@@ -34,12 +34,20 @@ class RefundAnswer:
     missing: bool = False  # the provider holds no refund under this number: the request never arrived
 
 
-async def ask_refund(provider: PaymentProvider, *, out_trade_no: str, out_refund_no: str, refund_fen: int,
-                     total_fen: int, reason: str) -> RefundAnswer:
+async def ask_refund(
+    provider: PaymentProvider, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
+) -> RefundAnswer:
     """Ask for the refund (again: the same out_refund_no is the same refund there)."""
     try:
-        return RefundAnswer(await provider.refund(out_trade_no=out_trade_no, out_refund_no=out_refund_no,
-                                                  refund_fen=refund_fen, total_fen=total_fen, reason=reason))
+        return RefundAnswer(
+            await provider.refund(
+                out_trade_no=out_trade_no,
+                out_refund_no=out_refund_no,
+                refund_fen=refund_fen,
+                total_fen=total_fen,
+                reason=reason,
+            )
+        )
     except ProviderError as error:
         # Refused; unless this very refund exists already (a concurrent call made it): then that is the answer.
         existing = await look_up_refund(provider, out_refund_no)
@@ -57,8 +65,7 @@ async def look_up_refund(provider: PaymentProvider, out_refund_no: str) -> Refun
         return RefundAnswer()
 
 
-def refund_notice_result(notice: RefundNotice, *, provider: PaymentProvider,
-                         **context: object) -> RefundResult | None:
+def refund_notice_result(notice: RefundNotice, *, provider: PaymentProvider, **context: object) -> RefundResult | None:
     """A verified refund notification as a result; None for a status the port does not know (logged)."""
     if notice.mchid != provider.mchid:
         raise MerchantMismatch(**context)
@@ -67,4 +74,3 @@ def refund_notice_result(notice: RefundNotice, *, provider: PaymentProvider,
     except ValueError:
         logger.error("refund notice with an unknown status", extra={**context, "status": notice.refund_status})
         return None
-

@@ -22,7 +22,7 @@ class WeChatPayNotifyController(Controller):
     @post(operation_id="WeChatPayNotify", status_code=204)
     async def notify(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         request: Request,
     ) -> None:
         """Verified over the raw body, then decrypted, then checked against our order; 204 for a replay too."""
@@ -30,18 +30,25 @@ class WeChatPayNotifyController(Controller):
         try:
             notice = services.payment_provider.parse_notification(request.headers, body, now=int(time.time()))
         except VerificationFailed as error:
-            logger.warning("notification rejected", extra={
-                "reason": error.reason, "serial": request.headers.get("wechatpay-serial", ""),
-                "client": request.client.host if request.client else ""})
+            logger.warning(
+                "notification rejected",
+                extra={
+                    "reason": error.reason,
+                    "serial": request.headers.get("wechatpay-serial", ""),
+                    "client": request.client.host if request.client else "",
+                },
+            )
             raise NotificationRejected(details={"reason": error.reason}) from None
         provider, policy = services.payment_provider, services.checkout_policy
         if isinstance(notice, TransactionNotice):
-            known = (await cashier.accept_transaction_notice(notice, provider=provider, policy=policy)
-                     or await groupbuy.accept_transaction_notice(notice, provider=provider, policy=policy))
+            known = await cashier.accept_transaction_notice(
+                notice, provider=provider, policy=policy
+            ) or await groupbuy.accept_transaction_notice(notice, provider=provider, policy=policy)
             number = notice.out_trade_no
         else:
-            known = (await refunds.accept_refund_notice(notice, provider=provider, policy=policy)
-                     or await groupbuy.accept_refund_notice(notice, provider=provider, policy=policy))
+            known = await refunds.accept_refund_notice(
+                notice, provider=provider, policy=policy
+            ) or await groupbuy.accept_refund_notice(notice, provider=provider, policy=policy)
             number = notice.out_refund_no
         if not known:
             logger.error("notification for an unknown trade", extra={"number": number})

@@ -121,8 +121,9 @@ class PaymentProvider(ABC):
     appid: str
 
     @abstractmethod
-    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str,
-                       store_ref: str = "") -> Payment:
+    async def micropay(
+        self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str, store_ref: str = ""
+    ) -> Payment:
         """Charge a payment code; `store_ref` names the store on the merchant's side (scene_info.store_info)."""
 
     @abstractmethod
@@ -135,18 +136,21 @@ class PaymentProvider(ABC):
     async def close(self, out_trade_no: str) -> CloseOutcome: ...
 
     @abstractmethod
-    async def create_jsapi(self, *, out_trade_no: str, amount_fen: int, payer_openid: str, description: str,
-                           expires_in_seconds: int) -> dict[str, str]:
+    async def create_jsapi(
+        self, *, out_trade_no: str, amount_fen: int, payer_openid: str, description: str, expires_in_seconds: int
+    ) -> dict[str, str]:
         """A mini-program order: answers the signed parameters for wx.requestPayment."""
 
     @abstractmethod
-    async def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
-                     reason: str) -> RefundResult: ...
+    async def refund(
+        self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
+    ) -> RefundResult: ...
 
     @abstractmethod
     async def query_refund(self, out_refund_no: str) -> RefundResult: ...
 
     @abstractmethod
-    def parse_notification(self, headers: Mapping[str, str], body: bytes, *,
-                           now: int) -> TransactionNotice | RefundNotice:
+    def parse_notification(
+        self, headers: Mapping[str, str], body: bytes, *, now: int
+    ) -> TransactionNotice | RefundNotice:
         """Verify (raw body, platform key by serial, timestamp window), then decrypt; raises VerificationFailed."""

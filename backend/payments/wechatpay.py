@@ -57,9 +57,21 @@ class AskAgainLater(httpx.HTTPError):
 
 
 class WeChatPayProvider(PaymentProvider):
-    def __init__(self, http: httpx.AsyncClient, *, base_url: str, mchid: str, appid: str, serial_no: str,
-                 private_key: RSAPrivateKey, platform_keys: Mapping[str, RSAPublicKey], api_v3_key: bytes,
-                 notify_url: str, timeout: float = 10.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        base_url: str,
+        mchid: str,
+        appid: str,
+        serial_no: str,
+        private_key: RSAPrivateKey,
+        platform_keys: Mapping[str, RSAPublicKey],
+        api_v3_key: bytes,
+        notify_url: str,
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._http, self._base = http, base_url.rstrip("/")
         self.mchid, self.appid = mchid, appid
         self._serial_no, self._private_key = serial_no, private_key
@@ -71,19 +83,29 @@ class WeChatPayProvider(PaymentProvider):
         body = b"" if payload is None else json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
         now = int(self._clock())
         headers = {
-            "Authorization": authorization(mchid=self.mchid, serial_no=self._serial_no,
-                                           private_key=self._private_key, method=method, url=path, body=body,
-                                           timestamp=now, nonce=secrets.token_hex(16)),
+            "Authorization": authorization(
+                mchid=self.mchid,
+                serial_no=self._serial_no,
+                private_key=self._private_key,
+                method=method,
+                url=path,
+                body=body,
+                timestamp=now,
+                nonce=secrets.token_hex(16),
+            ),
             "Accept": "application/json",
             "Content-Type": "application/json",
         }
-        response = await self._http.request(method, self._base + path, content=body, headers=headers,
-                                            timeout=self._timeout)
+        response = await self._http.request(
+            method, self._base + path, content=body, headers=headers, timeout=self._timeout
+        )
         try:
             verify_signed(response.headers, response.content, self._platform_keys, now=int(self._clock()))
         except VerificationFailed as error:
-            logger.error("WeChat Pay answer not verified",
-                         extra={"path": path.split("?")[0], "status": response.status_code, "reason": error.reason})
+            logger.error(
+                "WeChat Pay answer not verified",
+                extra={"path": path.split("?")[0], "status": response.status_code, "reason": error.reason},
+            )
             raise AnswerNotVerified(f"answer not verified: {error.reason}") from None
         try:
             answer = json.loads(response.content) if response.content else {}
@@ -98,18 +120,29 @@ class WeChatPayProvider(PaymentProvider):
     def _trade_path(self, out_trade_no: str) -> str:
         return f"/v3/pay/transactions/out-trade-no/{quote(out_trade_no, safe='')}"
 
-    async def micropay(self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str,
-                       store_ref: str = "") -> Payment:
-        status, answer = await self._call("POST", "/v3/pay/transactions/codepay", {
-            "appid": self.appid, "mchid": self.mchid, "description": description[:127],
-            "out_trade_no": out_trade_no, "payer": {"auth_code": auth_code},
-            "amount": {"total": amount_fen, "currency": "CNY"},
-            "scene_info": {"store_info": {"out_id": store_ref or "0"}},
-        })
+    async def micropay(
+        self, *, out_trade_no: str, amount_fen: int, auth_code: str, description: str, store_ref: str = ""
+    ) -> Payment:
+        status, answer = await self._call(
+            "POST",
+            "/v3/pay/transactions/codepay",
+            {
+                "appid": self.appid,
+                "mchid": self.mchid,
+                "description": description[:127],
+                "out_trade_no": out_trade_no,
+                "payer": {"auth_code": auth_code},
+                "amount": {"total": amount_fen, "currency": "CNY"},
+                "scene_info": {"store_info": {"out_id": store_ref or "0"}},
+            },
+        )
         if status == 200 and answer.get("trade_state") == "SUCCESS":
-            return Payment(PayOutcome.paid, transaction_id=str(answer.get("transaction_id") or ""),
-                           payer_openid=(answer.get("payer") or {}).get("openid"),
-                           amount_fen=_total(answer))
+            return Payment(
+                PayOutcome.paid,
+                transaction_id=str(answer.get("transaction_id") or ""),
+                payer_openid=(answer.get("payer") or {}).get("openid"),
+                amount_fen=_total(answer),
+            )
         code = str(answer.get("code") or answer.get("trade_state") or f"HTTP_{status}")
         if status >= 500 or status == 202 or code in _PAY_UNKNOWN:
             return Payment(PayOutcome.unknown, error_code=code)
@@ -125,12 +158,17 @@ class WeChatPayProvider(PaymentProvider):
             state = TradeState(answer.get("trade_state"))
         except ValueError:
             raise ProviderError("UNKNOWN_TRADE_STATE", str(answer.get("trade_state"))) from None
-        return TradeQuery(state, transaction_id=answer.get("transaction_id"),
-                          payer_openid=(answer.get("payer") or {}).get("openid"), amount_fen=_total(answer))
+        return TradeQuery(
+            state,
+            transaction_id=answer.get("transaction_id"),
+            payer_openid=(answer.get("payer") or {}).get("openid"),
+            amount_fen=_total(answer),
+        )
 
     async def reverse(self, out_trade_no: str) -> Reversal:
-        status, answer = await self._call("POST", f"{self._trade_path(out_trade_no)}/reverse",
-                                          {"appid": self.appid, "mchid": self.mchid})
+        status, answer = await self._call(
+            "POST", f"{self._trade_path(out_trade_no)}/reverse", {"appid": self.appid, "mchid": self.mchid}
+        )
         if status in (200, 204):
             return Reversal(done=True, recall=False)
         code = str(answer.get("code") or "")
@@ -153,24 +191,43 @@ class WeChatPayProvider(PaymentProvider):
             return CloseOutcome.closed
         raise self._refusal(status, answer)
 
-    async def create_jsapi(self, *, out_trade_no: str, amount_fen: int, payer_openid: str, description: str,
-                           expires_in_seconds: int) -> dict[str, str]:
+    async def create_jsapi(
+        self, *, out_trade_no: str, amount_fen: int, payer_openid: str, description: str, expires_in_seconds: int
+    ) -> dict[str, str]:
         expires = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in_seconds)
-        status, answer = await self._call("POST", "/v3/pay/transactions/jsapi", {
-            "appid": self.appid, "mchid": self.mchid, "description": description[:127],
-            "out_trade_no": out_trade_no, "time_expire": expires.isoformat(), "notify_url": self._notify_url,
-            "amount": {"total": amount_fen, "currency": "CNY"}, "payer": {"openid": payer_openid},
-        })
+        status, answer = await self._call(
+            "POST",
+            "/v3/pay/transactions/jsapi",
+            {
+                "appid": self.appid,
+                "mchid": self.mchid,
+                "description": description[:127],
+                "out_trade_no": out_trade_no,
+                "time_expire": expires.isoformat(),
+                "notify_url": self._notify_url,
+                "amount": {"total": amount_fen, "currency": "CNY"},
+                "payer": {"openid": payer_openid},
+            },
+        )
         if status != 200 or not answer.get("prepay_id"):
             raise self._refusal(status, answer)
-        return jsapi_pay_params(self._private_key, app_id=self.appid, prepay_id=str(answer["prepay_id"]),
-                                timestamp=int(self._clock()), nonce=secrets.token_hex(16))
+        return jsapi_pay_params(
+            self._private_key,
+            app_id=self.appid,
+            prepay_id=str(answer["prepay_id"]),
+            timestamp=int(self._clock()),
+            nonce=secrets.token_hex(16),
+        )
 
-    async def refund(self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int,
-                     reason: str) -> RefundResult:
-        payload: dict[str, Any] = {"out_trade_no": out_trade_no, "out_refund_no": out_refund_no,
-                                   "notify_url": self._notify_url,
-                                   "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"}}
+    async def refund(
+        self, *, out_trade_no: str, out_refund_no: str, refund_fen: int, total_fen: int, reason: str
+    ) -> RefundResult:
+        payload: dict[str, Any] = {
+            "out_trade_no": out_trade_no,
+            "out_refund_no": out_refund_no,
+            "notify_url": self._notify_url,
+            "amount": {"refund": refund_fen, "total": total_fen, "currency": "CNY"},
+        }
         if reason:
             payload["reason"] = reason[:80]
         status, answer = await self._call("POST", "/v3/refund/domestic/refunds", payload)
@@ -186,8 +243,9 @@ class WeChatPayProvider(PaymentProvider):
             raise self._refusal(status, answer)
         return _refund_result(answer)
 
-    def parse_notification(self, headers: Mapping[str, str], body: bytes, *,
-                           now: int) -> TransactionNotice | RefundNotice:
+    def parse_notification(
+        self, headers: Mapping[str, str], body: bytes, *, now: int
+    ) -> TransactionNotice | RefundNotice:
         return read_notice(headers, body, platform_keys=self._platform_keys, api_v3_key=self._api_v3_key, now=now)
 
 

@@ -37,6 +37,7 @@ class VerificationFailed(Exception):
 
 # Keys ---------------------------------------------------------------------------
 
+
 def load_private_key(pem: bytes) -> RSAPrivateKey:
     key = serialization.load_pem_private_key(pem, password=None)
     if not isinstance(key, RSAPrivateKey):
@@ -69,20 +70,33 @@ def signature_valid(public_key: RSAPublicKey, message: bytes, signature: str) ->
 
 # The merchant's requests --------------------------------------------------------
 
+
 def request_message(method: str, url: str, timestamp: int, nonce: str, body: bytes) -> bytes:
     """The five lines a request signature covers; `url` is the path with its query string."""
     return f"{method.upper()}\n{url}\n{timestamp}\n{nonce}\n".encode() + body + b"\n"
 
 
-def authorization(*, mchid: str, serial_no: str, private_key: RSAPrivateKey, method: str, url: str, body: bytes,
-                  timestamp: int, nonce: str) -> str:
+def authorization(
+    *,
+    mchid: str,
+    serial_no: str,
+    private_key: RSAPrivateKey,
+    method: str,
+    url: str,
+    body: bytes,
+    timestamp: int,
+    nonce: str,
+) -> str:
     signature = sign(private_key, request_message(method, url, timestamp, nonce, body))
-    return (f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
-            f'timestamp="{timestamp}",serial_no="{serial_no}"')
+    return (
+        f'{AUTH_SCHEME} mchid="{mchid}",nonce_str="{nonce}",signature="{signature}",'
+        f'timestamp="{timestamp}",serial_no="{serial_no}"'
+    )
 
 
-def verify_request(header: str, *, method: str, url: str, body: bytes, merchant_keys: Mapping[str, RSAPublicKey],
-                   now: int) -> str:
+def verify_request(
+    header: str, *, method: str, url: str, body: bytes, merchant_keys: Mapping[str, RSAPublicKey], now: int
+) -> str:
     """WeChat's side: check a merchant's Authorization header; answers the merchant id."""
     scheme, _, rest = header.partition(" ")
     fields = dict(_AUTH_FIELD.findall(rest))
@@ -101,12 +115,14 @@ def verify_request(header: str, *, method: str, url: str, body: bytes, merchant_
 
 # WeChat Pay's answers and notifications -----------------------------------------------
 
+
 def response_message(timestamp: int | str, nonce: str, body: bytes) -> bytes:
     return f"{timestamp}\n{nonce}\n".encode() + body + b"\n"
 
 
-def signed_headers(private_key: RSAPrivateKey, serial: str, body: bytes, *, timestamp: int,
-                   nonce: str) -> dict[str, str]:
+def signed_headers(
+    private_key: RSAPrivateKey, serial: str, body: bytes, *, timestamp: int, nonce: str
+) -> dict[str, str]:
     """WeChat's side: the headers that sign an answer or a notification."""
     return {
         "Wechatpay-Timestamp": str(timestamp),
@@ -116,8 +132,9 @@ def signed_headers(private_key: RSAPrivateKey, serial: str, body: bytes, *, time
     }
 
 
-def verify_signed(headers: Mapping[str, str], body: bytes, platform_keys: Mapping[str, RSAPublicKey], *,
-                  now: int) -> str:
+def verify_signed(
+    headers: Mapping[str, str], body: bytes, platform_keys: Mapping[str, RSAPublicKey], *, now: int
+) -> str:
     """The merchant's side: check an answer or a notification over its raw body; answers the key's serial.
 
     `platform_keys` maps serials to keys: platform certificate serials, or `PUB_KEY_ID_...`
@@ -141,6 +158,7 @@ def verify_signed(headers: Mapping[str, str], body: bytes, platform_keys: Mappin
 
 
 # Resources: AEAD_AES_256_GCM under the APIv3 key -------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Resource:
@@ -175,12 +193,14 @@ def decrypt_resource(api_v3_key: bytes, resource: Resource) -> bytes:
 
 # The mini-program's wx.requestPayment ----------------------------------------------
 
+
 def pay_sign_message(*, app_id: str, timestamp: int, nonce: str, package: str) -> bytes:
     return f"{app_id}\n{timestamp}\n{nonce}\n{package}\n".encode()
 
 
-def jsapi_pay_params(private_key: RSAPrivateKey, *, app_id: str, prepay_id: str, timestamp: int,
-                     nonce: str) -> dict[str, str]:
+def jsapi_pay_params(
+    private_key: RSAPrivateKey, *, app_id: str, prepay_id: str, timestamp: int, nonce: str
+) -> dict[str, str]:
     """The parameters wx.requestPayment takes, signed with the merchant key."""
     package = f"prepay_id={prepay_id}"
     return {
@@ -189,23 +209,44 @@ def jsapi_pay_params(private_key: RSAPrivateKey, *, app_id: str, prepay_id: str,
         "nonceStr": nonce,
         "package": package,
         "signType": "RSA",
-        "paySign": sign(private_key, pay_sign_message(app_id=app_id, timestamp=timestamp, nonce=nonce,
-                                                      package=package)),
+        "paySign": sign(
+            private_key, pay_sign_message(app_id=app_id, timestamp=timestamp, nonce=nonce, package=package)
+        ),
     }
 
 
 # Notifications: a signed JSON envelope around an encrypted resource ----------------------
 
-def seal_notification(*, private_key: RSAPrivateKey, serial: str, api_v3_key: bytes, event_id: str,
-                      event_type: str, original_type: str, payload: bytes, create_time: str, timestamp: int,
-                      nonce: str, resource_nonce: str) -> tuple[dict[str, str], bytes]:
+
+def seal_notification(
+    *,
+    private_key: RSAPrivateKey,
+    serial: str,
+    api_v3_key: bytes,
+    event_id: str,
+    event_type: str,
+    original_type: str,
+    payload: bytes,
+    create_time: str,
+    timestamp: int,
+    nonce: str,
+    resource_nonce: str,
+) -> tuple[dict[str, str], bytes]:
     """WeChat's side: the headers and raw body of a notification, as WeChat Pay posts it."""
     resource = encrypt_resource(api_v3_key, payload, nonce=resource_nonce, associated_data=original_type)
     envelope = {
-        "id": event_id, "create_time": create_time, "resource_type": "encrypt-resource", "event_type": event_type,
-        "summary": event_type, "resource": {"original_type": original_type, "algorithm": resource.algorithm,
-                                             "ciphertext": resource.ciphertext,
-                                             "associated_data": resource.associated_data, "nonce": resource.nonce},
+        "id": event_id,
+        "create_time": create_time,
+        "resource_type": "encrypt-resource",
+        "event_type": event_type,
+        "summary": event_type,
+        "resource": {
+            "original_type": original_type,
+            "algorithm": resource.algorithm,
+            "ciphertext": resource.ciphertext,
+            "associated_data": resource.associated_data,
+            "nonce": resource.nonce,
+        },
     }
     body = json.dumps(envelope, ensure_ascii=False, separators=(",", ":")).encode()
     headers = signed_headers(private_key, serial, body, timestamp=timestamp, nonce=nonce)
@@ -219,15 +260,20 @@ class Notification:
     payload: dict
 
 
-def open_notification(headers: Mapping[str, str], body: bytes, *, platform_keys: Mapping[str, RSAPublicKey],
-                      api_v3_key: bytes, now: int) -> Notification:
+def open_notification(
+    headers: Mapping[str, str], body: bytes, *, platform_keys: Mapping[str, RSAPublicKey], api_v3_key: bytes, now: int
+) -> Notification:
     """The merchant's side: verify over the raw body first, then parse and decrypt."""
     verify_signed(headers, body, platform_keys, now=now)
     try:
         envelope = json.loads(body)
         raw = envelope["resource"]
-        resource = Resource(ciphertext=raw["ciphertext"], nonce=raw["nonce"],
-                            associated_data=raw.get("associated_data") or "", algorithm=raw["algorithm"])
+        resource = Resource(
+            ciphertext=raw["ciphertext"],
+            nonce=raw["nonce"],
+            associated_data=raw.get("associated_data") or "",
+            algorithm=raw["algorithm"],
+        )
         event_type = envelope["event_type"]
     except (ValueError, KeyError, TypeError):
         raise VerificationFailed("malformed_notification") from None

@@ -30,8 +30,14 @@ EXPIRING_WITHIN = timedelta(days=90)
 
 
 def posted_out(posted: Posted) -> PostedOut:
-    return PostedOut(entry_id=posted.entry_id, kind=posted.kind, delta=posted.delta, debt_delta=posted.debt_delta,
-                     balance=posted.balance, debt=posted.debt)
+    return PostedOut(
+        entry_id=posted.entry_id,
+        kind=posted.kind,
+        delta=posted.delta,
+        debt_delta=posted.debt_delta,
+        balance=posted.balance,
+        debt=posted.debt,
+    )
 
 
 class MyPointsController(Controller):
@@ -43,16 +49,32 @@ class MyPointsController(Controller):
     async def get_points(self, member: NamedDependency[CurrentMember]) -> PointsOut:
         balance, debt = await service.balance_of(member.id)
         expiring = await service.upcoming_expiries(member.id, now=utcnow(), within=EXPIRING_WITHIN)
-        return PointsOut(balance=balance, debt=debt,
-                         expiring=[ExpiringOut(points=e["points"], expires_at=e["expires_at"]) for e in expiring])
+        return PointsOut(
+            balance=balance,
+            debt=debt,
+            expiring=[ExpiringOut(points=e["points"], expires_at=e["expires_at"]) for e in expiring],
+        )
 
     @get("/entries", operation_id="ListMyPointsEntries")
-    async def list_entries(self, member: NamedDependency[CurrentMember], limit: Limit = 20,
-                           cursor: Cursor = None) -> EntriesPage:
+    async def list_entries(
+        self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
+    ) -> EntriesPage:
         rows = await service.entries_page(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
-        items = [EntryOut(id=r["id"], delta=r["delta"], kind=r["kind"], store_id=r["store"], created_at=r["created_at"],
-                          balance_after=r["balance_after"], debt_delta=r["debt_delta"], source_type=r["source_type"],
-                          source_id=r["source_id"], reason=r["reason"]) for r in rows[:limit]]
+        items = [
+            EntryOut(
+                id=r["id"],
+                delta=r["delta"],
+                kind=r["kind"],
+                store_id=r["store"],
+                created_at=r["created_at"],
+                balance_after=r["balance_after"],
+                debt_delta=r["debt_delta"],
+                source_type=r["source_type"],
+                source_id=r["source_id"],
+                reason=r["reason"],
+            )
+            for r in rows[:limit]
+        ]
         return EntriesPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
@@ -62,14 +84,24 @@ class AdminPointsController(Controller):
     dependencies = {"staff": Provide(provide_hq_admin)}
 
     @post("/members/{member_id:int}/points-adjustments", operation_id="AdjustMemberPoints")
-    async def adjust(self, services: NamedDependency[Services], staff: NamedDependency[CurrentStaff],
-                     member_id: FromPath[int], data: JSONBody[PointsAdjustmentCreate]) -> PostedOut:
+    async def adjust(
+        self,
+        services: NamedDependency[Services],
+        staff: NamedDependency[CurrentStaff],
+        member_id: FromPath[int],
+        data: JSONBody[PointsAdjustmentCreate],
+    ) -> PostedOut:
         if data.delta == 0:
             raise ZeroAdjustment()
         if not await members.is_active_member(member_id):
             raise NotFound("No such member.", member_id=member_id)
-        posted = await service.adjust(member_id, data.delta, reason=f"{data.reason} (by {staff.username})",
-                                      idempotency_key=data.idempotency_key, policy=services.checkout_policy.points)
+        posted = await service.adjust(
+            member_id,
+            data.delta,
+            reason=f"{data.reason} (by {staff.username})",
+            idempotency_key=data.idempotency_key,
+            policy=services.checkout_policy.points,
+        )
         return posted_out(posted)
 
     @get("/reports/points-liability", operation_id="GetPointsLiability")

@@ -19,8 +19,8 @@ from piccolo.query.functions.aggregate import Sum
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
-from backend.points.errors import IdempotencyConflict, InsufficientPoints
 from backend.members.tables import Member
+from backend.points.errors import IdempotencyConflict, InsufficientPoints
 from backend.points.tables import EntryKind, PointsAccount, PointsEntry, PointsLot, PointsLotUse
 
 logger = logging.getLogger(__name__)
@@ -38,8 +38,9 @@ class PointsPolicy:
         """The end of the `expiry_months`-th month after the month of earning, in the chain's time zone."""
         local = earned_at.astimezone(ZoneInfo(self.timezone))
         month_index = local.year * 12 + (local.month - 1) + self.expiry_months + 1
-        first_after = local.replace(year=month_index // 12, month=month_index % 12 + 1, day=1, hour=0, minute=0,
-                                    second=0, microsecond=0)
+        first_after = local.replace(
+            year=month_index // 12, month=month_index % 12 + 1, day=1, hour=0, minute=0, second=0, microsecond=0
+        )
         return (first_after - timedelta(microseconds=1)).astimezone(earned_at.tzinfo)
 
 
@@ -58,18 +59,28 @@ class Posted:
 
 # Reading ---------------------------------------------------------------------
 
+
 async def balance_of(member_id: int) -> tuple[int, int]:
     """(balance, debt); a member who never touched points has (0, 0)."""
-    row = await PointsAccount.select(PointsAccount.balance, PointsAccount.debt).where(
-        PointsAccount.member == member_id).first()
+    row = (
+        await PointsAccount.select(PointsAccount.balance, PointsAccount.debt)
+        .where(PointsAccount.member == member_id)
+        .first()
+    )
     return (row["balance"], row["debt"]) if row else (0, 0)
 
 
 async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta) -> list[dict[str, Any]]:
-    rows = await PointsLot.select(PointsLot.expires_at, PointsLot.remaining).where(
-        (PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0)
-        & (PointsLot.expires_at <= now + within)
-    ).order_by(PointsLot.expires_at)
+    rows = (
+        await PointsLot.select(PointsLot.expires_at, PointsLot.remaining)
+        .where(
+            (PointsLot.member == member_id)
+            & PointsLot.expired_at.is_null()
+            & (PointsLot.remaining > 0)
+            & (PointsLot.expires_at <= now + within)
+        )
+        .order_by(PointsLot.expires_at)
+    )
     grouped: dict[datetime, int] = {}
     for row in rows:
         grouped[row["expires_at"]] = grouped.get(row["expires_at"], 0) + row["remaining"]
@@ -78,8 +89,16 @@ async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta)
 
 async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
     query = PointsEntry.select(
-        PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
-        PointsEntry.store, PointsEntry.source_type, PointsEntry.source_id, PointsEntry.reason, PointsEntry.created_at,
+        PointsEntry.id,
+        PointsEntry.kind,
+        PointsEntry.delta,
+        PointsEntry.debt_delta,
+        PointsEntry.balance_after,
+        PointsEntry.store,
+        PointsEntry.source_type,
+        PointsEntry.source_id,
+        PointsEntry.reason,
+        PointsEntry.created_at,
     ).where(PointsEntry.member == member_id)
     if before_id is not None:
         query = query.where(PointsEntry.id < before_id)
@@ -88,22 +107,45 @@ async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> 
 
 # The building blocks, inside a write transaction --------------------------------
 
-_LOCK_ACCOUNT = Prepared(lambda member_id, now: PointsAccount.insert(
-    PointsAccount(member=member_id, updated_at=now)).on_conflict(
-    target=PointsAccount.member, action="DO UPDATE", values=[PointsAccount.updated_at],
-).returning(PointsAccount.balance, PointsAccount.debt))
+_LOCK_ACCOUNT = Prepared(
+    lambda member_id, now: (
+        PointsAccount.insert(PointsAccount(member=member_id, updated_at=now))
+        .on_conflict(
+            target=PointsAccount.member,
+            action="DO UPDATE",
+            values=[PointsAccount.updated_at],
+        )
+        .returning(PointsAccount.balance, PointsAccount.debt)
+    )
+)
 _MERGED_INTO = Prepared(lambda member_id: Member.select(Member.merged_into).where(Member.id == member_id).first())
-_SET_ACCOUNT = Prepared(lambda member_id, balance_delta, debt_delta, least_balance, least_debt: PointsAccount.update({
-    PointsAccount.balance: PointsAccount.balance + balance_delta,
-    PointsAccount.debt: PointsAccount.debt + debt_delta,
-}).where(
-    (PointsAccount.member == member_id) & (PointsAccount.balance >= least_balance)
-    & (PointsAccount.debt >= least_debt)
-).returning(PointsAccount.balance, PointsAccount.debt))
-_EXISTING_ONE = Prepared(lambda key: PointsEntry.select(
-    PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
-    PointsEntry.debt_after, PointsEntry.request_hash,
-).where(PointsEntry.idempotency_key == key))
+_SET_ACCOUNT = Prepared(
+    lambda member_id, balance_delta, debt_delta, least_balance, least_debt: (
+        PointsAccount.update(
+            {
+                PointsAccount.balance: PointsAccount.balance + balance_delta,
+                PointsAccount.debt: PointsAccount.debt + debt_delta,
+            }
+        )
+        .where(
+            (PointsAccount.member == member_id)
+            & (PointsAccount.balance >= least_balance)
+            & (PointsAccount.debt >= least_debt)
+        )
+        .returning(PointsAccount.balance, PointsAccount.debt)
+    )
+)
+_EXISTING_ONE = Prepared(
+    lambda key: PointsEntry.select(
+        PointsEntry.id,
+        PointsEntry.kind,
+        PointsEntry.delta,
+        PointsEntry.debt_delta,
+        PointsEntry.balance_after,
+        PointsEntry.debt_after,
+        PointsEntry.request_hash,
+    ).where(PointsEntry.idempotency_key == key)
+)
 
 
 async def _lock_account(member_id: int, now: datetime) -> tuple[int, int]:
@@ -137,10 +179,19 @@ async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]]
     if len(keys) == 1:  # one key names at most one entry
         rows = await _EXISTING_ONE.run(keys[0])
     else:
-        rows = await PointsEntry.select(
-            PointsEntry.id, PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta, PointsEntry.balance_after,
-            PointsEntry.debt_after, PointsEntry.request_hash,
-        ).where(PointsEntry.idempotency_key.is_in(keys)).order_by(PointsEntry.id)
+        rows = (
+            await PointsEntry.select(
+                PointsEntry.id,
+                PointsEntry.kind,
+                PointsEntry.delta,
+                PointsEntry.debt_delta,
+                PointsEntry.balance_after,
+                PointsEntry.debt_after,
+                PointsEntry.request_hash,
+            )
+            .where(PointsEntry.idempotency_key.is_in(keys))
+            .order_by(PointsEntry.id)
+        )
     if not rows:
         return None
     if any(row["request_hash"] != expected_hash for row in rows):
@@ -149,25 +200,58 @@ async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]]
 
 
 def _posted(row: dict[str, Any]) -> Posted:
-    return Posted(entry_id=row["id"], kind=EntryKind(row["kind"]), delta=row["delta"], debt_delta=row["debt_delta"],
-                  balance=row["balance_after"], debt=row["debt_after"])
+    return Posted(
+        entry_id=row["id"],
+        kind=EntryKind(row["kind"]),
+        delta=row["delta"],
+        debt_delta=row["debt_delta"],
+        balance=row["balance_after"],
+        debt=row["debt_after"],
+    )
 
 
-async def _entry(member_id: int, kind: EntryKind, *, delta: int, debt_delta: int, after: tuple[int, int],
-                 store_id: int | None, source: tuple[str, str], key: str, hash_: str, reason: str = "",
-                 reverses: int | None = None, now: datetime) -> int:
+async def _entry(
+    member_id: int,
+    kind: EntryKind,
+    *,
+    delta: int,
+    debt_delta: int,
+    after: tuple[int, int],
+    store_id: int | None,
+    source: tuple[str, str],
+    key: str,
+    hash_: str,
+    reason: str = "",
+    reverses: int | None = None,
+    now: datetime,
+) -> int:
     return await insert_row(
-        PointsEntry, member=member_id, kind=kind, delta=delta, debt_delta=debt_delta, balance_after=after[0],
-        debt_after=after[1], store=store_id, source_type=source[0], source_id=source[1], reverses=reverses,
-        idempotency_key=key, request_hash=hash_, reason=reason, created_at=now,
+        PointsEntry,
+        member=member_id,
+        kind=kind,
+        delta=delta,
+        debt_delta=debt_delta,
+        balance_after=after[0],
+        debt_after=after[1],
+        store=store_id,
+        source_type=source[0],
+        source_id=source[1],
+        reverses=reverses,
+        idempotency_key=key,
+        request_hash=hash_,
+        reason=reason,
+        created_at=now,
     )
 
 
 async def _take_from_lots(member_id: int, points: int, *, entry_id: int, prefer_lot: int | None = None) -> None:
     """Consume `points` from the member's live lots, soonest-expiring first (a preferred lot before all)."""
-    lots = await PointsLot.select(PointsLot.id, PointsLot.remaining).where(
-        (PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0)
-    ).order_by(PointsLot.expires_at).order_by(PointsLot.id)
+    lots = (
+        await PointsLot.select(PointsLot.id, PointsLot.remaining)
+        .where((PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0))
+        .order_by(PointsLot.expires_at)
+        .order_by(PointsLot.id)
+    )
     if prefer_lot is not None:
         lots.sort(key=lambda lot: lot["id"] != prefer_lot)
     left = points
@@ -175,8 +259,11 @@ async def _take_from_lots(member_id: int, points: int, *, entry_id: int, prefer_
         if left == 0:
             break
         take = min(left, lot["remaining"])
-        updated = await PointsLot.update({PointsLot.remaining: PointsLot.remaining - take}).where(
-            (PointsLot.id == lot["id"]) & (PointsLot.remaining >= take)).returning(PointsLot.id)
+        updated = (
+            await PointsLot.update({PointsLot.remaining: PointsLot.remaining - take})
+            .where((PointsLot.id == lot["id"]) & (PointsLot.remaining >= take))
+            .returning(PointsLot.id)
+        )
         if not updated:
             raise RuntimeError(f"lot {lot['id']} moved under the account lock")
         await insert_row(PointsLotUse, entry=entry_id, lot=lot["id"], points=take)
@@ -185,33 +272,77 @@ async def _take_from_lots(member_id: int, points: int, *, entry_id: int, prefer_
         raise RuntimeError(f"member {member_id}'s lots hold {points - left} points, not {points}")
 
 
-async def _credit(member_id: int, points: int, kind: EntryKind, *, store_id: int | None, source: tuple[str, str],
-                  key: str, hash_: str, now: datetime, expires_at: datetime | None = None, reason: str = "",
-                  reverses: int | None = None, restore_from: int | None = None) -> Posted:
+async def _credit(
+    member_id: int,
+    points: int,
+    kind: EntryKind,
+    *,
+    store_id: int | None,
+    source: tuple[str, str],
+    key: str,
+    hash_: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+    reason: str = "",
+    reverses: int | None = None,
+    restore_from: int | None = None,
+) -> Posted:
     """Credit points as a new lot (or back into the lots an entry took), paying any debt off first."""
     member_id, _, _ = await _lock_holder(member_id, now)
     balance, debt = await _set_account(member_id, balance_delta=points, debt_delta=0)
-    entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(balance, debt), store_id=store_id,
-                            source=source, key=key, hash_=hash_, reason=reason, reverses=reverses, now=now)
+    entry_id = await _entry(
+        member_id,
+        kind,
+        delta=points,
+        debt_delta=0,
+        after=(balance, debt),
+        store_id=store_id,
+        source=source,
+        key=key,
+        hash_=hash_,
+        reason=reason,
+        reverses=reverses,
+        now=now,
+    )
     if restore_from is not None:
         await _restore_lots(member_id, points, taken_by=restore_from, entry_id=entry_id, now=now)
     else:
-        await insert_row(PointsLot, member=member_id, entry=entry_id, store=store_id, points=points, remaining=points,
-                         expires_at=expires_at)
+        await insert_row(
+            PointsLot,
+            member=member_id,
+            entry=entry_id,
+            store=store_id,
+            points=points,
+            remaining=points,
+            expires_at=expires_at,
+        )
     posted = Posted(entry_id, kind, points, 0, balance, debt)
     if debt:
-        await _settle_debt(member_id, min(debt, balance), store_id=store_id, source=source, key=f"{key}:settle",
-                           hash_=hash_, now=now)
+        await _settle_debt(
+            member_id, min(debt, balance), store_id=store_id, source=source, key=f"{key}:settle", hash_=hash_, now=now
+        )
     return posted
 
 
-async def _settle_debt(member_id: int, points: int, *, store_id: int | None, source: tuple[str, str], key: str,
-                       hash_: str, now: datetime) -> None:
+async def _settle_debt(
+    member_id: int, points: int, *, store_id: int | None, source: tuple[str, str], key: str, hash_: str, now: datetime
+) -> None:
     if points <= 0:
         return
     after = await _set_account(member_id, balance_delta=-points, debt_delta=-points)
-    entry_id = await _entry(member_id, EntryKind.debt_settle, delta=-points, debt_delta=-points, after=after,
-                            store_id=store_id, source=source, key=key, hash_=hash_, reason="points owed", now=now)
+    entry_id = await _entry(
+        member_id,
+        EntryKind.debt_settle,
+        delta=-points,
+        debt_delta=-points,
+        after=after,
+        store_id=store_id,
+        source=source,
+        key=key,
+        hash_=hash_,
+        reason="points owed",
+        now=now,
+    )
     await _take_from_lots(member_id, points, entry_id=entry_id)
 
 
@@ -221,13 +352,21 @@ async def _restore_lots(member_id: int, points: int, *, taken_by: int, entry_id:
     Each lot gets back at most what the entry took from it less what earlier reversals of
     the entry gave back already; every give-back is recorded as a use of the giving entry.
     """
-    uses = await PointsLotUse.select(
-        PointsLotUse.lot, PointsLotUse.points, PointsLotUse.lot.expired_at, PointsLotUse.lot.expires_at,
-        PointsLotUse.lot.store,
-    ).where(PointsLotUse.entry == taken_by).order_by(PointsLotUse.lot.expires_at, ascending=False)
+    uses = (
+        await PointsLotUse.select(
+            PointsLotUse.lot,
+            PointsLotUse.points,
+            PointsLotUse.lot.expired_at,
+            PointsLotUse.lot.expires_at,
+            PointsLotUse.lot.store,
+        )
+        .where(PointsLotUse.entry == taken_by)
+        .order_by(PointsLotUse.lot.expires_at, ascending=False)
+    )
     given_back: dict[int, int] = {}
     for row in await PointsLotUse.select(PointsLotUse.lot, PointsLotUse.points).where(
-            PointsLotUse.entry.reverses == taken_by):
+        PointsLotUse.entry.reverses == taken_by
+    ):
         given_back[row["lot"]] = given_back.get(row["lot"], 0) + row["points"]
     left = points
     for use in uses:
@@ -236,29 +375,62 @@ async def _restore_lots(member_id: int, points: int, *, taken_by: int, entry_id:
             continue
         restored = False
         if use["lot.expired_at"] is None:
-            restored = bool(await PointsLot.update({PointsLot.remaining: PointsLot.remaining + give}).where(
-                (PointsLot.id == use["lot"]) & PointsLot.expired_at.is_null()).returning(PointsLot.id))
+            restored = bool(
+                await PointsLot.update({PointsLot.remaining: PointsLot.remaining + give})
+                .where((PointsLot.id == use["lot"]) & PointsLot.expired_at.is_null())
+                .returning(PointsLot.id)
+            )
         if not restored:  # the lot expired meanwhile: the points come back in a lot of their own, just as due
-            await insert_row(PointsLot, member=member_id, entry=entry_id, store=use["lot.store"], points=give,
-                             remaining=give, expires_at=use["lot.expires_at"])
+            await insert_row(
+                PointsLot,
+                member=member_id,
+                entry=entry_id,
+                store=use["lot.store"],
+                points=give,
+                remaining=give,
+                expires_at=use["lot.expires_at"],
+            )
         await insert_row(PointsLotUse, entry=entry_id, lot=use["lot"], points=give)
         left -= give
     if left:
         raise RuntimeError(f"entry {taken_by} took {points - left} points fewer than its reversal gives back")
 
 
-async def _debit(member_id: int, points: int, kind: EntryKind, *, store_id: int | None, source: tuple[str, str],
-                 key: str, hash_: str, now: datetime, allow_debt: bool, reason: str = "", reverses: int | None = None,
-                 prefer_lot: int | None = None) -> Posted:
+async def _debit(
+    member_id: int,
+    points: int,
+    kind: EntryKind,
+    *,
+    store_id: int | None,
+    source: tuple[str, str],
+    key: str,
+    hash_: str,
+    now: datetime,
+    allow_debt: bool,
+    reason: str = "",
+    reverses: int | None = None,
+    prefer_lot: int | None = None,
+) -> Posted:
     """Take points; with `allow_debt` a shortfall becomes debt instead of a refusal."""
     member_id, balance, debt = await _lock_holder(member_id, now)
     if balance < points and not allow_debt:
         raise InsufficientPoints(details={"balance": balance, "requested": points}, member_id=member_id)
     take = min(points, balance)
     balance, debt = await _set_account(member_id, balance_delta=-take, debt_delta=points - take)
-    entry_id = await _entry(member_id, kind, delta=-take, debt_delta=points - take, after=(balance, debt),
-                            store_id=store_id, source=source, key=key, hash_=hash_, reason=reason, reverses=reverses,
-                            now=now)
+    entry_id = await _entry(
+        member_id,
+        kind,
+        delta=-take,
+        debt_delta=points - take,
+        after=(balance, debt),
+        store_id=store_id,
+        source=source,
+        key=key,
+        hash_=hash_,
+        reason=reason,
+        reverses=reverses,
+        now=now,
+    )
     if take:
         await _take_from_lots(member_id, take, entry_id=entry_id, prefer_lot=prefer_lot)
     return Posted(entry_id, kind, -take, points - take, balance, debt)
@@ -285,95 +457,239 @@ async def _once(keys: list[str], hash_: str, operation) -> list[Posted]:
 
 # What other domains call ---------------------------------------------------------
 
-async def earn(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
-               idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY,
-               enrolled_now: bool = False) -> Posted:
+
+async def earn(
+    member_id: int,
+    points: int,
+    *,
+    store_id: int | None,
+    source_type: str,
+    source_id: str,
+    idempotency_key: str,
+    now: datetime | None = None,
+    policy: PointsPolicy = DEFAULT_POLICY,
+    enrolled_now: bool = False,
+) -> Posted:
     """Credit points earned by a purchase, as a lot expiring by the policy.
 
     `enrolled_now`: the member was enrolled in the caller's write transaction, so nothing else can have
     touched their points yet (no account, no entry, no merge): the account opens holding these points.
     """
     if enrolled_now:
-        return await _open_account(member_id, points, EntryKind.earn, store_id=store_id,
-                                   source=(source_type, source_id), key=idempotency_key, now=now, policy=policy)
-    return await _credit_once(EntryKind.earn, member_id, points, store_id=store_id, source=(source_type, source_id),
-                              key=idempotency_key, now=now, policy=policy)
+        return await _open_account(
+            member_id,
+            points,
+            EntryKind.earn,
+            store_id=store_id,
+            source=(source_type, source_id),
+            key=idempotency_key,
+            now=now,
+            policy=policy,
+        )
+    return await _credit_once(
+        EntryKind.earn,
+        member_id,
+        points,
+        store_id=store_id,
+        source=(source_type, source_id),
+        key=idempotency_key,
+        now=now,
+        policy=policy,
+    )
 
 
-def _credit_hash(kind: EntryKind, member_id: int, points: int, *, store_id: int | None, source: tuple[str, str],
-                 reason: str) -> str:
+def _credit_hash(
+    kind: EntryKind, member_id: int, points: int, *, store_id: int | None, source: tuple[str, str], reason: str
+) -> str:
     """What a credit under a key must match when asked for again, whichever way it was posted."""
-    return request_hash(kind=kind.value, member=member_id, points=points, store=store_id, source=list(source),
-                        reason=reason)
+    return request_hash(
+        kind=kind.value, member=member_id, points=points, store=store_id, source=list(source), reason=reason
+    )
 
 
-async def _open_account(member_id: int, points: int, kind: EntryKind, *, store_id: int | None,
-                        source: tuple[str, str], key: str, now: datetime | None, policy: PointsPolicy) -> Posted:
+async def _open_account(
+    member_id: int,
+    points: int,
+    kind: EntryKind,
+    *,
+    store_id: int | None,
+    source: tuple[str, str],
+    key: str,
+    now: datetime | None,
+    policy: PointsPolicy,
+) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason="")
     async with write_transaction():  # the caller's: the member's enrolment commits with these points or not at all
         await insert_row(PointsAccount, member=member_id, balance=points, debt=0, updated_at=now)
-        entry_id = await _entry(member_id, kind, delta=points, debt_delta=0, after=(points, 0), store_id=store_id,
-                                source=source, key=key, hash_=hash_, now=now)
-        await insert_row(PointsLot, member=member_id, entry=entry_id, store=store_id, points=points, remaining=points,
-                         expires_at=policy.expiry_for(now))
+        entry_id = await _entry(
+            member_id,
+            kind,
+            delta=points,
+            debt_delta=0,
+            after=(points, 0),
+            store_id=store_id,
+            source=source,
+            key=key,
+            hash_=hash_,
+            now=now,
+        )
+        await insert_row(
+            PointsLot,
+            member=member_id,
+            entry=entry_id,
+            store=store_id,
+            points=points,
+            remaining=points,
+            expires_at=policy.expiry_for(now),
+        )
     return Posted(entry_id, kind, points, 0, points, 0)
 
 
-async def reward(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
-                 idempotency_key: str, now: datetime | None = None, policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
+async def reward(
+    member_id: int,
+    points: int,
+    *,
+    store_id: int | None,
+    source_type: str,
+    source_id: str,
+    idempotency_key: str,
+    now: datetime | None = None,
+    policy: PointsPolicy = DEFAULT_POLICY,
+) -> Posted:
     """Credit a reward (a referral, a campaign), as a lot expiring by the policy."""
-    return await _credit_once(EntryKind.reward, member_id, points, store_id=store_id, source=(source_type, source_id),
-                              key=idempotency_key, now=now, policy=policy)
+    return await _credit_once(
+        EntryKind.reward,
+        member_id,
+        points,
+        store_id=store_id,
+        source=(source_type, source_id),
+        key=idempotency_key,
+        now=now,
+        policy=policy,
+    )
 
 
-async def _credit_once(kind: EntryKind, member_id: int, points: int, *, store_id: int | None, source: tuple[str, str],
-                       key: str, now: datetime | None, policy: PointsPolicy, reason: str = "") -> Posted:
+async def _credit_once(
+    kind: EntryKind,
+    member_id: int,
+    points: int,
+    *,
+    store_id: int | None,
+    source: tuple[str, str],
+    key: str,
+    now: datetime | None,
+    policy: PointsPolicy,
+    reason: str = "",
+) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason=reason)
-    posted = await _once([key], hash_, lambda: _credit(
-        member_id, points, kind, store_id=store_id, source=source, key=key, hash_=hash_, now=now,
-        expires_at=policy.expiry_for(now), reason=reason))
+    posted = await _once(
+        [key],
+        hash_,
+        lambda: _credit(
+            member_id,
+            points,
+            kind,
+            store_id=store_id,
+            source=source,
+            key=key,
+            hash_=hash_,
+            now=now,
+            expires_at=policy.expiry_for(now),
+            reason=reason,
+        ),
+    )
     return posted[0]
 
 
-async def redeem(member_id: int, points: int, *, store_id: int | None, source_type: str, source_id: str,
-                 idempotency_key: str, now: datetime | None = None) -> Posted:
+async def redeem(
+    member_id: int,
+    points: int,
+    *,
+    store_id: int | None,
+    source_type: str,
+    source_id: str,
+    idempotency_key: str,
+    now: datetime | None = None,
+) -> Posted:
     """Spend points, soonest-expiring first; refused with points.insufficient when the balance is short."""
     if points <= 0:
         raise ValueError("redeemed points are positive")
     now = now or utcnow()
     source = (source_type, source_id)
     hash_ = request_hash(kind="redeem", member=member_id, points=points, store=store_id, source=list(source))
-    posted = await _once([idempotency_key], hash_, lambda: _debit(
-        member_id, points, EntryKind.redeem, store_id=store_id, source=source, key=idempotency_key, hash_=hash_,
-        now=now, allow_debt=False))
+    posted = await _once(
+        [idempotency_key],
+        hash_,
+        lambda: _debit(
+            member_id,
+            points,
+            EntryKind.redeem,
+            store_id=store_id,
+            source=source,
+            key=idempotency_key,
+            hash_=hash_,
+            now=now,
+            allow_debt=False,
+        ),
+    )
     return posted[0]
 
 
-async def adjust(member_id: int, delta: int, *, reason: str, idempotency_key: str, now: datetime | None = None,
-                 policy: PointsPolicy = DEFAULT_POLICY) -> Posted:
+async def adjust(
+    member_id: int,
+    delta: int,
+    *,
+    reason: str,
+    idempotency_key: str,
+    now: datetime | None = None,
+    policy: PointsPolicy = DEFAULT_POLICY,
+) -> Posted:
     """HQ's correction: a credit as a new lot, or a debit that may not take the balance below zero."""
     if delta == 0:
         raise ValueError("an adjustment moves points")
     now = now or utcnow()
     source = ("adjustment", idempotency_key)
     if delta > 0:
-        return await _credit_once(EntryKind.adjust, member_id, delta, store_id=None, source=source,
-                                  key=idempotency_key, now=now, policy=policy, reason=reason)
+        return await _credit_once(
+            EntryKind.adjust,
+            member_id,
+            delta,
+            store_id=None,
+            source=source,
+            key=idempotency_key,
+            now=now,
+            policy=policy,
+            reason=reason,
+        )
     hash_ = request_hash(kind="adjust", member=member_id, points=delta, store=None, source=list(source), reason=reason)
-    posted = await _once([idempotency_key], hash_, lambda: _debit(
-        member_id, -delta, EntryKind.adjust, store_id=None, source=source, key=idempotency_key, hash_=hash_, now=now,
-        allow_debt=False, reason=reason))
+    posted = await _once(
+        [idempotency_key],
+        hash_,
+        lambda: _debit(
+            member_id,
+            -delta,
+            EntryKind.adjust,
+            store_id=None,
+            source=source,
+            key=idempotency_key,
+            hash_=hash_,
+            now=now,
+            allow_debt=False,
+            reason=reason,
+        ),
+    )
     return posted[0]
 
 
-async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, idempotency_key: str,
-                  now: datetime | None = None) -> list[Posted]:
+async def reverse(
+    source_type: str, source_id: str, *, refunded: int, of: int, idempotency_key: str, now: datetime | None = None
+) -> list[Posted]:
     """Undo a source's points in proportion to how much of it has been refunded so far (`refunded` of `of`).
 
     Each earn or reward of the source is clawed back (debt for what the balance cannot
@@ -384,10 +700,21 @@ async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, i
     if not 0 < refunded <= of:
         raise ValueError("refunded must be within (0, of]")
     now = now or utcnow()
-    originals = await PointsEntry.select(
-        PointsEntry.id, PointsEntry.member, PointsEntry.kind, PointsEntry.delta, PointsEntry.store,
-    ).where((PointsEntry.source_type == source_type) & (PointsEntry.source_id == source_id)
-            & PointsEntry.kind.is_in(list(REVERSIBLE))).order_by(PointsEntry.id)
+    originals = (
+        await PointsEntry.select(
+            PointsEntry.id,
+            PointsEntry.member,
+            PointsEntry.kind,
+            PointsEntry.delta,
+            PointsEntry.store,
+        )
+        .where(
+            (PointsEntry.source_type == source_type)
+            & (PointsEntry.source_id == source_id)
+            & PointsEntry.kind.is_in(list(REVERSIBLE))
+        )
+        .order_by(PointsEntry.id)
+    )
     if not originals:
         return []
     hash_ = request_hash(kind="reverse", source=[source_type, source_id], refunded=refunded, of=of)
@@ -395,23 +722,39 @@ async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, i
 
     async def operation() -> list[Posted]:
         posted = []
-        for original, key in zip(originals, keys):
+        for original, key in zip(originals, keys, strict=True):
             already = await PointsEntry.select(PointsEntry.delta, PointsEntry.debt_delta).where(
-                PointsEntry.reverses == original["id"])
+                PointsEntry.reverses == original["id"]
+            )
             done = sum(abs(row["delta"]) + row["debt_delta"] for row in already)
             due = abs(original["delta"]) * refunded // of - done
             if due <= 0:
                 continue
-            common = dict(store_id=original["store"], source=(source_type, source_id), key=key, hash_=hash_, now=now,
-                          reverses=original["id"])
+            common = dict(
+                store_id=original["store"],
+                source=(source_type, source_id),
+                key=key,
+                hash_=hash_,
+                now=now,
+                reverses=original["id"],
+            )
             member_id = original["member"]  # credits and debits follow a merge to the survivor
             if original["kind"] == EntryKind.redeem:
-                posted.append(await _credit(member_id, due, EntryKind.reverse_redeem,
-                                            restore_from=original["id"], **common))
+                posted.append(
+                    await _credit(member_id, due, EntryKind.reverse_redeem, restore_from=original["id"], **common)
+                )
             else:
                 lot = await PointsLot.select(PointsLot.id).where(PointsLot.entry == original["id"]).first()
-                posted.append(await _debit(member_id, due, EntryKind.reverse_earn, allow_debt=True,
-                                           prefer_lot=lot["id"] if lot else None, **common))
+                posted.append(
+                    await _debit(
+                        member_id,
+                        due,
+                        EntryKind.reverse_earn,
+                        allow_debt=True,
+                        prefer_lot=lot["id"] if lot else None,
+                        **common,
+                    )
+                )
         return posted
 
     return await _once(keys, hash_, operation)
@@ -420,30 +763,49 @@ async def reverse(source_type: str, source_id: str, *, refunded: int, of: int, i
 async def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     """Expire the lots due by `now`, each exactly once, whichever worker gets there; answers how many."""
     now = now or utcnow()
-    due = await PointsLot.select(PointsLot.id, PointsLot.member).where(
-        PointsLot.expired_at.is_null() & (PointsLot.expires_at <= now)
-    ).order_by(PointsLot.expires_at).limit(limit)
+    due = (
+        await PointsLot.select(PointsLot.id, PointsLot.member)
+        .where(PointsLot.expired_at.is_null() & (PointsLot.expires_at <= now))
+        .order_by(PointsLot.expires_at)
+        .limit(limit)
+    )
     expired = 0
     for lot in due:
         try:
             async with write_transaction():
                 await _lock_account(lot["member"], now)  # every change to a lot happens under this lock
-                held = await PointsLot.select(PointsLot.member, PointsLot.remaining, PointsLot.store).where(
-                    (PointsLot.id == lot["id"]) & PointsLot.expired_at.is_null()).first()
+                held = (
+                    await PointsLot.select(PointsLot.member, PointsLot.remaining, PointsLot.store)
+                    .where((PointsLot.id == lot["id"]) & PointsLot.expired_at.is_null())
+                    .first()
+                )
                 if held is None or held["member"] != lot["member"]:
                     continue  # expired by another worker, or moved by a merge (the next pass takes it)
-                claimed = await PointsLot.update({PointsLot.expired_at: now, PointsLot.remaining: 0}).where(
-                    (PointsLot.id == lot["id"]) & PointsLot.expired_at.is_null()
-                    & (PointsLot.remaining == held["remaining"])
-                ).returning(PointsLot.id)
+                claimed = (
+                    await PointsLot.update({PointsLot.expired_at: now, PointsLot.remaining: 0})
+                    .where(
+                        (PointsLot.id == lot["id"])
+                        & PointsLot.expired_at.is_null()
+                        & (PointsLot.remaining == held["remaining"])
+                    )
+                    .returning(PointsLot.id)
+                )
                 if not claimed:
                     continue
                 if held["remaining"]:
                     after = await _set_account(lot["member"], balance_delta=-held["remaining"], debt_delta=0)
-                    entry_id = await _entry(lot["member"], EntryKind.expire, delta=-held["remaining"], debt_delta=0,
-                                            after=after, store_id=held["store"],
-                                            source=("lot", str(lot["id"])), key=f"expire:lot:{lot['id']}", hash_="",
-                                            now=now)
+                    entry_id = await _entry(
+                        lot["member"],
+                        EntryKind.expire,
+                        delta=-held["remaining"],
+                        debt_delta=0,
+                        after=after,
+                        store_id=held["store"],
+                        source=("lot", str(lot["id"])),
+                        key=f"expire:lot:{lot['id']}",
+                        hash_="",
+                        now=now,
+                    )
                     await insert_row(PointsLotUse, entry=entry_id, lot=lot["id"], points=held["remaining"])
                 expired += 1
         except Exception as error:
@@ -459,20 +821,41 @@ async def liability_by_store() -> list[dict[str, Any]]:
     and outstanding (the unexpired remainders of the lots the store issued)."""
     with heavy_reads():
         sums = await PointsEntry.select(
-            PointsEntry.store, PointsEntry.kind, Sum(PointsEntry.delta).as_alias("total"),
+            PointsEntry.store,
+            PointsEntry.kind,
+            Sum(PointsEntry.delta).as_alias("total"),
         ).group_by(PointsEntry.store, PointsEntry.kind)
-        lots = await PointsLot.select(PointsLot.store, Sum(PointsLot.remaining).as_alias("total")).where(
-            PointsLot.expired_at.is_null()).group_by(PointsLot.store)
+        lots = (
+            await PointsLot.select(PointsLot.store, Sum(PointsLot.remaining).as_alias("total"))
+            .where(PointsLot.expired_at.is_null())
+            .group_by(PointsLot.store)
+        )
     rows: dict[int | None, dict[str, Any]] = {}
 
     def row(store: int | None) -> dict[str, Any]:
-        return rows.setdefault(store, {"store_id": store, "earned": 0, "redeemed": 0, "expired": 0, "reversed": 0,
-                                       "adjusted": 0, "outstanding": 0})
+        return rows.setdefault(
+            store,
+            {
+                "store_id": store,
+                "earned": 0,
+                "redeemed": 0,
+                "expired": 0,
+                "reversed": 0,
+                "adjusted": 0,
+                "outstanding": 0,
+            },
+        )
 
-    columns = {EntryKind.earn: ("earned", 1), EntryKind.reward: ("earned", 1), EntryKind.redeem: ("redeemed", -1),
-               EntryKind.reverse_redeem: ("redeemed", -1), EntryKind.expire: ("expired", -1),
-               EntryKind.reverse_earn: ("reversed", -1), EntryKind.debt_settle: ("reversed", -1),
-               EntryKind.adjust: ("adjusted", 1)}
+    columns = {
+        EntryKind.earn: ("earned", 1),
+        EntryKind.reward: ("earned", 1),
+        EntryKind.redeem: ("redeemed", -1),
+        EntryKind.reverse_redeem: ("redeemed", -1),
+        EntryKind.expire: ("expired", -1),
+        EntryKind.reverse_earn: ("reversed", -1),
+        EntryKind.debt_settle: ("reversed", -1),
+        EntryKind.adjust: ("adjusted", 1),
+    }
     for item in sums:
         if (column := columns.get(EntryKind(item["kind"]))) is not None:  # merges move points, not liability
             row(item["store"])[column[0]] += column[1] * int(item["total"] or 0)
@@ -496,17 +879,47 @@ async def merge_accounts(survivor_id: int, merged_id: int, *, now: datetime | No
     for member_id in sorted((survivor_id, merged_id)):  # one lock order for every merge: no deadlocks
         await _lock_account(member_id, now)
     balance, debt = await balance_of(merged_id)
-    lots = await PointsLot.update({PointsLot.member: survivor_id}).where(
-        (PointsLot.member == merged_id) & PointsLot.expired_at.is_null()).returning(PointsLot.id)
+    lots = (
+        await PointsLot.update({PointsLot.member: survivor_id})
+        .where((PointsLot.member == merged_id) & PointsLot.expired_at.is_null())
+        .returning(PointsLot.id)
+    )
     if balance or debt:
         source, hash_ = ("member", str(merged_id)), ""
         after = await _set_account(merged_id, balance_delta=-balance, debt_delta=-debt)
-        await _entry(merged_id, EntryKind.merge_out, delta=-balance, debt_delta=-debt, after=after, store_id=None,
-                     source=source, key=f"merge:{merged_id}:out", hash_=hash_, now=now)
+        await _entry(
+            merged_id,
+            EntryKind.merge_out,
+            delta=-balance,
+            debt_delta=-debt,
+            after=after,
+            store_id=None,
+            source=source,
+            key=f"merge:{merged_id}:out",
+            hash_=hash_,
+            now=now,
+        )
         after = await _set_account(survivor_id, balance_delta=balance, debt_delta=debt)
-        await _entry(survivor_id, EntryKind.merge_in, delta=balance, debt_delta=debt, after=after, store_id=None,
-                     source=source, key=f"merge:{merged_id}:in", hash_=hash_, now=now)
+        await _entry(
+            survivor_id,
+            EntryKind.merge_in,
+            delta=balance,
+            debt_delta=debt,
+            after=after,
+            store_id=None,
+            source=source,
+            key=f"merge:{merged_id}:in",
+            hash_=hash_,
+            now=now,
+        )
         if after[0] and after[1]:  # the survivor's points now pay what either of them owed
-            await _settle_debt(survivor_id, min(after), store_id=None, source=source, key=f"merge:{merged_id}:settle",
-                               hash_=hash_, now=now)
+            await _settle_debt(
+                survivor_id,
+                min(after),
+                store_id=None,
+                source=source,
+                key=f"merge:{merged_id}:settle",
+                hash_=hash_,
+                now=now,
+            )
     return {"points": balance, "debt": debt, "lots": len(lots)}

@@ -22,7 +22,10 @@ class PosterController(Controller):
 
     @get("/posters", operation_id="GetMyPoster", media_type="image/png")
     async def poster(
-        self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
+        self,
+        request: Request,
+        services: NamedDependency[Services],
+        member: NamedDependency[CurrentMember],
         campaign_id: Annotated[Id | None, QueryParameter(name="campaignId")] = None,
         group_id: Annotated[Id | None, QueryParameter(name="groupId")] = None,
         format_: Annotated[Literal["png", "jpeg"], QueryParameter(name="format")] = "png",
@@ -31,13 +34,19 @@ class PosterController(Controller):
         member's share link. Served from a cache keyed by everything that changes its pixels, with an ETag."""
         if (campaign_id is None) == (group_id is None):
             raise OneTarget(details={"campaignId": "or groupId, exactly one"})
-        wait = await hit_window(services.kv, f"mall:posters:rate:{member.id}",
-                                limit=services.settings.poster_limit_per_minute, window=60)
+        wait = await hit_window(
+            services.kv, f"mall:posters:rate:{member.id}", limit=services.settings.poster_limit_per_minute, window=60
+        )
         if wait is not None:
             raise PosterLimited(retry_after=wait, member_id=member.id)
-        plan = await service.plan(member.id, campaign_id=campaign_id, group_id=group_id,
-                                  base_url=services.settings.share_base_url, image_format=format_,
-                                  cache=services.posters)
+        plan = await service.plan(
+            member.id,
+            campaign_id=campaign_id,
+            group_id=group_id,
+            base_url=services.settings.share_base_url,
+            image_format=format_,
+            cache=services.posters,
+        )
         etag = f'"{plan.key}"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}  # revalidated each time: 304 is cheap
         if etag in request.headers.get("if-none-match", ""):
@@ -49,8 +58,9 @@ class PosterController(Controller):
         return Response(data, media_type=MEDIA_TYPES[format_], headers=headers)
 
     @post("/avatar", operation_id="UploadMyAvatar", status_code=200)
-    async def upload_avatar(self, request: Request, services: NamedDependency[Services],
-                            member: NamedDependency[CurrentMember]) -> dict[str, str]:
+    async def upload_avatar(
+        self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
+    ) -> dict[str, str]:
         """A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form (what
         wx.uploadFile sends). Checked and re-encoded to a square JPEG; the upload itself is not kept."""
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -74,5 +84,8 @@ class AvatarController(Controller):
         digest = name.removesuffix(".jpg")
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             raise AvatarNotFound()
-        return Response(await service.avatar_image(digest), media_type="image/jpeg",
-                        headers={"Cache-Control": "public, max-age=31536000, immutable"})
+        return Response(
+            await service.avatar_image(digest),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "public, max-age=31536000, immutable"},
+        )

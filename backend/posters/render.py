@@ -121,7 +121,7 @@ def wrap(text: str, size: int, width: int, max_lines: int) -> list[str]:
         last = lines[max_lines - 1]
         while last and _width(last + ELLIPSIS, size) > width:
             last = last[:-1]
-        lines = lines[:max_lines - 1] + [last.rstrip() + ELLIPSIS]
+        lines = lines[: max_lines - 1] + [last.rstrip() + ELLIPSIS]
     return lines
 
 
@@ -174,8 +174,9 @@ def _round_avatar(data: bytes | None, size: int, nickname: str) -> Image.Image:
         face = Image.new("RGB", (size, size), "#FFB066")
         initial = drawable(nickname.strip()[:1] or "会")
         index = font_for(initial) or 0
-        ImageDraw.Draw(face).text((size / 2, size / 2), initial, font=_font(index, size // 2), fill="#FFFFFF",
-                                  anchor="mm")
+        ImageDraw.Draw(face).text(
+            (size / 2, size / 2), initial, font=_font(index, size // 2), fill="#FFFFFF", anchor="mm"
+        )
     big = size * 4  # the circle's edge drawn large and scaled down: smooth
     mask = Image.new("L", (big, big), 0)
     ImageDraw.Draw(mask).ellipse([0, 0, big - 1, big - 1], fill=255)
@@ -204,8 +205,12 @@ def _draw_background(template: Template) -> Image.Image:
     if "gradient" in spec:
         top, bottom = (ImageColor.getrgb(c)[:3] for c in spec["gradient"])
         column = Image.new("RGB", (1, height))
-        column.putdata([tuple(round(a + (b - a) * y / (height - 1)) for a, b in zip(top, bottom))
-                        for y in range(height)])
+        column.putdata(
+            [
+                tuple(round(a + (b - a) * y / (height - 1)) for a, b in zip(top, bottom, strict=True))
+                for y in range(height)
+            ]
+        )
         return column.resize((width, height))
     return Image.new("RGB", (width, height), spec.get("color", "#FFFFFF"))
 
@@ -218,23 +223,28 @@ def render(poster: PosterInput, image_format: str) -> bytes:
     for layer in poster.template.layers:
         kind, (x, y, width, height) = layer["type"], layer["box"]
         if kind == "rect":
-            draw.rounded_rectangle([x, y, x + width - 1, y + height - 1], radius=layer.get("radius", 0),
-                                   fill=layer.get("color", "#FFFFFF"))
+            draw.rounded_rectangle(
+                [x, y, x + width - 1, y + height - 1], radius=layer.get("radius", 0), fill=layer.get("color", "#FFFFFF")
+            )
         elif kind in ("text", "nickname"):
             text = fields.get("nickname", "") if kind == "nickname" else layer["text"].format_map(_Fields(fields))
             _draw_text(draw, layer, text)
         elif kind == "avatar":
-            canvas.paste(avatar := _round_avatar(poster.avatar, min(width, height), fields.get("nickname", "")),
-                         (x, y), avatar)
+            canvas.paste(
+                avatar := _round_avatar(poster.avatar, min(width, height), fields.get("nickname", "")), (x, y), avatar
+            )
         elif kind == "image":
             _draw_image(canvas, draw, layer, poster.product, fields)
         elif kind == "qr":
             code = qr_image(poster.url, min(width, height), layer.get("color", "#000000"))
             canvas.paste(code, (x + (width - code.width) // 2, y + (height - code.height) // 2))
             if layer.get("caption"):
-                caption = {"box": [x - 60, y + height + 16, width + 120, layer.get("captionSize", 24) * 2],
-                           "size": layer.get("captionSize", 24), "color": layer.get("captionColor", "#555555"),
-                           "align": "center"}
+                caption = {
+                    "box": [x - 60, y + height + 16, width + 120, layer.get("captionSize", 24) * 2],
+                    "size": layer.get("captionSize", 24),
+                    "color": layer.get("captionColor", "#555555"),
+                    "align": "center",
+                }
                 _draw_text(draw, caption, layer["caption"])
     out = io.BytesIO()
     if image_format == "jpeg":
@@ -244,13 +254,17 @@ def render(poster: PosterInput, image_format: str) -> bytes:
     return out.getvalue()
 
 
-def _draw_image(canvas: Image.Image, draw: ImageDraw.ImageDraw, layer: dict[str, Any], data: bytes | None,
-                fields: dict[str, str]) -> None:
+def _draw_image(
+    canvas: Image.Image, draw: ImageDraw.ImageDraw, layer: dict[str, Any], data: bytes | None, fields: dict[str, str]
+) -> None:
     x, y, width, height = layer["box"]
     if data is None:  # no product image: a quiet panel with the product's name
         draw.rounded_rectangle([x, y, x + width - 1, y + height - 1], radius=layer.get("radius", 0), fill="#F1F3F5")
-        _draw_text(draw, {"box": [x + 20, y + height // 2 - 20, width - 40, 48], "size": 32, "color": "#ADB5BD",
-                          "align": "center"}, fields.get("productName", ""))
+        _draw_text(
+            draw,
+            {"box": [x + 20, y + height // 2 - 20, width - 40, 48], "size": 32, "color": "#ADB5BD", "align": "center"},
+            fields.get("productName", ""),
+        )
         return
     with Image.open(io.BytesIO(data)) as opened:
         picture = ImageOps.fit(opened.convert("RGB"), (width, height), Image.Resampling.BILINEAR)

@@ -33,8 +33,9 @@ SHOWN_IN = ZoneInfo("Asia/Shanghai")  # dates on a poster are the shopper's
 AVATAR_SIDE = 256
 AVATAR_MAX_PIXELS = 25_000_000  # 5000 x 5000: a photo from any phone; larger is refused before decoding
 AVATAR_PATH = "/api/v1/avatars/"
-FONTS_DIGEST = hashlib.sha256(b"".join(path.name.encode() + str(path.stat().st_size).encode()
-                                       for path in FONTS)).hexdigest()[:16]
+FONTS_DIGEST = hashlib.sha256(
+    b"".join(path.name.encode() + str(path.stat().st_size).encode() for path in FONTS)
+).hexdigest()[:16]
 
 _renderers = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="poster")
 
@@ -119,16 +120,35 @@ def _product_digest(path: str) -> str:
 
 
 _NICKNAME = Prepared(lambda member_id: Member.select(Member.nickname).where(Member.id == member_id).first())
-_AVATAR = Prepared(lambda member_id: MemberAvatar.select(MemberAvatar.digest).where(
-    MemberAvatar.member == member_id).first())
-_GROUP = Prepared(lambda group_id: Group.select(
-    Group.group_size, Group.seats_taken, Group.expires_at, Group.campaign.product_name,
-    Group.campaign.product_image, Group.campaign.price_fen, Group.campaign.original_price_fen).where(
-    Group.id == group_id).first())
+_AVATAR = Prepared(
+    lambda member_id: MemberAvatar.select(MemberAvatar.digest).where(MemberAvatar.member == member_id).first()
+)
+_GROUP = Prepared(
+    lambda group_id: (
+        Group.select(
+            Group.group_size,
+            Group.seats_taken,
+            Group.expires_at,
+            Group.campaign.product_name,
+            Group.campaign.product_image,
+            Group.campaign.price_fen,
+            Group.campaign.original_price_fen,
+        )
+        .where(Group.id == group_id)
+        .first()
+    )
+)
 
 
-async def plan(member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str,
-               image_format: str, cache: "PosterCache") -> PosterPlan:
+async def plan(
+    member_id: int,
+    *,
+    campaign_id: int | None,
+    group_id: int | None,
+    base_url: str,
+    image_format: str,
+    cache: "PosterCache",
+) -> PosterPlan:
     """What the poster will show and its key; read from the database at most every `cache.plan_seconds` per
     member, target and format (a member opening the share sheet asks for the same poster several times)."""
     key = (member_id, campaign_id, group_id, image_format, base_url)
@@ -136,16 +156,18 @@ async def plan(member_id: int, *, campaign_id: int | None, group_id: int | None,
     known = cache.plans.get(key)
     if known is not None and known[0] > now:
         return known[1]
-    planned = await _plan(member_id, campaign_id=campaign_id, group_id=group_id, base_url=base_url,
-                          image_format=image_format)
+    planned = await _plan(
+        member_id, campaign_id=campaign_id, group_id=group_id, base_url=base_url, image_format=image_format
+    )
     if len(cache.plans) >= 50_000:
         cache.plans.clear()
     cache.plans[key] = (now + cache.plan_seconds, planned)
     return planned
 
 
-async def _plan(member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str,
-                image_format: str) -> PosterPlan:
+async def _plan(
+    member_id: int, *, campaign_id: int | None, group_id: int | None, base_url: str, image_format: str
+) -> PosterPlan:
     link = await referrals.share_link(member_id, campaign_id=campaign_id, group_id=group_id)
     member = await _NICKNAME.run(member_id)
     avatar = await _AVATAR.run(member_id)
@@ -155,23 +177,48 @@ async def _plan(member_id: int, *, campaign_id: int | None, group_id: int | None
     if campaign_id is not None:
         campaign = await referrals.get_campaign(campaign_id)
         template = templates.get(campaign["poster_template"]) or templates["referral"]
-        fields.update(title=campaign["title"], referrerPoints=campaign["referrer_points"],
-                      refereePoints=campaign["referee_points"], endsAt=_shown(campaign["ends_at"], with_time=False))
+        fields.update(
+            title=campaign["title"],
+            referrerPoints=campaign["referrer_points"],
+            refereePoints=campaign["referee_points"],
+            endsAt=_shown(campaign["ends_at"], with_time=False),
+        )
     else:
         group = await _GROUP.run(group_id)
         campaign = {key.removeprefix("campaign."): value for key, value in group.items()}
         template = templates["groupbuy"]
         product = campaign["product_image"]
-        fields.update(productName=campaign["product_name"], price=_yuan(campaign["price_fen"]),
-                      originalPrice=_yuan(campaign["original_price_fen"]), groupSize=group["group_size"],
-                      seatsLeft=group["group_size"] - group["seats_taken"],
-                      deadline=_shown(group["expires_at"], with_time=True))
+        fields.update(
+            productName=campaign["product_name"],
+            price=_yuan(campaign["price_fen"]),
+            originalPrice=_yuan(campaign["original_price_fen"]),
+            groupSize=group["group_size"],
+            seatsLeft=group["group_size"] - group["seats_taken"],
+            deadline=_shown(group["expires_at"], with_time=True),
+        )
     pairs = tuple(sorted((name, str(value)) for name, value in fields.items()))
     url = base_url + link["scene"]
-    inputs = json.dumps([template.name, template.version, template.digest, FONTS_DIGEST, pairs, url,
-                         avatar["digest"] if avatar else None, _product_digest(product), image_format])
-    return PosterPlan(key=hashlib.sha256(inputs.encode()).hexdigest()[:32], template=template, fields=pairs,
-                      url=url, avatar_digest=avatar["digest"] if avatar else None, product_path=product)
+    inputs = json.dumps(
+        [
+            template.name,
+            template.version,
+            template.digest,
+            FONTS_DIGEST,
+            pairs,
+            url,
+            avatar["digest"] if avatar else None,
+            _product_digest(product),
+            image_format,
+        ]
+    )
+    return PosterPlan(
+        key=hashlib.sha256(inputs.encode()).hexdigest()[:32],
+        template=template,
+        fields=pairs,
+        url=url,
+        avatar_digest=avatar["digest"] if avatar else None,
+        product_path=product,
+    )
 
 
 async def draw(poster: PosterPlan, image_format: str) -> bytes:
@@ -181,12 +228,12 @@ async def draw(poster: PosterPlan, image_format: str) -> bytes:
         row = await MemberAvatar.select(MemberAvatar.image).where(MemberAvatar.digest == poster.avatar_digest).first()
         avatar = bytes(row["image"]) if row else None
     product = _product(poster.product_path)[1]
-    job = PosterInput(template=poster.template, fields=poster.fields, url=poster.url, avatar=avatar,
-                      product=product)
+    job = PosterInput(template=poster.template, fields=poster.fields, url=poster.url, avatar=avatar, product=product)
     return await asyncio.get_running_loop().run_in_executor(_renderers, render, job, image_format)
 
 
 # Avatars -----------------------------------------------------------------------------------------------
+
 
 def reencode_avatar(data: bytes) -> bytes:
     """A square JPEG of the upload, or an error; the upload itself is never kept or served."""

@@ -79,9 +79,16 @@ def parse(path: Path) -> Template:
     image = background.get("image")
     if image is not None and not (path.parent / image).resolve().is_relative_to(path.parent.resolve()):
         raise TemplateError(f"{path.name}: the background image must sit beside the template")
-    return Template(name=spec["name"], version=int(spec["version"]), kind=spec["kind"], size=POSTER_SIZE,
-                    background=background, layers=tuple(spec["layers"]),
-                    digest=hashlib.sha256(raw).hexdigest()[:16], directory=path.parent)
+    return Template(
+        name=spec["name"],
+        version=int(spec["version"]),
+        kind=spec["kind"],
+        size=POSTER_SIZE,
+        background=background,
+        layers=tuple(spec["layers"]),
+        digest=hashlib.sha256(raw).hexdigest()[:16],
+        directory=path.parent,
+    )
 
 
 @lru_cache(maxsize=4)

@@ -25,10 +25,17 @@ from backend.stores.auth import CurrentStaff, provide_hq_admin
 
 def campaign_out(row: dict[str, Any]) -> ReferralCampaignOut:
     return ReferralCampaignOut(
-        id=row["id"], title=row["title"], starts_at=row["starts_at"], ends_at=row["ends_at"],
-        referrer_points=row["referrer_points"], referee_points=row["referee_points"],
-        holding_period_days=row["holding_period_days"], daily_cap_per_referrer=row["daily_cap_per_referrer"],
-        poster_template=row["poster_template"], created_at=row["created_at"])
+        id=row["id"],
+        title=row["title"],
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        referrer_points=row["referrer_points"],
+        referee_points=row["referee_points"],
+        holding_period_days=row["holding_period_days"],
+        daily_cap_per_referrer=row["daily_cap_per_referrer"],
+        poster_template=row["poster_template"],
+        created_at=row["created_at"],
+    )
 
 
 def share_link_out(link: dict[str, Any], base_url: str) -> ShareLinkOut:
@@ -70,8 +77,12 @@ class MyReferralController(Controller):
     dependencies = {"member": Provide(provide_current_member)}
 
     @post("/share-links", operation_id="CreateShareLink", status_code=200)
-    async def share_link(self, services: NamedDependency[Services], member: NamedDependency[CurrentMember],
-                         data: JSONBody[ShareLinkCreate]) -> ShareLinkOut:
+    async def share_link(
+        self,
+        services: NamedDependency[Services],
+        member: NamedDependency[CurrentMember],
+        data: JSONBody[ShareLinkCreate],
+    ) -> ShareLinkOut:
         """The member's link to a referral campaign or a group-buy group; the same one every time."""
         if (data.campaign_id is None) == (data.group_id is None):
             raise OneTarget(details={"campaignId": "or groupId, exactly one"})
@@ -90,6 +101,7 @@ class AdminReferralController(Controller):
     dependencies = {"staff": Provide(provide_hq_admin)}
 
     @post(operation_id="CreateReferralCampaign")
-    async def create_campaign(self, staff: NamedDependency[CurrentStaff],
-                              data: JSONBody[ReferralCampaignCreate]) -> ReferralCampaignOut:
+    async def create_campaign(
+        self, staff: NamedDependency[CurrentStaff], data: JSONBody[ReferralCampaignCreate]
+    ) -> ReferralCampaignOut:
         return campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))

@@ -62,6 +62,7 @@ def mask_nickname(nickname: str) -> str:
 
 # Campaigns (HQ) ------------------------------------------------------------------------------------------
 
+
 async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> dict[str, Any]:
     problems = {}
     for name, value in (("startsAt", data.starts_at), ("endsAt", data.ends_at)):
@@ -79,19 +80,29 @@ async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> d
     if problems:
         raise CampaignInvalid(details=problems)
     campaign_id = await insert_row(
-        ReferralCampaign, title=data.title, starts_at=data.starts_at.astimezone(UTC),
-        ends_at=data.ends_at.astimezone(UTC), referrer_points=data.referrer_points,
-        referee_points=data.referee_points, holding_period_days=data.holding_period_days,
-        daily_cap_per_referrer=data.daily_cap_per_referrer, poster_template=data.poster_template,
-        created_by=staff_id, created_at=utcnow())
+        ReferralCampaign,
+        title=data.title,
+        starts_at=data.starts_at.astimezone(UTC),
+        ends_at=data.ends_at.astimezone(UTC),
+        referrer_points=data.referrer_points,
+        referee_points=data.referee_points,
+        holding_period_days=data.holding_period_days,
+        daily_cap_per_referrer=data.daily_cap_per_referrer,
+        poster_template=data.poster_template,
+        created_by=staff_id,
+        created_at=utcnow(),
+    )
     logger.info("referral campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
     return await get_campaign(campaign_id)
 
 
 _CAMPAIGN = Prepared(lambda campaign_id: ReferralCampaign.select().where(ReferralCampaign.id == campaign_id).first())
-_LINK = Prepared(lambda sharer, target: ShareLink.select().where(
-    (ShareLink.sharer == sharer) & (ShareLink.target == target)).first())
-_GROUP_OPEN = Prepared(lambda group_id: Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first())
+_LINK = Prepared(
+    lambda sharer, target: ShareLink.select().where((ShareLink.sharer == sharer) & (ShareLink.target == target)).first()
+)
+_GROUP_OPEN = Prepared(
+    lambda group_id: Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first()
+)
 
 
 async def get_campaign(campaign_id: int) -> dict[str, Any]:
@@ -103,8 +114,8 @@ async def get_campaign(campaign_id: int) -> dict[str, Any]:
 
 # Share links -------------------------------------------------------------------------------------------
 
-async def share_link(member_id: int, *, campaign_id: int | None = None, group_id: int | None = None
-                     ) -> dict[str, Any]:
+
+async def share_link(member_id: int, *, campaign_id: int | None = None, group_id: int | None = None) -> dict[str, Any]:
     """The member's link to a running campaign or a group still forming; the same one every time."""
     now = utcnow()
     if campaign_id is not None:
@@ -125,8 +136,15 @@ async def share_link(member_id: int, *, campaign_id: int | None = None, group_id
     if existing is not None:
         return existing
     try:
-        await insert_row(ShareLink, scene=new_scene(), sharer=member_id, target=target, campaign=campaign_id,
-                         group=group_id, created_at=now)
+        await insert_row(
+            ShareLink,
+            scene=new_scene(),
+            sharer=member_id,
+            target=target,
+            campaign=campaign_id,
+            group=group_id,
+            created_at=now,
+        )
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: the same link, made by a concurrent request
@@ -139,21 +157,31 @@ async def scene_exists(scene: str) -> bool:
 
 async def resolve(scene: str) -> dict[str, Any]:
     """What a scanned scene opens, for anyone: the target and the sharer's nickname, no ids of people."""
-    link = await ShareLink.select(ShareLink.campaign, ShareLink.group, ShareLink.sharer.nickname).where(
-        ShareLink.scene == scene).first()
+    link = (
+        await ShareLink.select(ShareLink.campaign, ShareLink.group, ShareLink.sharer.nickname)
+        .where(ShareLink.scene == scene)
+        .first()
+    )
     if link is None:
         raise UnknownScene()
-    return {"kind": "referral" if link["campaign"] is not None else "group", "campaign_id": link["campaign"],
-            "group_id": link["group"], "sharer_nickname": link["sharer.nickname"]}
+    return {
+        "kind": "referral" if link["campaign"] is not None else "group",
+        "campaign_id": link["campaign"],
+        "group_id": link["group"],
+        "sharer_nickname": link["sharer.nickname"],
+    }
 
 
 # Attribution -------------------------------------------------------------------------------------------
 
+
 async def _has_paid_order(member_id: int, *, excluding_order: int | None) -> bool:
     from backend.cashier.tables import Order, OrderStatus  # cashier builds on referrals: imported when used
 
-    paid = Order.exists().where((Order.member == member_id) & Order.status.is_in(
-        [OrderStatus.paid, OrderStatus.partially_refunded, OrderStatus.refunded]))
+    paid = Order.exists().where(
+        (Order.member == member_id)
+        & Order.status.is_in([OrderStatus.paid, OrderStatus.partially_refunded, OrderStatus.refunded])
+    )
     if excluding_order is not None:
         paid = paid.where(Order.id != excluding_order)
     return await paid or await Seat.exists().where((Seat.member == member_id) & Seat.paid_at.is_not_null())
@@ -162,21 +190,28 @@ async def _has_paid_order(member_id: int, *, excluding_order: int | None) -> boo
 async def _referrers_of(member_id: int) -> list[int]:
     chain, current = [], member_id
     for _ in range(MAX_CHAIN):
-        row = await Referral.select(Referral.referrer).where(
-            (Referral.referee == current) & (Referral.status != ReferralStatus.void)).first()
+        row = (
+            await Referral.select(Referral.referrer)
+            .where((Referral.referee == current) & (Referral.status != ReferralStatus.void))
+            .first()
+        )
         if row is None:
             break
         chain.append(current := row["referrer"])
     return chain
 
 
-async def attribute(referee_id: int, scene: str, *, is_new: bool, excluding_order: int | None = None,
-                    now: datetime | None = None) -> bool:
+async def attribute(
+    referee_id: int, scene: str, *, is_new: bool, excluding_order: int | None = None, now: datetime | None = None
+) -> bool:
     """Bind the member to the scene's sharer when every rule allows it; answers whether a referral was made.
     Inside the caller's transaction when there is one (a till payment enrolling its payer)."""
     now = now or utcnow()
-    link = await ShareLink.select(ShareLink.id, ShareLink.sharer, ShareLink.campaign,
-                                  ShareLink.sharer.status).where(ShareLink.scene == scene).first()
+    link = (
+        await ShareLink.select(ShareLink.id, ShareLink.sharer, ShareLink.campaign, ShareLink.sharer.status)
+        .where(ShareLink.scene == scene)
+        .first()
+    )
     reason = ""
     if link is None:
         reason = "unknown scene"
@@ -197,10 +232,20 @@ async def attribute(referee_id: int, scene: str, *, is_new: bool, excluding_orde
         return False
     # ON CONFLICT rather than a caught unique violation: inside a till payment's transaction, a failed
     # statement would void the whole transaction on PostgreSQL.
-    bound = await Referral.insert(Referral(
-        referee=referee_id, referrer=link["sharer"], share_link=link["id"], campaign=link["campaign"],
-        status=ReferralStatus.bound, created_at=now)).on_conflict(target=Referral.referee, action="DO NOTHING"
-                                                                  ).returning(Referral.id)
+    bound = (
+        await Referral.insert(
+            Referral(
+                referee=referee_id,
+                referrer=link["sharer"],
+                share_link=link["id"],
+                campaign=link["campaign"],
+                status=ReferralStatus.bound,
+                created_at=now,
+            )
+        )
+        .on_conflict(target=Referral.referee, action="DO NOTHING")
+        .returning(Referral.id)
+    )
     if not bound:
         return False  # another link bound this member a moment ago: first touch wins
     logger.info("referral bound", extra={"member_id": referee_id, "referrer_id": link["sharer"]})
@@ -209,15 +254,21 @@ async def attribute(referee_id: int, scene: str, *, is_new: bool, excluding_orde
 
 # Rewards -----------------------------------------------------------------------------------------------
 
+
 def business_day(moment: datetime):
     return moment.astimezone(BUSINESS_TIME).date()
 
 
 # Run by every paid order: prepared once.
-_QUALIFY = Prepared(lambda member_id, order_id, now: Referral.update({
-    Referral.status: ReferralStatus.qualified, Referral.first_order: order_id, Referral.qualified_at: now}).where(
-    (Referral.referee == member_id) & (Referral.status == ReferralStatus.bound)
-).returning(Referral.id, Referral.referrer, Referral.campaign))
+_QUALIFY = Prepared(
+    lambda member_id, order_id, now: (
+        Referral.update(
+            {Referral.status: ReferralStatus.qualified, Referral.first_order: order_id, Referral.qualified_at: now}
+        )
+        .where((Referral.referee == member_id) & (Referral.status == ReferralStatus.bound))
+        .returning(Referral.id, Referral.referrer, Referral.campaign)
+    )
+)
 
 
 async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None:
@@ -231,44 +282,76 @@ async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None
     release_at = now + timedelta(days=campaign["holding_period_days"])
     if campaign["referrer_points"]:
         status = RewardStatus.held if await _within_cap(referral["referrer"], campaign, now) else RewardStatus.capped
-        await insert_row(ReferralReward, referral=referral["id"], member=referral["referrer"],
-                         role=RewardRole.referrer, campaign=campaign["id"], points=campaign["referrer_points"],
-                         status=status, release_at=release_at, created_at=now)
+        await insert_row(
+            ReferralReward,
+            referral=referral["id"],
+            member=referral["referrer"],
+            role=RewardRole.referrer,
+            campaign=campaign["id"],
+            points=campaign["referrer_points"],
+            status=status,
+            release_at=release_at,
+            created_at=now,
+        )
         if status is RewardStatus.capped:
             logger.info("referral reward over the daily cap", extra={"referral_id": referral["id"]})
     if campaign["referee_points"]:
-        await insert_row(ReferralReward, referral=referral["id"], member=member_id, role=RewardRole.referee,
-                         campaign=campaign["id"], points=campaign["referee_points"], status=RewardStatus.held,
-                         release_at=release_at, created_at=now)
+        await insert_row(
+            ReferralReward,
+            referral=referral["id"],
+            member=member_id,
+            role=RewardRole.referee,
+            campaign=campaign["id"],
+            points=campaign["referee_points"],
+            status=RewardStatus.held,
+            release_at=release_at,
+            created_at=now,
+        )
     if campaign["holding_period_days"] == 0:
         for reward in await ReferralReward.select(ReferralReward.id).where(
-                (ReferralReward.referral == referral["id"]) & (ReferralReward.status == RewardStatus.held)):
+            (ReferralReward.referral == referral["id"]) & (ReferralReward.status == RewardStatus.held)
+        ):
             await _release(reward["id"], now=now)
 
 
 async def _within_cap(referrer_id: int, campaign: dict[str, Any], now: datetime) -> bool:
     day = business_day(now)
-    await ReferrerDay.insert(ReferrerDay(referrer=referrer_id, campaign=campaign["id"], day=day, rewards=0)
-                             ).on_conflict(target=(ReferrerDay.referrer, ReferrerDay.campaign, ReferrerDay.day),
-                                           action="DO NOTHING")
-    counted = await ReferrerDay.update({ReferrerDay.rewards: ReferrerDay.rewards + 1}).where(
-        (ReferrerDay.referrer == referrer_id) & (ReferrerDay.campaign == campaign["id"]) & (ReferrerDay.day == day)
-        & (ReferrerDay.rewards < campaign["daily_cap_per_referrer"])).returning(ReferrerDay.id)
+    await ReferrerDay.insert(
+        ReferrerDay(referrer=referrer_id, campaign=campaign["id"], day=day, rewards=0)
+    ).on_conflict(target=(ReferrerDay.referrer, ReferrerDay.campaign, ReferrerDay.day), action="DO NOTHING")
+    counted = (
+        await ReferrerDay.update({ReferrerDay.rewards: ReferrerDay.rewards + 1})
+        .where(
+            (ReferrerDay.referrer == referrer_id)
+            & (ReferrerDay.campaign == campaign["id"])
+            & (ReferrerDay.day == day)
+            & (ReferrerDay.rewards < campaign["daily_cap_per_referrer"])
+        )
+        .returning(ReferrerDay.id)
+    )
     return bool(counted)
 
 
 async def _release(reward_id: int, *, now: datetime) -> bool:
     """Post one held reward, once: the status and the ledger entry in one transaction."""
     async with write_transaction():
-        released = await ReferralReward.update({ReferralReward.status: RewardStatus.released,
-                                                ReferralReward.settled_at: now}).where(
-            (ReferralReward.id == reward_id) & (ReferralReward.status == RewardStatus.held)
-        ).returning(ReferralReward.member, ReferralReward.points, ReferralReward.referral)
+        released = (
+            await ReferralReward.update({ReferralReward.status: RewardStatus.released, ReferralReward.settled_at: now})
+            .where((ReferralReward.id == reward_id) & (ReferralReward.status == RewardStatus.held))
+            .returning(ReferralReward.member, ReferralReward.points, ReferralReward.referral)
+        )
         if not released:
             return False
         reward = released[0]
-        await points.reward(reward["member"], reward["points"], store_id=None, source_type=REWARD_SOURCE,
-                            source_id=str(reward_id), idempotency_key=f"{REWARD_SOURCE}:{reward_id}", now=now)
+        await points.reward(
+            reward["member"],
+            reward["points"],
+            store_id=None,
+            source_type=REWARD_SOURCE,
+            source_id=str(reward_id),
+            idempotency_key=f"{REWARD_SOURCE}:{reward_id}",
+            now=now,
+        )
     logger.info("referral reward released", extra={"reward_id": reward_id, "member_id": reward["member"]})
     return True
 
@@ -276,8 +359,11 @@ async def _release(reward_id: int, *, now: datetime) -> bool:
 async def release_due(*, now: datetime | None = None) -> int:
     """The sweeper's part: held rewards whose holding period is over are posted; answers how many."""
     now = now or utcnow()
-    due = await ReferralReward.select(ReferralReward.id).where(
-        (ReferralReward.status == RewardStatus.held) & (ReferralReward.release_at <= now)).limit(500)
+    due = (
+        await ReferralReward.select(ReferralReward.id)
+        .where((ReferralReward.status == RewardStatus.held) & (ReferralReward.release_at <= now))
+        .limit(500)
+    )
     for reward in due:
         await _release(reward["id"], now=now)
     return len(due)
@@ -294,33 +380,42 @@ async def on_order_refunded(order_id: int, *, now: datetime) -> None:
 
 async def _undo_rewards(referral_id: int, *, now: datetime, why: str) -> None:
     await ReferralReward.update({ReferralReward.status: RewardStatus.cancelled, ReferralReward.settled_at: now}).where(
-        (ReferralReward.referral == referral_id)
-        & ReferralReward.status.is_in([RewardStatus.held, RewardStatus.capped]))
-    clawed = await ReferralReward.update({ReferralReward.status: RewardStatus.clawed_back,
-                                          ReferralReward.settled_at: now}).where(
-        (ReferralReward.referral == referral_id) & (ReferralReward.status == RewardStatus.released)
-    ).returning(ReferralReward.id)
+        (ReferralReward.referral == referral_id) & ReferralReward.status.is_in([RewardStatus.held, RewardStatus.capped])
+    )
+    clawed = (
+        await ReferralReward.update({ReferralReward.status: RewardStatus.clawed_back, ReferralReward.settled_at: now})
+        .where((ReferralReward.referral == referral_id) & (ReferralReward.status == RewardStatus.released))
+        .returning(ReferralReward.id)
+    )
     for reward in clawed:
-        await points.reverse(REWARD_SOURCE, str(reward["id"]), refunded=1, of=1,
-                             idempotency_key=f"{REWARD_SOURCE}:{reward['id']}:clawback", now=now)
+        await points.reverse(
+            REWARD_SOURCE,
+            str(reward["id"]),
+            refunded=1,
+            of=1,
+            idempotency_key=f"{REWARD_SOURCE}:{reward['id']}:clawback",
+            now=now,
+        )
     logger.info("referral rewards undone", extra={"referral_id": referral_id, "reason": why})
 
 
 # Merges ------------------------------------------------------------------------------------------------
 
+
 async def move_edges(survivor_id: int, merged_id: int, *, now: datetime) -> int:
     """A member merge, inside its transaction: links, referrals and rewards follow the survivor. A referral
     between the two becomes void (one person cannot refer themself) and its rewards are undone."""
     for link in await ShareLink.select(ShareLink.id, ShareLink.target).where(ShareLink.sharer == merged_id):
-        clash = await ShareLink.exists().where((ShareLink.sharer == survivor_id)
-                                               & (ShareLink.target == link["target"]))
+        clash = await ShareLink.exists().where((ShareLink.sharer == survivor_id) & (ShareLink.target == link["target"]))
         # The merged member's printed posters keep working: the link stays, under the survivor.
         target = f"{link['target']}#{link['id']}" if clash else link["target"]
         await ShareLink.update({ShareLink.sharer: survivor_id, ShareLink.target: target}).where(
-            ShareLink.id == link["id"])
+            ShareLink.id == link["id"]
+        )
     between = await Referral.select(Referral.id).where(
         ((Referral.referrer == merged_id) & (Referral.referee == survivor_id))
-        | ((Referral.referrer == survivor_id) & (Referral.referee == merged_id)))
+        | ((Referral.referrer == survivor_id) & (Referral.referee == merged_id))
+    )
     for referral in between:
         await Referral.update({Referral.status: ReferralStatus.void}).where(Referral.id == referral["id"])
         await _undo_rewards(referral["id"], now=now, why="referrer and referee merged into one member")
@@ -328,12 +423,17 @@ async def move_edges(survivor_id: int, merged_id: int, *, now: datetime) -> int:
     # merged one's is void if it never qualified, and kept as history, under the merged id, if it did.
     if await Referral.exists().where(Referral.referee == survivor_id):
         await Referral.update({Referral.status: ReferralStatus.void}).where(
-            (Referral.referee == merged_id) & (Referral.status == ReferralStatus.bound))
-    moved = await Referral.update({Referral.referrer: survivor_id}).where(
-        (Referral.referrer == merged_id) & (Referral.referee != survivor_id)).returning(Referral.id)
+            (Referral.referee == merged_id) & (Referral.status == ReferralStatus.bound)
+        )
+    moved = (
+        await Referral.update({Referral.referrer: survivor_id})
+        .where((Referral.referrer == merged_id) & (Referral.referee != survivor_id))
+        .returning(Referral.id)
+    )
     if not await Referral.exists().where(Referral.referee == survivor_id):
         await Referral.update({Referral.referee: survivor_id}).where(
-            (Referral.referee == merged_id) & (Referral.referrer != survivor_id))
+            (Referral.referee == merged_id) & (Referral.referrer != survivor_id)
+        )
     await ReferralReward.update({ReferralReward.member: survivor_id}).where(ReferralReward.member == merged_id)
     return len(moved)
 
@@ -353,8 +453,10 @@ COUNTED = [RewardStatus.held, RewardStatus.released, RewardStatus.capped]
 
 async def _board_from_database(campaign_id: int) -> dict[str, int]:
     rows = await ReferralReward.select(ReferralReward.member).where(
-        (ReferralReward.campaign == campaign_id) & (ReferralReward.role == RewardRole.referrer)
-        & ReferralReward.status.is_in(COUNTED))
+        (ReferralReward.campaign == campaign_id)
+        & (ReferralReward.role == RewardRole.referrer)
+        & ReferralReward.status.is_in(COUNTED)
+    )
     scores: dict[str, int] = {}
     for row in rows:
         scores[str(row["member"])] = scores.get(str(row["member"]), 0) + 1
@@ -369,29 +471,56 @@ async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[dict[s
     if board is None:
         await kv.board_put(key, await _board_from_database(campaign_id), expires_in=LEADERBOARD_TTL_SECONDS)
         board = await kv.board_top(key, top) or []
-    names = {row["id"]: row["nickname"] for row in await Member.select(Member.id, Member.nickname).where(
-        Member.id.is_in([int(member) for member, _ in board] or [0]))}
-    return [{"rank": rank, "nickname": mask_nickname(names.get(int(member), "")), "referrals": score}
-            for rank, (member, score) in enumerate(board, start=1)]
+    names = {
+        row["id"]: row["nickname"]
+        for row in await Member.select(Member.id, Member.nickname).where(
+            Member.id.is_in([int(member) for member, _ in board] or [0])
+        )
+    }
+    return [
+        {"rank": rank, "nickname": mask_nickname(names.get(int(member), "")), "referrals": score}
+        for rank, (member, score) in enumerate(board, start=1)
+    ]
 
 
 async def member_referrals(member_id: int) -> list[dict[str, Any]]:
     """The members this member brought in, newest first, with where the referrer's reward stands."""
-    referrals = await Referral.select(Referral.id, Referral.campaign, Referral.status, Referral.created_at,
-                                      Referral.qualified_at, Referral.referee.nickname).where(
-        (Referral.referrer == member_id) & (Referral.status != ReferralStatus.void)).order_by(
-        Referral.id, ascending=False).limit(200)
-    rewards = {row["referral"]: row for row in await ReferralReward.select(
-        ReferralReward.referral, ReferralReward.points, ReferralReward.status, ReferralReward.release_at).where(
-        (ReferralReward.member == member_id) & (ReferralReward.role == RewardRole.referrer)
-        & ReferralReward.referral.is_in([r["id"] for r in referrals] or [0]))}
+    referrals = (
+        await Referral.select(
+            Referral.id,
+            Referral.campaign,
+            Referral.status,
+            Referral.created_at,
+            Referral.qualified_at,
+            Referral.referee.nickname,
+        )
+        .where((Referral.referrer == member_id) & (Referral.status != ReferralStatus.void))
+        .order_by(Referral.id, ascending=False)
+        .limit(200)
+    )
+    rewards = {
+        row["referral"]: row
+        for row in await ReferralReward.select(
+            ReferralReward.referral, ReferralReward.points, ReferralReward.status, ReferralReward.release_at
+        ).where(
+            (ReferralReward.member == member_id)
+            & (ReferralReward.role == RewardRole.referrer)
+            & ReferralReward.referral.is_in([r["id"] for r in referrals] or [0])
+        )
+    }
     out = []
     for referral in referrals:
         reward = rewards.get(referral["id"])
-        out.append({"referral_id": referral["id"], "campaign_id": referral["campaign"],
-                    "nickname": mask_nickname(referral["referee.nickname"] or ""),
-                    "joined_at": referral["created_at"], "qualified_at": referral["qualified_at"],
-                    "reward_status": reward["status"] if reward else "awaiting_first_order",
-                    "reward_points": reward["points"] if reward else 0,
-                    "release_at": reward["release_at"] if reward else None})
+        out.append(
+            {
+                "referral_id": referral["id"],
+                "campaign_id": referral["campaign"],
+                "nickname": mask_nickname(referral["referee.nickname"] or ""),
+                "joined_at": referral["created_at"],
+                "qualified_at": referral["qualified_at"],
+                "reward_status": reward["status"] if reward else "awaiting_first_order",
+                "reward_points": reward["points"] if reward else 0,
+                "release_at": reward["release_at"] if reward else None,
+            }
+        )
     return out

@@ -27,8 +27,9 @@ class ReferralCampaign(Table, tablename="referral_campaign"):
     created_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 
-    referral_campaign_points_sane = Check((referrer_points >= 0) & (referee_points >= 0)
-                                          & (holding_period_days >= 0) & (daily_cap_per_referrer >= 1))
+    referral_campaign_points_sane = Check(
+        (referrer_points >= 0) & (referee_points >= 0) & (holding_period_days >= 0) & (daily_cap_per_referrer >= 1)
+    )
 
 
 class ShareLink(Table, tablename="referral_share_link"):
@@ -68,7 +69,8 @@ class Referral(Table, tablename="referral_edge"):
 
     referral_never_self = Check('"referee" <> "referrer"')
     referral_qualified_by_an_order = Check(
-        '("status" <> \'qualified\' OR ("first_order" IS NOT NULL AND "qualified_at" IS NOT NULL))')
+        '("status" <> \'qualified\' OR ("first_order" IS NOT NULL AND "qualified_at" IS NOT NULL))'
+    )
 
 
 class RewardRole(str, Enum):

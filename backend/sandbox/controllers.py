@@ -31,14 +31,17 @@ class SandboxWeChatController(Controller):
     @post("/login-codes", operation_id="CreateSandboxLoginCode")
     async def create_login_code(self, data: JSONBody[LoginCodeCreate]) -> LoginCodeOut:
         row = await service.issue_login_code(openid=data.openid, unionid=data.unionid)
-        return LoginCodeOut(code=row.code, openid=row.openid, unionid=row.unionid,
-                            expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)
+        return LoginCodeOut(
+            code=row.code, openid=row.openid, unionid=row.unionid, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS
+        )
 
     @post("/phone-codes", operation_id="CreateSandboxPhoneCode")
-    async def create_phone_code(self, services: NamedDependency[Services],
-                                data: JSONBody[PhoneCodeCreate]) -> PhoneCodeOut:
-        code = await service.issue_phone_code(phone=data.phone, country_code=data.country_code,
-                                               app_id=data.appid or services.settings.wechat_app_id)
+    async def create_phone_code(
+        self, services: NamedDependency[Services], data: JSONBody[PhoneCodeCreate]
+    ) -> PhoneCodeOut:
+        code = await service.issue_phone_code(
+            phone=data.phone, country_code=data.country_code, app_id=data.appid or services.settings.wechat_app_id
+        )
         return PhoneCodeOut(code=code, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS)
 
 
@@ -67,7 +70,7 @@ class SandboxPaymentController(Controller):
     @post("/{out_trade_no:str}/confirm", operation_id="ConfirmSandboxPayment", status_code=200)
     async def confirm(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         out_trade_no: Annotated[str, PathParameter(pattern=r"^[0-9A-Za-z_*-]{6,32}$")],
         data: JSONBody[PaymentConfirm | None] = None,
     ) -> PaymentConfirmOut:
@@ -81,7 +84,12 @@ class SandboxPaymentController(Controller):
         if data is None or data.deliver_notification:
             provider = services.payment_provider
             payload = transaction_payload(trade, mchid=provider.mchid, appid=provider.appid)
-            status = await services.sandbox_notifier.deliver("TRANSACTION.SUCCESS", "transaction",
-                                                    json.dumps(payload, ensure_ascii=False).encode())
-        return PaymentConfirmOut(out_trade_no=out_trade_no, transaction_id=trade["transaction_id"],
-                                 trade_state="SUCCESS", notify_status=status)
+            status = await services.sandbox_notifier.deliver(
+                "TRANSACTION.SUCCESS", "transaction", json.dumps(payload, ensure_ascii=False).encode()
+            )
+        return PaymentConfirmOut(
+            out_trade_no=out_trade_no,
+            transaction_id=trade["transaction_id"],
+            trade_state="SUCCESS",
+            notify_status=status,
+        )

@@ -38,7 +38,8 @@ def _key_file(path: Path) -> RSAPrivateKey:
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         pem = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         staging = path.with_name(f".{path.name}.{secrets.token_hex(8)}")
         fd = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as handle:
@@ -60,6 +61,10 @@ def _serial(key: RSAPrivateKey) -> str:
 def load_sandbox_keys(var_dir: Path, secret_key: str) -> SandboxKeys:
     platform_key = _key_file(var_dir / "sandbox" / "wechatpay_platform_key.pem")
     derived = hmac.new(secret_key.encode(), b"sandbox wechatpay apiv3 key", hashlib.sha256).hexdigest()[:32]
-    return SandboxKeys(mchid=SANDBOX_MCHID, platform_key=platform_key, platform_serial=_serial(platform_key),
-                       merchant_key=_key_file(var_dir / "sandbox" / "merchant_key.pem"),
-                       api_v3_key=derived.encode())
+    return SandboxKeys(
+        mchid=SANDBOX_MCHID,
+        platform_key=platform_key,
+        platform_serial=_serial(platform_key),
+        merchant_key=_key_file(var_dir / "sandbox" / "merchant_key.pem"),
+        api_v3_key=derived.encode(),
+    )

@@ -16,13 +16,22 @@ logger = logging.getLogger(__name__)
 def transaction_payload(trade: dict, *, mchid: str, appid: str) -> dict:
     """The decrypted resource of a TRANSACTION.SUCCESS notification, in WeChat Pay's field names."""
     return {
-        "mchid": mchid, "appid": appid, "out_trade_no": trade["out_trade_no"],
-        "transaction_id": trade["transaction_id"], "trade_type": trade["trade_type"], "trade_state": "SUCCESS",
-        "trade_state_desc": "支付成功", "bank_type": "OTHERS",
+        "mchid": mchid,
+        "appid": appid,
+        "out_trade_no": trade["out_trade_no"],
+        "transaction_id": trade["transaction_id"],
+        "trade_type": trade["trade_type"],
+        "trade_state": "SUCCESS",
+        "trade_state_desc": "支付成功",
+        "bank_type": "OTHERS",
         "success_time": datetime.now(UTC).isoformat(timespec="seconds"),
         "payer": {"openid": trade["openid"]},
-        "amount": {"total": trade["amount_fen"], "payer_total": trade["amount_fen"], "currency": "CNY",
-                   "payer_currency": "CNY"},
+        "amount": {
+            "total": trade["amount_fen"],
+            "payer_total": trade["amount_fen"],
+            "currency": "CNY",
+            "payer_currency": "CNY",
+        },
     }
 
 
@@ -31,14 +40,22 @@ class SandboxNotifier:
         self.keys, self.url = keys, url
         self.client = client
 
-    def seal(self, event_type: str, original_type: str, payload: bytes, *,
-             timestamp: int | None = None) -> tuple[dict[str, str], bytes]:
+    def seal(
+        self, event_type: str, original_type: str, payload: bytes, *, timestamp: int | None = None
+    ) -> tuple[dict[str, str], bytes]:
         return seal_notification(
-            private_key=self.keys.platform_key, serial=self.keys.platform_serial, api_v3_key=self.keys.api_v3_key,
-            event_id=secrets.token_hex(16), event_type=event_type, original_type=original_type, payload=payload,
+            private_key=self.keys.platform_key,
+            serial=self.keys.platform_serial,
+            api_v3_key=self.keys.api_v3_key,
+            event_id=secrets.token_hex(16),
+            event_type=event_type,
+            original_type=original_type,
+            payload=payload,
             create_time=datetime.now(UTC).isoformat(timespec="seconds"),
-            timestamp=int(time.time()) if timestamp is None else timestamp, nonce=secrets.token_hex(16),
-            resource_nonce=secrets.token_hex(6))
+            timestamp=int(time.time()) if timestamp is None else timestamp,
+            nonce=secrets.token_hex(16),
+            resource_nonce=secrets.token_hex(6),
+        )
 
     async def deliver(self, event_type: str, original_type: str, payload: bytes) -> int | None:
         """Post one notification; answers the HTTP status, or None when it could not be delivered."""

@@ -22,22 +22,42 @@ from backend.stores.schemas import (
 
 
 def store_out(row: dict[str, Any]) -> StoreOut:
-    return StoreOut(id=row["id"], code=row["code"], name=row["name"], address=row["address"],
-                    latitude=row["latitude"], longitude=row["longitude"], opening_hours=row["opening_hours"])
+    return StoreOut(
+        id=row["id"],
+        code=row["code"],
+        name=row["name"],
+        address=row["address"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        opening_hours=row["opening_hours"],
+    )
 
 
 def store_detail_out(row: dict[str, Any]) -> StoreDetailOut:
     return StoreDetailOut(
-        id=row["id"], code=row["code"], name=row["name"], address=row["address"], latitude=row["latitude"],
-        longitude=row["longitude"], opening_hours=row["opening_hours"], points_per_yuan=row["points_per_yuan"],
-        landing_text=row["landing_text"], landing_url=row["landing_url"], active=row["active"],
+        id=row["id"],
+        code=row["code"],
+        name=row["name"],
+        address=row["address"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        opening_hours=row["opening_hours"],
+        points_per_yuan=row["points_per_yuan"],
+        landing_text=row["landing_text"],
+        landing_url=row["landing_url"],
+        active=row["active"],
         created_at=row["created_at"],
     )
 
 
 def staff_out(row: dict[str, Any]) -> StaffOut:
-    return StaffOut(id=row["id"], username=row["username"], role=row["role"], store_ids=row["store_ids"],
-                    display_name=row["display_name"])
+    return StaffOut(
+        id=row["id"],
+        username=row["username"],
+        role=row["role"],
+        store_ids=row["store_ids"],
+        display_name=row["display_name"],
+    )
 
 
 class StaffAuthController(Controller):
@@ -47,18 +67,24 @@ class StaffAuthController(Controller):
     @post("/login", operation_id="StaffLogin", status_code=200)
     async def login(
         self,
-            services: NamedDependency[Services],
+        services: NamedDependency[Services],
         request: Request,
         data: JSONBody[StaffLogin],
     ) -> StaffLoginOut:
         staff = await service.login_staff(
-            data.username, data.password, client=client_address(request.scope), kv=services.kv,
+            data.username,
+            data.password,
+            client=client_address(request.scope),
+            kv=services.kv,
             failure_limit=services.settings.login_failure_limit,
             client_failure_limit=services.settings.login_failure_limit_per_client,
             window=services.settings.login_failure_window_seconds,
         )
-        return StaffLoginOut(access_token=services.tokens.issue(PrincipalKind.staff, staff["id"]),
-                             expires_in=services.tokens.ttl(PrincipalKind.staff), staff=staff_out(staff))
+        return StaffLoginOut(
+            access_token=services.tokens.issue(PrincipalKind.staff, staff["id"]),
+            expires_in=services.tokens.ttl(PrincipalKind.staff),
+            staff=staff_out(staff),
+        )
 
 
 class StoreController(Controller):

@@ -25,11 +25,19 @@ logger = logging.getLogger(__name__)
 async def create_store(data: StoreCreate) -> dict[str, Any]:
     try:
         async with write_transaction():
-            rows = await Store.insert(Store(
-                code=data.code, name=data.name, address=data.address, latitude=data.latitude,
-                longitude=data.longitude, opening_hours=data.opening_hours, points_per_yuan=data.points_per_yuan,
-                landing_text=data.landing_text, landing_url=data.landing_url,
-            ))
+            rows = await Store.insert(
+                Store(
+                    code=data.code,
+                    name=data.name,
+                    address=data.address,
+                    latitude=data.latitude,
+                    longitude=data.longitude,
+                    opening_hours=data.opening_hours,
+                    points_per_yuan=data.points_per_yuan,
+                    landing_text=data.landing_text,
+                    landing_url=data.landing_url,
+                )
+            )
     except Exception as error:
         if is_unique_violation(error):
             raise StoreCodeTaken(code=data.code) from None
@@ -39,10 +47,14 @@ async def create_store(data: StoreCreate) -> dict[str, Any]:
 
 
 _STORE = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
-_STAFF = Prepared(lambda staff_id: Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(
-    Staff.id == staff_id).first())
-_STAFF_STORES = Prepared(lambda staff_id: StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id)
-                         .order_by(StaffStore.store))
+_STAFF = Prepared(
+    lambda staff_id: (
+        Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(Staff.id == staff_id).first()
+    )
+)
+_STAFF_STORES = Prepared(
+    lambda staff_id: StaffStore.select(StaffStore.store).where(StaffStore.staff == staff_id).order_by(StaffStore.store)
+)
 
 # Every till request names its staff account and store. Stores and staff are created, never edited here, so
 # what was read is kept for RECENT_SECONDS in this process; a deactivation written elsewhere is honoured
@@ -93,8 +105,11 @@ async def create_staff(data: StaffCreate) -> dict[str, Any]:
                 missing = sorted(set(store_ids) - {row["id"] for row in found})
                 if missing:
                     raise UnknownStores(details={"storeIds": missing})
-            rows = await Staff.insert(Staff(username=data.username, password_hash=password_hash, role=data.role,
-                                            display_name=data.display_name))
+            rows = await Staff.insert(
+                Staff(
+                    username=data.username, password_hash=password_hash, role=data.role, display_name=data.display_name
+                )
+            )
             staff_id = rows[0]["id"]
             if store_ids:
                 await StaffStore.insert(*(StaffStore(staff=staff_id, store=store_id) for store_id in store_ids))
@@ -103,16 +118,24 @@ async def create_staff(data: StaffCreate) -> dict[str, Any]:
             raise UsernameTaken(username=data.username) from None
         raise
     logger.info("staff created", extra={"staff_id": staff_id})
-    return {"id": staff_id, "username": data.username, "role": data.role, "display_name": data.display_name,
-            "store_ids": store_ids}
+    return {
+        "id": staff_id,
+        "username": data.username,
+        "role": data.role,
+        "display_name": data.display_name,
+        "store_ids": store_ids,
+    }
 
 
-async def login_staff(username: str, password: str, *, client: str, kv: KV, failure_limit: int,
-                      client_failure_limit: int, window: int) -> dict[str, Any]:
+async def login_staff(
+    username: str, password: str, *, client: str, kv: KV, failure_limit: int, client_failure_limit: int, window: int
+) -> dict[str, Any]:
     """Check a password, at most `limit` unsuccessful tries per username and per client in a window."""
     username = username.strip().lower()
-    counters = ((f"mall:stores:login_fail:user:{username}", failure_limit),
-                (f"mall:stores:login_fail:client:{client}", client_failure_limit))
+    counters = (
+        (f"mall:stores:login_fail:user:{username}", failure_limit),
+        (f"mall:stores:login_fail:client:{client}", client_failure_limit),
+    )
     retry_after = await reserve_attempt(kv, counters, window=window)
     if retry_after is not None:
         raise TooManyLoginFailures(retry_after=retry_after, username=username)

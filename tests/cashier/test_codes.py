@@ -48,6 +48,14 @@ def test_anything_else_is_no_payment_code(code):
 
 
 def test_near_misses():
-    for code in ("16" + "0" * 16, "09" + "0" * 16, "10" + "0" * 15, "10" + "0" * 17, "89" + "0" * 16,
-                 "１０" + "0" * 16, "10" + "0" * 15 + "a", ""):
+    for code in (
+        "16" + "0" * 16,
+        "09" + "0" * 16,
+        "10" + "0" * 15,
+        "10" + "0" * 17,
+        "89" + "0" * 16,
+        "１０" + "0" * 16,
+        "10" + "0" * 15 + "a",
+        "",
+    ):
         assert classify_payment_code(code) is None, code

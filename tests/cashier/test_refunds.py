@@ -37,14 +37,16 @@ async def till(make_client, fast_settings):
 
 
 async def refund(client, headers, order_id: int, amount: int, key: str, **extra) -> httpx.Response:
-    return await client.post(f"{ORDERS}/{order_id}/refunds", headers=headers,
-                             json={"amountFen": amount, "idempotencyKey": key, **extra})
+    return await client.post(
+        f"{ORDERS}/{order_id}/refunds", headers=headers, json={"amountFen": amount, "idempotencyKey": key, **extra}
+    )
 
 
 async def paid_order(till, demo, openid: str, amount: int = 10_000, **extra) -> dict:
     cashier1 = await staff_login(till, "cashier1")
-    response = await scan(till, cashier1, demo["S001"], await payment_code(till, openid), f"pay-{openid[-8:]}",
-                          amount=amount, **extra)
+    response = await scan(
+        till, cashier1, demo["S001"], await payment_code(till, openid), f"pay-{openid[-8:]}", amount=amount, **extra
+    )
     assert response.status_code == 201 and response.json()["status"] == "paid", response.text
     return response.json()
 
@@ -64,7 +66,11 @@ async def test_partial_then_full_refund_moves_points_in_proportion(till, demo):
     assert first.status_code == 201, first.text
     body = first.json()
     assert (body["status"], body["amountFen"], body["pointsReversed"], body["pointsRestored"]) == (
-        "succeeded", 4_000, 80, 40)  # 40% of the 200 earned, 40% of the 100 redeemed
+        "succeeded",
+        4_000,
+        80,
+        40,
+    )  # 40% of the 200 earned, 40% of the 100 redeemed
     assert body["outRefundNo"] == out_refund_no(order["outTradeNo"], "refund-0001")
     assert (await till.get(f"{ORDERS}/{order['id']}", headers=cashier1)).json()["status"] == "partially_refunded"
     assert await points.balance_of(member_id) == (600 - 80 + 40, 0)
@@ -83,8 +89,9 @@ async def test_partial_then_full_refund_moves_points_in_proportion(till, demo):
 async def test_a_retried_refund_refunds_once(till, demo):
     order = await paid_order(till, demo, "oRetryRefund00000000000001")
     cashier1 = await staff_login(till, "cashier1")
-    answers = await asyncio.gather(*(refund(till, cashier1, order["id"], 3_000, "refund-retry-1")
-                                     for _ in range(3)))  # a double tap and a retry, all at once
+    answers = await asyncio.gather(
+        *(refund(till, cashier1, order["id"], 3_000, "refund-retry-1") for _ in range(3))
+    )  # a double tap and a retry, all at once
     assert sorted(a.status_code for a in answers) == [200, 200, 201]
     assert len({a.json()["refundId"] for a in answers}) == 1
     later = await refund(till, cashier1, order["id"], 3_000, "refund-retry-1")
@@ -99,8 +106,10 @@ async def test_a_retried_refund_refunds_once(till, demo):
 async def test_two_concurrent_sixty_percent_refunds_one_is_accepted(till, demo):
     order = await paid_order(till, demo, "oTwoRefunds000000000000001")
     cashier1 = await staff_login(till, "cashier1")
-    answers = await asyncio.gather(refund(till, cashier1, order["id"], 6_000, "refund-sixty-a"),
-                                   refund(till, cashier1, order["id"], 6_000, "refund-sixty-b"))
+    answers = await asyncio.gather(
+        refund(till, cashier1, order["id"], 6_000, "refund-sixty-a"),
+        refund(till, cashier1, order["id"], 6_000, "refund-sixty-b"),
+    )
     assert sorted(a.status_code for a in answers) == [201, 422]
     refused = next(a for a in answers if a.status_code == 422)
     assert refused.json()["code"] == "cashier.refund_exceeds_paid"
@@ -126,8 +135,13 @@ async def test_refunds_that_cannot_be_are_refused_and_change_nothing(till, demo)
     ]
     for response, status, code in cases:
         assert (response.status_code, response.json()["code"]) == (status, code), response.text
-    failed = await scan(till, cashier1, demo["S001"], await payment_code(till, "oBadRefunds000000000000001",
-                                                                         "insufficient_funds"), "pay-fails-0001")
+    failed = await scan(
+        till,
+        cashier1,
+        demo["S001"],
+        await payment_code(till, "oBadRefunds000000000000001", "insufficient_funds"),
+        "pay-fails-0001",
+    )
     unpaid = await refund(till, cashier1, failed.json()["id"], 100, "refund-bad-08")
     assert (unpaid.status_code, unpaid.json()["code"]) == (409, "cashier.order_not_refundable")
     assert await Refund.count() == 0 and await SandboxRefund.count() == 0
@@ -153,17 +167,25 @@ class AnswersProcessing(Unreachable):
     async def refund(self, **call):
         await self._provider.refund(**call)
         await SandboxRefund.update({SandboxRefund.status: "PROCESSING"}).where(
-            SandboxRefund.out_refund_no == call["out_refund_no"])
+            SandboxRefund.out_refund_no == call["out_refund_no"]
+        )
         return RefundResult(RefundState.processing)
 
 
-async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(till, demo, fast_settings,
-                                                                            sandbox_provider):
+async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(
+    till, demo, fast_settings, sandbox_provider
+):
     order = await paid_order(till, demo, "oLostRefund000000000000001")
     policy = CheckoutPolicy.from_settings(fast_settings)
-    created, _ = await refunds.request_refund(order["id"], staff_id=None, amount_fen=2_500,
-                                              idempotency_key="refund-lost-1", reason="",
-                                              provider=Unreachable(sandbox_provider), policy=policy)
+    created, _ = await refunds.request_refund(
+        order["id"],
+        staff_id=None,
+        amount_fen=2_500,
+        idempotency_key="refund-lost-1",
+        reason="",
+        provider=Unreachable(sandbox_provider),
+        policy=policy,
+    )
     assert created["status"] == "processing" and await SandboxRefund.count() == 0
     await asyncio.sleep(0.06)
     await refunds.advance_due(provider=sandbox_provider, policy=policy)  # not found there: asked for again
@@ -177,24 +199,35 @@ async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(till
 async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fast_settings, sandbox_provider):
     order = await paid_order(till, demo, "oRefundNotice0000000000001")
     policy = CheckoutPolicy.from_settings(fast_settings)
-    created, _ = await refunds.request_refund(order["id"], staff_id=None, amount_fen=10_000,
-                                              idempotency_key="refund-notice-1", reason="",
-                                              provider=AnswersProcessing(sandbox_provider), policy=policy)
+    created, _ = await refunds.request_refund(
+        order["id"],
+        staff_id=None,
+        amount_fen=10_000,
+        idempotency_key="refund-notice-1",
+        reason="",
+        provider=AnswersProcessing(sandbox_provider),
+        policy=policy,
+    )
     assert created["status"] == "processing"
     row = await SandboxRefund.select().first()
-    payload = {"mchid": sandbox_provider.mchid, "out_trade_no": order["outTradeNo"],
-               "transaction_id": (await sandbox.find_trade(order["outTradeNo"]))["transaction_id"],
-               "out_refund_no": row["out_refund_no"], "refund_id": row["refund_id"], "refund_status": "SUCCESS",
-               "success_time": "2026-11-22T10:00:00+08:00", "user_received_account": "支付用户零钱",
-               "amount": {"total": 10_000, "refund": 10_000, "payer_total": 10_000, "payer_refund": 10_000}}
+    payload = {
+        "mchid": sandbox_provider.mchid,
+        "out_trade_no": order["outTradeNo"],
+        "transaction_id": (await sandbox.find_trade(order["outTradeNo"]))["transaction_id"],
+        "out_refund_no": row["out_refund_no"],
+        "refund_id": row["refund_id"],
+        "refund_status": "SUCCESS",
+        "success_time": "2026-11-22T10:00:00+08:00",
+        "user_received_account": "支付用户零钱",
+        "amount": {"total": 10_000, "refund": 10_000, "payer_total": 10_000, "payer_refund": 10_000},
+    }
     notifier = SandboxNotifier(load_sandbox_keys(fast_settings.var_dir, fast_settings.secret_key), url="")
     headers, body = notifier.seal("REFUND.SUCCESS", "refund", json.dumps(payload).encode())
     for _ in range(2):  # delivered, and delivered again
         response = await till.post("/api/v1/payments/wechat/notify", content=body, headers=headers)
         assert response.status_code == 204, response.text
     settled = await refunds.get_refund(created["id"])
-    assert (settled["status"], settled["refund_id"], settled["points_reversed"]) == ("succeeded", row["refund_id"],
-                                                                                     200)
+    assert (settled["status"], settled["refund_id"], settled["points_reversed"]) == ("succeeded", row["refund_id"], 200)
     assert (await Order.select(Order.status).first())["status"] == "refunded"
     assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.reverse_earn) == 1
 
@@ -202,9 +235,15 @@ async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fa
 async def test_an_abnormal_refund_stays_taken_until_it_closes(till, demo, fast_settings, sandbox_provider, caplog):
     order = await paid_order(till, demo, "oRefundFails00000000000001")
     policy = CheckoutPolicy.from_settings(fast_settings)
-    created, _ = await refunds.request_refund(order["id"], staff_id=None, amount_fen=7_000,
-                                              idempotency_key="refund-abnormal", reason="",
-                                              provider=AnswersProcessing(sandbox_provider), policy=policy)
+    created, _ = await refunds.request_refund(
+        order["id"],
+        staff_id=None,
+        amount_fen=7_000,
+        idempotency_key="refund-abnormal",
+        reason="",
+        provider=AnswersProcessing(sandbox_provider),
+        policy=policy,
+    )
     await SandboxRefund.update({SandboxRefund.status: "ABNORMAL"}).where(SandboxRefund.id > 0)
     await asyncio.sleep(0.06)
     await refunds.advance_due(provider=sandbox_provider, policy=policy)

@@ -17,8 +17,7 @@ from backend.settings import Settings
 from tests.conftest import member_login, staff_login
 
 ORDERS = "/api/v1/cashier/orders"
-FAST = {"micropay_query_interval_seconds": 0.05, "micropay_timeout_seconds": 0.3,
-        "micropay_inline_wait_seconds": 1.0}
+FAST = {"micropay_query_interval_seconds": 0.05, "micropay_timeout_seconds": 0.3, "micropay_inline_wait_seconds": 1.0}
 
 
 @pytest.fixture
@@ -33,8 +32,11 @@ async def payment_code(client, openid: str, scenario: str = "success") -> str:
 
 
 async def scan(client, headers, store_id: int, auth_code: str, key: str, amount: int = 1234, **extra):
-    return await client.post(ORDERS, headers=headers, json={"storeId": store_id, "amountFen": amount,
-                                                            "authCode": auth_code, "idempotencyKey": key, **extra})
+    return await client.post(
+        ORDERS,
+        headers=headers,
+        json={"storeId": store_id, "amountFen": amount, "authCode": auth_code, "idempotencyKey": key, **extra},
+    )
 
 
 async def test_a_new_payer_leaves_as_a_member_with_points(till, demo):
@@ -46,15 +48,25 @@ async def test_a_new_payer_leaves_as_a_member_with_points(till, demo):
     assert (order["status"], order["memberEnrolled"], order["pointsEarned"]) == ("paid", True, 24)  # 2 pts a yuan
     assert order["paidFen"] == 1234 and order["paidAt"] and len(order["outTradeNo"]) == 28
     # The account opened with the enrolment holds exactly what its one entry and one lot say.
-    assert await books(order["memberId"]) == {"balance": 24, "debt": 0, "entries": [("earn", 24, 24)],
-                                              "lots": [(24, 24)]}
+    assert await books(order["memberId"]) == {
+        "balance": 24,
+        "debt": 0,
+        "entries": [("earn", 24, 24)],
+        "lots": [(24, 24)],
+    }
     shopper = await member_login(till, openid=openid)  # the same WeChat user opens the mini-program
     assert shopper["isNew"] is False and shopper["member"]["id"] == order["memberId"]
     assert shopper["member"]["pointsBalance"] == 24 and shopper["member"]["enrolledVia"] == "cashier"
     assert shopper["member"]["enrolledStoreId"] == demo["S001"]
     # Paying at another store later: the same member, one balance.
-    again = await scan(till, await staff_login(till, "cashier2"), demo["S002"], await payment_code(till, openid),
-                       "checkout-0002", amount=5000)
+    again = await scan(
+        till,
+        await staff_login(till, "cashier2"),
+        demo["S002"],
+        await payment_code(till, openid),
+        "checkout-0002",
+        amount=5000,
+    )
     assert again.json()["memberId"] == order["memberId"] and again.json()["memberEnrolled"] is False
     assert await points.balance_of(order["memberId"]) == (124, 0)
     assert (await books(order["memberId"]))["entries"] == [("earn", 24, 24), ("earn", 100, 124)]
@@ -64,9 +76,12 @@ async def books(member_id: int) -> dict:
     account = await PointsAccount.select().where(PointsAccount.member == member_id).first()
     entries = await PointsEntry.select().where(PointsEntry.member == member_id).order_by(PointsEntry.id)
     lots = await PointsLot.select().where(PointsLot.member == member_id).order_by(PointsLot.id)
-    return {"balance": account["balance"], "debt": account["debt"],
-            "entries": [(e["kind"], e["delta"], e["balance_after"]) for e in entries],
-            "lots": [(lot["points"], lot["remaining"]) for lot in lots]}
+    return {
+        "balance": account["balance"],
+        "debt": account["debt"],
+        "entries": [(e["kind"], e["delta"], e["balance_after"]) for e in entries],
+        "lots": [(lot["points"], lot["remaining"]) for lot in lots],
+    }
 
 
 async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(till, demo, settings):
@@ -78,15 +93,28 @@ async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(t
     async def member_code() -> str:
         return (await till.get("/api/v1/me/member-code", headers=shopper["headers"])).json()["code"]
 
-    failed = await scan(till, cashier1, demo["S001"], await payment_code(till, "oRedeemer00000000000000001",
-                                                                         "insufficient_funds"),
-                        "checkout-0003", memberCode=await member_code(), pointsToRedeem=200)
+    failed = await scan(
+        till,
+        cashier1,
+        demo["S001"],
+        await payment_code(till, "oRedeemer00000000000000001", "insufficient_funds"),
+        "checkout-0003",
+        memberCode=await member_code(),
+        pointsToRedeem=200,
+    )
     assert failed.status_code == 201 and failed.json()["status"] == "failed"
     assert await points.balance_of(member_id) == (500, 0)  # the reserved points came back
     # The member code is spent; the previous step's code is another valid one the till has not seen.
     previous_step = MemberCodes(settings.secret_key).code_for(member_id, now=time.time() - 30)[0]
-    paid = await scan(till, cashier1, demo["S001"], await payment_code(till, "oRedeemer00000000000000001"),
-                      "checkout-0004", memberCode=previous_step, pointsToRedeem=200)
+    paid = await scan(
+        till,
+        cashier1,
+        demo["S001"],
+        await payment_code(till, "oRedeemer00000000000000001"),
+        "checkout-0004",
+        memberCode=previous_step,
+        pointsToRedeem=200,
+    )
     body = paid.json()
     assert (body["status"], body["amountFen"], body["paidFen"], body["pointsRedeemed"]) == ("paid", 1234, 1034, 200)
     assert body["pointsEarned"] == 1034 * 2 // 100
@@ -96,8 +124,9 @@ async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(t
 async def test_unknown_outcomes_are_queried_until_paid(till, demo):
     cashier1 = await staff_login(till, "cashier1")
     for key, scenario in (("checkout-0005", "password_then_success"), ("checkout-0006", "system_error_then_success")):
-        response = await scan(till, cashier1, demo["S001"], await payment_code(till, "oPatient000000000000000001",
-                                                                               scenario), key)
+        response = await scan(
+            till, cashier1, demo["S001"], await payment_code(till, "oPatient000000000000000001", scenario), key
+        )
         assert response.json()["status"] == "paid", scenario
     assert await SandboxTrade.count().where(SandboxTrade.reversals > 0) == 0
 
@@ -105,13 +134,19 @@ async def test_unknown_outcomes_are_queried_until_paid(till, demo):
 async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points(make_client, demo, sandbox_provider):
     async with make_client(**{**FAST, "micropay_inline_wait_seconds": 0.1}) as till:
         cashier1 = await staff_login(till, "cashier1")
-        response = await scan(till, cashier1, demo["S001"], await payment_code(till, "oStuck00000000000000000001",
-                                                                               "password_timeout"), "checkout-0007")
+        response = await scan(
+            till,
+            cashier1,
+            demo["S001"],
+            await payment_code(till, "oStuck00000000000000000001", "password_timeout"),
+            "checkout-0007",
+        )
         assert response.json()["status"] == "paying"
         order_id = response.json()["id"]
         settings = replace(Settings.from_env(), **FAST)
-        policy = cashier.CheckoutPolicy(query_interval=0.05, payment_timeout=0.3, inline_wait=0.1,
-                                        app_id=settings.wechat_app_id)
+        policy = cashier.CheckoutPolicy(
+            query_interval=0.05, payment_timeout=0.3, inline_wait=0.1, app_id=settings.wechat_app_id
+        )
         for _ in range(40):  # the sweeper's work, done here step by step
             await cashier.advance_due(provider=sandbox_provider, policy=policy)
             if (await cashier.get_order(order_id))["status"] != "paying":
@@ -125,9 +160,13 @@ async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points
 
 async def test_success_at_the_last_query_wins_over_the_reversal(make_client, demo):
     async with make_client(**{**FAST, "micropay_timeout_seconds": 0.0, "micropay_inline_wait_seconds": 1.0}) as till:
-        response = await scan(till, await staff_login(till, "cashier1"), demo["S001"],
-                              await payment_code(till, "oLastMoment0000000000000001", "system_error_then_success"),
-                              "checkout-0008")
+        response = await scan(
+            till,
+            await staff_login(till, "cashier1"),
+            demo["S001"],
+            await payment_code(till, "oLastMoment0000000000000001", "system_error_then_success"),
+            "checkout-0008",
+        )
         assert response.json()["status"] == "paid"
     assert await SandboxTrade.count().where(SandboxTrade.reversals > 0) == 0
 
@@ -145,21 +184,29 @@ async def test_a_double_scan_is_one_order_and_one_payment(till, demo):
     assert changed.status_code == 409 and changed.json()["code"] == "cashier.idempotency_conflict"
 
 
-@pytest.mark.parametrize(("body", "code"), [
-    ({"authCode": "281234567890123456"}, "cashier.provider_unsupported"),
-    ({"authCode": "891234567890123456"}, "cashier.invalid_payment_code"),
-    ({"authCode": "13123456789012345"}, "cashier.invalid_payment_code"),
-    ({"amountFen": 0}, "request.invalid"),
-    ({"amountFen": 1.5}, "request.invalid"),
-    ({"amountFen": 5_000_001}, "cashier.amount_out_of_range"),
-    ({"pointsToRedeem": 100}, "cashier.points_need_member"),
-    ({"idempotencyKey": "short"}, "request.invalid"),
-    ({"status": "paid"}, "request.invalid"),
-])
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"authCode": "281234567890123456"}, "cashier.provider_unsupported"),
+        ({"authCode": "891234567890123456"}, "cashier.invalid_payment_code"),
+        ({"authCode": "13123456789012345"}, "cashier.invalid_payment_code"),
+        ({"amountFen": 0}, "request.invalid"),
+        ({"amountFen": 1.5}, "request.invalid"),
+        ({"amountFen": 5_000_001}, "cashier.amount_out_of_range"),
+        ({"pointsToRedeem": 100}, "cashier.points_need_member"),
+        ({"idempotencyKey": "short"}, "request.invalid"),
+        ({"status": "paid"}, "request.invalid"),
+    ],
+)
 async def test_bad_checkouts_are_refused_before_any_payment(till, demo, body, code):
     cashier1 = await staff_login(till, "cashier1")
-    request = {"storeId": demo["S001"], "amountFen": 1234, "authCode": "134567890123456789",
-               "idempotencyKey": "checkout-bad1", **body}
+    request = {
+        "storeId": demo["S001"],
+        "amountFen": 1234,
+        "authCode": "134567890123456789",
+        "idempotencyKey": "checkout-bad1",
+        **body,
+    }
     response = await till.post(ORDERS, json=request, headers=cashier1)
     assert response.status_code == 422 and response.json()["code"] == code
     assert await Order.count() == 0 and await SandboxTrade.count() == 0
@@ -181,9 +228,15 @@ async def test_orders_belong_to_their_store(till, demo):
 async def test_the_cashier_cancels_a_payment_still_under_way(make_client, demo):
     async with make_client(**{**FAST, "micropay_inline_wait_seconds": 0.0}) as till:
         cashier1 = await staff_login(till, "cashier1")
-        order = (await scan(till, cashier1, demo["S001"], await payment_code(till, "oGivesUp00000000000000001",
-                                                                             "password_timeout"),
-                            "checkout-0012")).json()
+        order = (
+            await scan(
+                till,
+                cashier1,
+                demo["S001"],
+                await payment_code(till, "oGivesUp00000000000000001", "password_timeout"),
+                "checkout-0012",
+            )
+        ).json()
         assert order["status"] == "paying"
         cancelled = await till.post(f"{ORDERS}/{order['id']}/cancel", headers=cashier1)
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
@@ -195,8 +248,10 @@ async def test_one_new_payer_at_two_tills_at_once_becomes_one_member(till, demo)
     cashier1, cashier2 = await staff_login(till, "cashier1"), await staff_login(till, "cashier2")
     openid = "oTwoTillsAtOnce00000000001"
     codes = [await payment_code(till, openid), await payment_code(till, openid)]
-    responses = await asyncio.gather(scan(till, cashier1, demo["S001"], codes[0], "checkout-0013"),
-                                     scan(till, cashier2, demo["S002"], codes[1], "checkout-0014"))
+    responses = await asyncio.gather(
+        scan(till, cashier1, demo["S001"], codes[0], "checkout-0013"),
+        scan(till, cashier2, demo["S002"], codes[1], "checkout-0014"),
+    )
     assert [r.status_code for r in responses] == [201, 201], [r.text for r in responses]
     orders = [r.json() for r in responses]
     assert {o["status"] for o in orders} == {"paid"}
@@ -209,21 +264,26 @@ async def test_shoppers_see_their_orders_and_a_merge_brings_them_along(till, dem
     cashier1 = await staff_login(till, "cashier1")
     openid = "oOrdersShopper00000000001"
     for i in range(3):
-        await scan(till, cashier1, demo["S001"], await payment_code(till, openid), f"checkout-10{i:02d}",
-                   amount=100 * (i + 1))
+        await scan(
+            till, cashier1, demo["S001"], await payment_code(till, openid), f"checkout-10{i:02d}", amount=100 * (i + 1)
+        )
     shopper = await member_login(till, openid=openid)
     page = (await till.get("/api/v1/me/orders", params={"limit": 2}, headers=shopper["headers"])).json()
     assert [o["amountFen"] for o in page["items"]] == [300, 200] and page["nextCursor"]
-    rest = (await till.get("/api/v1/me/orders", params={"cursor": page["nextCursor"]},
-                           headers=shopper["headers"])).json()
+    rest = (
+        await till.get("/api/v1/me/orders", params={"cursor": page["nextCursor"]}, headers=shopper["headers"])
+    ).json()
     assert [o["amountFen"] for o in rest["items"]] == [100] and rest["nextCursor"] is None
     other = await member_login(till)
     assert (await till.get("/api/v1/me/orders", headers=other["headers"])).json()["items"] == []
     # HQ folds the till shopper into an older member: the orders follow.
     hq = await staff_login(till, "hq")
     older = await member_login(till)
-    merged = await till.post("/api/v1/admin/members/merge", headers=hq,
-                             json={"survivorId": older["member"]["id"], "mergedId": shopper["member"]["id"]})
+    merged = await till.post(
+        "/api/v1/admin/members/merge",
+        headers=hq,
+        json={"survivorId": older["member"]["id"], "mergedId": shopper["member"]["id"]},
+    )
     assert merged.status_code == 200
     survivor_orders = (await till.get("/api/v1/me/orders", headers=older["headers"])).json()["items"]
     assert sorted(o["amountFen"] for o in survivor_orders) == [100, 200, 300]

@@ -49,8 +49,9 @@ async def test_validation_errors_name_the_offending_fields(client):
 
 async def test_oversized_body_is_refused(make_client):
     async with make_client(max_body_bytes=2048) as client:
-        response = await client.post(LOGIN_CODES, content=b'{"openid": "' + b"a" * 4096 + b'"}',
-                                     headers={"content-type": "application/json"})
+        response = await client.post(
+            LOGIN_CODES, content=b'{"openid": "' + b"a" * 4096 + b'"}', headers={"content-type": "application/json"}
+        )
         assert_error(response, 413, "request.too_large")
     assert await SandboxLoginCode.count() == 0
 
@@ -119,4 +120,3 @@ async def test_member_count_unchanged_by_a_refused_login(client):
     response = await client.post("/api/v1/auth/miniprogram/login", json={"code": "never-issued"})
     assert_error(response, 401, "auth.invalid_code")
     assert await Member.count() == 0
-

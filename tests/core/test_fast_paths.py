@@ -4,7 +4,7 @@ import asyncio
 import os
 import socket
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -48,12 +48,21 @@ async def test_insert_row_refuses_unknown_columns_and_obeys_constraints():
     assert await Store.count() == 0
 
 
-@pytest.mark.parametrize(("declared", "raw"), [
-    ("INTEGER", b"0"), ("INTEGER", b"-42"), ("INTEGER", b"9223372036854775807"), ("INTEGER", b"3.0"),
-    ("BOOLEAN", b"1"), ("BOOLEAN", b"0"),
-    ("TIMESTAMPTZ", b"2026-12-01 07:00:00.123456+00:00"), ("TIMESTAMPTZ", b"2026-12-01 07:00:00"),
-    ("TIMESTAMPTZ", b"2026-12-01 07:00:00+00:00"), ("TIMESTAMPTZ", b"2026-12-01 15:00:00+08:00"),
-])
+@pytest.mark.parametrize(
+    ("declared", "raw"),
+    [
+        ("INTEGER", b"0"),
+        ("INTEGER", b"-42"),
+        ("INTEGER", b"9223372036854775807"),
+        ("INTEGER", b"3.0"),
+        ("BOOLEAN", b"1"),
+        ("BOOLEAN", b"0"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00.123456+00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00+00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 15:00:00+08:00"),
+    ],
+)
 def test_column_converters_answer_what_piccolos_answer(declared, raw):
     from piccolo.engine import sqlite as piccolo_sqlite
 
@@ -64,13 +73,19 @@ def test_column_converters_answer_what_piccolos_answer(declared, raw):
         assert ours.tzinfo is not None
 
 
-@pytest.mark.parametrize("value", [
-    datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=timezone.utc), datetime(2026, 12, 1, 7, 0, tzinfo=timezone.utc),
-    datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=timezone.utc),
-    datetime(2026, 12, 1, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
-    datetime(2026, 12, 1, 15, 0, 0, 5, tzinfo=timezone(timedelta(hours=8))),
-    datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC")), datetime(2026, 12, 1, 7, 0),
-], ids=["utc", "utc-whole-second", "utc-year-999", "shanghai", "plus-eight", "zoneinfo-utc", "naive"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 12, 1, 7, 0, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 12, 1, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+        datetime(2026, 12, 1, 15, 0, 0, 5, tzinfo=timezone(timedelta(hours=8))),
+        datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC")),
+        datetime(2026, 12, 1, 7, 0),
+    ],
+    ids=["utc", "utc-whole-second", "utc-year-999", "shanghai", "plus-eight", "zoneinfo-utc", "naive"],
+)
 def test_the_datetime_adapter_stores_what_piccolos_stores(value):
     from piccolo.engine import sqlite as piccolo_sqlite
 
@@ -82,16 +97,27 @@ async def test_prepared_queries_answer_what_the_inline_queries_answer():
     one = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
     for store_id in ids + [10**9]:
         assert await one.run(store_id) == await Store.select().where(Store.id == store_id).first()
-    some = Prepared(lambda least, active: Store.select(Store.id, Store.code).where(
-        (Store.points_per_yuan >= least) & (Store.active == active)).order_by(Store.id, ascending=False))
+    some = Prepared(
+        lambda least, active: (
+            Store.select(Store.id, Store.code)
+            .where((Store.points_per_yuan >= least) & (Store.active == active))
+            .order_by(Store.id, ascending=False)
+        )
+    )
     assert await some.run(1, True) == await Store.select(Store.id, Store.code).where(
-        (Store.points_per_yuan >= 1) & (Store.active == True)).order_by(Store.id, ascending=False)  # noqa: E712
+        (Store.points_per_yuan >= 1) & (Store.active == True)  # noqa: E712
+    ).order_by(Store.id, ascending=False)
     assert [row["id"] for row in await some.run(1, True)] == [ids[2], ids[1]]
 
     member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier)
     at = utcnow()
-    touch = Prepared(lambda member_id, status, when: Member.update({Member.status: status, Member.created_at: when})
-                     .where((Member.id == member_id) & Member.merged_into.is_null()).returning(*Member.all_columns()))
+    touch = Prepared(
+        lambda member_id, status, when: (
+            Member.update({Member.status: status, Member.created_at: when})
+            .where((Member.id == member_id) & Member.merged_into.is_null())
+            .returning(*Member.all_columns())
+        )
+    )
     async with write_transaction():
         updated = await touch.run(member_id, MemberStatus.active, at)
     assert updated == [await Member.select().where(Member.id == member_id).first()]
@@ -102,10 +128,20 @@ async def test_prepared_queries_answer_what_the_inline_queries_answer():
 async def test_prepared_queries_that_ask_for_processing_get_it():
     store_id = await insert_row(Store, code="N1", name="nested")
     member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier, enrolled_store=store_id)
-    nested = Prepared(lambda member_id: Member.select(Member.id, Member.enrolled_store.name).where(
-        Member.id == member_id).output(nested=True).first())
-    inline = await Member.select(Member.id, Member.enrolled_store.name).where(
-        Member.id == member_id).output(nested=True).first()
+    nested = Prepared(
+        lambda member_id: (
+            Member.select(Member.id, Member.enrolled_store.name)
+            .where(Member.id == member_id)
+            .output(nested=True)
+            .first()
+        )
+    )
+    inline = (
+        await Member.select(Member.id, Member.enrolled_store.name)
+        .where(Member.id == member_id)
+        .output(nested=True)
+        .first()
+    )
     assert await nested.run(member_id) == inline == {"id": member_id, "enrolled_store": {"name": "nested"}}
 
 
@@ -138,8 +174,10 @@ async def embedded(tmp_path):
 
 async def test_heavy_reads_run_off_the_event_loop(embedded):
     engine, _ = embedded
-    slow = QueryString("SELECT (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
-                       "SELECT COUNT(*) FROM n) AS total")
+    slow = QueryString(
+        "SELECT (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
+        "SELECT COUNT(*) FROM n) AS total"
+    )
     async with Ticker() as heavy:
         with embedded_heavy_reads():
             rows = await engine.run_querystring(slow)
@@ -152,7 +190,7 @@ async def test_heavy_reads_run_off_the_event_loop(embedded):
 async def test_the_wal_is_checkpointed_off_the_loop(embedded):
     engine, path = embedded
     size_before = os.path.getsize(path)
-    for i in range(CHECKPOINT_EVERY_COMMITS * 2 + 10):
+    for _ in range(CHECKPOINT_EVERY_COMMITS * 2 + 10):
         async with engine.transaction(transaction_type=TransactionType.immediate):
             await engine.run_querystring(QueryString("INSERT INTO item (note) VALUES ({})", "x" * 200))
     for _ in range(100):  # the checkpoint runs on its own thread
@@ -209,12 +247,20 @@ async def test_served_connections_have_nagle_off(protocol, nodelay):
     await server.wait_closed()
 
 
-@pytest.mark.parametrize(("request_fields", "digest"), [
-    ({"amount_fen": 1234, "auth_code": "134567890123456789", "member_code": None, "points_to_redeem": 0},
-     "d8b237d95a4b848c6fc5f44ef770f054b59d3bf3406f53cc0b448a815f3ddc0b"),
-    ({"kind": "earn", "member": 7, "points": 12, "store": 1, "source": ["till_order", "42"], "reason": "退款"},
-     "af06e2fc5546a1e9ddc79394f01af8a8ae95c0faeaea2dd7872f8d7c1c2bcb95"),
-], ids=["till-order", "ledger-credit"])
+@pytest.mark.parametrize(
+    ("request_fields", "digest"),
+    [
+        (
+            {"amount_fen": 1234, "auth_code": "134567890123456789", "member_code": None, "points_to_redeem": 0},
+            "d8b237d95a4b848c6fc5f44ef770f054b59d3bf3406f53cc0b448a815f3ddc0b",
+        ),
+        (
+            {"kind": "earn", "member": 7, "points": 12, "store": 1, "source": ["till_order", "42"], "reason": "退款"},
+            "af06e2fc5546a1e9ddc79394f01af8a8ae95c0faeaea2dd7872f8d7c1c2bcb95",
+        ),
+    ],
+    ids=["till-order", "ledger-credit"],
+)
 def test_request_hashes_stay_what_stored_rows_hold(request_fields, digest):
     # Orders and ledger entries keep these digests: a replay after an upgrade must hash the same.
     assert request_hash(**request_fields) == digest

@@ -35,8 +35,9 @@ async def test_get_set_delete_and_expiry(kv):
 
 
 async def test_set_if_absent_admits_one_of_many(kv):
-    results = await asyncio.gather(*(kv.set_if_absent("mall:test:once", str(i).encode(), expires_in=5)
-                                     for i in range(50)))
+    results = await asyncio.gather(
+        *(kv.set_if_absent("mall:test:once", str(i).encode(), expires_in=5) for i in range(50))
+    )
     assert results.count(True) == 1
 
 

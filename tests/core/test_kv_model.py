@@ -10,15 +10,18 @@ from hypothesis import strategies as st
 from backend.core.kv import GATE_MISSING, GATE_SHORT, MemoryKV, RedisKV
 
 KEYS = st.sampled_from(["mall:test:a", "mall:test:b", "mall:test:c"])
-OPERATIONS = st.lists(st.one_of(
-    st.tuples(st.just("get"), KEYS),
-    st.tuples(st.just("set"), KEYS, st.integers(0, 50)),
-    st.tuples(st.just("set_if_absent"), KEYS, st.integers(0, 50)),
-    st.tuples(st.just("pop"), KEYS),
-    st.tuples(st.just("delete"), KEYS),
-    st.tuples(st.just("incr"), KEYS),
-    st.tuples(st.just("decr_if_enough"), KEYS, st.integers(1, 20)),
-), max_size=40)
+OPERATIONS = st.lists(
+    st.one_of(
+        st.tuples(st.just("get"), KEYS),
+        st.tuples(st.just("set"), KEYS, st.integers(0, 50)),
+        st.tuples(st.just("set_if_absent"), KEYS, st.integers(0, 50)),
+        st.tuples(st.just("pop"), KEYS),
+        st.tuples(st.just("delete"), KEYS),
+        st.tuples(st.just("incr"), KEYS),
+        st.tuples(st.just("decr_if_enough"), KEYS, st.integers(1, 20)),
+    ),
+    max_size=40,
+)
 
 
 @dataclass
@@ -84,7 +87,8 @@ def test_every_kv_answers_like_the_model(operations):
     model = Model()
     expected = [model.apply(operation) for operation in operations]
     for make in implementations():
-        async def check() -> list:
+
+        async def check(make=make) -> list:
             kv = make()
             try:
                 for key in ("mall:test:a", "mall:test:b", "mall:test:c"):

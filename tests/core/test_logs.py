@@ -67,11 +67,13 @@ def _record(message: str, **context) -> logging.LogRecord:
 def test_a_line_ends_with_the_records_context():
     formatter = ContextFormatter("%(levelname)s %(name)s %(message)s")
     assert formatter.format(_record("order paid", order_id=42, member_id=7, member_enrolled=True)) == (
-        "INFO backend.cashier.service order paid order_id=42 member_id=7 member_enrolled=True")
+        "INFO backend.cashier.service order paid order_id=42 member_id=7 member_enrolled=True"
+    )
     assert formatter.format(_record("order paid")) == "INFO backend.cashier.service order paid"
     # Each value stays one token, however it is written.
     assert formatter.format(_record("failed", error="ValueError('a b')", reason="", name_="x=y")) == (
-        'INFO backend.cashier.service failed error="ValueError(\'a b\')" reason="" name_="x=y"')
+        'INFO backend.cashier.service failed error="ValueError(\'a b\')" reason="" name_="x=y"'
+    )
 
 
 def test_an_exceptions_traceback_follows_the_context():
@@ -90,7 +92,9 @@ async def test_the_app_writes_lines_with_their_context(client):
     handlers = [handler for handler in logging.getLogger().handlers if isinstance(handler, GatheringQueueHandler)]
     assert handlers
     line = handlers[-1].format(_record("order paid", order_id=42))
-    assert line.startswith("INFO - ") and line.endswith(" - backend.cashier.service - test_logs - order paid order_id=42")
+    assert line.startswith("INFO - ") and line.endswith(
+        " - backend.cashier.service - test_logs - order paid order_id=42"
+    )
 
 
 def test_a_context_value_never_breaks_the_line():

@@ -38,8 +38,10 @@ def test_defaults_are_the_embedded_deployment(tmp_path):
     assert "secret" not in repr(settings).lower() or settings.secret_key not in repr(settings)
 
 
-@pytest.mark.parametrize(("name", "value"), [("PORT", "eighty"), ("PAYMENT_PROVIDER", "paypal"),
-                                             ("APP_ENV", "staging"), ("SECRET_KEY", "short")])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("PORT", "eighty"), ("PAYMENT_PROVIDER", "paypal"), ("APP_ENV", "staging"), ("SECRET_KEY", "short")],
+)
 def test_bad_values_are_refused_by_name(name, value, tmp_path):
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({**BASE, "VAR_DIR": str(tmp_path), name: value})

@@ -16,8 +16,14 @@ async def test_health_and_schema(client):
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200
     paths = schema.json()["paths"]
-    for path in ("/api/v1/auth/staff/login", "/api/v1/auth/miniprogram/login", "/api/v1/me",
-                 "/api/v1/admin/stores", "/api/v1/admin/staff", "/api/v1/stores"):
+    for path in (
+        "/api/v1/auth/staff/login",
+        "/api/v1/auth/miniprogram/login",
+        "/api/v1/me",
+        "/api/v1/admin/stores",
+        "/api/v1/admin/staff",
+        "/api/v1/stores",
+    ):
         assert path in paths
     assert (await client.get("/schema")).status_code == 200
 
@@ -36,13 +42,32 @@ class RedisProcess:
         self.port, self.directory = port, directory
 
     def start(self) -> None:
-        subprocess.run([shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1",
-                        "--daemonize", "yes", "--save", "", "--appendonly", "no", "--dir", self.directory],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                shutil.which("redis-server"),
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--daemonize",
+                "yes",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.directory,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def stop(self) -> None:
-        subprocess.run([shutil.which("redis-cli"), "-p", str(self.port), "shutdown", "nosave"],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [shutil.which("redis-cli"), "-p", str(self.port), "shutdown", "nosave"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
 
 async def wait_for_status(client, status: int) -> dict:

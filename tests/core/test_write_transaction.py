@@ -26,9 +26,11 @@ async def test_fifty_concurrent_write_transactions_all_land():
         async with write_transaction():
             await Store.insert(Store(code=f"C{i:03d}", name=f"concurrent {i}"))
             # A guarded SQL-side increment: correct without row locks on either engine.
-            rows = await Store.update({Store.points_per_yuan: Store.points_per_yuan + 1}).where(
-                (Store.id == counter) & (Store.points_per_yuan < 1000)
-            ).returning(Store.points_per_yuan)
+            rows = (
+                await Store.update({Store.points_per_yuan: Store.points_per_yuan + 1})
+                .where((Store.id == counter) & (Store.points_per_yuan < 1000))
+                .returning(Store.points_per_yuan)
+            )
             assert rows
 
     await asyncio.gather(*(write(i) for i in range(50)))
@@ -72,6 +74,7 @@ async def test_concurrent_duplicates_keep_exactly_one():
 
 
 # The embedded engine on its own file, so these run in both modes.
+
 
 @pytest.fixture
 async def embedded(tmp_path):
@@ -216,8 +219,10 @@ async def test_a_group_sqlite_rolled_back_fails_every_transaction_in_it(embedded
     ("ddl", "expected"),
     [
         ('ALTER TABLE "t" ADD CONSTRAINT u1 UNIQUE ("a", "b")', ['CREATE UNIQUE INDEX u1 ON "t" ("a", "b")']),
-        ('ALTER TABLE "t" DROP CONSTRAINT u1', ["DROP INDEX IF EXISTS u1", "DROP TRIGGER IF EXISTS u1_insert",
-                                               "DROP TRIGGER IF EXISTS u1_update"]),
+        (
+            'ALTER TABLE "t" DROP CONSTRAINT u1',
+            ["DROP INDEX IF EXISTS u1", "DROP TRIGGER IF EXISTS u1_insert", "DROP TRIGGER IF EXISTS u1_update"],
+        ),
         ('CREATE TABLE "t" ("a" INTEGER)', ['CREATE TABLE "t" ("a" INTEGER)']),
     ],
 )

@@ -48,8 +48,11 @@ async def test_a_payment_landing_on_an_expired_seat_is_refunded_once(client, dem
     assert seat["status"] == "refunded" and seat["holder"] is None and seat["paid_at"] is not None
     refund = await SeatRefund.select(SeatRefund.reason, SeatRefund.status, SeatRefund.amount_fen).first()
     assert refund == {"reason": "late_payment", "status": "succeeded", "amount_fen": joined["order"]["amountFen"]}
-    trade = await SandboxTrade.select(SandboxTrade.state, SandboxTrade.refunded_fen).where(
-        SandboxTrade.out_trade_no == joined["order"]["outTradeNo"]).first()
+    trade = (
+        await SandboxTrade.select(SandboxTrade.state, SandboxTrade.refunded_fen)
+        .where(SandboxTrade.out_trade_no == joined["order"]["outTradeNo"])
+        .first()
+    )
     assert trade == {"state": "REFUND", "refunded_fen": joined["order"]["amountFen"]}
     # The seat was given back when it expired: the late money moves neither the group nor the stock again.
     group = await Group.select(Group.seats_taken, Group.seats_paid).first()
@@ -77,7 +80,7 @@ async def test_a_refund_after_success_keeps_the_group_and_cancels_the_pickup(cli
 
     elsewhere = await refund(client, cashier2, at_s001["id"])  # not cashier2's store: no such order there
     assert (elsewhere.status_code, elsewhere.json()["code"]) == (404, "groupbuy.order_not_found")
-    shopper, = await shoppers(client, 1, prefix="oRefundSelf")
+    (shopper,) = await shoppers(client, 1, prefix="oRefundSelf")
     assert (await refund(client, shopper["headers"], at_s001["id"])).status_code == 403
     assert (await refund(client, cashier1, 999999)).status_code == 404
     assert await SeatRefund.count() == 0 and await SandboxRefund.count() == 0
@@ -86,7 +89,11 @@ async def test_a_refund_after_success_keeps_the_group_and_cancels_the_pickup(cli
     assert done.status_code == 201, done.text
     body = done.json()
     assert (body["orderId"], body["amountFen"], body["reason"], body["status"]) == (
-        at_s001["id"], at_s001["amountFen"], "after_success", "succeeded")
+        at_s001["id"],
+        at_s001["amountFen"],
+        "after_success",
+        "succeeded",
+    )
     again = await refund(client, cashier1, at_s001["id"])
     assert (again.status_code, again.json()["refundId"]) == (200, body["refundId"])
     assert await SandboxRefund.count() == 1
@@ -95,28 +102,33 @@ async def test_a_refund_after_success_keeps_the_group_and_cancels_the_pickup(cli
     assert group["status"] == "succeeded"
     seat = await Seat.select(Seat.status).where(Seat.id == at_s001["id"]).first()
     assert seat["status"] == "refunded"
-    picked = await client.post("/api/v1/cashier/pickups", headers=cashier1,
-                               json={"storeId": demo["S001"], "pickupCode": at_s001["pickupCode"]})
+    picked = await client.post(
+        "/api/v1/cashier/pickups", headers=cashier1, json={"storeId": demo["S001"], "pickupCode": at_s001["pickupCode"]}
+    )
     assert (picked.status_code, picked.json()["code"]) == (409, "groupbuy.order_refunded")
     owner = (await Seat.select(Seat.member).where(Seat.id == at_s001["id"]).first())["member"]
     assert (await MemberUnits.select(MemberUnits.units).where(MemberUnits.member == owner).first())["units"] == 0
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == stock_before
 
     # The other order is picked up first, then refunded: a complaint about the goods.
-    assert (await client.post("/api/v1/cashier/pickups", headers=cashier2, json={
-        "storeId": demo["S002"], "pickupCode": at_s002["pickupCode"]})).status_code == 200
+    assert (
+        await client.post(
+            "/api/v1/cashier/pickups",
+            headers=cashier2,
+            json={"storeId": demo["S002"], "pickupCode": at_s002["pickupCode"]},
+        )
+    ).status_code == 200
     assert (await refund(client, cashier2, at_s002["id"])).status_code == 201
     statuses = [row["status"] for row in await Seat.select(Seat.status).order_by(Seat.id)]
     assert statuses == ["refunded", "refunded"]
     hq = await staff_login(client, "hq")
-    report = (await client.get(f"/api/v1/admin/groupbuy/campaigns/{at_s001['campaignId']}/demand",
-                               headers=hq)).json()
+    report = (await client.get(f"/api/v1/admin/groupbuy/campaigns/{at_s001['campaignId']}/demand", headers=hq)).json()
     assert report["totals"]["firmUnits"] == 0
 
 
 async def test_only_an_order_of_a_group_that_succeeded_is_refunded_by_hand(client, demo):
     campaign = await new_campaign(client, demo, groupSize=2)
-    leader, = await shoppers(client, 1, prefix="oNotYet")
+    (leader,) = await shoppers(client, 1, prefix="oNotYet")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     cashier1 = await staff_login(client, "cashier1")
     waiting = await refund(client, cashier1, opened["order"]["id"])
@@ -128,13 +140,15 @@ async def test_only_an_order_of_a_group_that_succeeded_is_refunded_by_hand(clien
 
 
 async def test_virtual_fill_lets_a_nearly_full_group_succeed_with_its_empty_seats_flagged(
-        client, demo, sandbox_provider, settings):
+    client, demo, sandbox_provider, settings
+):
     campaign = await new_campaign(client, demo, groupSize=5, virtualFill=True, virtualFillPercent=60, stock=50)
     assert (campaign["virtualFill"], campaign["virtualFillPercent"]) == (True, 60)
     people = await shoppers(client, 6, prefix="oVirtual")
     nearly = (await open_group(client, people[0], campaign["id"], demo["S002"])).json()
-    seats = [nearly["order"]] + [(await join(client, p, nearly["group"]["id"], demo["S001"])).json()["order"]
-                                 for p in people[1:4]]
+    seats = [nearly["order"]] + [
+        (await join(client, p, nearly["group"]["id"], demo["S001"])).json()["order"] for p in people[1:4]
+    ]
     for order in seats[:3]:  # three of five paid: 60%
         await confirm(client, order["outTradeNo"])
     short = (await open_group(client, people[4], campaign["id"], demo["S001"])).json()
@@ -152,8 +166,9 @@ async def test_virtual_fill_lets_a_nearly_full_group_succeed_with_its_empty_seat
     mine = (await client.get("/api/v1/me/groupbuy/orders", headers=people[0]["headers"])).json()["items"]
     assert (mine[0]["groupStatus"], mine[0]["groupVirtualSeats"]) == ("succeeded", 2)
     assert mine[0]["pickupCode"]
-    unpaid = await SandboxTrade.select(SandboxTrade.state).where(
-        SandboxTrade.out_trade_no == seats[3]["outTradeNo"]).first()
+    unpaid = (
+        await SandboxTrade.select(SandboxTrade.state).where(SandboxTrade.out_trade_no == seats[3]["outTradeNo"]).first()
+    )
     assert unpaid["state"] == "CLOSED"
 
     failed = (await client.get(f"/api/v1/groupbuy/groups/{short['group']['id']}")).json()
@@ -168,13 +183,14 @@ async def test_virtual_fill_lets_a_nearly_full_group_succeed_with_its_empty_seat
     assert report["totals"]["virtualSeats"] == 2
     await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
     assert (await Group.select(Group.virtual_seats).where(Group.id == nearly["group"]["id"]).first()) == {
-        "virtual_seats": 2}
+        "virtual_seats": 2
+    }
 
 
 async def test_without_virtual_fill_a_nearly_full_group_fails(client, demo, sandbox_provider, settings):
     campaign = await new_campaign(client, demo, groupSize=2)
     assert (campaign["virtualFill"], campaign["virtualFillPercent"]) == (False, 80)
-    leader, = await shoppers(client, 1, prefix="oNoVirtual")
+    (leader,) = await shoppers(client, 1, prefix="oNoVirtual")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     await confirm(client, opened["order"]["outTradeNo"])
     await Group.update({Group.expires_at: utcnow() - timedelta(seconds=1)}).where(Group.id > 0)
@@ -192,13 +208,17 @@ async def test_a_member_merge_moves_group_buy_orders_units_and_groups(client, de
     led = (await open_group(client, newer, campaign["id"], demo["S001"])).json()
 
     hq = await staff_login(client, "hq")
-    merged = await client.post("/api/v1/admin/members/merge", headers=hq, json={
-        "survivorId": older["member"]["id"], "mergedId": newer["member"]["id"]})
+    merged = await client.post(
+        "/api/v1/admin/members/merge",
+        headers=hq,
+        json={"survivorId": older["member"]["id"], "mergedId": newer["member"]["id"]},
+    )
     assert merged.status_code == 200, merged.text
     mine = (await client.get("/api/v1/me/groupbuy/orders", headers=older["headers"])).json()["items"]
     assert len(mine) == 3
     units = await MemberUnits.select(MemberUnits.member, MemberUnits.units).where(
-        MemberUnits.member.is_in([older["member"]["id"], newer["member"]["id"]]))
+        MemberUnits.member.is_in([older["member"]["id"], newer["member"]["id"]])
+    )
     assert units == [{"member": older["member"]["id"], "units": 3}]
     leader = await Group.select(Group.leader).where(Group.id == led["group"]["id"]).first()
     assert leader["leader"] == older["member"]["id"]
@@ -214,7 +234,7 @@ async def test_a_member_merge_moves_group_buy_orders_units_and_groups(client, de
 
 async def test_the_database_holds_virtual_seats_to_the_empty_seats_of_a_success(client, demo):
     campaign = await new_campaign(client, demo, groupSize=3)
-    leader, = await shoppers(client, 1, prefix="oVirtualCheck")
+    (leader,) = await shoppers(client, 1, prefix="oVirtualCheck")
     group_id = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]["id"]
     with pytest.raises(Exception, match="group_virtual_seats_are_the_empty_ones"):  # still forming
         await Group.update({Group.virtual_seats: 3}).where(Group.id == group_id)

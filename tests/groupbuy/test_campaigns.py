@@ -13,10 +13,18 @@ ADMIN = "/api/v1/admin/groupbuy/campaigns"
 def campaign_body(demo, **changes) -> dict:
     now = datetime.now(UTC)
     body = {
-        "title": "明日榴莲 拼团", "productName": "金枕榴莲 (约 3 kg)", "priceFen": 9900, "originalPriceFen": 15800,
-        "groupSize": 3, "groupTtlMinutes": 1440, "stock": 30, "perMemberLimit": 2,
-        "startsAt": (now - timedelta(minutes=1)).isoformat(), "endsAt": (now + timedelta(days=2)).isoformat(),
-        "pickupStoreIds": [demo["S002"], demo["S001"]], "pickupDate": (now + timedelta(days=3)).date().isoformat(),
+        "title": "明日榴莲 拼团",
+        "productName": "金枕榴莲 (约 3 kg)",
+        "priceFen": 9900,
+        "originalPriceFen": 15800,
+        "groupSize": 3,
+        "groupTtlMinutes": 1440,
+        "stock": 30,
+        "perMemberLimit": 2,
+        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "endsAt": (now + timedelta(days=2)).isoformat(),
+        "pickupStoreIds": [demo["S002"], demo["S001"]],
+        "pickupDate": (now + timedelta(days=3)).date().isoformat(),
     }
     return {**body, **changes}
 
@@ -27,7 +35,11 @@ async def test_hq_creates_a_campaign_that_shoppers_then_see(client, demo):
     assert response.status_code == 201, response.text
     created = response.json()
     assert (created["stock"], created["stockLeft"], created["paymentWindowMinutes"], created["virtualFill"]) == (
-        30, 30, 15, False)
+        30,
+        30,
+        15,
+        False,
+    )
     assert [s["code"] for s in created["pickupStores"]] == ["S001", "S002"]
     assert created["productName"] == "金枕榴莲 (约 3 kg)" and created["productImage"] == "durian/golden.jpg"
 
@@ -43,21 +55,25 @@ async def test_hq_creates_a_campaign_that_shoppers_then_see(client, demo):
 async def test_campaigns_not_open_now_are_not_listed(client, demo):
     hq = await staff_login(client, "hq")
     now = datetime.now(UTC)
-    later = campaign_body(demo, startsAt=(now + timedelta(days=1)).isoformat(),
-                          endsAt=(now + timedelta(days=2)).isoformat())
+    later = campaign_body(
+        demo, startsAt=(now + timedelta(days=1)).isoformat(), endsAt=(now + timedelta(days=2)).isoformat()
+    )
     assert (await client.post(ADMIN, headers=hq, json=later)).status_code == 201
     assert (await client.get("/api/v1/groupbuy/campaigns")).json() == []
 
 
-@pytest.mark.parametrize("changes, field", [
-    ({"priceFen": 15801}, "priceFen"),
-    ({"pickupStoreIds": []}, "pickupStoreIds"),
-    ({"startsAt": "2026-12-02T10:00:00+08:00", "endsAt": "2026-12-01T10:00:00+08:00"}, "endsAt"),
-    ({"endsAt": "2020-01-01T00:00:00+00:00", "startsAt": "2019-12-01T00:00:00+00:00"}, "endsAt"),
-    ({"startsAt": "2026-12-01T10:00:00"}, "startsAt"),
-    ({"stock": 2}, "stock"),
-    ({"pickupDate": "2020-01-01"}, "pickupDate"),
-])
+@pytest.mark.parametrize(
+    "changes, field",
+    [
+        ({"priceFen": 15801}, "priceFen"),
+        ({"pickupStoreIds": []}, "pickupStoreIds"),
+        ({"startsAt": "2026-12-02T10:00:00+08:00", "endsAt": "2026-12-01T10:00:00+08:00"}, "endsAt"),
+        ({"endsAt": "2020-01-01T00:00:00+00:00", "startsAt": "2019-12-01T00:00:00+00:00"}, "endsAt"),
+        ({"startsAt": "2026-12-01T10:00:00"}, "startsAt"),
+        ({"stock": 2}, "stock"),
+        ({"pickupDate": "2020-01-01"}, "pickupDate"),
+    ],
+)
 async def test_a_campaign_that_does_not_add_up_is_refused(client, demo, changes, field):
     hq = await staff_login(client, "hq")
     response = await client.post(ADMIN, headers=hq, json=campaign_body(demo, **changes))
@@ -66,13 +82,26 @@ async def test_a_campaign_that_does_not_add_up_is_refused(client, demo, changes,
     assert await Campaign.count() == 0 and await CampaignStore.count() == 0
 
 
-@pytest.mark.parametrize("changes", [
-    {"groupSize": 1}, {"groupSize": 51}, {"groupTtlMinutes": 60}, {"groupTtlMinutes": 7 * 1440 + 1},
-    {"priceFen": 0}, {"priceFen": 99.5}, {"stock": 0}, {"perMemberLimit": 0}, {"paymentWindowMinutes": 0},
-    {"productImage": "https://evil.example.com/x.jpg"}, {"productImage": "../../etc/passwd"},
-    {"productImage": "durian/../../etc/passwd"}, {"productImage": "/etc/passwd"},
-    {"stockLeft": 5}, {"title": ""},
-])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"groupSize": 1},
+        {"groupSize": 51},
+        {"groupTtlMinutes": 60},
+        {"groupTtlMinutes": 7 * 1440 + 1},
+        {"priceFen": 0},
+        {"priceFen": 99.5},
+        {"stock": 0},
+        {"perMemberLimit": 0},
+        {"paymentWindowMinutes": 0},
+        {"productImage": "https://evil.example.com/x.jpg"},
+        {"productImage": "../../etc/passwd"},
+        {"productImage": "durian/../../etc/passwd"},
+        {"productImage": "/etc/passwd"},
+        {"stockLeft": 5},
+        {"title": ""},
+    ],
+)
 async def test_malformed_campaigns_are_refused_by_the_schema(client, demo, changes):
     hq = await staff_login(client, "hq")
     response = await client.post(ADMIN, headers=hq, json=campaign_body(demo, **changes))

@@ -11,7 +11,7 @@ from tests.groupbuy.test_seats import join, new_campaign, open_group, shoppers
 
 
 async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client, demo):
-    await Store.update({Store.name: "=HYPERLINK(\"x\") 旗舰店"}).where(Store.id == demo["S002"])
+    await Store.update({Store.name: '=HYPERLINK("x") 旗舰店'}).where(Store.id == demo["S002"])
     campaign = await new_campaign(client, demo, groupSize=2, perMemberLimit=3)
     a, b, c, d = await shoppers(client, 4, prefix="oDemand")
     # A group that succeeded: 2 units at S001, 1 at S002; the S001 order is picked up.
@@ -20,8 +20,11 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     for order in (full["order"], other["order"]):
         await confirm(client, order["outTradeNo"])
     code = (await Seat.select(Seat.pickup_code).where(Seat.id == full["order"]["id"]).first())["pickup_code"]
-    picked = await client.post("/api/v1/cashier/pickups", headers=await staff_login(client, "cashier1"),
-                               json={"storeId": demo["S001"], "pickupCode": code})
+    picked = await client.post(
+        "/api/v1/cashier/pickups",
+        headers=await staff_login(client, "cashier1"),
+        json={"storeId": demo["S001"], "pickupCode": code},
+    )
     assert picked.status_code == 200
     # A group still forming: 3 units paid at S002 and 1 unpaid at S001.
     forming = (await open_group(client, c, campaign["id"], demo["S002"], quantity=3)).json()
@@ -31,8 +34,9 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     hq = await staff_login(client, "hq")
     url = f"/api/v1/admin/groupbuy/campaigns/{campaign['id']}/demand"
     report = (await client.get(url, headers=hq)).json()
-    by_store = {row["storeCode"]: (row["firmUnits"], row["tentativeUnits"], row["pickedUpUnits"])
-                for row in report["rows"]}
+    by_store = {
+        row["storeCode"]: (row["firmUnits"], row["tentativeUnits"], row["pickedUpUnits"]) for row in report["rows"]
+    }
     assert by_store == {"S001": (2, 1, 2), "S002": (1, 3, 0)}
     assert report["totals"] == {"firmUnits": 3, "tentativeUnits": 4, "pickedUpUnits": 2, "virtualSeats": 0}
     assert {row["pickupDate"] for row in report["rows"]} == {campaign["pickupDate"]}
@@ -43,7 +47,7 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     lines = list(csv.reader(io.StringIO(sheet.content.decode("utf-8-sig"))))
     assert lines[0][0].startswith("门店编码")
     assert lines[1][:2] == ["S001", "Store S001"] and lines[1][3:] == ["2", "1", "2", "0"]
-    assert lines[2][1] == "'=HYPERLINK(\"x\") 旗舰店"  # shown as text, never run as a formula
+    assert lines[2][1] == '\'=HYPERLINK("x") 旗舰店'  # shown as text, never run as a formula
     assert lines[-1][3:] == ["3", "4", "2", "0"]
 
 

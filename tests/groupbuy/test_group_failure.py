@@ -33,26 +33,29 @@ async def failing_group(client, demo) -> dict:
 async def assert_settled_once(group_id: int, paid: list[dict], waiting: dict) -> None:
     group = await Group.select(Group.status, Group.settled_at, Group.seats_taken).where(Group.id == group_id).first()
     assert group["status"] == "failed" and group["settled_at"] is not None
-    refunds = await SandboxRefund.select(SandboxRefund.out_trade_no, SandboxRefund.amount_fen,
-                                         SandboxRefund.out_refund_no).order_by(SandboxRefund.out_trade_no)
+    refunds = await SandboxRefund.select(
+        SandboxRefund.out_trade_no, SandboxRefund.amount_fen, SandboxRefund.out_refund_no
+    ).order_by(SandboxRefund.out_trade_no)
     # Each member's own payment goes back, once, under its own number: never the leader's order for everyone.
     assert sorted((r["out_trade_no"], r["amount_fen"]) for r in refunds) == sorted(
-        (o["outTradeNo"], o["amountFen"]) for o in paid)
+        (o["outTradeNo"], o["amountFen"]) for o in paid
+    )
     assert {r["out_refund_no"] for r in refunds} == {
-        out_refund_no(o["outTradeNo"], "groupbuy:group_failed") for o in paid}
+        out_refund_no(o["outTradeNo"], "groupbuy:group_failed") for o in paid
+    }
     statuses = {row["id"]: row["status"] for row in await Seat.select(Seat.id, Seat.status)}
     assert [statuses[o["id"]] for o in paid] == ["refunded", "refunded"]
     assert statuses[waiting["id"]] == "expired"
-    trade = await SandboxTrade.select(SandboxTrade.state).where(
-        SandboxTrade.out_trade_no == waiting["outTradeNo"]).first()
+    trade = (
+        await SandboxTrade.select(SandboxTrade.state).where(SandboxTrade.out_trade_no == waiting["outTradeNo"]).first()
+    )
     assert trade["state"] == "CLOSED"
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 30
     assert sum(row["units"] for row in await MemberUnits.select(MemberUnits.units)) == 0
     assert await SeatRefund.count() == 2
 
 
-async def test_a_group_missing_its_deadline_refunds_every_paid_member_once(client, demo, sandbox_provider,
-                                                                           settings):
+async def test_a_group_missing_its_deadline_refunds_every_paid_member_once(client, demo, sandbox_provider, settings):
     case = await failing_group(client, demo)
     policy = CheckoutPolicy.from_settings(settings)
     await sweep_once(provider=sandbox_provider, checkout=policy)

@@ -45,7 +45,7 @@ async def test_a_group_whose_every_seat_is_paid_succeeds_with_pickup_codes(clien
 
 async def test_duplicate_seat_notifications_count_the_seat_once(client, demo, settings):
     campaign = await new_campaign(client, demo, groupSize=3)
-    leader, = await shoppers(client, 1, prefix="oDupSeat")
+    (leader,) = await shoppers(client, 1, prefix="oDupSeat")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     await confirm(client, opened["order"]["outTradeNo"], deliverNotification=False)
     notifier = SandboxNotifier(load_sandbox_keys(settings.var_dir, settings.secret_key), url="")
@@ -55,8 +55,9 @@ async def test_duplicate_seat_notifications_count_the_seat_once(client, demo, se
     answers += [await post(client, sealed(notifier, trade)) for _ in range(2)]
     assert [a.status_code for a in answers] == [204] * 5
     assert (await Group.select(Group.seats_paid).first())["seats_paid"] == 1
-    short = await post(client, sealed(notifier, trade, amount={"total": opened["order"]["amountFen"] - 1,
-                                                               "currency": "CNY"}))
+    short = await post(
+        client, sealed(notifier, trade, amount={"total": opened["order"]["amountFen"] - 1, "currency": "CNY"})
+    )
     assert (short.status_code, short.json()["code"]) == (400, "payments.amount_mismatch")
 
 
@@ -75,8 +76,11 @@ async def test_an_unpaid_seat_expires_and_gives_everything_back(client, demo, sa
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 29
     units = await MemberUnits.select(MemberUnits.units).where(MemberUnits.member == friend["member"]["id"]).first()
     assert units["units"] == 0
-    trade = await SandboxTrade.select(SandboxTrade.state).where(
-        SandboxTrade.out_trade_no == joined["order"]["outTradeNo"]).first()
+    trade = (
+        await SandboxTrade.select(SandboxTrade.state)
+        .where(SandboxTrade.out_trade_no == joined["order"]["outTradeNo"])
+        .first()
+    )
     assert trade["state"] == "CLOSED"  # closed at WeChat Pay: no money can land on the expired seat
     late = await client.post(f"/api/v1/sandbox/payments/{joined['order']['outTradeNo']}/confirm")
     assert late.status_code == 409
@@ -84,13 +88,15 @@ async def test_an_unpaid_seat_expires_and_gives_everything_back(client, demo, sa
     assert again.status_code == 201, again.text
     # The leader's seat is not due: untouched.
     assert (await Seat.select(Seat.status).where(Seat.id == opened["order"]["id"]).first())["status"] == (
-        "pending_payment")
+        "pending_payment"
+    )
 
 
-async def test_a_seat_paid_in_time_is_not_expired_though_its_notification_was_lost(client, demo, sandbox_provider,
-                                                                                   settings):
+async def test_a_seat_paid_in_time_is_not_expired_though_its_notification_was_lost(
+    client, demo, sandbox_provider, settings
+):
     campaign = await new_campaign(client, demo, groupSize=2)
-    leader, = await shoppers(client, 1, prefix="oInTime")
+    (leader,) = await shoppers(client, 1, prefix="oInTime")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     await confirm(client, opened["order"]["outTradeNo"], deliverNotification=False)
     await Seat.update({Seat.pay_by: utcnow() - timedelta(seconds=1)}).where(Seat.id == opened["order"]["id"])
@@ -120,8 +126,9 @@ async def test_a_pickup_code_works_once_and_only_at_its_own_store(client, demo):
     cashier1, cashier2 = await staff_login(client, "cashier1"), await staff_login(client, "cashier2")
 
     async def pick(headers, store: str, code: str):
-        return await client.post("/api/v1/cashier/pickups", headers=headers,
-                                 json={"storeId": demo[store], "pickupCode": code})
+        return await client.post(
+            "/api/v1/cashier/pickups", headers=headers, json={"storeId": demo[store], "pickupCode": code}
+        )
 
     elsewhere = await pick(cashier2, "S002", at_s001["pickupCode"])  # a real code, at the wrong store
     assert (elsewhere.status_code, elsewhere.json()["code"]) == (404, "groupbuy.pickup_not_found")

@@ -30,13 +30,19 @@ async def shoppers(client, count: int, prefix: str = "oSeat") -> list[dict]:
 
 
 async def open_group(client, shopper, campaign_id: int, store_id: int, quantity: int = 1):
-    return await client.post(f"/api/v1/groupbuy/campaigns/{campaign_id}/groups", headers=shopper["headers"],
-                             json={"pickupStoreId": store_id, "quantity": quantity})
+    return await client.post(
+        f"/api/v1/groupbuy/campaigns/{campaign_id}/groups",
+        headers=shopper["headers"],
+        json={"pickupStoreId": store_id, "quantity": quantity},
+    )
 
 
 async def join(client, shopper, group_id: int, store_id: int, quantity: int = 1):
-    return await client.post(f"/api/v1/groupbuy/groups/{group_id}/orders", headers=shopper["headers"],
-                             json={"pickupStoreId": store_id, "quantity": quantity})
+    return await client.post(
+        f"/api/v1/groupbuy/groups/{group_id}/orders",
+        headers=shopper["headers"],
+        json={"pickupStoreId": store_id, "quantity": quantity},
+    )
 
 
 async def test_a_leader_opens_a_group_and_friends_join(client, demo):
@@ -63,10 +69,10 @@ async def test_two_hundred_concurrent_joins_never_take_more_than_the_stock(clien
     # would meanwhile be told sold out: never more seats than stock, but perhaps a unit left over.)
     campaign = await new_campaign(client, demo, stock=20, groupSize=20, perMemberLimit=1)
     members = await shoppers(client, 208, prefix="oFlash")
-    groups = [(await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]["id"]
-              for leader in members[:8]]  # 8 seats, and 12 units left for 200 attempts
-    answers = await asyncio.gather(*(join(client, m, groups[i % 8], demo["S001"])
-                                     for i, m in enumerate(members[8:])))
+    groups = [
+        (await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]["id"] for leader in members[:8]
+    ]  # 8 seats, and 12 units left for 200 attempts
+    answers = await asyncio.gather(*(join(client, m, groups[i % 8], demo["S001"]) for i, m in enumerate(members[8:])))
     codes = sorted(a.status_code for a in answers)
     seen = Counter((a.status_code, a.json().get("code")) for a in answers)
     assert codes.count(201) == 12 and codes.count(409) == 188, seen
@@ -92,9 +98,10 @@ async def test_five_members_racing_for_the_last_seat_one_gets_it(client, demo):
 
 async def test_the_per_member_limit_holds_under_concurrency(client, demo):
     campaign = await new_campaign(client, demo, perMemberLimit=3, groupSize=2, stock=100)
-    greedy, = await shoppers(client, 1, prefix="oGreedy")
-    answers = await asyncio.gather(*(open_group(client, greedy, campaign["id"], demo["S001"], quantity=2)
-                                     for _ in range(6)))
+    (greedy,) = await shoppers(client, 1, prefix="oGreedy")
+    answers = await asyncio.gather(
+        *(open_group(client, greedy, campaign["id"], demo["S001"], quantity=2) for _ in range(6))
+    )
     assert sorted(a.status_code for a in answers) == [201] + [409] * 5
     assert {a.json()["code"] for a in answers if a.status_code == 409} == {"groupbuy.member_limit"}
     assert (await MemberUnits.select(MemberUnits.units).first())["units"] == 2
@@ -106,7 +113,7 @@ async def test_the_per_member_limit_holds_under_concurrency(client, demo):
 
 async def test_one_live_seat_per_member_and_group(client, demo):
     campaign = await new_campaign(client, demo)
-    leader, = await shoppers(client, 1, prefix="oTwice")
+    (leader,) = await shoppers(client, 1, prefix="oTwice")
     group = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["group"]
     again = await asyncio.gather(*(join(client, leader, group["id"], demo["S001"]) for _ in range(3)))
     assert {(a.status_code, a.json()["code"]) for a in again} == {(409, "groupbuy.already_in_group")}
@@ -115,23 +122,27 @@ async def test_one_live_seat_per_member_and_group(client, demo):
     assert (await MemberUnits.select(MemberUnits.units).first())["units"] == 1
 
 
-@pytest.mark.parametrize("body, status, code", [
-    ({"pickupStoreId": 0}, 422, "request.invalid"),
-    ({"pickupStoreId": 1, "quantity": 0}, 422, "request.invalid"),
-    ({"pickupStoreId": 1, "extra": True}, 422, "request.invalid"),
-])
+@pytest.mark.parametrize(
+    "body, status, code",
+    [
+        ({"pickupStoreId": 0}, 422, "request.invalid"),
+        ({"pickupStoreId": 1, "quantity": 0}, 422, "request.invalid"),
+        ({"pickupStoreId": 1, "extra": True}, 422, "request.invalid"),
+    ],
+)
 async def test_bad_seat_requests_change_nothing(client, demo, body, status, code):
     campaign = await new_campaign(client, demo)
-    shopper, = await shoppers(client, 1, prefix="oBadSeat")
-    response = await client.post(f"/api/v1/groupbuy/campaigns/{campaign['id']}/groups", headers=shopper["headers"],
-                                 json=body)
+    (shopper,) = await shoppers(client, 1, prefix="oBadSeat")
+    response = await client.post(
+        f"/api/v1/groupbuy/campaigns/{campaign['id']}/groups", headers=shopper["headers"], json=body
+    )
     assert (response.status_code, response.json()["code"]) == (status, code)
     assert await Group.count() == 0 and await Seat.count() == 0
 
 
 async def test_seats_are_refused_where_the_campaign_does_not_allow_them(client, demo):
     campaign = await new_campaign(client, demo, pickupStoreIds=[demo["S001"]])
-    shopper, = await shoppers(client, 1, prefix="oRefused")
+    (shopper,) = await shoppers(client, 1, prefix="oRefused")
     wrong_store = await open_group(client, shopper, campaign["id"], demo["S003"])
     assert (wrong_store.status_code, wrong_store.json()["code"]) == (422, "groupbuy.pickup_store_invalid")
     missing = await open_group(client, shopper, 999999, demo["S001"])
@@ -141,8 +152,11 @@ async def test_seats_are_refused_where_the_campaign_does_not_allow_them(client, 
     await Campaign.update({Campaign.ends_at: Campaign.starts_at}).where(Campaign.id == campaign["id"])
     closed = await open_group(client, shopper, campaign["id"], demo["S001"])
     assert (closed.status_code, closed.json()["code"]) == (409, "groupbuy.campaign_closed")
-    staff = await client.post(f"/api/v1/groupbuy/campaigns/{campaign['id']}/groups",
-                              headers=await staff_login(client, "hq"), json={"pickupStoreId": demo["S001"]})
+    staff = await client.post(
+        f"/api/v1/groupbuy/campaigns/{campaign['id']}/groups",
+        headers=await staff_login(client, "hq"),
+        json={"pickupStoreId": demo["S001"]},
+    )
     assert staff.status_code == 403
     assert await Group.count() == 0 and await Seat.count() == 0 and await MemberUnits.count() == 0
 
@@ -170,26 +184,39 @@ class PrepayFails:
 
 async def test_a_seat_whose_payment_cannot_start_is_given_back(client, demo, sandbox_provider, settings):
     campaign = await new_campaign(client, demo)
-    leader, = await shoppers(client, 1, prefix="oNoPrepay")
+    (leader,) = await shoppers(client, 1, prefix="oNoPrepay")
     shopper_id = leader["member"]["id"]
     with pytest.raises(PaymentNotStarted):
-        await service.take_seat(member_id=shopper_id, campaign_id=campaign["id"], pickup_store_id=demo["S001"],
-                                quantity=1, provider=PrepayFails(sandbox_provider),
-                                policy=CheckoutPolicy.from_settings(settings), kv=MemoryKV())
+        await service.take_seat(
+            member_id=shopper_id,
+            campaign_id=campaign["id"],
+            pickup_store_id=demo["S001"],
+            quantity=1,
+            provider=PrepayFails(sandbox_provider),
+            policy=CheckoutPolicy.from_settings(settings),
+            kv=MemoryKV(),
+        )
     await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
     assert (await Seat.select(Seat.status).first())["status"] == "expired"
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 30
     assert (await Group.select(Group.seats_taken).first())["seats_taken"] == 0
 
 
-async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_database(client, demo,
-                                                                                      sandbox_provider, settings):
+async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_database(
+    client, demo, sandbox_provider, settings
+):
     campaign = await new_campaign(client, demo, stock=3, groupSize=3, perMemberLimit=1)
     members = await shoppers(client, 6, prefix="oGate")
     kv = kv_from_url(settings.redis_url, pool_size=4)
     gate = service._gate_key(campaign["id"])
-    call = {"campaign_id": campaign["id"], "pickup_store_id": demo["S001"], "quantity": 1,
-            "provider": sandbox_provider, "policy": CheckoutPolicy.from_settings(settings), "kv": kv}
+    call = {
+        "campaign_id": campaign["id"],
+        "pickup_store_id": demo["S001"],
+        "quantity": 1,
+        "provider": sandbox_provider,
+        "policy": CheckoutPolicy.from_settings(settings),
+        "kv": kv,
+    }
     try:
         for member in members[:3]:
             await service.take_seat(member_id=member["member"]["id"], **call)

@@ -42,8 +42,9 @@ def test_member_numbers_do_not_show_member_ids():
 def test_codes_rotate_and_differ_between_secrets():
     now = 1_700_000_000
     assert CODES.code_for(7, now=now)[0] != CODES.code_for(7, now=now + STEP_SECONDS)[0]
-    assert CODES.code_for(7, now=now)[0] != MemberCodes("another-secret-key-of-enough-length-00")\
-        .code_for(7, now=now)[0]
+    assert (
+        CODES.code_for(7, now=now)[0] != MemberCodes("another-secret-key-of-enough-length-00").code_for(7, now=now)[0]
+    )
 
 
 async def member_code(client, shopper) -> str:
@@ -59,12 +60,17 @@ async def test_the_till_identifies_the_member_once_per_code(client, demo, settin
     code = await member_code(client, shopper)
     found = await client.post(LOOKUP, json={"memberCode": code, "tillId": "T1"}, headers=cashier)
     assert found.status_code == 200, found.text
-    assert found.json() == {"memberId": shopper["member"]["id"], "nickname": "", "phoneMasked": None,
-                            "pointsBalance": 0}
+    assert found.json() == {
+        "memberId": shopper["member"]["id"],
+        "nickname": "",
+        "phoneMasked": None,
+        "pointsBalance": 0,
+    }
     replay = await client.post(LOOKUP, json={"memberCode": code, "tillId": "T1"}, headers=cashier)
     assert replay.status_code == 409 and replay.json()["code"] == "members.code_used"
-    other_till = await client.post(LOOKUP, json={"memberCode": code, "tillId": "T2"},
-                                   headers=await staff_login(client, "cashier2"))
+    other_till = await client.post(
+        LOOKUP, json={"memberCode": code, "tillId": "T2"}, headers=await staff_login(client, "cashier2")
+    )
     assert other_till.status_code == 409
 
 
@@ -88,16 +94,16 @@ async def test_a_thousand_guesses_find_no_one_and_end_in_429(client, demo):
     statuses = []
     for _ in range(1000):
         guess = "89" + "".join(rng.choice("0123456789") for _ in range(16))
-        statuses.append((await client.post(LOOKUP, json={"memberCode": guess, "tillId": "T9"},
-                                           headers=cashier)).status_code)
+        statuses.append(
+            (await client.post(LOOKUP, json={"memberCode": guess, "tillId": "T9"}, headers=cashier)).status_code
+        )
     assert 200 not in statuses
     assert statuses[:10] == [404] * 10 and set(statuses[10:]) == {429}
     refused = await client.post(LOOKUP, json={"memberCode": "89" + "0" * 16}, headers=cashier)
     assert refused.json()["code"] == "members.too_many_lookups" and int(refused.headers["retry-after"]) > 0
     # The guessing staff member is locked out at any till, even with a genuine code.
     genuine = await member_code(client, members[0])
-    assert (await client.post(LOOKUP, json={"memberCode": genuine, "tillId": "T3"}, headers=cashier)).status_code \
-        == 429
+    assert (await client.post(LOOKUP, json={"memberCode": genuine, "tillId": "T3"}, headers=cashier)).status_code == 429
 
 
 async def test_lookups_need_a_staff_token_and_a_well_formed_code(client, demo):
@@ -106,8 +112,13 @@ async def test_lookups_need_a_staff_token_and_a_well_formed_code(client, demo):
     assert (await client.post(LOOKUP, json={"memberCode": code})).status_code == 401
     assert (await client.post(LOOKUP, json={"memberCode": code}, headers=shopper["headers"])).status_code == 403
     cashier = await staff_login(client, "cashier1")
-    for body in ({"memberCode": code[:-1]}, {"memberCode": "x" * 18}, {"memberCode": int(code)}, {},
-                 {"memberCode": code, "memberId": 1}):
+    for body in (
+        {"memberCode": code[:-1]},
+        {"memberCode": "x" * 18},
+        {"memberCode": int(code)},
+        {},
+        {"memberCode": code, "memberId": 1},
+    ):
         response = await client.post(LOOKUP, json=body, headers=cashier)
         assert response.status_code == 422, body
     assert (await client.post(LOOKUP, json={"memberCode": code}, headers=cashier)).status_code == 200

@@ -21,36 +21,51 @@ async def phone_code(client, phone: str, **extra) -> str:
 
 
 async def lots_of(member_id: int) -> list[tuple[int, object, int | None]]:
-    rows = await PointsLot.select(PointsLot.remaining, PointsLot.expires_at, PointsLot.store).where(
-        (PointsLot.member == member_id) & PointsLot.expired_at.is_null()).order_by(PointsLot.expires_at)
+    rows = (
+        await PointsLot.select(PointsLot.remaining, PointsLot.expires_at, PointsLot.store)
+        .where((PointsLot.member == member_id) & PointsLot.expired_at.is_null())
+        .order_by(PointsLot.expires_at)
+    )
     return sorted((r["remaining"], r["expires_at"], r["store"]) for r in rows)
 
 
 async def test_till_member_binding_a_phone_another_member_holds_becomes_one_member(client, demo, settings):
     # The older member: enrolled in the mini-program, bound the phone, earned at two stores months apart.
     older = await member_login(client)
-    bound = await client.post("/api/v1/me/phone", json={"code": await phone_code(client, "13800138000")},
-                              headers=older["headers"])
+    bound = await client.post(
+        "/api/v1/me/phone", json={"code": await phone_code(client, "13800138000")}, headers=older["headers"]
+    )
     assert bound.status_code == 200 and bound.json()["phoneMasked"] == "138****8000"
     older_id = older["member"]["id"]
-    await points.earn(older_id, 300, store_id=demo["S001"], source_type="order", source_id="o-old",
-                      idempotency_key="o-old:earn", now=utcnow() - timedelta(days=200))
-    await points.earn(older_id, 50, store_id=demo["S002"], source_type="order", source_id="o-mid",
-                      idempotency_key="o-mid:earn")
+    await points.earn(
+        older_id,
+        300,
+        store_id=demo["S001"],
+        source_type="order",
+        source_id="o-old",
+        idempotency_key="o-old:earn",
+        now=utcnow() - timedelta(days=200),
+    )
+    await points.earn(
+        older_id, 50, store_id=demo["S002"], source_type="order", source_id="o-mid", idempotency_key="o-mid:earn"
+    )
     # The newer member: enrolled at a till by openid, earned there.
     session = WeChatSession(app_id=settings.wechat_app_id, openid="oTillShopper000000000000001", unionid=None)
-    till_id, is_new = await members.find_or_enrol_wechat_member(session, channel=EnrolmentChannel.cashier,
-                                                                store_id=demo["S003"])
+    till_id, is_new = await members.find_or_enrol_wechat_member(
+        session, channel=EnrolmentChannel.cashier, store_id=demo["S003"]
+    )
     assert is_new
-    await points.earn(till_id, 120, store_id=demo["S003"], source_type="order", source_id="o-till",
-                      idempotency_key="o-till:earn")
+    await points.earn(
+        till_id, 120, store_id=demo["S003"], source_type="order", source_id="o-till", idempotency_key="o-till:earn"
+    )
     lots_before = await lots_of(older_id) + await lots_of(till_id)
 
     # Later the till shopper opens the mini-program (same openid) and binds the same phone.
     newer = await member_login(client, openid="oTillShopper000000000000001")
     assert newer["member"]["id"] == till_id and newer["isNew"] is False
-    response = await client.post("/api/v1/me/phone", json={"code": await phone_code(client, "13800138000")},
-                                 headers=newer["headers"])
+    response = await client.post(
+        "/api/v1/me/phone", json={"code": await phone_code(client, "13800138000")}, headers=newer["headers"]
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == older_id and body["pointsBalance"] == 470 and body["accessToken"]
@@ -62,8 +77,9 @@ async def test_till_member_binding_a_phone_another_member_holds_becomes_one_memb
     audit = await MemberMerge.select().first()
     assert (audit["survivor"], audit["merged"], audit["reason"]) == (older_id, till_id, "phone")
     assert (audit["points_moved"], audit["lots_moved"], audit["identities_moved"]) == (120, 1, 1)
-    kinds = sorted(r["kind"] for r in await MemberIdentity.select(MemberIdentity.kind).where(
-        MemberIdentity.member == older_id))
+    kinds = sorted(
+        r["kind"] for r in await MemberIdentity.select(MemberIdentity.kind).where(MemberIdentity.member == older_id)
+    )
     assert kinds == sorted([IdentityKind.phone, IdentityKind.wechat_openid, IdentityKind.wechat_openid])
     # A refund of the till order after the merge claws back from the survivor.
     await points.reverse("order", "o-till", refunded=1, of=1, idempotency_key="refund-o-till")
@@ -103,16 +119,19 @@ async def test_hq_merges_once_and_refuses_what_makes_no_sense(client, demo):
     assert first.status_code == 200 and first.json()["pointsBalance"] == 40
     again = await client.post(MERGE, json={"survivorId": a, "mergedId": b}, headers=hq)
     assert again.status_code == 200 and again.json() == first.json()
-    for body, status, code in (({"survivorId": c, "mergedId": b}, 409, "members.already_merged"),
-                               ({"survivorId": b, "mergedId": c}, 409, "members.already_merged"),
-                               ({"survivorId": a, "mergedId": a}, 422, "members.merge_self"),
-                               ({"survivorId": a, "mergedId": 999999}, 404, "members.not_found"),
-                               ({"survivorId": a}, 422, "request.invalid")):
+    for body, status, code in (
+        ({"survivorId": c, "mergedId": b}, 409, "members.already_merged"),
+        ({"survivorId": b, "mergedId": c}, 409, "members.already_merged"),
+        ({"survivorId": a, "mergedId": a}, 422, "members.merge_self"),
+        ({"survivorId": a, "mergedId": 999999}, 404, "members.not_found"),
+        ({"survivorId": a}, 422, "request.invalid"),
+    ):
         response = await client.post(MERGE, json=body, headers=hq)
         assert (response.status_code, response.json()["code"]) == (status, code), body
     for who in ("cashier1", "manager1"):
-        assert (await client.post(MERGE, json={"survivorId": a, "mergedId": c},
-                                  headers=await staff_login(client, who))).status_code == 403
+        assert (
+            await client.post(MERGE, json={"survivorId": a, "mergedId": c}, headers=await staff_login(client, who))
+        ).status_code == 403
     assert await MemberMerge.count() == 1 and await points.balance_of(a) == (40, 0)
 
 
@@ -128,5 +147,5 @@ async def test_concurrent_merges_fold_each_member_once_and_never_in_a_cycle(clie
     survivors = await Member.select(Member.id).where(Member.status == "active")
     assert len(survivors) == 1
     assert await points.balance_of(survivors[0]["id"]) == (30, 0)
-    winner = (await MemberMerge.select().first())
+    winner = await MemberMerge.select().first()
     assert all(r.json()["id"] == winner["survivor"] for r in responses if r.status_code == 200)

@@ -23,8 +23,16 @@ async def test_first_login_enrols_and_me_answers(client):
     me = await client.get("/api/v1/me", headers=body["headers"])
     assert me.status_code == 200
     assert me.json() == body["member"]
-    assert set(me.json()) == {"id", "nickname", "avatarUrl", "phoneMasked", "pointsBalance", "enrolledStoreId",
-                              "enrolledVia", "createdAt"}
+    assert set(me.json()) == {
+        "id",
+        "nickname",
+        "avatarUrl",
+        "phoneMasked",
+        "pointsBalance",
+        "enrolledStoreId",
+        "enrolledVia",
+        "createdAt",
+    }
 
 
 async def test_same_openid_is_the_same_member(client):
@@ -74,18 +82,29 @@ async def test_me_needs_a_valid_member_token(client, demo, settings):
     refused = await client.get("/api/v1/me", headers=staff)
     assert refused.status_code == 403 and refused.json()["code"] == "auth.forbidden"
     body = await member_login(client)
-    forged = jwt.encode({"iss": "mall", "sub": f"member:{body['member']['id']}", "iat": 1, "exp": 9999999999},
-                        "a-different-secret-key-of-enough-length", algorithm="HS256")
+    forged = jwt.encode(
+        {"iss": "mall", "sub": f"member:{body['member']['id']}", "iat": 1, "exp": 9999999999},
+        "a-different-secret-key-of-enough-length",
+        algorithm="HS256",
+    )
     assert (await client.get("/api/v1/me", headers={"Authorization": f"Bearer {forged}"})).status_code == 401
-    expired = jwt.encode({"iss": "mall", "sub": f"member:{body['member']['id']}", "iat": 1, "exp": 2},
-                         settings.secret_key, algorithm="HS256")
+    expired = jwt.encode(
+        {"iss": "mall", "sub": f"member:{body['member']['id']}", "iat": 1, "exp": 2},
+        settings.secret_key,
+        algorithm="HS256",
+    )
     response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {expired}"})
     assert response.status_code == 401 and "expired" in response.json()["message"]
 
 
 async def test_bad_login_bodies(client):
-    for body in ({}, {"code": ""}, {"code": "x" * 200}, {"code": "abc", "scene": "not a scene!"},
-                 {"code": "abc", "openid": "oInjected"}):
+    for body in (
+        {},
+        {"code": ""},
+        {"code": "x" * 200},
+        {"code": "abc", "scene": "not a scene!"},
+        {"code": "abc", "openid": "oInjected"},
+    ):
         response = await client.post(LOGIN, json=body)
         assert response.status_code == 422, body
     assert await Member.count() == 0

@@ -12,8 +12,11 @@ from backend.members.tables import IdentityKind, Member, MemberIdentity
 
 APP_ID, APP_SECRET = "wx0123456789abcdef", "s" * 32
 ANSWERS = {
-    "good-code": {"openid": "oRealWeChat00000000000000001", "session_key": "SECRET-SESSION-KEY",
-                  "unionid": "uRealWeChat0000000000000001"},
+    "good-code": {
+        "openid": "oRealWeChat00000000000000001",
+        "session_key": "SECRET-SESSION-KEY",
+        "unionid": "uRealWeChat0000000000000001",
+    },
     "used-code": {"errcode": 40163, "errmsg": "code been used"},
     "bad-code": {"errcode": 40029, "errmsg": "invalid code"},
     "busy-code": {"errcode": 45011, "errmsg": "api minute-quota reach limit"},
@@ -25,7 +28,10 @@ ANSWERS = {
 def code2session(request: Request) -> dict:
     params = request.query_params
     if (params.get("appid"), params.get("secret"), params.get("grant_type")) != (
-            APP_ID, APP_SECRET, "authorization_code"):
+        APP_ID,
+        APP_SECRET,
+        "authorization_code",
+    ):
         return {"errcode": 40013, "errmsg": "invalid appid"}
     return ANSWERS.get(params.get("js_code"), {"errcode": 40029, "errmsg": "invalid code"})
 
@@ -33,10 +39,18 @@ def code2session(request: Request) -> dict:
 TOKENS_ISSUED: list[str] = []
 REVOKED: set[str] = set()
 PHONES = {
-    "phone-ours": {"phoneNumber": "13700137000", "purePhoneNumber": "13700137000", "countryCode": "86",
-                   "watermark": {"timestamp": 1, "appid": APP_ID}},
-    "phone-foreign": {"phoneNumber": "13600136000", "purePhoneNumber": "13600136000", "countryCode": "86",
-                      "watermark": {"timestamp": 1, "appid": "wxForeignApp"}},
+    "phone-ours": {
+        "phoneNumber": "13700137000",
+        "purePhoneNumber": "13700137000",
+        "countryCode": "86",
+        "watermark": {"timestamp": 1, "appid": APP_ID},
+    },
+    "phone-foreign": {
+        "phoneNumber": "13600136000",
+        "purePhoneNumber": "13600136000",
+        "countryCode": "86",
+        "watermark": {"timestamp": 1, "appid": "wxForeignApp"},
+    },
 }
 
 
@@ -61,8 +75,15 @@ def phone_number(request: Request, data: JSONBody[dict]) -> dict:
 
 @pytest.fixture(scope="module")
 def fake_wechat():
-    server = uvicorn.Server(uvicorn.Config(Litestar([code2session, access_token, phone_number]), host="127.0.0.1",
-                                           port=0, log_level="error", lifespan="off"))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Litestar([code2session, access_token, phone_number]),
+            host="127.0.0.1",
+            port=0,
+            log_level="error",
+            lifespan="off",
+        )
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     while not server.started:
@@ -75,8 +96,9 @@ def fake_wechat():
 
 @pytest.fixture
 def wechat_client(make_client, fake_wechat, wechatpay_credentials):
-    return make_client(**wechatpay_credentials, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
-                       wechat_api_base=fake_wechat)
+    return make_client(
+        **wechatpay_credentials, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET, wechat_api_base=fake_wechat
+    )
 
 
 async def test_good_code_logs_in_and_session_key_stays_on_the_server(wechat_client):
@@ -89,12 +111,15 @@ async def test_good_code_logs_in_and_session_key_stays_on_the_server(wechat_clie
         assert me.json()["id"] == response.json()["member"]["id"]
 
 
-@pytest.mark.parametrize(("code", "status", "error"), [
-    ("used-code", 401, "auth.invalid_code"),
-    ("bad-code", 401, "auth.invalid_code"),
-    ("busy-code", 429, "auth.wechat_rate_limited"),
-    ("system-code", 502, "auth.wechat_unavailable"),
-])
+@pytest.mark.parametrize(
+    ("code", "status", "error"),
+    [
+        ("used-code", 401, "auth.invalid_code"),
+        ("bad-code", 401, "auth.invalid_code"),
+        ("busy-code", 429, "auth.wechat_rate_limited"),
+        ("system-code", 502, "auth.wechat_unavailable"),
+    ],
+)
 async def test_wechat_refusals_map_to_clear_errors(wechat_client, code, status, error):
     async with wechat_client as client:
         response = await client.post("/api/v1/auth/miniprogram/login", json={"code": code})
@@ -104,8 +129,12 @@ async def test_wechat_refusals_map_to_clear_errors(wechat_client, code, status, 
 
 
 async def test_wechat_unreachable_is_502(make_client, unused_tcp_port, wechatpay_credentials):
-    async with make_client(**wechatpay_credentials, wechat_app_id=APP_ID, wechat_app_secret=APP_SECRET,
-                           wechat_api_base=f"http://127.0.0.1:{unused_tcp_port}") as client:
+    async with make_client(
+        **wechatpay_credentials,
+        wechat_app_id=APP_ID,
+        wechat_app_secret=APP_SECRET,
+        wechat_api_base=f"http://127.0.0.1:{unused_tcp_port}",
+    ) as client:
         response = await client.post("/api/v1/auth/miniprogram/login", json={"code": "good-code"})
         assert response.status_code == 502 and response.json()["code"] == "auth.wechat_unavailable"
 

@@ -39,8 +39,9 @@ def new_key() -> RSAPrivateKey:
 
 
 def private_pem(key: RSAPrivateKey) -> bytes:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def public_pem(key: RSAPublicKey) -> bytes:
@@ -51,9 +52,16 @@ def certificate_pem(key: RSAPrivateKey) -> tuple[str, bytes]:
     """A platform certificate as the merchant downloads it: answers its serial (upper hex) and PEM."""
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Tenpay.com Root CA")])
     now = datetime.now(UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - timedelta(days=1))
-            .not_valid_after(now + timedelta(days=365)).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=365))
+        .sign(key, hashes.SHA256())
+    )
     return format(cert.serial_number, "X").upper(), cert.public_bytes(serialization.Encoding.PEM)
 
 
@@ -109,15 +117,20 @@ class FakeWeChatPay:
         headers = {k.decode().lower(): v.decode() for k, v in scope["headers"]}
         url = scope["path"] + (("?" + scope["query_string"].decode()) if scope["query_string"] else "")
         try:
-            verify_request(headers.get("authorization", ""), method=scope["method"], url=url, body=body,
-                           merchant_keys={MERCHANT_SERIAL: self.merchant_key}, now=int(time.time()))
+            verify_request(
+                headers.get("authorization", ""),
+                method=scope["method"],
+                url=url,
+                body=body,
+                merchant_keys={MERCHANT_SERIAL: self.merchant_key},
+                now=int(time.time()),
+            )
         except VerificationFailed as error:
             self.rejected.append(error.reason)
             return await self._answer(send, 401, {"code": "SIGN_ERROR", "message": error.reason})
         payload = json.loads(body) if body else {}
         self.requests.append((scope["method"], scope["path"], payload))
-        status, answer = self._route(scope["method"], scope["path"], parse_qs(scope["query_string"].decode()),
-                                     payload)
+        status, answer = self._route(scope["method"], scope["path"], parse_qs(scope["query_string"].decode()), payload)
         await self._answer(send, status, answer)
 
     async def _answer(self, send, status: int, answer: dict | None) -> None:
@@ -125,17 +138,24 @@ class FakeWeChatPay:
         key = new_key() if self.forge_answers else self.platform_key
         timestamp = int(time.time()) - (600 if self.stale_answers else 0)
         headers = signed_headers(key, self.platform_serial, body, timestamp=timestamp, nonce=secrets.token_hex(16))
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode(), v.encode()) for k, v in
-                                {**headers, "Content-Type": "application/json"}.items()]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (k.encode(), v.encode()) for k, v in {**headers, "Content-Type": "application/json"}.items()
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     def _route(self, method: str, path: str, query: dict, body: dict) -> tuple[int, dict | None]:
         if (method, path) == ("POST", "/v3/pay/transactions/codepay"):
             return self._codepay(body)
         if (method, path) == ("POST", "/v3/pay/transactions/jsapi"):
-            trade = Trade(body["out_trade_no"], body["amount"]["total"], body["payer"]["openid"], "NOTPAY",
-                          trade_type="JSAPI")
+            trade = Trade(
+                body["out_trade_no"], body["amount"]["total"], body["payer"]["openid"], "NOTPAY", trade_type="JSAPI"
+            )
             self.trades.setdefault(trade.out_trade_no, trade)
             return 200, {"prepay_id": "wx" + secrets.token_hex(16)}
         if match := re.fullmatch(r"/v3/pay/transactions/out-trade-no/(\w+)(/reverse|/close)?", path):
@@ -161,16 +181,22 @@ class FakeWeChatPay:
             return 200, self.transaction(trade)
         if (method, path) == ("POST", "/v3/refund/domestic/refunds"):
             trade = self.trades.get(body["out_trade_no"])
-            if trade is None or trade.state not in ("SUCCESS", "REFUND") \
-                    or trade.refunded + body["amount"]["refund"] > trade.amount:
+            if (
+                trade is None
+                or trade.state not in ("SUCCESS", "REFUND")
+                or trade.refunded + body["amount"]["refund"] > trade.amount
+            ):
                 return 400, {"code": "INVALID_REQUEST", "message": "not refundable"}
             if body["out_refund_no"] not in self.refunds:
                 trade.refunded += body["amount"]["refund"]
                 trade.state = "REFUND"
                 self.refunds[body["out_refund_no"]] = {
-                    "refund_id": "50" + secrets.token_hex(14)[:27], "out_refund_no": body["out_refund_no"],
-                    "out_trade_no": trade.out_trade_no, "status": self.refund_status,
-                    "amount": {"refund": body["amount"]["refund"], "total": trade.amount}}
+                    "refund_id": "50" + secrets.token_hex(14)[:27],
+                    "out_refund_no": body["out_refund_no"],
+                    "out_trade_no": trade.out_trade_no,
+                    "status": self.refund_status,
+                    "amount": {"refund": body["amount"]["refund"], "total": trade.amount},
+                }
             return 200, self.refunds[body["out_refund_no"]]
         if match := re.fullmatch(r"/v3/refund/domestic/refunds/(\w+)", path):
             refund = self.refunds.get(match[1])
@@ -196,8 +222,14 @@ class FakeWeChatPay:
         return 202, {"code": "USERPAYING", "message": "waiting for the password"}
 
     def transaction(self, trade: Trade) -> dict:
-        answer = {"appid": APPID, "mchid": MCHID, "out_trade_no": trade.out_trade_no, "trade_state": trade.state,
-                  "trade_type": trade.trade_type, "amount": {"total": trade.amount, "currency": "CNY"}}
+        answer = {
+            "appid": APPID,
+            "mchid": MCHID,
+            "out_trade_no": trade.out_trade_no,
+            "trade_state": trade.state,
+            "trade_type": trade.trade_type,
+            "amount": {"total": trade.amount, "currency": "CNY"},
+        }
         if trade.state in ("SUCCESS", "REFUND"):
             answer.update({"transaction_id": trade.transaction_id, "payer": {"openid": trade.openid}})
         return answer
@@ -205,10 +237,18 @@ class FakeWeChatPay:
     def notification(self, trade: Trade) -> tuple[dict[str, str], bytes]:
         """TRANSACTION.SUCCESS, encrypted with the APIv3 key and signed, as WeChat Pay posts it."""
         return seal_notification(
-            private_key=self.platform_key, serial=self.platform_serial, api_v3_key=API_V3_KEY,
-            event_id=secrets.token_hex(16), event_type="TRANSACTION.SUCCESS", original_type="transaction",
-            payload=json.dumps(self.transaction(trade)).encode(), create_time=datetime.now(UTC).isoformat(),
-            timestamp=int(time.time()), nonce=secrets.token_hex(16), resource_nonce=secrets.token_hex(6))
+            private_key=self.platform_key,
+            serial=self.platform_serial,
+            api_v3_key=API_V3_KEY,
+            event_id=secrets.token_hex(16),
+            event_type="TRANSACTION.SUCCESS",
+            original_type="transaction",
+            payload=json.dumps(self.transaction(trade)).encode(),
+            create_time=datetime.now(UTC).isoformat(),
+            timestamp=int(time.time()),
+            nonce=secrets.token_hex(16),
+            resource_nonce=secrets.token_hex(6),
+        )
 
 
 @asynccontextmanager

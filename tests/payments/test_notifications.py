@@ -28,8 +28,11 @@ from backend.sweeper import sweep_once
 from tests.conftest import member_login
 
 NOTIFY = "/api/v1/payments/wechat/notify"
-FAST = {"store_payment_query_interval_seconds": 0.05, "store_payment_close_after_seconds": 1.0,
-        "refund_query_interval_seconds": 0.05}
+FAST = {
+    "store_payment_query_interval_seconds": 0.05,
+    "store_payment_close_after_seconds": 1.0,
+    "refund_query_interval_seconds": 0.05,
+}
 
 
 @pytest.fixture
@@ -50,8 +53,9 @@ def notifier(fast_settings) -> SandboxNotifier:
 
 
 async def pay_at_store(client, store_id: int, shopper: dict, amount: int = 2000, **extra) -> httpx.Response:
-    return await client.post(f"/api/v1/stores/{store_id}/payments", headers=shopper["headers"],
-                             json={"amountFen": amount, **extra})
+    return await client.post(
+        f"/api/v1/stores/{store_id}/payments", headers=shopper["headers"], json={"amountFen": amount, **extra}
+    )
 
 
 async def started_payment(client, demo, openid: str, amount: int = 2000) -> tuple[dict, dict]:
@@ -68,10 +72,13 @@ async def paid_trade(out_trade_no: str) -> dict:
     return trade
 
 
-def sealed(notifier: SandboxNotifier, trade: dict, *, timestamp: int | None = None,
-           **changes: object) -> tuple[dict, bytes]:
-    payload = {**transaction_payload(trade, mchid=notifier.keys.mchid, appid=Settings.from_env().wechat_app_id),
-               **changes}
+def sealed(
+    notifier: SandboxNotifier, trade: dict, *, timestamp: int | None = None, **changes: object
+) -> tuple[dict, bytes]:
+    payload = {
+        **transaction_payload(trade, mchid=notifier.keys.mchid, appid=Settings.from_env().wechat_app_id),
+        **changes,
+    }
     return notifier.seal("TRANSACTION.SUCCESS", "transaction", json.dumps(payload).encode(), timestamp=timestamp)
 
 
@@ -84,17 +91,20 @@ async def order_row(order_id: int) -> dict:
     return await cashier.get_order(order_id)
 
 
-async def test_a_store_code_payment_is_paid_by_the_notification_the_sandbox_sends(app_client, demo, notifier,
-                                                                                  fast_settings):
+async def test_a_store_code_payment_is_paid_by_the_notification_the_sandbox_sends(
+    app_client, demo, notifier, fast_settings
+):
     shopper, started = await started_payment(app_client, demo, "oStoreCode0000000000000001")
     assert (started["status"], started["paidFen"]) == ("paying", 2000)
     params = started["payParams"]
     assert params["appId"] == fast_settings.wechat_app_id and params["signType"] == "RSA"
     assert params["package"].startswith("prepay_id=wx")
-    message = pay_sign_message(app_id=params["appId"], timestamp=int(params["timeStamp"]), nonce=params["nonceStr"],
-                               package=params["package"])
-    notifier.keys.merchant_key.public_key().verify(base64.b64decode(params["paySign"]), message, padding.PKCS1v15(),
-                                                   hashes.SHA256())  # raises if the paySign is wrong
+    message = pay_sign_message(
+        app_id=params["appId"], timestamp=int(params["timeStamp"]), nonce=params["nonceStr"], package=params["package"]
+    )
+    notifier.keys.merchant_key.public_key().verify(
+        base64.b64decode(params["paySign"]), message, padding.PKCS1v15(), hashes.SHA256()
+    )  # raises if the paySign is wrong
     # The mini-program saying "paid" changes nothing: only WeChat Pay's word counts.
     assert (await order_row(started["orderId"]))["status"] == "paying"
 
@@ -151,17 +161,33 @@ def _tampered(notifier: SandboxNotifier, trade: dict, how: str) -> tuple[dict, b
         resource["associated_data"] = "refund"
     elif how == "wrong_api_v3_key":
         payload = json.dumps(transaction_payload(trade, mchid=keys.mchid, appid="x")).encode()
-        other = encrypt_resource(secrets.token_hex(16).encode(), payload, nonce=resource["nonce"],
-                                 associated_data="transaction")
+        other = encrypt_resource(
+            secrets.token_hex(16).encode(), payload, nonce=resource["nonce"], associated_data="transaction"
+        )
         resource["ciphertext"] = other.ciphertext
     body = json.dumps(envelope).encode()
-    return {**signed_headers(keys.platform_key, keys.platform_serial, body, timestamp=int(time.time()),
-                             nonce=secrets.token_hex(16)), "Content-Type": "application/json"}, body
+    return {
+        **signed_headers(
+            keys.platform_key, keys.platform_serial, body, timestamp=int(time.time()), nonce=secrets.token_hex(16)
+        ),
+        "Content-Type": "application/json",
+    }, body
 
 
-@pytest.mark.parametrize("how", ["stale_timestamp", "future_timestamp", "signature_probe", "reserialised_body",
-                                 "unknown_serial", "missing_signature", "flipped_ciphertext_bit",
-                                 "wrong_associated_data", "wrong_api_v3_key"])
+@pytest.mark.parametrize(
+    "how",
+    [
+        "stale_timestamp",
+        "future_timestamp",
+        "signature_probe",
+        "reserialised_body",
+        "unknown_serial",
+        "missing_signature",
+        "flipped_ciphertext_bit",
+        "wrong_associated_data",
+        "wrong_api_v3_key",
+    ],
+)
 async def test_a_notification_that_does_not_verify_changes_nothing(app_client, demo, notifier, how, caplog):
     shopper, started = await started_payment(app_client, demo, "oTampered00000000000000001")
     trade = await paid_trade(started["outTradeNo"])
@@ -176,14 +202,18 @@ async def test_a_notification_that_does_not_verify_changes_nothing(app_client, d
     assert (await order_row(started["orderId"]))["status"] == "paid"
 
 
-@pytest.mark.parametrize("change, code", [
-    ({"amount": {"total": 1999, "payer_total": 1999, "currency": "CNY"}}, "payments.amount_mismatch"),
-    ({"amount": {"total": 2001, "payer_total": 2001, "currency": "CNY"}}, "payments.amount_mismatch"),
-    ({"mchid": "1900000999"}, "payments.merchant_mismatch"),
-    ({"appid": "wx-someone-else"}, "payments.merchant_mismatch"),
-])
-async def test_a_verified_notification_that_disagrees_with_the_order_changes_nothing(app_client, demo, notifier,
-                                                                                     change, code, caplog):
+@pytest.mark.parametrize(
+    "change, code",
+    [
+        ({"amount": {"total": 1999, "payer_total": 1999, "currency": "CNY"}}, "payments.amount_mismatch"),
+        ({"amount": {"total": 2001, "payer_total": 2001, "currency": "CNY"}}, "payments.amount_mismatch"),
+        ({"mchid": "1900000999"}, "payments.merchant_mismatch"),
+        ({"appid": "wx-someone-else"}, "payments.merchant_mismatch"),
+    ],
+)
+async def test_a_verified_notification_that_disagrees_with_the_order_changes_nothing(
+    app_client, demo, notifier, change, code, caplog
+):
     shopper, started = await started_payment(app_client, demo, "oMismatch00000000000000001")
     trade = await paid_trade(started["outTradeNo"])
     response = await post(app_client, sealed(notifier, trade, **change))
@@ -203,17 +233,24 @@ async def test_a_float_or_string_amount_is_not_money(app_client, demo, notifier)
 
 
 async def test_a_notification_for_a_trade_we_do_not_have_is_refused(app_client, notifier):
-    trade = {"out_trade_no": "20261122000000NoSuchOrder0", "transaction_id": "4200000000000000000000000000",
-             "trade_type": "JSAPI", "openid": "oNobody", "amount_fen": 100}
+    trade = {
+        "out_trade_no": "20261122000000NoSuchOrder0",
+        "transaction_id": "4200000000000000000000000000",
+        "trade_type": "JSAPI",
+        "openid": "oNobody",
+        "amount_fen": 100,
+    }
     response = await post(app_client, sealed(notifier, trade))
     assert (response.status_code, response.json()["code"]) == (404, "payments.unknown_trade")
 
 
-async def test_a_lost_notification_still_ends_paid_by_the_sweepers_query(app_client, demo, fast_settings,
-                                                                          sandbox_provider):
+async def test_a_lost_notification_still_ends_paid_by_the_sweepers_query(
+    app_client, demo, fast_settings, sandbox_provider
+):
     shopper, started = await started_payment(app_client, demo, "oLostNotice000000000000001")
-    confirmed = await app_client.post(f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm",
-                                      json={"deliverNotification": False})
+    confirmed = await app_client.post(
+        f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm", json={"deliverNotification": False}
+    )
     assert confirmed.json()["notifyStatus"] is None
     assert (await order_row(started["orderId"]))["status"] == "paying"
     await asyncio.sleep(0.1)  # the next query is due
@@ -233,8 +270,9 @@ async def sweep_until(predicate, provider, settings, *, rounds: int = 60) -> Non
     raise AssertionError("the sweeper did not get there")
 
 
-async def test_an_unpaid_store_code_order_is_closed_and_its_points_come_back(app_client, demo, fast_settings,
-                                                                             sandbox_provider):
+async def test_an_unpaid_store_code_order_is_closed_and_its_points_come_back(
+    app_client, demo, fast_settings, sandbox_provider
+):
     shopper = await member_login(app_client, openid="oNeverPays0000000000000001")
     member_id = shopper["member"]["id"]
     await points.adjust(member_id, 300, reason="start", idempotency_key="start-300")
@@ -257,7 +295,8 @@ async def test_an_unpaid_store_code_order_is_closed_and_its_points_come_back(app
 async def keep_payable(out_trade_no: str) -> None:
     """The shopper opened WeChat's payment sheet before the deadline and is still in it."""
     await SandboxTrade.update({SandboxTrade.expires_at: SandboxTrade.expires_at + timedelta(minutes=5)}).where(
-        SandboxTrade.out_trade_no == out_trade_no)
+        SandboxTrade.out_trade_no == out_trade_no
+    )
 
 
 class CloseFails:
@@ -282,8 +321,9 @@ class PaidDuringClose(CloseFails):
         return await self._provider.close(out_trade_no)
 
 
-async def test_a_notification_for_a_closed_order_is_refunded_automatically(app_client, demo, fast_settings,
-                                                                           sandbox_provider):
+async def test_a_notification_for_a_closed_order_is_refunded_automatically(
+    app_client, demo, fast_settings, sandbox_provider
+):
     shopper, started = await started_payment(app_client, demo, "oPaysTooLate00000000000001")
 
     async def closed() -> bool:
@@ -296,7 +336,9 @@ async def test_a_notification_for_a_closed_order_is_refunded_automatically(app_c
     order = await order_row(started["orderId"])
     assert (order["status"], order["refunded_fen"], order["points_earned"]) == ("refunded", 2000, 0)
     assert await Refund.count() == 1 and (await Refund.select(Refund.status, Refund.kind).first()) == {
-        "status": "succeeded", "kind": "late_payment"}
+        "status": "succeeded",
+        "kind": "late_payment",
+    }
     trade = await SandboxTrade.select(SandboxTrade.state, SandboxTrade.refunded_fen).first()
     assert trade == {"state": "REFUND", "refunded_fen": 2000}
     # WeChat Pay notifies again: nothing more happens.
@@ -308,7 +350,8 @@ async def test_a_notification_for_a_closed_order_is_refunded_automatically(app_c
 
 
 async def test_a_payment_whose_notification_is_lost_after_a_failed_close_is_still_refunded(
-        app_client, demo, fast_settings, sandbox_provider):
+    app_client, demo, fast_settings, sandbox_provider
+):
     shopper, started = await started_payment(app_client, demo, "oLostAfterClose00000000001")
 
     async def cancelled() -> bool:
@@ -317,8 +360,9 @@ async def test_a_payment_whose_notification_is_lost_after_a_failed_close_is_stil
     await sweep_until(cancelled, CloseFails(sandbox_provider), fast_settings)
     assert (await order_row(started["orderId"]))["next_query_at"] is not None  # the close is still owed
     await keep_payable(started["outTradeNo"])
-    lost = await app_client.post(f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm",
-                                 json={"deliverNotification": False})
+    lost = await app_client.post(
+        f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm", json={"deliverNotification": False}
+    )
     assert lost.json()["notifyStatus"] is None
 
     async def refunded() -> bool:
@@ -353,13 +397,19 @@ async def test_bad_store_payments_are_refused_before_any_provider_call(app_clien
         (await pay_at_store(app_client, 999_999, shopper, 100), 404, "cashier.store_not_found"),
         (await pay_at_store(app_client, store, shopper, 100, pointsToRedeem=150), 422, "cashier.points_not_exact"),
         (await pay_at_store(app_client, store, shopper, 1000, pointsToRedeem=100), 409, "points.insufficient"),
-        (await app_client.post(f"/api/v1/stores/{store}/payments", json={"amountFen": 100}), 401,
-         "auth.unauthenticated"),
+        (
+            await app_client.post(f"/api/v1/stores/{store}/payments", json={"amountFen": 100}),
+            401,
+            "auth.unauthenticated",
+        ),
     ]
     for response, status, code in cases:
         assert (response.status_code, response.json()["code"]) == (status, code), response.text
     hq = await app_client.post("/api/v1/auth/staff/login", json={"username": "hq", "password": "correct-horse-battery"})
-    staff = await app_client.post(f"/api/v1/stores/{store}/payments", json={"amountFen": 100},
-                                  headers={"Authorization": f"Bearer {hq.json()['accessToken']}"})
+    staff = await app_client.post(
+        f"/api/v1/stores/{store}/payments",
+        json={"amountFen": 100},
+        headers={"Authorization": f"Bearer {hq.json()['accessToken']}"},
+    )
     assert staff.status_code == 403
     assert await SandboxTrade.count() == 0 and await Order.count() == 0

@@ -12,8 +12,9 @@ OPENID = "oSandboxWallet0000000000001"
 
 
 async def payment_code(client, scenario: str | None = None, openid: str = OPENID) -> str:
-    response = await client.post(f"/api/v1/sandbox/wallets/{openid}/payment-codes",
-                                  json={"scenario": scenario} if scenario else {})
+    response = await client.post(
+        f"/api/v1/sandbox/wallets/{openid}/payment-codes", json={"scenario": scenario} if scenario else {}
+    )
     assert response.status_code == 201, response.text
     code = response.json()["authCode"]
     assert classify_payment_code(code) == PaymentCodeKind.wechat

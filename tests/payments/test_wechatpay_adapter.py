@@ -44,14 +44,24 @@ def wechatpay_env(tmp_path, fake: FakeWeChatPay, *, mode: str = "public_key", **
         pem = public_pem(fake.platform_key.public_key())
     platform_file = tmp_path / "platform.pem"
     platform_file.write_bytes(pem)
-    return {**os.environ, "PAYMENT_PROVIDER": "wechatpay", "WECHAT_APP_ID": APPID, "WECHAT_APP_SECRET": "s" * 32,
-            "WECHATPAY_MCHID": MCHID, "WECHATPAY_SERIAL_NO": MERCHANT_SERIAL,
-            "WECHATPAY_PRIVATE_KEY_PATH": str(key_file),
-            "WECHATPAY_PLATFORM_KEYS": f"{fake.platform_serial}={platform_file}",
-            "WECHATPAY_API_V3_KEY": API_V3_KEY.decode(), "WECHATPAY_API_BASE": fake.base_url,
-            "PAYMENT_NOTIFY_URL": "https://shop.example.com/api/v1/payments/wechat/notify",
-            "MICROPAY_QUERY_INTERVAL_SECONDS": "0.05", "MICROPAY_TIMEOUT_SECONDS": "0.3",
-            "MICROPAY_INLINE_WAIT_SECONDS": "1", "REFUND_QUERY_INTERVAL_SECONDS": "0", **extra}
+    return {
+        **os.environ,
+        "PAYMENT_PROVIDER": "wechatpay",
+        "WECHAT_APP_ID": APPID,
+        "WECHAT_APP_SECRET": "s" * 32,
+        "WECHATPAY_MCHID": MCHID,
+        "WECHATPAY_SERIAL_NO": MERCHANT_SERIAL,
+        "WECHATPAY_PRIVATE_KEY_PATH": str(key_file),
+        "WECHATPAY_PLATFORM_KEYS": f"{fake.platform_serial}={platform_file}",
+        "WECHATPAY_API_V3_KEY": API_V3_KEY.decode(),
+        "WECHATPAY_API_BASE": fake.base_url,
+        "PAYMENT_NOTIFY_URL": "https://shop.example.com/api/v1/payments/wechat/notify",
+        "MICROPAY_QUERY_INTERVAL_SECONDS": "0.05",
+        "MICROPAY_TIMEOUT_SECONDS": "0.3",
+        "MICROPAY_INLINE_WAIT_SECONDS": "1",
+        "REFUND_QUERY_INTERVAL_SECONDS": "0",
+        **extra,
+    }
 
 
 @pytest.fixture
@@ -78,8 +88,11 @@ async def provider(wechatpay_settings):
 
 
 async def scan(client, headers, store_id: int, auth_code: str, key: str, amount: int = 1234):
-    return await client.post(ORDERS, headers=headers, json={"storeId": store_id, "amountFen": amount,
-                                                            "authCode": auth_code, "idempotencyKey": key})
+    return await client.post(
+        ORDERS,
+        headers=headers,
+        json={"storeId": store_id, "amountFen": amount, "authCode": auth_code, "idempotencyKey": key},
+    )
 
 
 async def test_a_checkout_signs_every_request_and_believes_only_signed_answers(till, fake, demo):
@@ -97,12 +110,15 @@ async def test_a_checkout_signs_every_request_and_believes_only_signed_answers(t
     assert await points.balance_of(order["memberId"]) == (24, 0)
 
 
-@pytest.mark.parametrize("behaviour, status, queries", [
-    ("userpaying_then_success", "paid", 2),
-    ("system_error_then_success", "paid", 1),
-    ("not_enough", "failed", 0),
-    ("invalid", "failed", 0),
-])
+@pytest.mark.parametrize(
+    "behaviour, status, queries",
+    [
+        ("userpaying_then_success", "paid", 2),
+        ("system_error_then_success", "paid", 1),
+        ("not_enough", "failed", 0),
+        ("invalid", "failed", 0),
+    ],
+)
 async def test_each_codepay_answer_drives_the_state_machine(till, fake, demo, behaviour, status, queries):
     fake.codes["134567890123450000"] = (behaviour, "oWeChatPayer00000000000002")
     cashier1 = await staff_login(till, "cashier1")
@@ -122,8 +138,7 @@ async def test_a_payment_stuck_at_the_password_is_reversed_after_a_recall(till, 
     first_reverse = next(i for i, path in enumerate(paths) if path.endswith("/reverse"))
     assert sum(path.endswith("/reverse") for path in paths) == 2
     # A reversal is only ever sent after a query has said the trade is not paid.
-    assert any(not path.endswith(("/reverse", "/close")) and "/out-trade-no/" in path
-               for path in paths[:first_reverse])
+    assert any(not path.endswith(("/reverse", "/close")) and "/out-trade-no/" in path for path in paths[:first_reverse])
 
 
 @pytest.fixture
@@ -153,21 +168,29 @@ async def test_a_request_signed_with_another_key_is_refused_by_wechat_pay(fake, 
         impostor = _wechatpay(wechatpay_settings, http)
         impostor._private_key = new_key()
         fake.codes["134567890123453333"] = ("success", "oWeChatPayer00000000000005")
-        payment = await impostor.micropay(out_trade_no="T0000000000000000000000001", amount_fen=100,
-                                          auth_code="134567890123453333", description="till")
+        payment = await impostor.micropay(
+            out_trade_no="T0000000000000000000000001",
+            amount_fen=100,
+            auth_code="134567890123453333",
+            description="till",
+        )
     assert (payment.outcome.value, payment.error_code) == ("failed", "SIGN_ERROR")
     assert fake.rejected == ["bad_signature"] and fake.trades == {}
 
 
-async def test_a_mini_program_order_is_paid_by_wechat_pays_notification(till, fake, demo, provider,
-                                                                         wechatpay_settings):
+async def test_a_mini_program_order_is_paid_by_wechat_pays_notification(till, fake, demo, provider, wechatpay_settings):
     member_id, _ = await members.find_or_enrol_wechat_member(
         WeChatSession(app_id=APPID, openid="oMiniProgram00000000000001", unionid=None),
-        channel=EnrolmentChannel.miniprogram)
-    token = TokenIssuer(wechatpay_settings.secret_key, member_ttl=600, staff_ttl=600).issue(PrincipalKind.member,
-                                                                                             member_id)
-    response = await till.post(f"/api/v1/stores/{demo['S001']}/payments", json={"amountFen": 3000},
-                               headers={"Authorization": f"Bearer {token}"})
+        channel=EnrolmentChannel.miniprogram,
+    )
+    token = TokenIssuer(wechatpay_settings.secret_key, member_ttl=600, staff_ttl=600).issue(
+        PrincipalKind.member, member_id
+    )
+    response = await till.post(
+        f"/api/v1/stores/{demo['S001']}/payments",
+        json={"amountFen": 3000},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert response.status_code == 201, response.text
     started = response.json()
     _, _, sent = next(r for r in fake.requests if r[1] == "/v3/pay/transactions/jsapi")
@@ -189,8 +212,11 @@ async def test_a_refund_is_confirmed_by_a_later_query(till, fake, demo, provider
     fake.codes["134567890123454444"] = ("success", "oWeChatPayer00000000000006")
     cashier1 = await staff_login(till, "cashier1")
     order = (await scan(till, cashier1, demo["S001"], "134567890123454444", "wxpay-0006", amount=5000)).json()
-    response = await till.post(f"{ORDERS}/{order['id']}/refunds", headers=cashier1,
-                               json={"amountFen": 2000, "idempotencyKey": "wxpay-refund-1"})
+    response = await till.post(
+        f"{ORDERS}/{order['id']}/refunds",
+        headers=cashier1,
+        json={"amountFen": 2000, "idempotencyKey": "wxpay-refund-1"},
+    )
     assert (response.status_code, response.json()["status"]) == (201, "processing"), response.text
     _, _, sent = next(r for r in fake.requests if r[1] == "/v3/refund/domestic/refunds")
     assert sent["amount"] == {"refund": 2000, "total": 5000, "currency": "CNY"}
@@ -205,8 +231,9 @@ async def test_a_refund_is_confirmed_by_a_later_query(till, fake, demo, provider
     assert isinstance(provider, WeChatPayProvider) and fake.rejected == []
 
 
-@pytest.mark.parametrize("missing", ["WECHATPAY_MCHID", "WECHATPAY_API_V3_KEY", "WECHATPAY_PLATFORM_KEYS",
-                                     "PAYMENT_NOTIFY_URL"])
+@pytest.mark.parametrize(
+    "missing", ["WECHATPAY_MCHID", "WECHATPAY_API_V3_KEY", "WECHATPAY_PLATFORM_KEYS", "PAYMENT_NOTIFY_URL"]
+)
 def test_wechat_pay_needs_all_its_credentials(tmp_path, missing):
     fake = FakeWeChatPay(merchant_key=MERCHANT_KEY.public_key())
     env = wechatpay_env(tmp_path, fake)

@@ -66,8 +66,17 @@ class Ledger(RuleBasedStateMachine):
     def earn(self, member, points, as_reward):
         order = self.fresh("order")
         operation = service.reward if as_reward else service.earn
-        posted = self.run(operation(self.member(member), points, store_id=None, source_type="order",
-                                    source_id=order, idempotency_key=f"{order}:credit", now=self.now))
+        posted = self.run(
+            operation(
+                self.member(member),
+                points,
+                store_id=None,
+                source_type="order",
+                source_id=order,
+                idempotency_key=f"{order}:credit",
+                now=self.now,
+            )
+        )
         assert posted.delta == points
         return (order, points)
 
@@ -76,8 +85,17 @@ class Ledger(RuleBasedStateMachine):
         order = self.fresh("order")
         balance, _ = self.run(service.balance_of(self.member(member)))
         try:
-            posted = self.run(service.redeem(self.member(member), points, store_id=None, source_type="order",
-                                             source_id=order, idempotency_key=f"{order}:redeem", now=self.now))
+            posted = self.run(
+                service.redeem(
+                    self.member(member),
+                    points,
+                    store_id=None,
+                    source_type="order",
+                    source_id=order,
+                    idempotency_key=f"{order}:redeem",
+                    now=self.now,
+                )
+            )
         except InsufficientPoints:
             assert balance < points
             return (order, 0)
@@ -91,8 +109,11 @@ class Ledger(RuleBasedStateMachine):
             return
         refunded = min(amount, self.refunded.get(order, 0) + max(1, amount * share // 4))
         self.refunded[order] = refunded
-        self.run(service.reverse("order", order, refunded=refunded, of=amount,
-                                 idempotency_key=self.fresh("refund"), now=self.now))
+        self.run(
+            service.reverse(
+                "order", order, refunded=refunded, of=amount, idempotency_key=self.fresh("refund"), now=self.now
+            )
+        )
 
     @rule()
     def merge(self):
@@ -122,8 +143,7 @@ class Ledger(RuleBasedStateMachine):
         key, member_id = self.fresh("adjust"), self.member(member)
         balance, _ = self.run(service.balance_of(member_id))
         try:
-            posted = self.run(service.adjust(member_id, delta, reason="correction", idempotency_key=key,
-                                             now=self.now))
+            posted = self.run(service.adjust(member_id, delta, reason="correction", idempotency_key=key, now=self.now))
         except InsufficientPoints:
             assert balance + delta < 0
             return (key, member_id, delta, None)
@@ -136,8 +156,9 @@ class Ledger(RuleBasedStateMachine):
         if first is None:
             return
         other = delta + 1 if delta != -1 else delta - 1  # a different request, still a valid one
-        attempt = service.adjust(member_id, other if change else delta, reason="correction",
-                                 idempotency_key=key, now=self.now)
+        attempt = service.adjust(
+            member_id, other if change else delta, reason="correction", idempotency_key=key, now=self.now
+        )
         if change:
             with pytest.raises(IdempotencyConflict):
                 self.run(attempt)
@@ -157,19 +178,32 @@ class Ledger(RuleBasedStateMachine):
             assert balance >= 0 and debt >= 0
             assert balance == sum(e["delta"] for e in entries) == sum(lot["remaining"] for lot in lots)
             assert debt == sum(e["debt_delta"] for e in entries)
-            credited = sum(e["delta"] for e in entries if e["kind"] in CREDIT_KINDS or
-                           (e["kind"] == EntryKind.adjust and e["delta"] > 0))
-            debited = -sum(e["delta"] for e in entries if e["kind"] in DEBIT_KINDS or
-                           (e["kind"] == EntryKind.adjust and e["delta"] < 0))
+            credited = sum(
+                e["delta"]
+                for e in entries
+                if e["kind"] in CREDIT_KINDS or (e["kind"] == EntryKind.adjust and e["delta"] > 0)
+            )
+            debited = -sum(
+                e["delta"]
+                for e in entries
+                if e["kind"] in DEBIT_KINDS or (e["kind"] == EntryKind.adjust and e["delta"] < 0)
+            )
             assert credited - debited == balance  # earned - redeemed - expired - reversed = outstanding
             if entries:
                 assert entries[-1]["balance_after"] == balance
 
     @invariant()
     def one_entry_per_key_and_no_over_reversal(self) -> None:
-        entries = self.run(PointsEntry.select(PointsEntry.id, PointsEntry.kind, PointsEntry.delta,
-                                              PointsEntry.debt_delta, PointsEntry.reverses,
-                                              PointsEntry.idempotency_key))
+        entries = self.run(
+            PointsEntry.select(
+                PointsEntry.id,
+                PointsEntry.kind,
+                PointsEntry.delta,
+                PointsEntry.debt_delta,
+                PointsEntry.reverses,
+                PointsEntry.idempotency_key,
+            )
+        )
         assert len({e["idempotency_key"] for e in entries}) == len(entries)
         by_id = {e["id"]: e for e in entries}
         reversed_of: dict[int, int] = {}
@@ -183,6 +217,10 @@ class Ledger(RuleBasedStateMachine):
 @pytest.mark.filterwarnings("ignore::hypothesis.errors.NonInteractiveExampleWarning")
 def test_ledger_invariants_hold_under_random_operations():
     run = Ledger.TestCase
-    run.settings = settings(max_examples=25, stateful_step_count=30, deadline=None,
-                            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+    run.settings = settings(
+        max_examples=25,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
     run().runTest()

@@ -14,8 +14,9 @@ ADJUST = "/api/v1/admin/members/{}/points-adjustments"
 
 
 async def earn(member_id: int, points: int, key: str, *, store_id: int | None = None, now=None):
-    return await service.earn(member_id, points, store_id=store_id, source_type="order", source_id=key,
-                              idempotency_key=f"{key}:earn", now=now)
+    return await service.earn(
+        member_id, points, store_id=store_id, source_type="order", source_id=key, idempotency_key=f"{key}:earn", now=now
+    )
 
 
 async def test_my_points_show_balance_and_what_expires_soon(client, demo):
@@ -70,14 +71,17 @@ async def test_hq_adjusts_once_per_key(client, demo):
     assert await PointsEntry.count() == 1
 
 
-@pytest.mark.parametrize(("body", "status", "code"), [
-    ({"delta": -51, "reason": "too much", "idempotencyKey": "adj-0002"}, 409, "points.insufficient"),
-    ({"delta": 0, "reason": "nothing", "idempotencyKey": "adj-0003"}, 422, "points.zero_adjustment"),
-    ({"delta": 5, "reason": "x", "idempotencyKey": "adj-0004"}, 422, "request.invalid"),
-    ({"delta": 5, "reason": "short key", "idempotencyKey": "k"}, 422, "request.invalid"),
-    ({"delta": 5.5, "reason": "float", "idempotencyKey": "adj-0005"}, 422, "request.invalid"),
-    ({"delta": 5, "reason": "extra", "idempotencyKey": "adj-0006", "balance": 9}, 422, "request.invalid"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [
+        ({"delta": -51, "reason": "too much", "idempotencyKey": "adj-0002"}, 409, "points.insufficient"),
+        ({"delta": 0, "reason": "nothing", "idempotencyKey": "adj-0003"}, 422, "points.zero_adjustment"),
+        ({"delta": 5, "reason": "x", "idempotencyKey": "adj-0004"}, 422, "request.invalid"),
+        ({"delta": 5, "reason": "short key", "idempotencyKey": "k"}, 422, "request.invalid"),
+        ({"delta": 5.5, "reason": "float", "idempotencyKey": "adj-0005"}, 422, "request.invalid"),
+        ({"delta": 5, "reason": "extra", "idempotencyKey": "adj-0006", "balance": 9}, 422, "request.invalid"),
+    ],
+)
 async def test_bad_adjustments_change_nothing(client, demo, body, status, code):
     hq = await staff_login(client, "hq")
     member_id = (await member_login(client))["member"]["id"]
@@ -102,10 +106,16 @@ async def test_a_hundred_concurrent_debits_of_ten_against_five_hundred(client, d
     hq = await staff_login(client, "hq")
     member_id = (await member_login(client))["member"]["id"]
     await service.adjust(member_id, 500, reason="start", idempotency_key="adj-start")
-    responses = await asyncio.gather(*(
-        client.post(ADJUST.format(member_id), headers=hq,
-                    json={"delta": -10, "reason": "spend", "idempotencyKey": f"spend-{i:04d}"})
-        for i in range(100)))
+    responses = await asyncio.gather(
+        *(
+            client.post(
+                ADJUST.format(member_id),
+                headers=hq,
+                json={"delta": -10, "reason": "spend", "idempotencyKey": f"spend-{i:04d}"},
+            )
+            for i in range(100)
+        )
+    )
     statuses = sorted(r.status_code for r in responses)
     assert statuses == [201] * 50 + [409] * 50
     assert await service.balance_of(member_id) == (0, 0)
@@ -121,8 +131,9 @@ async def test_a_hundred_concurrent_redemptions_of_ten_against_five_hundred():
     await earn(member_id, 500, "start")
 
     async def redeem(i: int):
-        return await service.redeem(member_id, 10, store_id=None, source_type="order", source_id=f"r{i}",
-                                    idempotency_key=f"r{i}:redeem")
+        return await service.redeem(
+            member_id, 10, store_id=None, source_type="order", source_id=f"r{i}", idempotency_key=f"r{i}:redeem"
+        )
 
     results = await asyncio.gather(*(redeem(i) for i in range(100)), return_exceptions=True)
     assert sum(not isinstance(r, Exception) for r in results) == 50
@@ -145,8 +156,9 @@ async def test_liability_per_store(client, demo):
     member_id = (await member_login(client))["member"]["id"]
     await earn(member_id, 100, "a", store_id=demo["S001"])
     await earn(member_id, 50, "b", store_id=demo["S002"])
-    await service.redeem(member_id, 30, store_id=demo["S002"], source_type="order", source_id="c",
-                         idempotency_key="c:redeem")
+    await service.redeem(
+        member_id, 30, store_id=demo["S002"], source_type="order", source_id="c", idempotency_key="c:redeem"
+    )
     await earn(member_id, 40, "old", store_id=demo["S003"], now=utcnow() - timedelta(days=800))
     await service.expire_due()
     await service.adjust(member_id, 5, reason="goodwill", idempotency_key="adj-goodwill")
@@ -155,8 +167,16 @@ async def test_liability_per_store(client, demo):
     body = response.json()
     by_code = {row["storeCode"]: row for row in body["stores"]}
     # The redemption took the soonest-expiring lot first: S001's and S002's expire together, S001's is older.
-    assert by_code["S001"] == {"storeId": demo["S001"], "storeCode": "S001", "earned": 100, "redeemed": 0,
-                               "expired": 0, "reversed": 0, "adjusted": 0, "outstanding": 70}
+    assert by_code["S001"] == {
+        "storeId": demo["S001"],
+        "storeCode": "S001",
+        "earned": 100,
+        "redeemed": 0,
+        "expired": 0,
+        "reversed": 0,
+        "adjusted": 0,
+        "outstanding": 70,
+    }
     assert by_code["S002"]["redeemed"] == 30 and by_code["S002"]["outstanding"] == 50
     assert by_code["S003"]["expired"] == 40 and by_code["S003"]["outstanding"] == 0
     assert by_code[None]["adjusted"] == 5 and by_code[None]["outstanding"] == 5

@@ -30,8 +30,9 @@ async def poster(client, member, fmt: str, **target):
 async def test_every_template_renders_a_qr_that_decodes_to_the_share_url(client, demo):
     referral = await new_campaign(client)
     sharer = await member_login(client, openid="oPoster00000000000000000001")
-    groupbuy = await new_groupbuy_campaign(client, demo, productImage="durian.jpg",
-                                           productName="金枕榴莲 (约 3 kg) 泰国直采 当季新鲜 顺丰冷链到店自提")
+    groupbuy = await new_groupbuy_campaign(
+        client, demo, productImage="durian.jpg", productName="金枕榴莲 (约 3 kg) 泰国直采 当季新鲜 顺丰冷链到店自提"
+    )
     group = (await open_group(client, sharer, groupbuy["id"], demo["S001"])).json()["group"]
     targets = {"referral": {"campaignId": referral["id"]}, "groupbuy": {"groupId": group["id"]}}
     assert set(targets) == set(load_templates())  # every shipped template is checked
@@ -48,8 +49,11 @@ async def test_every_template_renders_a_qr_that_decodes_to_the_share_url(client,
             assert response.headers["cache-control"] == "private, no-cache"  # the app asks again, with the ETag
             again = await poster(client, sharer, fmt, **target)
             assert (again.content, again.headers["etag"]) == (response.content, etag)  # from the cache
-            unchanged = await client.get("/api/v1/me/posters", headers={**sharer["headers"], "If-None-Match": etag},
-                                         params={"format": fmt, **{k: str(v) for k, v in target.items()}})
+            unchanged = await client.get(
+                "/api/v1/me/posters",
+                headers={**sharer["headers"], "If-None-Match": etag},
+                params={"format": fmt, **{k: str(v) for k, v in target.items()}},
+            )
             assert unchanged.status_code == 304 and unchanged.content == b""
 
 
@@ -64,8 +68,9 @@ async def changed_poster(client, demo) -> None:
     friend = await member_login(client, openid="oPoster00000000000000000003")
     group = (await open_group(client, leader, groupbuy["id"], demo["S001"])).json()["group"]
     before = await poster(client, leader, "jpeg", groupId=group["id"])
-    joined = await client.post(f"/api/v1/groupbuy/groups/{group['id']}/orders", headers=friend["headers"],
-                               json={"pickupStoreId": demo["S001"]})
+    joined = await client.post(
+        f"/api/v1/groupbuy/groups/{group['id']}/orders", headers=friend["headers"], json={"pickupStoreId": demo["S001"]}
+    )
     assert joined.status_code == 201
     after = await poster(client, leader, "jpeg", groupId=group["id"])  # one seat fewer left
     assert after.headers["etag"] != before.headers["etag"] and after.content != before.content
@@ -97,8 +102,10 @@ def test_chinese_is_drawn_and_what_no_font_has_is_replaced_visibly():
 
 def test_a_template_a_renderer_cannot_draw_is_refused(tmp_path):
     broken = tmp_path / "broken.json"
-    broken.write_text('{"name": "broken", "version": 1, "kind": "referral", "size": [750, 1334], "layers": '
-                      '[{"type": "text", "text": "x", "box": [0, 0, 10], "size": 10}]}')
+    broken.write_text(
+        '{"name": "broken", "version": 1, "kind": "referral", "size": [750, 1334], "layers": '
+        '[{"type": "text", "text": "x", "box": [0, 0, 10], "size": 10}]}'
+    )
     with pytest.raises(TemplateError, match="box"):
         parse(broken)
     broken.write_text('{"name": "broken", "version": 1, "kind": "referral", "size": [750, 1334], "layers": []}')
@@ -108,11 +115,12 @@ def test_a_template_a_renderer_cannot_draw_is_refused(tmp_path):
 
 def png_header(width: int, height: int) -> bytes:
     """A PNG that claims to be width x height: what a decompression bomb looks like from outside."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(
-        b"IEND", b"")
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
 async def test_avatars_are_checked_reencoded_and_drawn(make_client, demo):
@@ -120,21 +128,25 @@ async def test_avatars_are_checked_reencoded_and_drawn(make_client, demo):
         member = await member_login(client, openid="oPoster00000000000000000004")
         headers = member["headers"]
         for body, content_type, status, code in (
-                (b"not an image at all", "image/png", 415, "posters.not_an_image"),
-                (png_header(20_000, 20_000), "image/png", 413, "posters.image_too_large"),
-                (b"\xff" * 300_000, "image/jpeg", 413, "posters.image_too_large"),
-                (b"GIF89a" + b"\0" * 40, "image/gif", 415, "posters.not_an_image")):
-            response = await client.post("/api/v1/me/avatar", headers={**headers, "Content-Type": content_type},
-                                         content=body)
+            (b"not an image at all", "image/png", 415, "posters.not_an_image"),
+            (png_header(20_000, 20_000), "image/png", 413, "posters.image_too_large"),
+            (b"\xff" * 300_000, "image/jpeg", 413, "posters.image_too_large"),
+            (b"GIF89a" + b"\0" * 40, "image/gif", 415, "posters.not_an_image"),
+        ):
+            response = await client.post(
+                "/api/v1/me/avatar", headers={**headers, "Content-Type": content_type}, content=body
+            )
             assert (response.status_code, response.json()["code"]) == (status, code), response.text
         assert await MemberAvatar.count() == 0
         assert (await Member.select(Member.avatar_url).where(Member.id == member["member"]["id"]).first())[
-            "avatar_url"] == ""
+            "avatar_url"
+        ] == ""
 
         photo = io.BytesIO()
         Image.new("RGB", (640, 480), "#3366CC").save(photo, "PNG")
-        uploaded = await client.post("/api/v1/me/avatar", headers=headers,
-                                     files={"file": ("me.png", photo.getvalue(), "image/png")})
+        uploaded = await client.post(
+            "/api/v1/me/avatar", headers=headers, files={"file": ("me.png", photo.getvalue(), "image/png")}
+        )
         assert uploaded.status_code == 200, uploaded.text
         url = uploaded.json()["avatarUrl"]
         served = await client.get(url)
@@ -146,7 +158,9 @@ async def test_avatars_are_checked_reencoded_and_drawn(make_client, demo):
         campaign = await new_campaign(client)
         drawn = await poster(client, member, "png", campaignId=campaign["id"])
         pixel = Image.open(io.BytesIO(drawn.content)).convert("RGB").getpixel((132, 136))  # the avatar's middle
-        assert all(abs(got - want) <= 3 for got, want in zip(pixel, (0x33, 0x66, 0xCC)))  # JPEG-stored, PNG-drawn
+        assert all(
+            abs(got - want) <= 3 for got, want in zip(pixel, (0x33, 0x66, 0xCC), strict=True)
+        )  # JPEG-stored, PNG-drawn
 
 
 async def test_poster_requests_are_limited_per_member_and_bad_ones_refused(make_client, demo):
@@ -174,13 +188,23 @@ async def test_drawing_runs_off_the_event_loop(client, demo):
 
     campaign = await new_campaign(client)
     member = await member_login(client, openid="oPoster00000000000000000007")
-    planned = await service.plan(member["member"]["id"], campaign_id=campaign["id"], group_id=None,
-                                 base_url="https://m.example.com/s/", image_format="png", cache=PosterCache())
+    planned = await service.plan(
+        member["member"]["id"],
+        campaign_id=campaign["id"],
+        group_id=None,
+        base_url="https://m.example.com/s/",
+        image_format="png",
+        cache=PosterCache(),
+    )
     async with Ticker() as drawing:
         data = await service.draw(planned, "png")
     assert decode(data) == [planned.url]
     with_loop_blocked = Ticker()
     async with with_loop_blocked:
-        render.render(render.PosterInput(template=planned.template, fields=planned.fields, url=planned.url,
-                                         avatar=None, product=None), "png")
+        render.render(
+            render.PosterInput(
+                template=planned.template, fields=planned.fields, url=planned.url, avatar=None, product=None
+            ),
+            "png",
+        )
     assert drawing.ticks >= 3 and with_loop_blocked.ticks <= 1  # the same drawing, on the loop, starves it

@@ -19,9 +19,16 @@ ADMIN = "/api/v1/admin/referral-campaigns"
 
 def campaign_body(**changes) -> dict:
     now = datetime.now(UTC)
-    return {"title": "拉新有礼 邀请好友得积分", "startsAt": (now - timedelta(minutes=1)).isoformat(),
-            "endsAt": (now + timedelta(days=30)).isoformat(), "referrerPoints": 200, "refereePoints": 100,
-            "holdingPeriodDays": 7, "dailyCapPerReferrer": 5, **changes}
+    return {
+        "title": "拉新有礼 邀请好友得积分",
+        "startsAt": (now - timedelta(minutes=1)).isoformat(),
+        "endsAt": (now + timedelta(days=30)).isoformat(),
+        "referrerPoints": 200,
+        "refereePoints": 100,
+        "holdingPeriodDays": 7,
+        "dailyCapPerReferrer": 5,
+        **changes,
+    }
 
 
 @pytest.fixture
@@ -53,8 +60,15 @@ async def login_with(client, scene: str | None, **wechat) -> dict:
 
 
 async def pay(client, demo, openid: str, key: str, amount: int = 5000, cashier=None, **extra) -> dict:
-    response = await scan(client, cashier or await staff_login(client, "cashier1"), demo["S001"],
-                          await payment_code(client, openid), key, amount=amount, **extra)
+    response = await scan(
+        client,
+        cashier or await staff_login(client, "cashier1"),
+        demo["S001"],
+        await payment_code(client, openid),
+        key,
+        amount=amount,
+        **extra,
+    )
     assert response.status_code == 201 and response.json()["status"] == "paid", response.text
     return response.json()
 
@@ -64,15 +78,18 @@ def openid(n: int) -> str:
 
 
 async def rewards() -> list[dict]:
-    return await ReferralReward.select(ReferralReward.member, ReferralReward.role, ReferralReward.status,
-                                       ReferralReward.points).order_by(ReferralReward.id)
+    return await ReferralReward.select(
+        ReferralReward.member, ReferralReward.role, ReferralReward.status, ReferralReward.points
+    ).order_by(ReferralReward.id)
 
 
 async def test_a_share_link_is_one_per_member_and_target_and_resolves_without_ids(client, demo):
     campaign = await new_campaign(client)
     sharer = await member_login(client, openid=openid(1))
-    first, again = await share(client, sharer, campaignId=campaign["id"]), await share(client, sharer,
-                                                                                          campaignId=campaign["id"])
+    first, again = (
+        await share(client, sharer, campaignId=campaign["id"]),
+        await share(client, sharer, campaignId=campaign["id"]),
+    )
     assert first == again and first["url"].endswith(first["scene"])
     assert len(first["scene"]) <= 32 and first["scene"].isalnum() and first["scene"].isascii()
     many = await asyncio.gather(*(share(client, sharer, campaignId=campaign["id"]) for _ in range(5)))
@@ -80,8 +97,11 @@ async def test_a_share_link_is_one_per_member_and_target_and_resolves_without_id
 
     shown = await client.get(f"/api/v1/share/{first['scene']}")
     assert shown.status_code == 200
-    assert shown.json() == {"kind": "referral", "campaignId": campaign["id"], "sharerNickname":
-                            sharer["member"]["nickname"]}
+    assert shown.json() == {
+        "kind": "referral",
+        "campaignId": campaign["id"],
+        "sharerNickname": sharer["member"]["nickname"],
+    }
     body = shown.text
     assert openid(1) not in body and str(sharer["member"]["id"]) not in body.replace(str(campaign["id"]), "")
 
@@ -89,8 +109,9 @@ async def test_a_share_link_is_one_per_member_and_target_and_resolves_without_id
     for scene in ("AAAAAAAAAAAAAAAAAAAAAAAA", forged, "x" * 33, "abc-def", "%E4%B8%AD"):
         answer = await client.get(f"/api/v1/share/{scene}")
         assert (answer.status_code, answer.json()["code"]) == (404, "referrals.unknown_scene"), scene
-    bad = await client.post("/api/v1/me/share-links", headers=sharer["headers"],
-                            json={"campaignId": campaign["id"], "groupId": 1})
+    bad = await client.post(
+        "/api/v1/me/share-links", headers=sharer["headers"], json={"campaignId": campaign["id"], "groupId": 1}
+    )
     assert bad.status_code == 422
     missing = await client.post("/api/v1/me/share-links", headers=sharer["headers"], json={"campaignId": 999999})
     assert (missing.status_code, missing.json()["code"]) == (404, "referrals.target_not_found")
@@ -190,8 +211,7 @@ async def test_fifty_sign_ups_in_an_hour_hit_the_daily_cap(till, demo):
         await login_with(till, link["scene"], openid=openid(100 + n))
     assert await Referral.count() == 50
     cashier1 = await staff_login(till, "cashier1")
-    await asyncio.gather(*(pay(till, demo, openid(100 + n), f"ref-cap-{n:06d}", cashier=cashier1)
-                           for n in range(50)))
+    await asyncio.gather(*(pay(till, demo, openid(100 + n), f"ref-cap-{n:06d}", cashier=cashier1) for n in range(50)))
     statuses = [r["status"] for r in await rewards()]
     assert sorted(statuses) == ["capped"] * 47 + ["released"] * 3
     assert await points.balance_of(sharer["member"]["id"]) == (600, 0)
@@ -202,13 +222,19 @@ async def test_fifty_sign_ups_in_an_hour_hit_the_daily_cap(till, demo):
 
 async def test_hq_alone_creates_campaigns_and_bad_ones_are_refused(client, demo):
     hq = await staff_login(client, "hq")
-    for changes, field in (({"endsAt": "2020-01-01T00:00:00+08:00"}, "endsAt"),
-                           ({"posterTemplate": "nope"}, "posterTemplate"),
-                           ({"referrerPoints": 0, "refereePoints": 0}, "referrerPoints")):
+    for changes, field in (
+        ({"endsAt": "2020-01-01T00:00:00+08:00"}, "endsAt"),
+        ({"posterTemplate": "nope"}, "posterTemplate"),
+        ({"referrerPoints": 0, "refereePoints": 0}, "referrerPoints"),
+    ):
         response = await client.post(ADMIN, headers=hq, json=campaign_body(**changes))
         assert response.status_code == 422 and field in response.json()["details"], (changes, response.text)
-    for changes in ({"referrerPoints": -1}, {"holdingPeriodDays": 365}, {"dailyCapPerReferrer": 0},
-                    {"pointsBalance": 5}):
+    for changes in (
+        {"referrerPoints": -1},
+        {"holdingPeriodDays": 365},
+        {"dailyCapPerReferrer": 0},
+        {"pointsBalance": 5},
+    ):
         assert (await client.post(ADMIN, headers=hq, json=campaign_body(**changes))).status_code == 422
     manager = await staff_login(client, "manager1")
     assert (await client.post(ADMIN, headers=manager, json=campaign_body())).status_code == 403
@@ -227,8 +253,11 @@ async def test_a_referral_between_two_members_found_to_be_one_person_is_undone(t
     second = await login_with(till, link["scene"], openid=openid(2))  # the same person's second WeChat account
     await pay(till, demo, openid(2), "ref-merge-0001")
     assert {r["status"] for r in await rewards()} == {"released"}
-    merged = await till.post("/api/v1/admin/members/merge", headers=await staff_login(till, "hq"),
-                             json={"survivorId": sharer["member"]["id"], "mergedId": second["member"]["id"]})
+    merged = await till.post(
+        "/api/v1/admin/members/merge",
+        headers=await staff_login(till, "hq"),
+        json={"survivorId": sharer["member"]["id"], "mergedId": second["member"]["id"]},
+    )
     assert merged.status_code == 200, merged.text
     assert (await Referral.select(Referral.status).first())["status"] == "void"
     assert {r["status"] for r in await rewards()} == {"clawed_back"}
@@ -245,8 +274,11 @@ async def test_self_referral_by_unionid_or_phone_earns_nothing(till, demo):
 
     campaign = await new_campaign(till, holdingPeriodDays=0)
     sharer = await member_login(till, openid=openid(1), unionid="uReferralSameperson0001")
-    assert (await till.post("/api/v1/me/phone", headers=sharer["headers"],
-                            json={"code": await phone_code(till, "13800138000")})).status_code == 200
+    assert (
+        await till.post(
+            "/api/v1/me/phone", headers=sharer["headers"], json={"code": await phone_code(till, "13800138000")}
+        )
+    ).status_code == 200
     link = await share(till, sharer, campaignId=campaign["id"])
     # Another mini-program of the chain, the same WeChat user: one member by unionid, nobody referred.
     same = await login_with(till, link["scene"], openid=openid(2), unionid="uReferralSameperson0001")
@@ -254,8 +286,9 @@ async def test_self_referral_by_unionid_or_phone_earns_nothing(till, demo):
     # A second WeChat account is bound first, then shows the sharer's phone: one person, the referral void.
     second = await login_with(till, link["scene"], openid=openid(3))
     assert await Referral.count() == 1
-    bound = await till.post("/api/v1/me/phone", headers=second["headers"],
-                            json={"code": await phone_code(till, "13800138000")})
+    bound = await till.post(
+        "/api/v1/me/phone", headers=second["headers"], json={"code": await phone_code(till, "13800138000")}
+    )
     assert bound.status_code == 200 and bound.json()["id"] == sharer["member"]["id"]
     assert (await Referral.select(Referral.status).first())["status"] == "void"
     await pay(till, demo, openid(3), "ref-phone-0001")  # the person's paid order earns no referral reward
@@ -268,8 +301,9 @@ async def test_five_links_racing_for_one_new_member_bind_one_referral(client, de
     sharers = [await member_login(client, openid=openid(10 + n)) for n in range(5)]
     links = [await share(client, sharer, campaignId=campaign["id"]) for sharer in sharers]
     newcomer = await member_login(client, openid=openid(20))
-    bound = await asyncio.gather(*(referrals.attribute(newcomer["member"]["id"], link["scene"], is_new=True)
-                                   for link in links))
+    bound = await asyncio.gather(
+        *(referrals.attribute(newcomer["member"]["id"], link["scene"], is_new=True) for link in links)
+    )
     assert sorted(bound) == [False] * 4 + [True]
     rows = await Referral.select(Referral.referee, Referral.referrer)
     winner = sharers[bound.index(True)]["member"]["id"]
@@ -277,8 +311,9 @@ async def test_five_links_racing_for_one_new_member_bind_one_referral(client, de
 
 
 def test_nicknames_are_masked_enough_to_recognise_not_to_identify():
-    assert [referrals.mask_nickname(name) for name in ("张三丰", "李四", "王", "", "  Alice  ", "欧阳娜娜很长的名字")] == [
-        "张*丰", "李*", "*", "会员", "A***e", "欧****字"]
+    assert [
+        referrals.mask_nickname(name) for name in ("张三丰", "李四", "王", "", "  Alice  ", "欧阳娜娜很长的名字")
+    ] == ["张*丰", "李*", "*", "会员", "A***e", "欧****字"]
 
 
 async def test_the_database_holds_a_share_link_to_one_target_and_a_qualified_referral_to_its_order(client, demo):
@@ -286,8 +321,9 @@ async def test_the_database_holds_a_share_link_to_one_target_and_a_qualified_ref
     sharer = await member_login(client, openid=openid(1))
     friend = await member_login(client, openid=openid(2))
     with pytest.raises(Exception, match="share_link_has_one_target"):
-        await ShareLink.insert(ShareLink(scene="A" * 24, sharer=sharer["member"]["id"], target="nothing",
-                                         created_at=datetime.now(UTC)))
+        await ShareLink.insert(
+            ShareLink(scene="A" * 24, sharer=sharer["member"]["id"], target="nothing", created_at=datetime.now(UTC))
+        )
     link = await share(client, sharer, campaignId=campaign["id"])
     assert await referrals.attribute(friend["member"]["id"], link["scene"], is_new=True)
     with pytest.raises(Exception, match="referral_qualified_by_an_order"):

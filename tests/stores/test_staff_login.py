@@ -23,7 +23,7 @@ async def test_right_password_signs_in_and_wrong_one_does_not(client, demo):
 
 async def test_failures_lock_the_username_even_for_the_right_password(make_client, demo):
     async with make_client(login_failure_limit=3) as client:
-        assert [(await login(client, "cashier1", "guess-%d" % i)).status_code for i in range(3)] == [401] * 3
+        assert [(await login(client, "cashier1", f"guess-{i}")).status_code for i in range(3)] == [401] * 3
         locked = await login(client, "cashier1", PASSWORD)
         assert locked.status_code == 429
         assert locked.json()["code"] == "auth.too_many_attempts"

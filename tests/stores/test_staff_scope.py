@@ -31,8 +31,13 @@ async def test_member_token_is_refused_on_staff_endpoints(client, demo):
 
 async def test_staff_profile_names_role_and_stores(client, demo):
     response = await client.get("/api/v1/cashier/me", headers=await staff_login(client, "manager1"))
-    assert response.json() == {"id": demo["manager1"], "username": "manager1", "role": "store_manager",
-                               "storeIds": [demo["S001"]], "displayName": ""}
+    assert response.json() == {
+        "id": demo["manager1"],
+        "username": "manager1",
+        "role": "store_manager",
+        "storeIds": [demo["S001"]],
+        "displayName": "",
+    }
 
 
 async def test_deactivated_staff_token_stops_working(client, demo):

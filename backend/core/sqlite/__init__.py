@@ -8,7 +8,8 @@
 
 `backend.core.db` re-exports what the domains use: they import nothing from here directly.
 
-Both lean on Piccolo internals:
+Both lean on Piccolo internals, which is why Piccolo is pinned to one minor version and why
+`tests/core/sqlite/test_piccolo_internals.py` checks each one's shape:
 
 - the engine subclasses `SQLiteTransaction` (its `__init__`, `_parent`, `_committed`,
   `_rolled_back`, `_savepoint_id`/`get_savepoint_id`, the `connection` and `context` slots) and

@@ -8,7 +8,7 @@ from piccolo.engine.sqlite import TransactionType
 from piccolo.querystring import QueryString
 
 from backend.core.db import is_unique_violation, write_transaction
-from backend.core.sqlite import DatabaseBusy, EmbeddedSQLiteEngine, TransactionLost, sqlite_ddl
+from backend.core.sqlite.engine import DatabaseBusy, EmbeddedSQLiteEngine, TransactionLost, sqlite_ddl
 from backend.stores.tables import Store
 from tests.conftest import Ticker
 

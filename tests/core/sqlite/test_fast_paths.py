@@ -1,0 +1,123 @@
+"""The embedded engine's fast paths answer what Piccolo's own paths answer: column converters, the
+datetime adapter, reads off the loop, and WAL checkpoints that keep the WAL small."""
+
+import asyncio
+import os
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+import pytest
+from piccolo.engine import sqlite as piccolo_sqlite
+from piccolo.engine.sqlite import TransactionType
+from piccolo.querystring import QueryString
+
+from backend.core.db import heavy_reads, insert_row, write_transaction
+from backend.core.sqlite.engine import CHECKPOINT_EVERY_COMMITS, EmbeddedSQLiteEngine
+from backend.core.sqlite.engine import heavy_reads as embedded_heavy_reads
+from backend.stores.tables import Store
+from tests.conftest import Ticker
+
+
+@pytest.mark.parametrize(
+    ("declared", "raw"),
+    [
+        ("INTEGER", b"0"),
+        ("INTEGER", b"-42"),
+        ("INTEGER", b"9223372036854775807"),
+        ("INTEGER", b"3.0"),
+        ("BOOLEAN", b"1"),
+        ("BOOLEAN", b"0"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00.123456+00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 07:00:00+00:00"),
+        ("TIMESTAMPTZ", b"2026-12-01 15:00:00+08:00"),
+    ],
+)
+def test_column_converters_answer_what_piccolos_answer(declared, raw):
+    ours = sqlite3.converters[declared](raw)
+    theirs = piccolo_sqlite.CONVERTERS[declared](raw)
+    assert ours == theirs and type(ours) is type(theirs)
+    if declared == "TIMESTAMPTZ":
+        assert ours.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        datetime(2026, 12, 1, 7, 0, 0, 123456, tzinfo=UTC),
+        datetime(2026, 12, 1, 7, 0, tzinfo=UTC),
+        datetime(999, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 12, 1, 15, 0, tzinfo=ZoneInfo("Asia/Shanghai")),
+        datetime(2026, 12, 1, 15, 0, 0, 5, tzinfo=timezone(timedelta(hours=8))),
+        datetime(2026, 12, 1, 7, 0, tzinfo=ZoneInfo("UTC")),
+        datetime(2026, 12, 1, 7, 0),
+    ],
+    ids=["utc", "utc-whole-second", "utc-year-999", "shanghai", "plus-eight", "zoneinfo-utc", "naive"],
+)
+def test_the_datetime_adapter_stores_what_piccolos_stores(value):
+    assert sqlite3.adapters[(datetime, sqlite3.PrepareProtocol)](value) == piccolo_sqlite.convert_datetime_in(value)
+
+
+async def test_heavy_reads_answer_the_same(settings):
+    async with write_transaction():
+        for i in range(5):
+            await insert_row(Store, code=f"H{i}", name=f"heavy {i}")
+    plain = await Store.select(Store.code).order_by(Store.code)
+    with heavy_reads():
+        heavy = await Store.select(Store.code).order_by(Store.code)
+    assert plain == heavy and len(heavy) == 5
+
+
+@pytest.fixture
+async def embedded(tmp_path):
+    engine = EmbeddedSQLiteEngine(str(tmp_path / "fast.sqlite3"))
+    await engine.run_ddl("CREATE TABLE item (id INTEGER PRIMARY KEY, note TEXT NOT NULL)")
+    yield engine, tmp_path / "fast.sqlite3"
+    engine.close()
+
+
+async def test_heavy_reads_run_off_the_event_loop(embedded):
+    engine, _ = embedded
+    slow = QueryString(
+        "SELECT (WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < 3000000) "
+        "SELECT COUNT(*) FROM n) AS total"
+    )
+    async with Ticker() as heavy:
+        with embedded_heavy_reads():
+            rows = await engine.run_querystring(slow)
+    async with Ticker() as plain:
+        rows_on_loop = await engine.run_querystring(slow)  # an ordinary read runs on the loop
+    assert rows == rows_on_loop == [{"total": 3000000}]
+    assert heavy.ticks >= 3 and plain.ticks <= 1
+
+
+async def test_the_wal_is_checkpointed_off_the_loop(embedded):
+    engine, path = embedded
+    size_before = os.path.getsize(path)
+    for _ in range(CHECKPOINT_EVERY_COMMITS * 2 + 10):
+        async with engine.transaction(transaction_type=TransactionType.immediate):
+            await engine.run_querystring(QueryString("INSERT INTO item (note) VALUES ({})", "x" * 200))
+    for _ in range(100):  # the checkpoint runs on its own thread
+        if os.path.getsize(path) > size_before:
+            break
+        await asyncio.sleep(0.02)
+    # With SQLite's own checkpoints off, only ours can have copied pages into the database file.
+    assert os.path.getsize(path) > size_before + 100 * 200
+    assert engine.writer().execute("PRAGMA wal_autocheckpoint").fetchone()["wal_autocheckpoint"] == 0
+
+
+async def test_the_wal_starts_over_under_sustained_writes(embedded):
+    """Writes that never pause still let the WAL be wholly checkpointed and start over: it stays small."""
+    engine, path = embedded
+    wal = path.with_name(path.name + "-wal")
+    rounds, largest = 12, 0
+    for i in range(CHECKPOINT_EVERY_COMMITS * rounds):
+        async with engine.transaction(transaction_type=TransactionType.immediate):
+            await engine.run_querystring(QueryString("INSERT INTO item (note) VALUES ({})", "x" * 2000))
+        if i % 50 == 0:
+            await asyncio.sleep(0)  # the load never pauses: the checkpoint thread works beside it
+            largest = max(largest, os.path.getsize(wal))
+    # Every commit appends at least one 4 KiB page: a WAL that never started over would hold them all.
+    appended = CHECKPOINT_EVERY_COMMITS * rounds * 4096
+    assert largest < appended / 2, (largest, appended)

@@ -14,7 +14,7 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
-from backend.cashier.controllers import CashierOrderController, MyOrdersController, StorePaymentController
+from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import TokenIssuer
 from backend.core.db import close_database, open_database
@@ -44,9 +44,10 @@ from backend.members.wechat import (
     WeChatCode2Session,
     WeChatPhoneNumbers,
 )
+from backend.orders.controllers import MyOrdersController
 from backend.payments.controllers import WeChatPayNotifyController
+from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
-from backend.payments.sandbox import SandboxProvider
 from backend.payments.wechatpay import WeChatPayProvider
 from backend.payments.wechatpay_protocol import load_private_key, load_public_key
 from backend.points.controllers import AdminPointsController, MyPointsController
@@ -61,6 +62,7 @@ from backend.referrals.controllers import (
 from backend.sandbox.controllers import SandboxPaymentController, SandboxWalletController, SandboxWeChatController
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
+from backend.sandbox.provider import SandboxProvider
 from backend.services import Services
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (
@@ -99,7 +101,7 @@ def create_app(
             gc.freeze()
         try:
             async with running_sweeper(
-                settings.sweep_interval_seconds, provider=payment_provider, checkout=checkout_policy
+                settings.sweep_interval_seconds, provider=payment_provider, policy=payment_policy
             ):
                 yield
         finally:
@@ -160,6 +162,7 @@ def create_app(
         settings.secret_key, member_ttl=settings.member_token_ttl_seconds, staff_ttl=settings.staff_token_ttl_seconds
     )
     checkout_policy = CheckoutPolicy.from_settings(settings)
+    payment_policy = PaymentPolicy.from_settings(settings)
     services = Services(
         settings=settings,
         kv=kv,
@@ -168,6 +171,7 @@ def create_app(
         member_codes=MemberCodes(settings.secret_key),
         phone_numbers=phone_numbers,
         payment_provider=payment_provider,
+        payment_policy=payment_policy,
         checkout_policy=checkout_policy,
         sandbox_notifier=notifier,
         posters=PosterCache(plan_seconds=settings.poster_plan_seconds),

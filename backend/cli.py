@@ -54,9 +54,16 @@ async def seed_demo(password: str) -> list[str]:
     try:
         for code, name, address, hours in DEMO_STORES:
             if not await Store.exists().where(Store.code == code):
-                welcome = f"欢迎光临{name.split()[0]}，已为您开通会员。"
+                landing, welcome = f"欢迎光临{name.split()[0]}，感谢惠顾。", "已为您开通会员，本次积分已到账。"
                 await service.create_store(
-                    StoreCreate(code=code, name=name, address=address, opening_hours=hours, landing_text=welcome)
+                    StoreCreate(
+                        code=code,
+                        name=name,
+                        address=address,
+                        opening_hours=hours,
+                        landing_text=landing,
+                        welcome_text=welcome,
+                    )
                 )
                 created.append(f"store {code}")
         ids = {row["code"]: row["id"] for row in await Store.select(Store.id, Store.code)}
@@ -141,7 +148,7 @@ async def create_store(args: argparse.Namespace) -> None:
         row = await service.create_store(StoreCreate(code=args.code, name=args.name, address=args.address))
     finally:
         await close_database()
-    print(f"store {row['code']} created with id {row['id']}")
+    print(f"store {row.code} created with id {row.id}")
 
 
 async def create_staff(args: argparse.Namespace) -> None:

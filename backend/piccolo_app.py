@@ -4,9 +4,10 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from backend.cashier.tables import Order, Refund
-from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat, SeatRefund
+from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.members.tables import Member, MemberIdentity, MemberMerge
+from backend.orders.tables import Order, OrderLine
+from backend.payments.tables import PaymentRefund, PaymentTrade
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
 from backend.posters.tables import MemberAvatar
 from backend.referrals.tables import Referral, ReferralCampaign, ReferralReward, ReferrerDay, ShareLink
@@ -35,14 +36,15 @@ TABLES = [
     SandboxPaymentCode,
     SandboxTrade,
     Order,
-    Refund,
+    OrderLine,
+    PaymentTrade,
+    PaymentRefund,
     SandboxRefund,
     Campaign,
     CampaignStore,
     Group,
     Seat,
     MemberUnits,
-    SeatRefund,
     ReferralCampaign,
     ShareLink,
     Referral,

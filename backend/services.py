@@ -11,6 +11,7 @@ from backend.core.auth import TokenIssuer
 from backend.core.kv import KV
 from backend.members.code import MemberCodes
 from backend.members.wechat import LoginCodeExchanger, PhoneNumberExchanger
+from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
 from backend.posters.service import PosterCache
 from backend.sandbox.notify import SandboxNotifier
@@ -26,6 +27,7 @@ class Services:
     phone_numbers: PhoneNumberExchanger
     member_codes: MemberCodes
     payment_provider: PaymentProvider
+    payment_policy: PaymentPolicy
     checkout_policy: CheckoutPolicy
     sandbox_notifier: SandboxNotifier | None
     posters: PosterCache

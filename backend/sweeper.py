@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
-from backend.cashier import refunds
-from backend.cashier import service as cashier
-from backend.cashier.service import CheckoutPolicy
 from backend.groupbuy import service as groupbuy
+from backend.payments import refunds
+from backend.payments import service as payments
+from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
 from backend.points import service as points
 from backend.referrals import service as referrals
@@ -18,24 +18,20 @@ logger = logging.getLogger(__name__)
 
 
 async def sweep_once(
-    *, provider: PaymentProvider, checkout: CheckoutPolicy, now: datetime | None = None
+    *, provider: PaymentProvider, policy: PaymentPolicy, now: datetime | None = None
 ) -> dict[str, int]:
     """Settle everything that is due; answers how many rows of each kind were settled or stepped."""
     return {
         "points_lots_expired": await points.expire_due(now=now),
-        "payments_stepped": await cashier.advance_due(provider=provider, policy=checkout, now=now),
-        "refunds_stepped": await refunds.advance_due(provider=provider, policy=checkout, now=now),
-        "seats_expired": await groupbuy.expire_due_seats(provider=provider, policy=checkout, now=now),
-        "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=checkout, now=now),
-        "seat_refunds_stepped": await groupbuy.advance_refunds(provider=provider, policy=checkout, now=now),
+        "trades_stepped": await payments.advance_due(provider=provider, policy=policy, now=now),
+        "refunds_stepped": await refunds.advance_due(provider=provider, policy=policy, now=now),
+        "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=policy, now=now),
         "referral_rewards_released": await referrals.release_due(now=now),
     }
 
 
 @asynccontextmanager
-async def running_sweeper(
-    interval: float, *, provider: PaymentProvider, checkout: CheckoutPolicy
-) -> AsyncIterator[None]:
+async def running_sweeper(interval: float, *, provider: PaymentProvider, policy: PaymentPolicy) -> AsyncIterator[None]:
     """Sweep every `interval` seconds while the app runs (0: never)."""
     if interval <= 0:
         yield
@@ -44,7 +40,7 @@ async def running_sweeper(
     async def loop() -> None:
         while True:
             try:
-                await sweep_once(provider=provider, checkout=checkout)
+                await sweep_once(provider=provider, policy=policy)
             except Exception:  # one failed pass must not stop the next ones
                 logger.exception("sweep failed")
             await asyncio.sleep(interval)

@@ -41,9 +41,9 @@ from backend.app import create_app  # noqa: E402
 from backend.cli import migrate  # noqa: E402
 from backend.core.db import close_database, get_engine  # noqa: E402
 from backend.core.recent import Recent  # noqa: E402
-from backend.payments.sandbox import SandboxProvider  # noqa: E402
 from backend.piccolo_app import TABLES  # noqa: E402
 from backend.sandbox.keys import load_sandbox_keys  # noqa: E402
+from backend.sandbox.provider import SandboxProvider  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.stores import service as stores  # noqa: E402
 from backend.stores.schemas import StaffCreate, StoreCreate  # noqa: E402
@@ -168,7 +168,7 @@ async def demo() -> dict[str, int]:
     """Three stores, an HQ admin, a manager of S001 and one cashier each for S001 and S002."""
     ids = {}
     for code in ("S001", "S002", "S003"):
-        ids[code] = (await stores.create_store(StoreCreate(code=code, name=f"Store {code}", points_per_yuan=2)))["id"]
+        ids[code] = (await stores.create_store(StoreCreate(code=code, name=f"Store {code}", points_per_yuan=2))).id
     for username, role, codes in (
         ("hq", "hq_admin", []),
         ("manager1", "store_manager", ["S001"]),

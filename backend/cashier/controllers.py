@@ -1,16 +1,12 @@
 import time
-from typing import Any
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
-from backend.cashier import refunds, service
+from backend.cashier import service
 from backend.cashier.errors import OrderNotFound
 from backend.cashier.schemas import (
-    LandingOut,
-    OrderOut,
-    OrdersPage,
     PayParams,
     RefundCreate,
     RefundOut,
@@ -18,56 +14,46 @@ from backend.cashier.schemas import (
     StorePaymentOut,
     TillOrderCreate,
 )
-from backend.core.paging import Cursor, Limit
 from backend.core.ratelimit import client_address
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
+from backend.orders.controllers import landing_for, order_out
+from backend.orders.schemas import OrderOut
+from backend.orders.service import OrderRecord
+from backend.payments import refunds
+from backend.payments.refunds import RefundRecord
+from backend.points import service as points
+from backend.points.effects import refund_key
 from backend.services import Services
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_current_staff
 
 
-async def order_out(order: dict[str, Any]) -> OrderOut:
-    landing = None
-    if order["status"] == "paid":
-        store = await stores.recent_store(order["store"])
-        if store["landing_text"] or store["landing_url"]:
-            landing = LandingOut(text=store["landing_text"], url=store["landing_url"] or None)
-    return OrderOut(
-        id=order["id"],
-        store_id=order["store"],
-        amount_fen=order["amount_fen"],
-        paid_fen=order["paid_fen"],
-        points_redeemed=order["points_redeemed"],
-        status=order["status"],
-        out_trade_no=order["out_trade_no"],
-        member_id=order["member"],
-        member_enrolled=order["member_enrolled"],
-        points_earned=order["points_earned"],
-        created_at=order["created_at"],
-        paid_at=order["paid_at"],
-        landing=landing,
-    )
+async def till_order_out(order: OrderRecord) -> OrderOut:
+    store = await stores.recent_store(order.store)
+    assert store is not None
+    return order_out(order, store_name=store.name, landing=landing_for(order, store))
 
 
-def refund_out(refund: dict[str, Any]) -> RefundOut:
+async def refund_out(refund: RefundRecord) -> RefundOut:
+    taken, given = await points.reversed_under(refund_key(refund.order, refund.id))
     return RefundOut(
-        refund_id=refund["id"],
-        order_id=refund["order"],
-        out_refund_no=refund["out_refund_no"],
-        amount_fen=refund["amount_fen"],
-        status=refund["status"],
-        points_reversed=refund["points_reversed"],
-        points_restored=refund["points_restored"],
-        created_at=refund["created_at"],
-        settled_at=refund["settled_at"],
+        refund_id=refund.id,
+        order_id=refund.order,
+        out_refund_no=refund.out_refund_no,
+        amount_fen=refund.amount_fen,
+        status=refund.status,
+        points_reversed=taken,
+        points_restored=given,
+        created_at=refund.created_at,
+        settled_at=refund.settled_at,
     )
 
 
-async def _store_order(staff: CurrentStaff, order_id: int) -> dict[str, Any]:
-    """The order, if it is one of the stores this staff member acts for; another store's order does not exist."""
+async def _store_order(staff: CurrentStaff, order_id: int) -> OrderRecord:
+    """The till's order, if it is one of the stores this staff member acts for; another store's does not exist."""
     order = await service.get_order(order_id)
-    if not staff.acts_for(order["store"]):
+    if order is None or not staff.acts_for(order.store):
         raise OrderNotFound(order_id=order_id)
     return order
 
@@ -100,18 +86,16 @@ class CashierOrderController(Controller):
                 data.store_id, data.idempotency_key, replayed, services.checkout_policy
             )
             if replay is not None:
-                return Response(await order_out(replay), status_code=200)
-            profile = await members.look_up_member_code(
+                return Response(await till_order_out(replay), status_code=200)
+            member_id = await members.take_member_code(
                 data.member_code,
                 codes=services.member_codes,
                 kv=services.kv,
-                staff_id=staff.id,
-                till=data.till_id or client_address(request.scope),
+                till=members.Till(staff.id, data.store_id, data.till_id or client_address(request.scope)),
                 now=time.time(),
                 failure_limit=services.settings.member_lookup_failure_limit,
                 window=services.settings.member_lookup_failure_window_seconds,
             )
-            member_id = profile["id"]
         order, created = await service.checkout(
             store_id=data.store_id,
             staff_id=staff.id,
@@ -122,14 +106,15 @@ class CashierOrderController(Controller):
             member_id=member_id,
             points_to_redeem=data.points_to_redeem,
             provider=services.payment_provider,
+            payment_policy=services.payment_policy,
             policy=services.checkout_policy,
             scene=data.scene or "",
         )
-        return Response(await order_out(order), status_code=201 if created else 200)
+        return Response(await till_order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
     async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: FromPath[int]) -> OrderOut:
-        return await order_out(await _store_order(staff, order_id))
+        return await till_order_out(await _store_order(staff, order_id))
 
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
     async def cancel(
@@ -139,9 +124,10 @@ class CashierOrderController(Controller):
         order_id: FromPath[int],
     ) -> OrderOut:
         await _store_order(staff, order_id)
-        return await order_out(
-            await service.cancel(order_id, provider=services.payment_provider, policy=services.checkout_policy)
+        order = await service.cancel(
+            order_id, provider=services.payment_provider, payment_policy=services.payment_policy
         )
+        return await till_order_out(order)
 
     @post("/{order_id:int}/refunds", operation_id="RefundTillOrder")
     async def refund(
@@ -152,31 +138,17 @@ class CashierOrderController(Controller):
         data: JSONBody[RefundCreate],
     ) -> Response[RefundOut]:
         """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
-        await _store_order(staff, order_id)
+        order = await _store_order(staff, order_id)
         refund, created = await refunds.request_refund(
-            order_id,
-            staff_id=staff.id,
+            order,
             amount_fen=data.amount_fen,
             idempotency_key=data.idempotency_key,
             reason=data.reason,
+            staff_id=staff.id,
             provider=services.payment_provider,
-            policy=services.checkout_policy,
+            policy=services.payment_policy,
         )
-        return Response(refund_out(refund), status_code=201 if created else 200)
-
-
-class MyOrdersController(Controller):
-    path = "/api/v1/me/orders"
-    tags = ["Shopper"]
-    dependencies = {"member": Provide(provide_current_member)}
-
-    @get(operation_id="ListMyOrders")
-    async def list_orders(
-        self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
-    ) -> OrdersPage:
-        rows = await service.member_orders(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
-        items = [await order_out(row) for row in rows[:limit]]
-        return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+        return Response(await refund_out(refund), status_code=201 if created else 200)
 
 
 class StorePaymentController(Controller):
@@ -203,21 +175,17 @@ class StorePaymentController(Controller):
             amount_fen=data.amount_fen,
             points_to_redeem=data.points_to_redeem,
             provider=services.payment_provider,
+            payment_policy=services.payment_policy,
             policy=services.checkout_policy,
         )
         return StorePaymentOut(
-            order_id=order["id"],
-            out_trade_no=order["out_trade_no"],
-            status=order["status"],
-            amount_fen=order["amount_fen"],
-            paid_fen=order["paid_fen"],
-            points_redeemed=order["points_redeemed"],
-            pay_params=PayParams(
-                app_id=params["appId"],
-                time_stamp=params["timeStamp"],
-                nonce_str=params["nonceStr"],
-                package=params["package"],
-                sign_type=params["signType"],
-                pay_sign=params["paySign"],
-            ),
+            order_id=order.id,
+            out_trade_no=order.out_trade_no,
+            status=order.status,
+            amount_fen=order.amount_fen,
+            payable_fen=order.payable_fen,
+            paid_fen=order.paid_fen,
+            points_redeemed=order.points_redeemed,
+            pay_by=order.pay_by,
+            pay_params=PayParams.of(params),
         )

@@ -43,49 +43,7 @@ class OrderNotFound(DomainError):
     default_message = "No such order."
 
 
-class OrderNotCancellable(DomainError):
-    code = "cashier.order_not_cancellable"
-    status_code = 409
-    default_message = "Only an order whose payment is still under way can be cancelled."
-
-
 class StoreNotFound(DomainError):
     code = "cashier.store_not_found"
     status_code = 404
     default_message = "No such store, or it does not take payments."
-
-
-class PayerUnknown(DomainError):
-    code = "cashier.payer_unknown"
-    status_code = 409
-    default_message = "This member has not signed in through the mini-program, so WeChat Pay cannot charge them."
-
-
-class PaymentNotStarted(DomainError):
-    code = "cashier.payment_not_started"
-    status_code = 502
-    default_message = "WeChat Pay did not take the order; nothing was charged, try again."
-
-
-class OrderNotRefundable(DomainError):
-    code = "cashier.order_not_refundable"
-    status_code = 409
-    default_message = "Only a paid order can be refunded."
-
-
-class RefundExceedsPaid(DomainError):
-    code = "cashier.refund_exceeds_paid"
-    status_code = 422
-    default_message = "The refunds would add up to more than the shopper paid."
-
-
-class RefundRejected(DomainError):
-    code = "cashier.refund_rejected"
-    status_code = 502
-    default_message = "WeChat Pay refused the refund; nothing was refunded."
-
-
-class ProviderUnreachable(DomainError):
-    code = "cashier.provider_unreachable"
-    status_code = 503
-    default_message = "WeChat Pay did not answer in time; nothing was changed, try again."

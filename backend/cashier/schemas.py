@@ -3,46 +3,24 @@ from typing import Annotated
 
 import msgspec
 
-from backend.cashier.tables import OrderStatus, RefundStatus
 from backend.core.schema import Struct
+from backend.orders.tables import OrderStatus
+from backend.payments.tables import RefundStatus
+
+IdempotencyKey = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
+TillId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
 
 
 class TillOrderCreate(Struct):
     store_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
     auth_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    idempotency_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
+    idempotency_key: IdempotencyKey
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
     points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
-    till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
+    till_id: TillId | None = None
     # A referral poster's scene the cashier scanned: the payer enrolled by this payment is the sharer's referral.
     scene: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
-
-
-class LandingOut(Struct):
-    text: str
-    url: str | None
-
-
-class OrderOut(Struct):
-    id: int
-    store_id: int
-    amount_fen: int
-    paid_fen: int
-    points_redeemed: int
-    status: OrderStatus
-    out_trade_no: str
-    member_id: int | None
-    member_enrolled: bool
-    points_earned: int
-    created_at: datetime
-    paid_at: datetime | None
-    landing: LandingOut | None
-
-
-class OrdersPage(Struct):
-    items: list[OrderOut]
-    next_cursor: str | None
 
 
 class StorePaymentCreate(Struct):
@@ -60,20 +38,33 @@ class PayParams(Struct):
     sign_type: str
     pay_sign: str
 
+    @classmethod
+    def of(cls, params: dict[str, str]) -> "PayParams":
+        return cls(
+            app_id=params["appId"],
+            time_stamp=params["timeStamp"],
+            nonce_str=params["nonceStr"],
+            package=params["package"],
+            sign_type=params["signType"],
+            pay_sign=params["paySign"],
+        )
+
 
 class StorePaymentOut(Struct):
     order_id: int
     out_trade_no: str
     status: OrderStatus
     amount_fen: int
+    payable_fen: int
     paid_fen: int
     points_redeemed: int
+    pay_by: datetime
     pay_params: PayParams
 
 
 class RefundCreate(Struct):
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
-    idempotency_key: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
+    idempotency_key: IdempotencyKey
     reason: Annotated[str, msgspec.Meta(max_length=80)] = ""
 
 

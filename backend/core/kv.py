@@ -22,6 +22,12 @@ if current < n then return -1 end
 return redis.call('DECRBY', KEYS[1], n)
 """
 
+# DEL only when the key holds exactly this value: one holder of a pass spends it, nobody else can.
+_POP_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
 # INCRBY only when the gate exists: a missing gate is rebuilt from the database, never guessed.
 _GIVE_BACK = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
@@ -53,6 +59,10 @@ class KV(ABC):
 
     @abstractmethod
     async def pop(self, key: str) -> bytes | None: ...
+
+    @abstractmethod
+    async def pop_if_equal(self, key: str, value: bytes) -> bool:
+        """Delete the key when it holds exactly `value`; answers whether it did."""
 
     @abstractmethod
     async def delete(self, key: str) -> None: ...
@@ -132,6 +142,12 @@ class MemoryKV(KV):
         self._data.pop(key, None)
         return value
 
+    async def pop_if_equal(self, key: str, value: bytes) -> bool:
+        if await self.get(key) != value:  # a counter compares as the digits it reads as
+            return False
+        del self._data[key]
+        return True
+
     async def delete(self, key: str) -> None:
         self._data.pop(key, None)
 
@@ -206,6 +222,7 @@ class RedisKV(KV):
         self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
         self._incr_window = self.redis.register_script(_INCR_WINDOW)
         self._give_back = self.redis.register_script(_GIVE_BACK)
+        self._pop_if_equal = self.redis.register_script(_POP_IF_EQUAL)
         self._board_put = self.redis.register_script(_BOARD_PUT)
 
     async def get(self, key: str) -> bytes | None:
@@ -219,6 +236,9 @@ class RedisKV(KV):
 
     async def pop(self, key: str) -> bytes | None:
         return await self.redis.getdel(key)
+
+    async def pop_if_equal(self, key: str, value: bytes) -> bool:
+        return bool(await self._pop_if_equal(keys=[key], args=[value]))
 
     async def delete(self, key: str) -> None:
         await self.redis.delete(key)

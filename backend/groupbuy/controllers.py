@@ -1,3 +1,4 @@
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
@@ -18,6 +19,7 @@ from backend.groupbuy.schemas import (
     DemandTotals,
     GroupMemberOut,
     GroupOut,
+    GroupsPage,
     PickupCreate,
     SeatCreate,
     SeatOut,
@@ -25,82 +27,102 @@ from backend.groupbuy.schemas import (
     SeatRefundOut,
     SeatTaken,
 )
+from backend.groupbuy.service import CampaignRecord, GroupView, SeatView
+from backend.groupbuy.tables import SeatStatus
 from backend.members.auth import CurrentMember, ensure_active, provide_current_member, provide_signed_member
+from backend.orders.tables import OrderStatus
+from backend.payments.refunds import RefundRecord
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.controllers import store_out
 
 
-def campaign_out(row: dict[str, Any]) -> CampaignOut:
+def campaign_out(campaign: CampaignRecord) -> CampaignOut:
     return CampaignOut(
-        id=row["id"],
-        title=row["title"],
-        product_name=row["product_name"],
-        product_image=row["product_image"],
-        price_fen=row["price_fen"],
-        original_price_fen=row["original_price_fen"],
-        group_size=row["group_size"],
-        group_ttl_minutes=row["group_ttl_minutes"],
-        payment_window_minutes=row["payment_window_minutes"],
-        stock=row["stock"],
-        stock_left=row["stock_left"],
-        per_member_limit=row["per_member_limit"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        pickup_date=row["pickup_date"],
-        pickup_stores=[store_out(store) for store in row["pickup_stores"]],
-        virtual_fill=row["virtual_fill"],
-        virtual_fill_percent=row["virtual_fill_percent"],
-        created_at=row["created_at"],
+        id=campaign.id,
+        title=campaign.title,
+        product_name=campaign.product_name,
+        product_image=campaign.product_image,
+        price_fen=campaign.price_fen,
+        original_price_fen=campaign.original_price_fen,
+        group_size=campaign.group_size,
+        group_ttl_minutes=campaign.group_ttl_minutes,
+        payment_window_minutes=campaign.payment_window_minutes,
+        stock=campaign.stock,
+        stock_left=campaign.stock_left,
+        per_member_limit=campaign.per_member_limit,
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        pickup_date=campaign.pickup_date,
+        pickup_stores=[store_out(store) for store in campaign.pickup_stores],
+        virtual_fill=campaign.virtual_fill,
+        virtual_fill_percent=campaign.virtual_fill_percent,
+        created_at=campaign.created_at,
     )
 
 
-def group_out(row: dict[str, Any]) -> GroupOut:
+def group_out(group: GroupView) -> GroupOut:
     return GroupOut(
-        id=row["id"],
-        campaign_id=row["campaign"],
-        status=row["status"],
-        group_size=row["group_size"],
-        seats_taken=row["seats_taken"],
-        seats_left=row["group_size"] - row["seats_taken"],
-        seats_paid=row["seats_paid"],
-        virtual_seats=row["virtual_seats"],
-        expires_at=row["expires_at"],
+        id=group.id,
+        campaign_id=group.campaign,
+        status=group.status,
+        group_size=group.group_size,
+        seats_taken=group.seats_taken,
+        seats_left=group.seats_left,
+        seats_paid=group.seats_paid,
+        virtual_seats=group.virtual_seats,
+        expires_at=group.expires_at,
         members=[
-            GroupMemberOut(nickname=m["nickname"], avatar_url=m["avatar_url"], virtual=m["virtual"])
-            for m in row["members"]
+            GroupMemberOut(nickname=m.nickname, avatar_url=m.avatar_url, virtual=m.virtual) for m in group.members
         ],
     )
 
 
-def seat_out(row: dict[str, Any], pay_params: dict[str, str] | None = None) -> SeatOut:
-    params = None
-    if pay_params:
-        params = PayParams(
-            app_id=pay_params["appId"],
-            time_stamp=pay_params["timeStamp"],
-            nonce_str=pay_params["nonceStr"],
-            package=pay_params["package"],
-            sign_type=pay_params["signType"],
-            pay_sign=pay_params["paySign"],
-        )
+def seat_out(seat: SeatView, pay_params: dict[str, str] | None = None) -> SeatOut:
     return SeatOut(
-        id=row["id"],
-        group_id=row["group"],
-        campaign_id=row["campaign"],
-        pickup_store_id=row["pickup_store"],
-        quantity=row["quantity"],
-        amount_fen=row["amount_fen"],
-        status=row["status"],
-        pay_by=row["pay_by"],
-        out_trade_no=row["out_trade_no"],
-        created_at=row["created_at"],
-        group_status=row["group_status"],
-        group_virtual_seats=row["group_virtual_seats"],
-        pickup_code=row["pickup_code"],
-        picked_up_at=row["picked_up_at"],
-        pay_params=params,
+        id=seat.order_id,
+        group_id=seat.group_id,
+        campaign_id=seat.campaign_id,
+        pickup_store_id=seat.pickup_store_id,
+        quantity=seat.quantity,
+        amount_fen=seat.amount_fen,
+        status=seat.status,
+        payment_status=_payment_status(seat),
+        paid_fen=seat.paid_fen,
+        refunded_fen=seat.refunded_fen,
+        pay_by=seat.pay_by,
+        out_trade_no=seat.out_trade_no,
+        created_at=seat.created_at,
+        group_status=seat.group_status,
+        group_virtual_seats=seat.group_virtual_seats,
+        pickup_code=seat.pickup_code,
+        picked_up_at=seat.picked_up_at,
+        pay_params=PayParams.of(pay_params) if pay_params else None,
     )
+
+
+def _payment_status(seat: SeatView) -> OrderStatus:
+    if seat.refunded_fen and seat.refunded_fen >= seat.paid_fen:
+        return OrderStatus.refunded
+    if seat.paid_fen:
+        return OrderStatus.partially_refunded if seat.refunded_fen else OrderStatus.paid
+    if seat.status is SeatStatus.pending_payment:
+        return OrderStatus.paying
+    return OrderStatus.cancelled
+
+
+def _group_cursor(group: GroupView) -> str:
+    return f"{int(group.expires_at.timestamp() * 1_000_000)}_{group.id}"
+
+
+def _after(cursor: str | None) -> tuple[datetime, int] | None:
+    if cursor is None:
+        return None
+    micros, _, group_id = cursor.partition("_")
+    return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), int(group_id)
+
+
+GroupCursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,17}_[0-9]{1,18}$")]
 
 
 class GroupBuyController(Controller):
@@ -134,6 +156,19 @@ class GroupBuySeatController(Controller):
     # The member's account is checked by take_seat once the stock gate has let the request through.
     dependencies = {"member": Provide(provide_signed_member)}
 
+    @get("/campaigns/{campaign_id:int}/groups", operation_id="ListFormingGroups")
+    async def list_groups(
+        self, campaign_id: FromPath[int], limit: Limit = 20, cursor: GroupCursor = None
+    ) -> GroupsPage:
+        """Groups of the campaign still forming that a shopper may join, soonest deadline first (no sign-in)."""
+        await service.get_campaign(campaign_id)
+        groups = await service.forming_groups(campaign_id, limit=limit + 1, after=_after(cursor))
+        items = groups[:limit]
+        return GroupsPage(
+            items=[group_out(group) for group in items],
+            next_cursor=_group_cursor(items[-1]) if len(groups) > limit else None,
+        )
+
     @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
     async def open_group(
         self,
@@ -150,7 +185,7 @@ class GroupBuySeatController(Controller):
                 pickup_store_id=data.pickup_store_id,
                 quantity=data.quantity,
                 provider=services.payment_provider,
-                policy=services.checkout_policy,
+                policy=services.payment_policy,
                 kv=services.kv,
                 ensure_active=ensure_active,
             )
@@ -174,7 +209,7 @@ class GroupBuySeatController(Controller):
                 pickup_store_id=data.pickup_store_id,
                 quantity=data.quantity,
                 provider=services.payment_provider,
-                policy=services.checkout_policy,
+                policy=services.payment_policy,
                 kv=services.kv,
                 ensure_active=ensure_active,
             )
@@ -193,9 +228,21 @@ class MyGroupBuyController(Controller):
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
     ) -> Page[SeatOut]:
         """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
-        rows = await service.member_seats(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
-        items = [seat_out(row) for row in rows[:limit]]
-        return Page(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
+        seats = await service.member_seats(member.id, limit=limit + 1, before_order=int(cursor) if cursor else None)
+        items = [seat_out(seat) for seat in seats[:limit]]
+        return Page(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
+
+    @post("/orders/{order_id:int}/cancel", operation_id="GiveBackMyGroupBuySeat", status_code=200)
+    async def give_back(
+        self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], order_id: FromPath[int]
+    ) -> SeatOut:
+        """Give an unpaid seat back at once: closed at WeChat Pay first, then the seat, the units and the
+        stock go back. A paid seat is not given back here (its group refunds it if it fails)."""
+        return seat_out(
+            await service.give_back_seat(
+                order_id, member_id=member.id, provider=services.payment_provider, policy=services.payment_policy
+            )
+        )
 
 
 class AdminGroupBuyController(Controller):
@@ -220,11 +267,28 @@ class AdminGroupBuyController(Controller):
             )
         return Response(
             DemandOut(
-                campaign_id=report["campaign_id"],
-                product_name=report["product_name"],
-                pickup_date=report["pickup_date"],
-                rows=[DemandRow(**row) for row in report["rows"]],
-                totals=DemandTotals(**report["totals"]),
+                campaign_id=report.campaign_id,
+                product_name=report.product_name,
+                pickup_date=report.pickup_date,
+                rows=[
+                    DemandRow(
+                        store_id=row.store_id,
+                        store_code=row.store_code,
+                        store_name=row.store_name,
+                        pickup_date=row.pickup_date,
+                        firm_units=row.firm_units,
+                        tentative_units=row.tentative_units,
+                        picked_up_units=row.picked_up_units,
+                        virtual_seats=row.virtual_seats,
+                    )
+                    for row in report.rows
+                ],
+                totals=DemandTotals(
+                    firm_units=report.totals.firm_units,
+                    tentative_units=report.totals.tentative_units,
+                    picked_up_units=report.totals.picked_up_units,
+                    virtual_seats=report.totals.virtual_seats,
+                ),
             )
         )
 
@@ -235,16 +299,16 @@ class AdminGroupBuyController(Controller):
         return campaign_out(await service.create_campaign(data, staff_id=staff.id))
 
 
-def seat_refund_out(row: dict[str, Any]) -> SeatRefundOut:
+def seat_refund_out(refund: RefundRecord) -> SeatRefundOut:
     return SeatRefundOut(
-        refund_id=row["id"],
-        order_id=row["seat"],
-        out_refund_no=row["out_refund_no"],
-        amount_fen=row["amount_fen"],
-        reason=row["reason"],
-        status=row["status"],
-        created_at=row["created_at"],
-        settled_at=row["settled_at"],
+        refund_id=refund.id,
+        order_id=refund.order,
+        out_refund_no=refund.out_refund_no,
+        amount_fen=refund.amount_fen,
+        reason=service.refund_reason(refund),
+        status=refund.status,
+        created_at=refund.created_at,
+        settled_at=refund.settled_at,
     )
 
 
@@ -263,8 +327,13 @@ class CashierGroupBuyController(Controller):
     ) -> Response[SeatRefundOut]:
         """Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund
         when asked again. Staff of its pickup store or HQ; the group stays succeeded."""
-        refund, created = await service.refund_order(
-            order_id, staff=staff, note=data.reason, provider=services.payment_provider, policy=services.checkout_policy
+        refund, created = await service.refund_after_success(
+            order_id,
+            acts_for=staff.acts_for,
+            staff_id=staff.id,
+            note=data.reason,
+            provider=services.payment_provider,
+            policy=services.payment_policy,
         )
         return Response(seat_refund_out(refund), status_code=201 if created else 200)
 

@@ -91,3 +91,11 @@ class NotRefundable(DomainError):
     default_message = (
         "Only an order of a group that succeeded is refunded here; a group that fails refunds its members by itself."
     )
+
+
+class SeatNotCancellable(DomainError):
+    code = "groupbuy.not_cancellable"
+    status_code = 409
+    default_message = (
+        "Only a seat still waiting for its payment can be given back; a paid one is refunded by the store."
+    )

@@ -4,16 +4,16 @@ from typing import Annotated
 import msgspec
 
 from backend.cashier.schemas import PayParams
-from backend.cashier.tables import RefundStatus
 from backend.core.schema import Struct
 from backend.groupbuy.tables import (
     MAX_GROUP_SIZE,
     MAX_GROUP_TTL_MINUTES,
     MIN_GROUP_TTL_MINUTES,
     GroupStatus,
-    SeatRefundReason,
     SeatStatus,
 )
+from backend.orders.tables import OrderStatus
+from backend.payments.tables import RefundStatus
 from backend.stores.schemas import StoreId, StoreOut
 
 Fen = Annotated[int, msgspec.Meta(gt=0, le=10**10)]
@@ -90,13 +90,16 @@ class GroupOut(Struct):
 
 
 class SeatOut(Struct):
-    id: int
+    id: int  # the seat's order
     group_id: int
     campaign_id: int
     pickup_store_id: int
     quantity: int
     amount_fen: int
     status: SeatStatus
+    payment_status: OrderStatus
+    paid_fen: int
+    refunded_fen: int
     pay_by: datetime
     out_trade_no: str
     created_at: datetime
@@ -105,6 +108,11 @@ class SeatOut(Struct):
     pickup_code: str | None = None  # only ever shown to the seat's own member (and the till that scans it)
     picked_up_at: datetime | None = None
     pay_params: PayParams | None = None
+
+
+class GroupsPage(Struct):
+    items: list[GroupOut]
+    next_cursor: str | None
 
 
 class SeatTaken(Struct):
@@ -126,7 +134,7 @@ class SeatRefundOut(Struct):
     order_id: int
     out_refund_no: str
     amount_fen: int
-    reason: SeatRefundReason
+    reason: str  # group_failed | after_success | late_payment
     status: RefundStatus
     created_at: datetime
     settled_at: datetime | None

@@ -1,21 +1,22 @@
-"""Group-buy presales: campaigns HQ runs, groups members fill, seats they pay for, pickups at the store."""
+"""Group-buy presales: campaigns HQ runs, groups members fill, seats they pay for, pickups at the store.
+
+A seat is an order of kind `groupbuy`: its money moves through `payments/` like every order's, and what
+happens to the seat when its order is paid, closed or refunded is registered in `groupbuy.effects`.
+What stays here is the seat's own: taking one (the seat, the member's units and the stock, together or
+not at all), its group succeeding or failing, pickup codes, and the demand report.
+"""
 
 import csv
 import io
 import logging
 import math
 import secrets
-from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from piccolo.query.functions.aggregate import Sum
 
-from backend.cashier import refunds
-from backend.cashier import service as cashier
-from backend.cashier.codes import new_out_trade_no
-from backend.cashier.errors import PaymentNotStarted
-from backend.cashier.tables import RefundStatus
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
@@ -33,39 +34,139 @@ from backend.groupbuy.errors import (
     PickupNotFound,
     PickupStoreInvalid,
     QuantityOverLimit,
+    SeatNotCancellable,
     SeatNotFound,
     SoldOut,
 )
 from backend.groupbuy.schemas import CampaignCreate
-from backend.groupbuy.tables import (
-    Campaign,
-    CampaignStore,
-    Group,
-    GroupStatus,
-    MemberUnits,
-    Seat,
-    SeatRefund,
-    SeatRefundReason,
-    SeatStatus,
-)
-from backend.payments.calls import ask_refund, close_or_find_payment, look_up_refund, refund_notice_result
-from backend.payments.notices import check_transaction_notice
-from backend.payments.provider import (
-    NOT_DONE,
-    PaymentProvider,
-    RefundNotice,
-    RefundResult,
-    RefundState,
-    TradeState,
-    TransactionNotice,
-)
+from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus, MemberUnits, Seat, SeatStatus
+from backend.members import service as members
+from backend.orders import service as orders
+from backend.orders.service import LineItem
+from backend.orders.tables import OrderKind
+from backend.payments import refunds
+from backend.payments import service as payments
+from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid
+from backend.payments.numbers import new_out_trade_no
+from backend.payments.policy import PaymentPolicy
+from backend.payments.provider import PaymentProvider
+from backend.payments.refunds import RefundRecord
+from backend.payments.tables import PaymentRefund, RefundKind, RefundStatus, TradeMethod
+from backend.points.effects import earn_for_order
+from backend.stores.service import StoreRecord
 from backend.stores.tables import Store
 
-if TYPE_CHECKING:
-    from backend.cashier.service import CheckoutPolicy
-    from backend.stores.auth import CurrentStaff
-
 logger = logging.getLogger(__name__)
+
+# The reasons a seat's order is given back, as its refund's idempotency key says them.
+GROUP_FAILED_KEY, AFTER_SUCCESS_KEY = "groupbuy:group_failed", "groupbuy:after_success"
+REFUND_REASONS = {
+    GROUP_FAILED_KEY: "拼团未成团退款",
+    AFTER_SUCCESS_KEY: "拼团订单退款",
+}
+GIVEN_BACK = "GIVEN_BACK"  # the closed order's failure reason when its member gave the seat back unpaid
+
+
+# Typed rows ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRecord:
+    id: int
+    title: str
+    product_name: str
+    product_image: str
+    price_fen: int
+    original_price_fen: int
+    group_size: int
+    group_ttl_minutes: int
+    payment_window_minutes: int
+    stock: int
+    stock_left: int
+    per_member_limit: int
+    starts_at: datetime
+    ends_at: datetime
+    pickup_date: date
+    virtual_fill: bool
+    virtual_fill_percent: int
+    created_by: int | None
+    created_at: datetime
+    pickup_stores: tuple[StoreRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupMember:
+    nickname: str
+    avatar_url: str
+    virtual: bool = False  # an empty seat of a group that succeeded by virtual fill: nobody, nothing sold
+
+
+@dataclass(frozen=True, slots=True)
+class GroupView:
+    id: int
+    campaign: int
+    leader: int
+    status: GroupStatus
+    group_size: int
+    seats_taken: int
+    seats_paid: int
+    virtual_seats: int
+    expires_at: datetime
+    settled_at: datetime | None
+    created_at: datetime
+    members: tuple[GroupMember, ...]
+
+    @property
+    def seats_left(self) -> int:
+        return self.group_size - self.seats_taken
+
+
+@dataclass(frozen=True, slots=True)
+class SeatView:
+    """A seat as its member and the till see it: the seat's own fields, its order's money, its group's state."""
+
+    order_id: int
+    seat_id: int
+    group_id: int
+    campaign_id: int
+    member_id: int
+    pickup_store_id: int
+    quantity: int
+    status: SeatStatus
+    amount_fen: int
+    paid_fen: int
+    refunded_fen: int
+    out_trade_no: str
+    pay_by: datetime
+    created_at: datetime
+    group_status: GroupStatus
+    group_virtual_seats: int
+    pickup_code: str | None
+    picked_up_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class DemandRow:
+    store_id: int
+    store_code: str
+    store_name: str
+    pickup_date: date
+    firm_units: int
+    tentative_units: int
+    picked_up_units: int
+    virtual_seats: int
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    campaign_id: int
+    product_name: str
+    pickup_date: date
+    rows: tuple[DemandRow, ...]
+    totals: DemandRow  # every count summed; the store fields empty
+
+
+# Campaigns ----------------------------------------------------------------------------------------
 
 
 def _check_campaign(data: CampaignCreate, now: datetime) -> None:
@@ -96,7 +197,7 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-async def create_campaign(data: CampaignCreate, *, staff_id: int) -> dict[str, Any]:
+async def create_campaign(data: CampaignCreate, *, staff_id: int) -> CampaignRecord:
     now = utcnow()
     _check_campaign(data, now)
     store_ids = sorted(set(data.pickup_store_ids))
@@ -132,7 +233,7 @@ async def create_campaign(data: CampaignCreate, *, staff_id: int) -> dict[str, A
     return await get_campaign(campaign_id)
 
 
-async def _with_stores(campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
+async def _with_stores(campaigns: list[dict]) -> list[CampaignRecord]:
     if not campaigns:
         return []
     rows = (
@@ -140,20 +241,21 @@ async def _with_stores(campaigns: list[dict[str, Any]]) -> list[dict[str, Any]]:
         .where(CampaignStore.campaign.is_in([c["id"] for c in campaigns]))
         .order_by(CampaignStore.store.code)
     )
-    stores: dict[int, list[dict[str, Any]]] = {c["id"]: [] for c in campaigns}
+    stores: dict[int, list[StoreRecord]] = {c["id"]: [] for c in campaigns}
     for row in rows:
-        stores[row["campaign"]].append({key.removeprefix("store."): value for key, value in row.items()})
-    return [{**c, "pickup_stores": stores[c["id"]]} for c in campaigns]
+        campaign_id = row.pop("campaign")
+        stores[campaign_id].append(StoreRecord(**{key.removeprefix("store."): value for key, value in row.items()}))
+    return [CampaignRecord(**c, pickup_stores=tuple(stores[c["id"]])) for c in campaigns]
 
 
-async def get_campaign(campaign_id: int) -> dict[str, Any]:
+async def get_campaign(campaign_id: int) -> CampaignRecord:
     campaign = await Campaign.select().where(Campaign.id == campaign_id).first()
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return (await _with_stores([campaign]))[0]
 
 
-async def open_campaigns(*, now: datetime | None = None) -> list[dict[str, Any]]:
+async def open_campaigns(*, now: datetime | None = None) -> list[CampaignRecord]:
     """Campaigns taking groups now, ending soonest first."""
     now = now or utcnow()
     rows = (
@@ -169,28 +271,28 @@ async def open_campaigns(*, now: datetime | None = None) -> list[dict[str, Any]]
 # Seats: taking one reserves the seat, the member's units and the stock in one transaction -------------
 
 
-async def _reserve(campaign: dict[str, Any], *, member_id: int, quantity: int, now: datetime) -> None:
+async def _reserve(campaign: CampaignRecord, *, member_id: int, quantity: int, now: datetime) -> None:
     """Inside the seat's transaction: the member's units within the limit, then the stock, both guarded."""
-    if quantity > campaign["per_member_limit"]:
-        raise QuantityOverLimit(details={"perMemberLimit": campaign["per_member_limit"]})
-    await MemberUnits.insert(MemberUnits(campaign=campaign["id"], member=member_id, units=0)).on_conflict(
+    if quantity > campaign.per_member_limit:
+        raise QuantityOverLimit(details={"perMemberLimit": campaign.per_member_limit})
+    await MemberUnits.insert(MemberUnits(campaign=campaign.id, member=member_id, units=0)).on_conflict(
         target=(MemberUnits.campaign, MemberUnits.member), action="DO NOTHING"
     )
     held = (
         await MemberUnits.update({MemberUnits.units: MemberUnits.units + quantity})
         .where(
-            (MemberUnits.campaign == campaign["id"])
+            (MemberUnits.campaign == campaign.id)
             & (MemberUnits.member == member_id)
-            & (MemberUnits.units <= campaign["per_member_limit"] - quantity)
+            & (MemberUnits.units <= campaign.per_member_limit - quantity)
         )
         .returning(MemberUnits.id)
     )
     if not held:
-        raise QuantityOverLimit(details={"perMemberLimit": campaign["per_member_limit"]})
+        raise QuantityOverLimit(details={"perMemberLimit": campaign.per_member_limit})
     taken = (
         await Campaign.update({Campaign.stock_left: Campaign.stock_left - quantity})
         .where(
-            (Campaign.id == campaign["id"])
+            (Campaign.id == campaign.id)
             & (Campaign.stock_left >= quantity)
             & (Campaign.starts_at <= now)
             & (Campaign.ends_at > now)
@@ -198,14 +300,15 @@ async def _reserve(campaign: dict[str, Any], *, member_id: int, quantity: int, n
         .returning(Campaign.stock_left)
     )
     if not taken:
-        raise SoldOut(details={"campaignId": campaign["id"]})
+        raise SoldOut(details={"campaignId": campaign.id})
 
 
-async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) -> dict[str, Any]:
-    campaign = await Campaign.select().where(Campaign.id == campaign_id).first()
-    if campaign is None:
+async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) -> CampaignRecord:
+    row = await Campaign.select().where(Campaign.id == campaign_id).first()
+    if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
-    if not (campaign["starts_at"] <= now < campaign["ends_at"]):
+    campaign = CampaignRecord(**row)
+    if not (campaign.starts_at <= now < campaign.ends_at):
         raise CampaignClosed(campaign_id=campaign_id)
     if not await CampaignStore.exists().where(
         (CampaignStore.campaign == campaign_id) & (CampaignStore.store == pickup_store_id)
@@ -264,15 +367,16 @@ async def take_seat(
     campaign_id: int | None = None,
     group_id: int | None = None,
     provider: PaymentProvider,
-    policy: "CheckoutPolicy",
+    policy: PaymentPolicy,
     kv: KV,
     ensure_active: Callable[[int], Awaitable[None]] | None = None,
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+) -> tuple[GroupView, SeatView, dict[str, str]]:
     """Open a group as its leader (campaign_id) or join one (group_id); answers (group, seat, payParams).
 
-    The seat, the member's units and the stock are taken together or not at all; the seat then
-    waits for its payment until `pay_by`. A sold-out answer comes first, from the stock gate; only a
-    request that passes it has its member's account checked (`ensure_active`) and reaches the database.
+    The seat, its order, the member's units and the stock are taken together or not at all; the order
+    then waits for its payment until its `pay_by`. A sold-out answer comes first, from the stock gate;
+    only a request that passes it has its member's account checked (`ensure_active`) and reaches the
+    database.
     """
     if group_id is not None:
         campaign_id = await _campaign_for(kv, group_id)
@@ -307,20 +411,20 @@ async def _take_seat(
     campaign_id: int,
     group_id: int | None,
     provider: PaymentProvider,
-    policy: "CheckoutPolicy",
-) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    policy: PaymentPolicy,
+) -> tuple[GroupView, SeatView, dict[str, str]]:
     now = utcnow()
-    if group_id is not None:
+    campaign = await _open_campaign(campaign_id, pickup_store_id, now)
+    if group_id is None:  # a group lives its campaign's time limit, and never past the campaign's end
+        group_ends = min(now + timedelta(minutes=campaign.group_ttl_minutes), campaign.ends_at)
+    else:
         group = await Group.select(Group.expires_at).where(Group.id == group_id).first()
         group_ends = group["expires_at"]
-    campaign = await _open_campaign(campaign_id, pickup_store_id, now)
-    if group_id is None:
-        group_ends = now + timedelta(minutes=campaign["group_ttl_minutes"])
     # A seat is paid within its window, and never after its group's deadline.
-    pay_by = min(now + timedelta(minutes=campaign["payment_window_minutes"]), group_ends)
-    openid = await cashier.payer_openid(member_id, policy.app_id)
+    pay_by = min(now + timedelta(minutes=campaign.payment_window_minutes), group_ends)
+    openid = await members.payer_openid(member_id, policy.app_id)
     out_trade_no = new_out_trade_no(now)
-    amount_fen = campaign["price_fen"] * quantity
+    amount_fen = campaign.price_fen * quantity
     try:
         async with write_transaction():
             if group_id is None:
@@ -329,7 +433,7 @@ async def _take_seat(
                     campaign=campaign_id,
                     leader=member_id,
                     status=GroupStatus.forming,
-                    group_size=campaign["group_size"],
+                    group_size=campaign.group_size,
                     seats_taken=1,
                     expires_at=group_ends,
                     created_at=now,
@@ -350,18 +454,36 @@ async def _take_seat(
                     if current["status"] != GroupStatus.forming or current["expires_at"] <= now:
                         raise GroupClosed(group_id=group_id)
                     raise GroupFull(group_id=group_id)
-            seat_id = await insert_row(
+            order_id = await orders.place_order(
+                kind=OrderKind.groupbuy,
+                store_id=pickup_store_id,
+                member_id=member_id,
+                amount_fen=amount_fen,
+                out_trade_no=out_trade_no,
+                pay_by=pay_by,
+                idempotency_key=out_trade_no,
+                now=now,
+                lines=(LineItem(title=campaign.product_name, quantity=quantity, unit_price_fen=campaign.price_fen),),
+            )
+            trade_id = await payments.open_trade(
+                order_id,
+                method=TradeMethod.jsapi,
+                out_trade_no=out_trade_no,
+                amount_fen=amount_fen,
+                expires_at=pay_by,
+                now=now,
+                policy=policy,
+            )
+            await insert_row(
                 Seat,
+                order=order_id,
                 group=group_id,
                 campaign=campaign_id,
                 member=member_id,
                 holder=member_id,
                 pickup_store=pickup_store_id,
                 quantity=quantity,
-                amount_fen=amount_fen,
                 status=SeatStatus.pending_payment,
-                pay_by=pay_by,
-                out_trade_no=out_trade_no,
                 created_at=now,
             )
             await _reserve(campaign, member_id=member_id, quantity=quantity, now=now)
@@ -369,52 +491,136 @@ async def _take_seat(
         if not is_unique_violation(error):
             raise
         raise AlreadyInGroup(group_id=group_id) from None
-    try:
-        pay_params = await provider.create_jsapi(
-            out_trade_no=out_trade_no,
-            amount_fen=amount_fen,
-            payer_openid=openid,
-            description=campaign["product_name"][:127],
-            expires_in_seconds=max(1, math.ceil((pay_by - now).total_seconds())),
+    # WeChat Pay not taking the order ends it failed at once: the seat, units and stock go back with it.
+    pay_params = await payments.create_jsapi(
+        trade_id,
+        out_trade_no=out_trade_no,
+        amount_fen=amount_fen,
+        payer_openid=openid,
+        description=campaign.product_name,
+        expires_at=pay_by,
+        provider=provider,
+    )
+    logger.info("group-buy seat taken", extra={"order_id": order_id, "group_id": group_id, "member_id": member_id})
+    return await get_group(group_id), await get_seat(order_id), pay_params
+
+
+async def give_back_seat(
+    order_id: int, *, member_id: int, provider: PaymentProvider, policy: PaymentPolicy
+) -> SeatView:
+    """The member gives an unpaid seat back at once: its order is closed at WeChat Pay first (so no money can
+    land on it), then the seat, units and stock go back. Giving back a seat given back already is the same."""
+    seat = await Seat.select(Seat.status).where((Seat.order == order_id) & (Seat.member == member_id)).first()
+    if seat is None:
+        raise SeatNotFound(order_id=order_id)
+    if seat["status"] == SeatStatus.pending_payment:
+        trade = await payments.trade_of(order_id)
+        assert trade is not None
+        await payments.give_back(trade.id, reason=GIVEN_BACK, provider=provider, policy=policy)
+    elif seat["status"] != SeatStatus.cancelled:
+        raise SeatNotCancellable(order_id=order_id)
+    return await get_seat(order_id)
+
+
+# Reading ------------------------------------------------------------------------------------------
+
+
+async def _members_of(group_ids: Iterable[int]) -> dict[int, list[GroupMember]]:
+    """Each group's members in the order they took their seats, each person once (a merge may have left
+    one person two seats)."""
+    ids = list(group_ids)
+    members_by_group: dict[int, list[GroupMember]] = {group_id: [] for group_id in ids}
+    if ids:
+        rows = (
+            await Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
+            .where(Seat.group.is_in(ids) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
+            .order_by(Seat.id)
         )
-    except NOT_DONE as error:
-        # Due at once: the sweeper asks WeChat Pay, closes the order there and gives the seat back.
-        logger.warning("JSAPI order not created for a seat", extra={"seat_id": seat_id, "error": repr(error)})
-        await Seat.update({Seat.pay_by: now}).where((Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment))
-        raise PaymentNotStarted(seat_id=seat_id) from None
-    logger.info("group-buy seat taken", extra={"seat_id": seat_id, "group_id": group_id, "member_id": member_id})
-    return await get_group(group_id), await get_seat(seat_id), pay_params
+        seen: set[tuple[int, int]] = set()
+        for row in rows:
+            if (row["group"], row["member"]) not in seen:
+                seen.add((row["group"], row["member"]))
+                members_by_group[row["group"]].append(GroupMember(row["member.nickname"], row["member.avatar_url"]))
+    return members_by_group
 
 
-async def get_group(group_id: int) -> dict[str, Any]:
+def _group_view(row: dict, members_of_group: list[GroupMember]) -> GroupView:
+    virtual = [GroupMember("", "", virtual=True)] * row["virtual_seats"]
+    return GroupView(**row, members=tuple(members_of_group + virtual))
+
+
+async def get_group(group_id: int) -> GroupView:
     group = await Group.select().where(Group.id == group_id).first()
     if group is None:
         raise GroupNotFound(group_id=group_id)
-    members = (
-        await Seat.select(Seat.member.nickname, Seat.member.avatar_url)
-        .where((Seat.group == group_id) & Seat.holder.is_not_null())
-        .order_by(Seat.id)
+    return _group_view(group, (await _members_of([group_id]))[group_id])
+
+
+async def forming_groups(
+    campaign_id: int, *, limit: int, after: tuple[datetime, int] | None = None, now: datetime | None = None
+) -> list[GroupView]:
+    """Groups of the campaign a shopper may still join (forming, before their deadline, a seat left),
+    soonest deadline first; `after` is the (deadline, id) of the last group of the page before."""
+    now = now or utcnow()
+    query = Group.select().where(
+        (Group.campaign == campaign_id)
+        & (Group.status == GroupStatus.forming)
+        & (Group.expires_at > now)
+        & (Group.seats_taken < Group.group_size)
     )
-    seats = [
-        {"nickname": row["member.nickname"], "avatar_url": row["member.avatar_url"], "virtual": False}
-        for row in members
-    ]
-    return {**group, "members": seats + [{"nickname": "", "avatar_url": "", "virtual": True}] * group["virtual_seats"]}
+    if after is not None:
+        query = query.where((Group.expires_at > after[0]) | ((Group.expires_at == after[0]) & (Group.id > after[1])))
+    rows = await query.order_by(Group.expires_at).order_by(Group.id).limit(limit)
+    members_by_group = await _members_of(row["id"] for row in rows)
+    return [_group_view(row, members_by_group[row["id"]]) for row in rows]
 
 
-# An order, with where its group stands: a member sees at once when the group filled virtually.
 _SEAT_COLUMNS = (
-    *Seat.all_columns(),
+    Seat.order.as_alias("order_id"),
+    Seat.id.as_alias("seat_id"),
+    Seat.group.as_alias("group_id"),
+    Seat.campaign.as_alias("campaign_id"),
+    Seat.member.as_alias("member_id"),
+    Seat.pickup_store.as_alias("pickup_store_id"),
+    Seat.quantity,
+    Seat.status,
+    Seat.order.payable_fen.as_alias("amount_fen"),
+    Seat.order.paid_fen.as_alias("paid_fen"),
+    Seat.order.refunded_fen.as_alias("refunded_fen"),
+    Seat.order.out_trade_no.as_alias("out_trade_no"),
+    Seat.order.pay_by.as_alias("pay_by"),
+    Seat.created_at,
     Seat.group.status.as_alias("group_status"),
     Seat.group.virtual_seats.as_alias("group_virtual_seats"),
+    Seat.pickup_code,
+    Seat.picked_up_at,
 )
 
 
-async def get_seat(seat_id: int) -> dict[str, Any]:
-    return await Seat.select(*_SEAT_COLUMNS).where(Seat.id == seat_id).first()
+def _seat_view(row: dict) -> SeatView:
+    return SeatView(**{**row, "status": SeatStatus(row["status"]), "group_status": GroupStatus(row["group_status"])})
 
 
-# Payment, success and expiry ------------------------------------------------------------------------
+async def find_seat(order_id: int) -> SeatView | None:
+    row = await Seat.select(*_SEAT_COLUMNS).where(Seat.order == order_id).first()
+    return _seat_view(row) if row is not None else None
+
+
+async def get_seat(order_id: int) -> SeatView:
+    seat = await find_seat(order_id)
+    if seat is None:
+        raise SeatNotFound(order_id=order_id)
+    return seat
+
+
+async def member_seats(member_id: int, *, limit: int, before_order: int | None) -> list[SeatView]:
+    query = Seat.select(*_SEAT_COLUMNS).where(Seat.member == member_id)
+    if before_order is not None:
+        query = query.where(Seat.order < before_order)
+    return [_seat_view(row) for row in await query.order_by(Seat.order, ascending=False).limit(limit)]
+
+
+# Success: every seat paid before the deadline (or enough of them, with virtual fill) ------------------
 
 PICKUP_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud and typed at a till
 PICKUP_CODE_LENGTH = 12  # 31**12, about 59 bits: not guessable at any rate the API allows
@@ -424,72 +630,52 @@ def new_pickup_code() -> str:
     return "".join(secrets.choice(PICKUP_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
 
 
-async def accept_transaction_notice(
-    notice: TransactionNotice, *, provider: PaymentProvider, policy: "CheckoutPolicy"
-) -> bool:
-    """A verified payment notification; answers False when the trade is not a seat's."""
-    seat = await Seat.select(Seat.id, Seat.amount_fen).where(Seat.out_trade_no == notice.out_trade_no).first()
-    if seat is None:
-        return False
-    check_transaction_notice(notice, provider=provider, amount_fen=seat["amount_fen"], seat_id=seat["id"])
-    if notice.trade_state == TradeState.success.value:
-        await settle_seat_paid(seat["id"], transaction_id=notice.transaction_id, provider=provider, policy=policy)
-    return True
-
-
-async def settle_seat_paid(
-    seat_id: int, *, transaction_id: str, provider: PaymentProvider, policy: "CheckoutPolicy"
-) -> None:
-    """The seat is paid, once; the payment that fills its group before the deadline makes the group succeed.
-    Money for a seat that expired first (its seat, units and stock already given back) goes back in full."""
-    now = utcnow()
-    async with write_transaction():
-        claimed = (
-            await Seat.update({Seat.status: SeatStatus.paid, Seat.paid_at: now, Seat.transaction_id: transaction_id})
-            .where((Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment))
-            .returning(Seat.group)
-        )
-        if claimed:
-            group_id = claimed[0]["group"]
-            group = (
-                await Group.update({Group.seats_paid: Group.seats_paid + 1})
-                .where(Group.id == group_id)
-                .returning(Group.seats_paid, Group.group_size)
-            )
-            if group[0]["seats_paid"] == group[0]["group_size"]:
-                await _succeed(group_id, now)
-        else:
-            late = (
-                await Seat.update({Seat.paid_at: now, Seat.transaction_id: transaction_id})
-                .where((Seat.id == seat_id) & (Seat.status == SeatStatus.expired) & Seat.paid_at.is_null())
-                .returning(Seat.amount_fen, Seat.out_trade_no)
-            )
-            if late:
-                await _insert_refund(seat_id, late[0], reason=SeatRefundReason.late_payment, now=now, policy=policy)
-    if not claimed:
-        if late:
-            logger.warning("payment for an expired seat: refunded", extra={"seat_id": seat_id})
-        await _submit_pending_refund(seat_id, provider=provider, policy=policy)
-        return
-    logger.info("group-buy seat paid", extra={"seat_id": seat_id, "group_id": group_id})
-
-
-async def _succeed(group_id: int, now: datetime) -> None:
-    """Every seat is paid before the deadline: the group succeeds and each seat gets its pickup code."""
-    done = (
-        await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now})
-        .where((Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now))
-        .returning(Group.id)
+async def seat_paid(order_id: int, *, now: datetime) -> None:
+    """Inside the payment's transaction: the seat is paid; the payment that fills its group before the
+    deadline makes the group succeed."""
+    claimed = (
+        await Seat.update({Seat.status: SeatStatus.paid})
+        .where((Seat.order == order_id) & (Seat.status == SeatStatus.pending_payment))
+        .returning(Seat.group)
     )
-    if done:  # else the deadline passed first: the group fails, and its payments go back
-        await _give_pickup_codes(group_id)
+    if not claimed:
+        return
+    group_id = claimed[0]["group"]
+    group = (
+        await Group.update({Group.seats_paid: Group.seats_paid + 1})
+        .where(Group.id == group_id)
+        .returning(Group.seats_paid, Group.group_size)
+    )
+    logger.info("group-buy seat paid", extra={"order_id": order_id, "group_id": group_id})
+    if group[0]["seats_paid"] == group[0]["group_size"]:
+        done = (
+            await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now})
+            .where((Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now))
+            .returning(Group.id)
+        )
+        if done:  # else the deadline passed first: the group fails, and its payments go back
+            await _succeeded(group_id, now=now)
 
 
-async def _give_pickup_codes(group_id: int) -> None:
-    for seat in await Seat.select(Seat.id).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid)):
+async def _succeeded(group_id: int, *, now: datetime) -> None:
+    """The sale is firm: each paid seat gets its pickup code, and its order earns its points now."""
+    seats = await Seat.select(Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.paid_fen).where(
+        (Seat.group == group_id) & (Seat.status == SeatStatus.paid)
+    )
+    for seat in seats:
         await Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: new_pickup_code()}).where(
             Seat.id == seat["id"]
         )
+        if seat["order.member"] is not None:
+            earned = await earn_for_order(
+                seat["order"],
+                member_id=seat["order.member"],
+                store_id=seat["order.store"],
+                paid_fen=seat["order.paid_fen"],
+                now=now,
+            )
+            if earned:
+                await orders.note_points_earned(seat["order"], earned)
     logger.info("group-buy group succeeded", extra={"group_id": group_id})
 
 
@@ -498,16 +684,26 @@ def virtual_fill_threshold(group_size: int, percent: int) -> int:
     return max(1, math.ceil(group_size * percent / 100))
 
 
-async def _fill_virtually(group_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime) -> bool:
-    """At the deadline of a virtual-fill campaign's group: its unpaid seats are closed first, so only money
+async def _pending_seats_concluded(group_id: int, *, provider: PaymentProvider, policy: PaymentPolicy) -> bool:
+    """At a group's deadline: each seat still waiting for its money is asked about once more and ended
+    (a payment that happened meanwhile wins). Answers whether every one of them has ended."""
+    pending = await Seat.select(Seat.order).where(
+        (Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment)
+    )
+    ended = True
+    for seat in pending:
+        trade = await payments.trade_of(seat["order"])
+        if trade is not None and not await payments.conclude(trade.id, provider=provider, policy=policy):
+            ended = False  # WeChat Pay did not answer about this seat: the next sweep asks again
+    return ended
+
+
+async def _fill_virtually(group_id: int, *, provider: PaymentProvider, policy: PaymentPolicy, now: datetime) -> bool:
+    """At the deadline of a virtual-fill campaign's group: its unpaid seats are ended first, so only money
     that arrived counts; with enough paid seats the group succeeds, the empty ones virtual. Answers whether
     the group is settled that way (or must wait for WeChat Pay to answer about a seat)."""
-    for seat in await Seat.select(Seat.id, Seat.out_trade_no).where(
-        (Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment)
-    ):
-        await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
-    if await Seat.exists().where((Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment)):
-        return True  # WeChat Pay did not answer about a seat: the next sweep decides
+    if not await _pending_seats_concluded(group_id, provider=provider, policy=policy):
+        return True
     group = (
         await Group.select(Group.group_size, Group.seats_paid, Group.campaign.virtual_fill_percent)
         .where(Group.id == group_id)
@@ -528,7 +724,7 @@ async def _fill_virtually(group_id: int, *, provider: PaymentProvider, policy: "
             .returning(Group.virtual_seats)
         )
         if done:
-            await _give_pickup_codes(group_id)
+            await _succeeded(group_id, now=now)
     if done:
         logger.info(
             "group-buy group filled virtually", extra={"group_id": group_id, "virtual_seats": done[0]["virtual_seats"]}
@@ -536,50 +732,10 @@ async def _fill_virtually(group_id: int, *, provider: PaymentProvider, policy: "
     return True
 
 
-async def expire_due_seats(*, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime | None = None) -> int:
-    """The sweeper's part: seats unpaid at `pay_by` give back their seat, units and stock; answers how many
-    were looked at. WeChat Pay is asked first and the order closed there, so no money lands afterwards."""
-    now = now or utcnow()
-    due = (
-        await Seat.select(Seat.id, Seat.out_trade_no)
-        .where((Seat.status == SeatStatus.pending_payment) & (Seat.pay_by <= now))
-        .limit(200)
-    )
-    for seat in due:
-        await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
-    return len(due)
+# Failure at the deadline: every paid seat refunded once, unpaid ones ended, stock released ----------
 
 
-async def _expire(seat_id: int, out_trade_no: str, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
-    try:
-        trade = await provider.query(out_trade_no)
-        paid = trade if trade.paid else await close_or_find_payment(provider, out_trade_no)
-    except NOT_DONE as error:
-        logger.warning(
-            "seat not expired yet: WeChat Pay did not answer", extra={"seat_id": seat_id, "error": repr(error)}
-        )
-        return  # the next sweep asks again
-    if paid is not None:  # paid in time, its notification not here yet
-        await settle_seat_paid(seat_id, transaction_id=paid.transaction_id or "", provider=provider, policy=policy)
-        return
-    async with write_transaction():
-        released = (
-            await Seat.update({Seat.status: SeatStatus.expired, Seat.holder: None})
-            .where((Seat.id == seat_id) & (Seat.status == SeatStatus.pending_payment))
-            .returning(Seat.group, Seat.campaign, Seat.member, Seat.quantity)
-        )
-        if not released:
-            return
-        seat = released[0]
-        await Group.update({Group.seats_taken: Group.seats_taken - 1}).where(Group.id == seat["group"])
-        await _release_units(seat, stock=True)
-    logger.info("group-buy seat expired", extra={"seat_id": seat_id})
-
-
-# Failure at the deadline: every paid seat refunded once, unpaid ones closed, stock released ----------
-
-
-async def fail_due_groups(*, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime | None = None) -> int:
+async def fail_due_groups(*, provider: PaymentProvider, policy: PaymentPolicy, now: datetime | None = None) -> int:
     """The sweeper's part: groups past their deadline without every seat paid fail, and a failed group's
     settlement interrupted earlier (a crash, a restart) is finished; answers how many were looked at."""
     now = now or utcnow()
@@ -597,7 +753,7 @@ async def fail_due_groups(*, provider: PaymentProvider, policy: "CheckoutPolicy"
 
 
 async def settle_failed_group(
-    group_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime
+    group_id: int, *, provider: PaymentProvider, policy: PaymentPolicy, now: datetime
 ) -> None:
     """Idempotent, so any number of sweepers may run it at once or again after a failure halfway."""
     group = await Group.select(Group.status, Group.campaign.virtual_fill).where(Group.id == group_id).first()
@@ -613,16 +769,13 @@ async def settle_failed_group(
         logger.info("group-buy group failed", extra={"group_id": group_id})
     elif not await Group.exists().where((Group.id == group_id) & (Group.status == GroupStatus.failed)):
         return  # it succeeded, by its last payment or by virtual fill
-    seats = await Seat.select(Seat.id, Seat.out_trade_no, Seat.status).where(
-        (Seat.group == group_id) & Seat.status.is_in([SeatStatus.pending_payment, SeatStatus.paid])
-    )
-    for seat in seats:
-        if seat["status"] == SeatStatus.pending_payment:  # closed at WeChat Pay, or found paid after all
-            await _expire(seat["id"], seat["out_trade_no"], provider=provider, policy=policy)
-        await refund_failed_seat(seat["id"], provider=provider, policy=policy)
+    await _pending_seats_concluded(group_id, provider=provider, policy=policy)
+    for seat in await Seat.select(Seat.order).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid)):
+        await refund_failed_seat(seat["order"], provider=provider, policy=policy)
     unfinished = await Seat.count().where((Seat.group == group_id) & (Seat.status == SeatStatus.pending_payment))
+    # A paid seat's refund lets go of its holding in the refund's transaction: a paid seat still held is unrefunded.
     unrefunded = await Seat.count().where(
-        (Seat.group == group_id) & (Seat.status == SeatStatus.paid) & Seat.id.not_in(SeatRefund.select(SeatRefund.seat))
+        (Seat.group == group_id) & (Seat.status == SeatStatus.paid) & Seat.held.eq(True)
     )
     if unfinished == 0 and unrefunded == 0:
         await Group.update({Group.settled_at: now}).where(
@@ -630,41 +783,17 @@ async def settle_failed_group(
         )
 
 
-def _out_refund_no(out_trade_no: str, reason: SeatRefundReason) -> str:
-    return refunds.out_refund_no(out_trade_no, f"groupbuy:{reason.value}")
-
-
-REFUND_REASONS = {
-    SeatRefundReason.group_failed: "拼团未成团退款",
-    SeatRefundReason.late_payment: "拼团订单已过期退款",
-    SeatRefundReason.after_success: "拼团订单退款",
-}
-
-
-async def _insert_refund(
-    seat_id: int,
-    seat: dict[str, Any],
-    *,
-    reason: SeatRefundReason,
-    now: datetime,
-    policy: "CheckoutPolicy",
-    note: str = "",
-) -> None:
-    """Inside the caller's transaction: the seat's one refund, in full, under a number fixed by the seat."""
-    await insert_row(
-        SeatRefund,
-        seat=seat_id,
-        out_refund_no=_out_refund_no(seat["out_trade_no"], reason),
-        amount_fen=seat["amount_fen"],
-        reason=reason,
-        note=note[:80],
-        status=RefundStatus.processing,
-        next_query_at=now + timedelta(seconds=policy.refund_query_interval),
-        created_at=now,
+async def _release_holding(order_id: int, *, statuses: tuple[SeatStatus, ...], stock: bool) -> bool:
+    """Inside the caller's transaction: the seat lets go of its member's units (and, with `stock`, of the
+    campaign's stock), once. Answers False when the seat was not in one of `statuses` or had let go already."""
+    released = (
+        await Seat.update({Seat.held: False})
+        .where((Seat.order == order_id) & Seat.status.is_in(list(statuses)) & Seat.held.eq(True))
+        .returning(Seat.campaign, Seat.member, Seat.quantity)
     )
-
-
-async def _release_units(seat: dict[str, Any], *, stock: bool) -> None:
+    if not released:
+        return False
+    seat = released[0]
     await MemberUnits.update({MemberUnits.units: MemberUnits.units - seat["quantity"]}).where(
         (MemberUnits.campaign == seat["campaign"]) & (MemberUnits.member == seat["member"])
     )
@@ -672,169 +801,130 @@ async def _release_units(seat: dict[str, Any], *, stock: bool) -> None:
         await Campaign.update({Campaign.stock_left: Campaign.stock_left + seat["quantity"]}).where(
             Campaign.id == seat["campaign"]
         )
+    return True
 
 
-_REFUNDED_SEAT = (Seat.status, Seat.amount_fen, Seat.out_trade_no, Seat.campaign, Seat.member, Seat.quantity)
+async def seat_ended(order_id: int, *, status: SeatStatus) -> None:
+    """Inside the transaction that closed the seat's order unpaid: the seat ends, and gives back its place
+    in the group, its member's units and the stock."""
+    ended = (
+        await Seat.update({Seat.status: status, Seat.holder: None})
+        .where((Seat.order == order_id) & (Seat.status == SeatStatus.pending_payment))
+        .returning(Seat.group)
+    )
+    if not ended:
+        return
+    await Group.update({Group.seats_taken: Group.seats_taken - 1}).where(Group.id == ended[0]["group"])
+    await _release_holding(order_id, statuses=(status,), stock=True)
+    logger.info("group-buy seat ended", extra={"order_id": order_id, "status": status.value})
 
 
-async def refund_failed_seat(seat_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
-    """Refund a paid seat of a failed group in full, once: the refund row, and the units and stock it gives
+async def seat_refunded(order_id: int) -> None:
+    """Inside the transaction that recorded the last of the order's money going back: the seat is refunded,
+    and gives back its member's units if it still held them."""
+    await _release_holding(order_id, statuses=tuple(SeatStatus), stock=False)
+    await Seat.update({Seat.status: SeatStatus.refunded}).where(Seat.order == order_id)
+
+
+async def refund_failed_seat(order_id: int, *, provider: PaymentProvider, policy: PaymentPolicy) -> None:
+    """Refund a paid seat of a failed group in full, once: the refund, and the units and stock the seat gives
     back, are one transaction, and its out_refund_no is fixed, so a second run asks for the same refund."""
     now = utcnow()
     try:
         async with write_transaction():
-            seat = await Seat.select(*_REFUNDED_SEAT, Seat.group.status).where(Seat.id == seat_id).first()
+            seat = await Seat.select(Seat.status, Seat.group.status).where(Seat.order == order_id).first()
             if seat["status"] != SeatStatus.paid or seat["group.status"] != GroupStatus.failed:
                 return
-            await _insert_refund(seat_id, seat, reason=SeatRefundReason.group_failed, now=now, policy=policy)
-            await _release_units(seat, stock=True)
+            if await _release_holding(order_id, statuses=(SeatStatus.paid,), stock=True):
+                order = await orders.find_order(order_id)
+                assert order is not None
+                await refunds.create_refund(
+                    order,
+                    amount_fen=order.paid_fen,
+                    idempotency_key=GROUP_FAILED_KEY,
+                    reason=REFUND_REASONS[GROUP_FAILED_KEY],
+                    staff_id=None,
+                    policy=policy,
+                    now=now,
+                )
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: another sweeper made this refund a moment ago; it is asked for below all the same
-    await _submit_pending_refund(seat_id, provider=provider, policy=policy)
+    await _submit_pending(order_id, GROUP_FAILED_KEY, provider=provider, policy=policy)
 
 
-async def refund_order(
-    seat_id: int, *, staff: "CurrentStaff", note: str, provider: PaymentProvider, policy: "CheckoutPolicy"
-) -> tuple[dict[str, Any], bool]:
+async def refund_after_success(
+    order_id: int,
+    *,
+    acts_for: Callable[[int], bool],
+    staff_id: int,
+    note: str,
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> tuple[RefundRecord, bool]:
     """A refund after the group succeeded (picked up or not), by staff of its pickup store or HQ: the whole
     order, once. The group stays succeeded; the member's units are freed, the stock stays with the group,
     whose goods were ordered for it. Answers (refund, created); a second request answers the first refund."""
-    seat = await Seat.select(Seat.pickup_store).where(Seat.id == seat_id).first()
-    if seat is None or not staff.acts_for(seat["pickup_store"]):
-        raise SeatNotFound(seat_id=seat_id)
+    seat = await Seat.select(Seat.pickup_store).where(Seat.order == order_id).first()
+    if seat is None or not acts_for(seat["pickup_store"]):
+        raise SeatNotFound(order_id=order_id)
     created = False
-    if not await SeatRefund.exists().where(SeatRefund.seat == seat_id):
-        now = utcnow()
+    if await refunds.refund_by_key(order_id, AFTER_SUCCESS_KEY) is None:
+        reason = REFUND_REASONS[AFTER_SUCCESS_KEY] + (f"：{note}" if note else "")
         try:
             async with write_transaction():
-                # The guarded touch takes the seat's row first, so a pickup at that moment waits or goes first.
-                held = (
-                    await Seat.update({Seat.status: Seat.status})
-                    .where((Seat.id == seat_id) & Seat.status.is_in([SeatStatus.succeeded, SeatStatus.picked_up]))
-                    .returning(*_REFUNDED_SEAT)
+                # Letting go of the seat's holding takes its row first, and a pickup needs the seat held: a
+                # pickup at this moment goes first, or finds it let go.
+                if not await _release_holding(
+                    order_id, statuses=(SeatStatus.succeeded, SeatStatus.picked_up), stock=False
+                ):
+                    raise NotRefundable(order_id=order_id)
+                order = await orders.find_order(order_id)
+                assert order is not None
+                await refunds.create_refund(
+                    order,
+                    amount_fen=order.paid_fen - order.refunded_fen,
+                    idempotency_key=AFTER_SUCCESS_KEY,
+                    reason=reason,
+                    staff_id=staff_id,
+                    policy=policy,
+                    now=utcnow(),
                 )
-                if not held:
-                    raise NotRefundable(seat_id=seat_id)
-                await _insert_refund(
-                    seat_id, held[0], reason=SeatRefundReason.after_success, now=now, policy=policy, note=note
-                )
-                await _release_units(held[0], stock=False)
             created = True
-            logger.info("group-buy order refunded after success", extra={"seat_id": seat_id, "staff_id": staff.id})
+            logger.info("group-buy order refunded after success", extra={"order_id": order_id, "staff_id": staff_id})
+        except (OrderNotRefundable, RefundExceedsPaid):
+            raise NotRefundable(order_id=order_id) from None
         except Exception as error:
             if not is_unique_violation(error):
                 raise  # else: the same refund, asked for a moment ago
-    await _submit_pending_refund(seat_id, provider=provider, policy=policy)
-    return await SeatRefund.select().where(SeatRefund.seat == seat_id).first(), created
+    await _submit_pending(order_id, AFTER_SUCCESS_KEY, provider=provider, policy=policy)
+    refund = await refunds.refund_by_key(order_id, AFTER_SUCCESS_KEY)
+    assert refund is not None
+    return refund, created
 
 
-async def _submit_pending_refund(seat_id: int, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
-    refund = await SeatRefund.select().where(SeatRefund.seat == seat_id).first()
-    if refund is not None and refund["status"] == RefundStatus.processing:
-        await _submit_refund(refund, provider=provider, policy=policy)
+async def _submit_pending(order_id: int, key: str, *, provider: PaymentProvider, policy: PaymentPolicy) -> None:
+    refund = await refunds.refund_by_key(order_id, key)
+    if refund is not None and refund.status is RefundStatus.processing:
+        await refunds.submit(refund.id, provider=provider, policy=policy)
 
 
-async def _submit_refund(refund: dict[str, Any], *, provider: PaymentProvider, policy: "CheckoutPolicy") -> None:
-    seat = await Seat.select(Seat.out_trade_no).where(Seat.id == refund["seat"]).first()
-    reason = REFUND_REASONS[SeatRefundReason(refund["reason"])]
-    answer = await ask_refund(
-        provider,
-        out_trade_no=seat["out_trade_no"],
-        out_refund_no=refund["out_refund_no"],
-        refund_fen=refund["amount_fen"],
-        total_fen=refund["amount_fen"],
-        reason=f"{reason}：{refund['note']}" if refund["note"] else reason,
-    )
-    if answer.refused:
-        await _apply_refund(refund["id"], RefundResult(RefundState.closed), failure=answer.refused, policy=policy)
-    elif answer.result is not None:  # else no answer: the sweeper asks again
-        await _apply_refund(refund["id"], answer.result, policy=policy)
+def refund_reason(refund: RefundRecord) -> str:
+    """Why a seat's money went back: group_failed, after_success or late_payment."""
+    if refund.kind is RefundKind.late_payment:
+        return "late_payment"
+    return refund.idempotency_key.removeprefix("groupbuy:")
 
 
-async def _apply_refund(refund_id: int, result: RefundResult, *, policy: "CheckoutPolicy", failure: str = "") -> None:
-    now = utcnow()
-    processing = (SeatRefund.id == refund_id) & (SeatRefund.status == RefundStatus.processing)
-    if result.state is RefundState.success:
-        async with write_transaction():
-            done = (
-                await SeatRefund.update(
-                    {
-                        SeatRefund.status: RefundStatus.succeeded,
-                        SeatRefund.settled_at: now,
-                        SeatRefund.refund_id: result.refund_id,
-                        SeatRefund.next_query_at: None,
-                    }
-                )
-                .where(processing)
-                .returning(SeatRefund.seat)
-            )
-            if done:
-                await Seat.update({Seat.status: SeatStatus.refunded}).where(Seat.id == done[0]["seat"])
-        return
-    if result.state is RefundState.closed:  # the money did not go back: someone must look at it
-        await SeatRefund.update(
-            {
-                SeatRefund.status: RefundStatus.failed,
-                SeatRefund.settled_at: now,
-                SeatRefund.failure: (failure or "CLOSED")[:32],
-                SeatRefund.next_query_at: None,
-            }
-        ).where(processing)
-        logger.error("group-buy refund failed", extra={"refund_id": refund_id, "failure": failure or "CLOSED"})
-        return
-    await SeatRefund.update(
-        {
-            SeatRefund.refund_id: result.refund_id,
-            SeatRefund.failure: "ABNORMAL" if result.state is RefundState.abnormal else "",
-            SeatRefund.next_query_at: now + timedelta(seconds=policy.refund_query_interval),
-        }
-    ).where(processing)
-
-
-async def advance_refunds(*, provider: PaymentProvider, policy: "CheckoutPolicy", now: datetime | None = None) -> int:
-    """The sweeper's part: seat refunds still processing are asked about; answers how many."""
-    now = now or utcnow()
-    due = (
-        await SeatRefund.select()
-        .where((SeatRefund.status == RefundStatus.processing) & (SeatRefund.next_query_at <= now))
-        .limit(200)
-    )
-    for refund in due:
-        claimed = (
-            await SeatRefund.update({SeatRefund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)})
-            .where(
-                (SeatRefund.id == refund["id"])
-                & (SeatRefund.status == RefundStatus.processing)
-                & (SeatRefund.next_query_at <= now)
-            )
-            .returning(SeatRefund.id)
-        )
-        if not claimed:
-            continue
-        answer = await look_up_refund(provider, refund["out_refund_no"])
-        if answer.missing:  # the refund call never arrived: make it again
-            await _submit_refund(refund, provider=provider, policy=policy)
-        elif answer.result is not None:
-            await _apply_refund(refund["id"], answer.result, policy=policy)
-    return len(due)
-
-
-async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvider, policy: "CheckoutPolicy") -> bool:
-    """A verified refund notification; answers False when the refund is not a seat's."""
-    refund = await SeatRefund.select(SeatRefund.id).where(SeatRefund.out_refund_no == notice.out_refund_no).first()
-    if refund is None:
-        return False
-    result = refund_notice_result(notice, provider=provider, seat_refund_id=refund["id"])
-    if result is not None:
-        await _apply_refund(refund["id"], result, policy=policy)
-    return True
+async def seat_refunds(order_id: int) -> list[RefundRecord]:
+    rows = await PaymentRefund.select().where(PaymentRefund.order == order_id).order_by(PaymentRefund.id)
+    return [RefundRecord.of(row) for row in rows]
 
 
 # Pickup at the store ------------------------------------------------------------------------------
 
 
-async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> dict[str, Any]:
+async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> SeatView:
     """Hand the goods over: once, and only at the seat's own pickup store; any other code is unknown here."""
     code = pickup_code.strip().upper()
     now = utcnow()
@@ -845,30 +935,33 @@ async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> dict[str
                 (Seat.pickup_code == code)
                 & (Seat.pickup_store == store_id)
                 & (Seat.status == SeatStatus.succeeded)
-                & Seat.id.not_in(SeatRefund.select(SeatRefund.seat))
+                & Seat.held.eq(True)  # a refund lets go of the seat first
             )
-            .returning(Seat.id)
+            .returning(Seat.order)
         )
     if done:
-        logger.info("group-buy order picked up", extra={"seat_id": done[0]["id"], "staff_id": staff_id})
-        return await get_seat(done[0]["id"])
+        logger.info("group-buy order picked up", extra={"order_id": done[0]["order"], "staff_id": staff_id})
+        return await get_seat(done[0]["order"])
     seat = (
-        await Seat.select(Seat.id, Seat.status)
+        await Seat.select(Seat.status, Seat.held)
         .where((Seat.pickup_code == code) & (Seat.pickup_store == store_id))
         .first()
     )
-    if seat is not None and seat["status"] == SeatStatus.picked_up:
+    if seat is not None and seat["status"] == SeatStatus.picked_up and seat["held"]:
         raise AlreadyPickedUp(store_id=store_id)
-    if seat is not None and await SeatRefund.exists().where(SeatRefund.seat == seat["id"]):
+    if seat is not None:
         raise OrderRefunded(store_id=store_id)
     logger.info("pickup code not recognised", extra={"store_id": store_id, "staff_id": staff_id})
     raise PickupNotFound(store_id=store_id)
 
 
+# Merges -------------------------------------------------------------------------------------------
+
+
 async def move_seats(survivor_id: int, merged_id: int) -> int:
-    """A member merge, inside its transaction: the merged member's group-buy orders, units and groups become
-    the survivor's; answers how many orders moved. Where both held a live seat in one group, the merged
-    seat stays paid and valid but no longer counts as a second place of the same person."""
+    """A member merge, inside its transaction: the merged member's seats, units and groups become the
+    survivor's; answers how many seats moved. Where both held a live seat in one group, the merged seat
+    stays paid and valid but no longer counts as a second place of the same person."""
     moved = await Seat.count().where(Seat.member == merged_id)
     both = Seat.select(Seat.group).where(Seat.holder == survivor_id)
     await Seat.update({Seat.member: survivor_id, Seat.holder: None}).where(
@@ -890,17 +983,10 @@ async def move_seats(survivor_id: int, merged_id: int) -> int:
     return moved
 
 
-async def member_seats(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
-    query = Seat.select(*_SEAT_COLUMNS).where(Seat.member == member_id)
-    if before_id is not None:
-        query = query.where(Seat.id < before_id)
-    return await query.order_by(Seat.id, ascending=False).limit(limit)
-
-
 # Demand: what HQ orders from the supplier, per pickup store -------------------------------------------
 
 
-async def demand(campaign_id: int) -> dict[str, Any]:
+async def demand(campaign_id: int) -> Demand:
     """Units per pickup store on the campaign's pickup date: firm (groups that succeeded), tentative
     (groups still forming: seats taken, paid or not) and picked up. Every pickup store has a row."""
     campaign = await get_campaign(campaign_id)
@@ -911,44 +997,44 @@ async def demand(campaign_id: int) -> dict[str, Any]:
             .group_by(Seat.pickup_store, Seat.status, Seat.group.status)
         )
         virtual = await _virtual_seats_per_store(campaign_id)
-    rows = {
-        store["id"]: {
-            "store_id": store["id"],
-            "store_code": store["code"],
-            "store_name": store["name"],
-            "pickup_date": campaign["pickup_date"],
-            "firm_units": 0,
-            "tentative_units": 0,
-            "picked_up_units": 0,
-            "virtual_seats": virtual.get(store["id"], 0),
-        }
-        for store in campaign["pickup_stores"]
-    }
+    counts = {store.id: {"firm": 0, "tentative": 0, "picked_up": 0} for store in campaign.pickup_stores}
     for line in sums:
-        row, units = rows.get(line["pickup_store"]), int(line["sum"] or 0)
-        if row is None:  # a store taken off the campaign after seats were taken: still counted
+        row, units = counts.get(line["pickup_store"]), int(line["sum"] or 0)
+        if row is None:  # a store taken off the campaign after seats were taken: not counted here
             continue
         if line["status"] in (SeatStatus.succeeded, SeatStatus.picked_up):
-            row["firm_units"] += units
+            row["firm"] += units
             if line["status"] == SeatStatus.picked_up:
-                row["picked_up_units"] += units
+                row["picked_up"] += units
         elif line["group.status"] == GroupStatus.forming and line["status"] in (
             SeatStatus.pending_payment,
             SeatStatus.paid,
         ):
-            row["tentative_units"] += units
-    lines = sorted(rows.values(), key=lambda row: row["store_code"])
-    totals = {
-        key: sum(row[key] for row in lines)
-        for key in ("firm_units", "tentative_units", "picked_up_units", "virtual_seats")
-    }
-    return {
-        "campaign_id": campaign_id,
-        "product_name": campaign["product_name"],
-        "pickup_date": campaign["pickup_date"],
-        "rows": lines,
-        "totals": totals,
-    }
+            row["tentative"] += units
+    rows = tuple(
+        DemandRow(
+            store_id=store.id,
+            store_code=store.code,
+            store_name=store.name,
+            pickup_date=campaign.pickup_date,
+            firm_units=counts[store.id]["firm"],
+            tentative_units=counts[store.id]["tentative"],
+            picked_up_units=counts[store.id]["picked_up"],
+            virtual_seats=virtual.get(store.id, 0),
+        )
+        for store in sorted(campaign.pickup_stores, key=lambda store: store.code)
+    )
+    totals = DemandRow(
+        store_id=0,
+        store_code="",
+        store_name="",
+        pickup_date=campaign.pickup_date,
+        firm_units=sum(row.firm_units for row in rows),
+        tentative_units=sum(row.tentative_units for row in rows),
+        picked_up_units=sum(row.picked_up_units for row in rows),
+        virtual_seats=sum(row.virtual_seats for row in rows),
+    )
+    return Demand(campaign_id, campaign.product_name, campaign.pickup_date, rows, totals)
 
 
 async def _virtual_seats_per_store(campaign_id: int) -> dict[int, int]:
@@ -983,33 +1069,33 @@ DEMAND_CSV_HEADER = [
 ]
 
 
-def demand_csv(report: dict[str, Any]) -> bytes:
+def demand_csv(report: Demand) -> bytes:
     """UTF-8 with a byte-order mark, so that Excel opens the Chinese names as they are."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(DEMAND_CSV_HEADER)
-    for row in report["rows"]:
+    for row in report.rows:
         writer.writerow(
             [
-                row["store_code"],
-                _cell(row["store_name"]),
-                row["pickup_date"].isoformat(),
-                row["firm_units"],
-                row["tentative_units"],
-                row["picked_up_units"],
-                row["virtual_seats"],
+                row.store_code,
+                _cell(row.store_name),
+                row.pickup_date.isoformat(),
+                row.firm_units,
+                row.tentative_units,
+                row.picked_up_units,
+                row.virtual_seats,
             ]
         )
-    totals = report["totals"]
+    totals = report.totals
     writer.writerow(
         [
             "合计 total",
             "",
-            report["pickup_date"].isoformat(),
-            totals["firm_units"],
-            totals["tentative_units"],
-            totals["picked_up_units"],
-            totals["virtual_seats"],
+            report.pickup_date.isoformat(),
+            totals.firm_units,
+            totals.tentative_units,
+            totals.picked_up_units,
+            totals.virtual_seats,
         ]
     )
     return "\ufeff".encode() + out.getvalue().encode()

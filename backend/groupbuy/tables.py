@@ -5,12 +5,12 @@ from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
-from backend.cashier.tables import RefundStatus
 from backend.members.tables import Member
+from backend.orders.tables import Order
 from backend.stores.tables import Staff, Store
 
 MAX_GROUP_SIZE = 50
-MIN_GROUP_TTL_MINUTES, MAX_GROUP_TTL_MINUTES = 24 * 60, 7 * 24 * 60
+MIN_GROUP_TTL_MINUTES, MAX_GROUP_TTL_MINUTES = 15, 7 * 24 * 60
 
 
 class Campaign(Table, tablename="groupbuy_campaign"):
@@ -43,7 +43,7 @@ class Campaign(Table, tablename="groupbuy_campaign"):
 
     campaign_prices_make_sense = Check((price_fen > 0) & (price_fen <= original_price_fen))
     campaign_group_size_in_range = Check((group_size >= 2) & (group_size <= MAX_GROUP_SIZE))
-    campaign_ttl_in_range = Check(
+    campaign_ttl_from_15_minutes_to_a_week = Check(
         (group_ttl_minutes >= MIN_GROUP_TTL_MINUTES) & (group_ttl_minutes <= MAX_GROUP_TTL_MINUTES)
     )
     campaign_stock_in_range = Check((stock_left >= 0) & (stock_left <= stock))
@@ -98,35 +98,39 @@ class SeatStatus(str, Enum):
     paid = "paid"
     succeeded = "succeeded"
     refunded = "refunded"
-    expired = "expired"
+    expired = "expired"  # not paid in time: the seat, the units and the stock went back
+    cancelled = "cancelled"  # given back unpaid by its member
     picked_up = "picked_up"
 
 
-class Seat(Table, tablename="groupbuy_order"):
-    """One member's place in a group: the group-buy order they pay for and pick up."""
+class Seat(Table, tablename="groupbuy_seat"):
+    """One member's place in a group, and the order they pay for it with and pick it up by.
 
+    The money is the order's; the seat keeps what is its own: its group, who holds it, where and with
+    which code it is picked up.
+    """
+
+    order = ForeignKey(Order, null=False, on_delete=OnDelete.restrict, unique=True)
     group = ForeignKey(Group, null=False, on_delete=OnDelete.restrict, index=True)
     campaign = ForeignKey(Campaign, null=False, on_delete=OnDelete.restrict, index=True)
     member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict, index=True)
-    # The member while the seat is live, NULL once it has expired: one live seat per member and group,
-    # and a member whose seat expired may take another.
+    # The member while the seat is live, NULL once it has expired or been given back: one live seat per
+    # member and group, and a member whose seat ended may take another.
     holder = Integer(null=True, default=None)
+    # The seat counts its quantity in its member's units (and in the stock taken): let go once, when it
+    # expires, is given back or refunded. A seat let go is not picked up.
+    held = Boolean(default=True)
     pickup_store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict)
     quantity = Integer()
-    amount_fen = BigInt()
     status = Varchar(length=16, choices=SeatStatus, default=SeatStatus.pending_payment)
-    pay_by = Timestamptz(index=True)
-    out_trade_no = Varchar(length=32, unique=True)
-    transaction_id = Varchar(length=32, default="")
-    paid_at = Timestamptz(null=True, default=None)
     pickup_code = Varchar(length=16, null=True, default=None, unique=True)  # given when the group succeeds
     picked_up_at = Timestamptz(null=True, default=None)
     picked_up_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 
-    one_live_seat_per_member = Unique([group, holder])
-    seat_held_by_its_member = Check(holder.is_null() | (holder == member))
-    seat_amounts_positive = Check((quantity >= 1) & (amount_fen > 0))
+    groupbuy_seat_one_live_per_member = Unique([group, holder])
+    groupbuy_seat_held_by_its_member = Check(holder.is_null() | (holder == member))
+    groupbuy_seat_quantity_positive = Check(quantity >= 1)
 
 
 class MemberUnits(Table, tablename="groupbuy_member_units"):
@@ -138,27 +142,3 @@ class MemberUnits(Table, tablename="groupbuy_member_units"):
 
     one_row_per_member_campaign = Unique([campaign, member])
     member_units_not_negative = Check(units >= 0)
-
-
-class SeatRefundReason(str, Enum):
-    group_failed = "group_failed"  # the group missed its deadline
-    late_payment = "late_payment"  # money arrived after the seat had expired
-    after_success = "after_success"  # a refund the store or HQ gave after the group succeeded
-
-
-class SeatRefund(Table, tablename="groupbuy_refund"):
-    """Money back for one paid seat, once: its own out_refund_no, derived from the seat's out_trade_no."""
-
-    seat = ForeignKey(Seat, null=False, on_delete=OnDelete.restrict, unique=True)
-    out_refund_no = Varchar(length=64, unique=True)
-    amount_fen = BigInt()
-    reason = Varchar(length=16, choices=SeatRefundReason)
-    note = Varchar(length=80, default="")  # the staff's words for a refund after success
-    status = Varchar(length=16, choices=RefundStatus, default=RefundStatus.processing)
-    refund_id = Varchar(length=32, default="")
-    failure = Varchar(length=32, default="")
-    next_query_at = Timestamptz(null=True, default=None, index=True)
-    created_at = Timestamptz()
-    settled_at = Timestamptz(null=True, default=None)
-
-    seat_refund_amount_positive = Check(amount_fen > 0)

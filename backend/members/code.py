@@ -74,10 +74,10 @@ class MemberCodes:
         member_id = _permute(self._number_key, int(code[2:12]), decrypt=True)
         return member_id or None
 
-    def matching_step(self, code: str, member_id: int, *, now: float) -> int | None:
-        """The time step (the current one or the one before) whose code this is, or None."""
+    def matching_step(self, code: str, member_id: int, *, now: float, steps: int = 2) -> int | None:
+        """The time step (the current one, or one of the `steps - 1` before it) whose code this is, or None."""
         current = int(now) // STEP_SECONDS
-        for step in (current, current - 1):
+        for step in range(current, current - steps, -1):
             if hmac.compare_digest(code[12:], self._time_code(member_id, step)):
                 return step
         return None

@@ -1,8 +1,7 @@
 import time
-from typing import Any
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
@@ -18,26 +17,36 @@ from backend.members.schemas import (
     MemberLookupOut,
     MemberMergeRequest,
     MemberOut,
+    MemberUpdate,
     MiniProgramLogin,
     MiniProgramLoginOut,
     PhoneBind,
 )
+from backend.members.service import MemberProfile
 from backend.members.tables import EnrolmentChannel, MergeReason
+from backend.points import service as points
+from backend.posters import service as posters
 from backend.referrals import service as referrals
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 
 
-def member_out(profile: dict[str, Any]) -> MemberOut:
+async def member_out(member_id: int) -> MemberOut:
+    profile = await service.member_profile(member_id)
+    balance, _ = await points.balance_of(member_id)
+    return _out(profile, balance)
+
+
+def _out(profile: MemberProfile, balance: int) -> MemberOut:
     return MemberOut(
-        id=profile["id"],
-        nickname=profile["nickname"],
-        avatar_url=profile["avatar_url"],
-        phone_masked=profile["phone_masked"],
-        points_balance=profile["points_balance"],
-        enrolled_store_id=profile["enrolled_store"],
-        enrolled_via=profile["enrolled_via"],
-        created_at=profile["created_at"],
+        id=profile.id,
+        nickname=profile.nickname,
+        avatar_url=profile.avatar_url,
+        phone_masked=profile.phone_masked,
+        points_balance=balance,
+        enrolled_store_id=profile.enrolled_store_id,
+        enrolled_via=profile.enrolled_via,
+        created_at=profile.created_at,
     )
 
 
@@ -61,7 +70,7 @@ class MiniProgramAuthController(Controller):
         return MiniProgramLoginOut(
             access_token=services.tokens.issue(PrincipalKind.member, member_id),
             expires_in=services.tokens.ttl(PrincipalKind.member),
-            member=member_out(await service.member_profile(member_id)),
+            member=await member_out(member_id),
             is_new=is_new,
         )
 
@@ -73,7 +82,22 @@ class MeController(Controller):
 
     @get(operation_id="GetMe")
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
-        return member_out(await service.member_profile(member.id))
+        return await member_out(member.id)
+
+    @patch(operation_id="UpdateMe")
+    async def update_me(
+        self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], data: JSONBody[MemberUpdate]
+    ) -> MemberOut:
+        """What the shopper typed in WeChat's avatar-and-nickname form: a nickname of 1-20 characters, and an
+        avatar uploaded to this server first (`POST /api/v1/me/avatar` answers its `avatarUrl`)."""
+        nickname = data.nickname.strip() if isinstance(data.nickname, str) else None
+        avatar_url = data.avatar_url if isinstance(data.avatar_url, str) else None
+        if nickname is not None:
+            service.check_nickname(nickname)
+        owned = avatar_url is not None and await posters.is_avatar_of(member.id, avatar_url)
+        await service.update_profile(member.id, nickname=nickname, avatar_url=avatar_url, avatar_owned=owned)
+        services.posters.forget_member(member.id)  # the next poster shows the new name and face at once
+        return await member_out(member.id)
 
     @post("/phone", operation_id="BindMyPhone", status_code=200)
     async def bind_phone(
@@ -84,9 +108,8 @@ class MeController(Controller):
     ) -> MemberAfterPhoneOut:
         phone = await services.phone_numbers.phone_number(data.code)
         holder = await service.bind_phone(member.id, phone, app_id=services.settings.wechat_app_id)
-        profile = await service.member_profile(holder)
         token = services.tokens.issue(PrincipalKind.member, holder) if holder != member.id else None
-        return MemberAfterPhoneOut(**msgspec.structs.asdict(member_out(profile)), access_token=token)
+        return MemberAfterPhoneOut(**msgspec.structs.asdict(await member_out(holder)), access_token=token)
 
     @get("/member-code", operation_id="GetMyMemberCode", cache_control=CacheControlHeader(no_store=True))
     async def member_code(
@@ -109,21 +132,29 @@ class CashierMemberController(Controller):
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[MemberLookup],
     ) -> MemberLookupOut:
-        profile = await service.look_up_member_code(
+        """The member behind a scanned member code. The code is then good for one checkout at this till (this
+        staff member, this store, this till) for the next two minutes; every other till refuses it."""
+        if data.store_id is not None:
+            staff.ensure_store(data.store_id)
+        store_id = data.store_id
+        if store_id is None and len(staff.store_ids) == 1 and not staff.is_hq:
+            (store_id,) = staff.store_ids
+        member_id = await service.look_up_member_code(
             data.member_code,
             codes=services.member_codes,
             kv=services.kv,
-            staff_id=staff.id,
-            till=data.till_id or client_address(request.scope),
+            till=service.Till(staff.id, store_id, data.till_id or client_address(request.scope)),
             now=time.time(),
             failure_limit=services.settings.member_lookup_failure_limit,
             window=services.settings.member_lookup_failure_window_seconds,
         )
+        profile = await service.member_profile(member_id)
+        balance, _ = await points.balance_of(member_id)
         return MemberLookupOut(
-            member_id=profile["id"],
-            nickname=profile["nickname"],
-            phone_masked=profile["phone_masked"],
-            points_balance=profile["points_balance"],
+            member_id=profile.id,
+            nickname=profile.nickname,
+            phone_masked=profile.phone_masked,
+            points_balance=balance,
         )
 
 
@@ -137,4 +168,4 @@ class AdminMemberController(Controller):
         survivor = await service.merge_members(
             data.survivor_id, data.merged_id, reason=MergeReason.hq, staff_id=staff.id
         )
-        return member_out(await service.member_profile(survivor))
+        return await member_out(survivor)

@@ -64,3 +64,21 @@ class PhoneWatermarkMismatch(DomainError):
     code = "members.phone_watermark_mismatch"
     status_code = 422
     default_message = "That phone number was issued to another mini-program."
+
+
+class AvatarNotOurs(DomainError):
+    code = "members.avatar_not_ours"
+    status_code = 422
+    default_message = "avatarUrl must be an avatar uploaded to this server by this member (POST /api/v1/me/avatar)."
+
+
+class PayerUnknown(DomainError):
+    code = "cashier.payer_unknown"  # the spelling the store-code payment has always answered with
+    status_code = 409
+    default_message = "This member has not signed in through the mini-program, so WeChat Pay cannot charge them."
+
+
+class InvalidNickname(DomainError):
+    code = "members.invalid_nickname"
+    status_code = 422
+    default_message = "A nickname is 1 to 20 printable characters."

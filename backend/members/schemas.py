@@ -38,6 +38,8 @@ class MemberCodeOut(Struct):
 class MemberLookup(Struct):
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")]
     till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
+    # The store the till checks out for; a cashier of one store may leave it out.
+    store_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)] | None = None
 
 
 class MemberLookupOut(Struct):
@@ -58,3 +60,8 @@ class MemberAfterPhoneOut(MemberOut):
 class MemberMergeRequest(Struct):
     survivor_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
     merged_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
+
+
+class MemberUpdate(Struct):
+    nickname: Annotated[str, msgspec.Meta(min_length=1, max_length=40)] | msgspec.UnsetType = msgspec.UNSET
+    avatar_url: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | msgspec.UnsetType = msgspec.UNSET

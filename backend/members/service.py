@@ -1,21 +1,25 @@
 """Members and the identities that name them."""
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.core.recent import Recent
+from backend.members import merges
 from backend.members.code import STEP_SECONDS, MemberCodes
 from backend.members.errors import (
     AlreadyMerged,
+    AvatarNotOurs,
+    InvalidNickname,
     MemberCodeNotRecognised,
     MemberCodeUsed,
     MemberNotFound,
     MergeIntoSelf,
+    PayerUnknown,
     PhoneWatermarkMismatch,
     TooManyLookups,
 )
@@ -29,7 +33,6 @@ from backend.members.tables import (
     MergeReason,
 )
 from backend.members.wechat import WeChatPhone, WeChatSession
-from backend.points import service as points
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,18 @@ async def _attach_identity(member_id: int, kind: IdentityKind, value: str) -> No
 
 def openid_value(app_id: str, openid: str) -> str:
     return f"{app_id}:{openid}"
+
+
+async def payer_openid(member_id: int, app_id: str) -> str:
+    """The openid WeChat Pay charges this member as, in the mini-program `app_id`."""
+    prefix = openid_value(app_id, "")
+    rows = await MemberIdentity.select(MemberIdentity.value).where(
+        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.wechat_openid)
+    )
+    for row in rows:
+        if row["value"].startswith(prefix):
+            return row["value"][len(prefix) :]
+    raise PayerUnknown(member_id=member_id)
 
 
 async def find_or_enrol_wechat_member(
@@ -150,38 +165,163 @@ def forget_activity(member_id: int | None = None) -> None:
     _active.forget(member_id)
 
 
-async def member_profile(member_id: int) -> dict[str, Any]:
-    member = await Member.select().where(Member.id == member_id).first()
+@dataclass(frozen=True, slots=True)
+class MemberProfile:
+    id: int
+    nickname: str
+    avatar_url: str
+    phone_masked: str | None
+    enrolled_store_id: int | None
+    enrolled_via: EnrolmentChannel
+    created_at: datetime
+
+
+async def member_profile(member_id: int) -> MemberProfile:
+    member = (
+        await Member.select(
+            Member.id, Member.nickname, Member.avatar_url, Member.enrolled_store, Member.enrolled_via, Member.created_at
+        )
+        .where(Member.id == member_id)
+        .first()
+    )
+    if member is None:
+        raise MemberNotFound(member_ids=[member_id])
     phone = (
         await MemberIdentity.select(MemberIdentity.value)
         .where((MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.phone))
         .first()
     )
-    balance, _ = await points.balance_of(member_id)
-    return {**member, "phone_masked": mask_phone(phone["value"]) if phone else None, "points_balance": balance}
+    return MemberProfile(
+        id=member["id"],
+        nickname=member["nickname"],
+        avatar_url=member["avatar_url"],
+        phone_masked=mask_phone(phone["value"]) if phone else None,
+        enrolled_store_id=member["enrolled_store"],
+        enrolled_via=EnrolmentChannel(member["enrolled_via"]),
+        created_at=member["created_at"],
+    )
+
+
+NICKNAME_MAX = 20
+
+
+def check_nickname(nickname: str) -> None:
+    """1 to 20 characters a poster can draw: no control characters, no line breaks."""
+    if not 1 <= len(nickname) <= NICKNAME_MAX or not nickname.isprintable():
+        raise InvalidNickname(details={"nickname": f"1 to {NICKNAME_MAX} printable characters"})
+
+
+async def update_profile(
+    member_id: int, *, nickname: str | None, avatar_url: str | None, avatar_owned: bool = False
+) -> MemberProfile:
+    """What the shopper typed in WeChat's avatar-and-nickname form. `avatar_owned`: the caller checked that
+    `avatar_url` is an avatar this server keeps for this member (the posters domain does)."""
+    changes = {}
+    if nickname is not None:
+        changes[Member.nickname] = nickname
+    if avatar_url is not None:
+        if not avatar_owned:
+            raise AvatarNotOurs(member_id=member_id)
+        changes[Member.avatar_url] = avatar_url
+    if changes:
+        async with write_transaction():
+            await Member.update(changes).where(Member.id == member_id)
+        logger.info(
+            "profile updated", extra={"member_id": member_id, "fields": ",".join(c._meta.name for c in changes)}
+        )
+    return await member_profile(member_id)
+
+
+# The member code at the till: a code is taken once, by the first till that scans it. A cashier who looks
+# the member up first leaves a pass for one checkout with that code at the same till (staff, store and
+# till) within PASS_SECONDS: the till may then check out a little later than the code's own life.
+PASS_SECONDS = 120
+PASS_STEPS = PASS_SECONDS // STEP_SECONDS + 1  # the code's own step and those the pass outlives
+# The first sighting of a code is remembered for longer than a pass lives, so that a code seen once is
+# never taken as new again while its pass could still be spent.
+SIGHTING_SECONDS = PASS_SECONDS + 2 * STEP_SECONDS
+
+
+@dataclass(frozen=True, slots=True)
+class Till:
+    """Where a member code is scanned: the staff member, the store (None: the lookup named none) and the till."""
+
+    staff_id: int
+    store_id: int | None
+    till: str
+
+    def token(self, *, any_store: bool = False) -> bytes:
+        store = "*" if any_store or self.store_id is None else str(self.store_id)
+        return f"{self.staff_id}|{store}|{self.till}".encode()
+
+
+def _counters(till: Till, failure_limit: int) -> tuple[tuple[str, int], ...]:
+    return (
+        (f"mall:members:lookup_fail:staff:{till.staff_id}", failure_limit),
+        (f"mall:members:lookup_fail:till:{till.till}", failure_limit),
+    )
+
+
+async def _recognise(
+    code: str, *, codes: MemberCodes, kv: KV, till: Till, now: float, failure_limit: int, window: int, steps: int
+) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+    """The member and time step a scanned code names; unrecognised codes are limited per staff and till."""
+    counters = _counters(till, failure_limit)
+    retry_after = await reserve_attempt(kv, counters, window=window)
+    if retry_after is not None:
+        raise TooManyLookups(retry_after=retry_after, staff_id=till.staff_id)
+    member_id = codes.member_of(code)
+    step = codes.matching_step(code, member_id, now=now, steps=steps) if member_id else None
+    if step is None or not await is_active_member(member_id):
+        raise MemberCodeNotRecognised(staff_id=till.staff_id)
+    return member_id, step, counters
+
+
+def _sighting_key(member_id: int, step: int) -> str:
+    return f"mall:members:code_used:{member_id}:{step}"
+
+
+def _pass_key(member_id: int, step: int) -> str:
+    return f"mall:members:code_pass:{member_id}:{step}"
 
 
 async def look_up_member_code(
-    code: str, *, codes: MemberCodes, kv: KV, staff_id: int, till: str, now: float, failure_limit: int, window: int
-) -> dict[str, Any]:
-    """The member a till scanned, each code accepted once; unrecognised codes are limited per staff and till."""
-    counters = (
-        (f"mall:members:lookup_fail:staff:{staff_id}", failure_limit),
-        (f"mall:members:lookup_fail:till:{till}", failure_limit),
+    code: str, *, codes: MemberCodes, kv: KV, till: Till, now: float, failure_limit: int, window: int
+) -> int:
+    """The member a till scanned to look them up; the code is then good for one checkout at this till."""
+    member_id, step, counters = await _recognise(
+        code, codes=codes, kv=kv, till=till, now=now, failure_limit=failure_limit, window=window, steps=2
     )
-    retry_after = await reserve_attempt(kv, counters, window=window)
-    if retry_after is not None:
-        raise TooManyLookups(retry_after=retry_after, staff_id=staff_id)
-    member_id = codes.member_of(code)
-    step = codes.matching_step(code, member_id, now=now) if member_id else None
-    if step is None or not await is_active_member(member_id):
-        raise MemberCodeNotRecognised(staff_id=staff_id)
-    # Two steps of validity: the guard outlives both.
-    if not await kv.set_if_absent(f"mall:members:code_used:{member_id}:{step}", b"1", expires_in=3 * STEP_SECONDS):
+    if not await kv.set_if_absent(_sighting_key(member_id, step), b"1", expires_in=SIGHTING_SECONDS):
+        raise MemberCodeUsed(member_id=member_id)
+    await kv.set(_pass_key(member_id, step), till.token(), expires_in=PASS_SECONDS)
+    await release_attempt(kv, counters)
+    logger.info("member code accepted", extra={"member_id": member_id, "staff_id": till.staff_id})
+    return member_id
+
+
+async def take_member_code(
+    code: str, *, codes: MemberCodes, kv: KV, till: Till, now: float, failure_limit: int, window: int
+) -> int:
+    """The member a checkout names by their code: a code no till has seen, or one this till looked up
+    within PASS_SECONDS (spent by this checkout); any other till is refused."""
+    member_id, step, counters = await _recognise(
+        code, codes=codes, kv=kv, till=till, now=now, failure_limit=failure_limit, window=window, steps=PASS_STEPS
+    )
+    current = int(now) // STEP_SECONDS
+    taken = step >= current - 1 and await kv.set_if_absent(
+        _sighting_key(member_id, step), b"1", expires_in=SIGHTING_SECONDS
+    )
+    if not taken:
+        passes = (till.token(), till.token(any_store=True)) if till.store_id is not None else (till.token(),)
+        for token in passes:
+            if await kv.pop_if_equal(_pass_key(member_id, step), token):
+                taken = True
+                break
+    if not taken:
         raise MemberCodeUsed(member_id=member_id)
     await release_attempt(kv, counters)
-    logger.info("member code accepted", extra={"member_id": member_id, "staff_id": staff_id})
-    return await member_profile(member_id)
+    return member_id
 
 
 async def merge_members(
@@ -215,16 +355,8 @@ async def merge_members(
                 .where(MemberIdentity.member == merged_id)
                 .returning(MemberIdentity.id)
             )
-            moved = await points.merge_accounts(survivor_id, merged_id, now=now)
             # Each domain that keeps rows per member moves them here, in this transaction.
-            from backend.cashier import service as cashier  # cashier builds on members: imported when used
-            from backend.groupbuy import service as groupbuy
-
-            orders = await cashier.move_orders(survivor_id, merged_id)
-            seats = await groupbuy.move_seats(survivor_id, merged_id)
-            from backend.referrals import service as referrals
-
-            await referrals.move_edges(survivor_id, merged_id, now=now)
+            moved = await merges.move_everything(survivor_id, merged_id, now)
             await insert_row(
                 MemberMerge,
                 survivor=survivor_id,
@@ -232,11 +364,11 @@ async def merge_members(
                 reason=reason,
                 staff=staff_id,
                 identities_moved=len(identities),
-                points_moved=moved["points"],
-                debt_moved=moved["debt"],
-                lots_moved=moved["lots"],
-                orders_moved=orders,
-                seats_moved=seats,
+                points_moved=moved.points,
+                debt_moved=moved.debt,
+                lots_moved=moved.lots,
+                orders_moved=moved.orders,
+                seats_moved=moved.seats,
                 created_at=now,
             )
     except Exception as error:
@@ -252,7 +384,7 @@ async def merge_members(
     return survivor_id
 
 
-def older_and_newer(first: dict[str, Any], second: dict[str, Any]) -> tuple[int, int]:
+def older_and_newer(first: dict, second: dict) -> tuple[int, int]:
     """The older member survives a merge; ties go to the lower id."""
     a, b = sorted((first, second), key=lambda m: (m["created_at"], m["id"]))
     return a["id"], b["id"]

@@ -4,9 +4,7 @@ import time
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 
-from backend.cashier import refunds
-from backend.cashier import service as cashier
-from backend.groupbuy import service as groupbuy
+from backend.payments import service
 from backend.payments.errors import NotificationRejected, UnknownTrade
 from backend.payments.provider import TransactionNotice
 from backend.payments.wechatpay_protocol import VerificationFailed
@@ -20,12 +18,8 @@ class WeChatPayNotifyController(Controller):
     tags = ["Provider callbacks"]
 
     @post(operation_id="WeChatPayNotify", status_code=204)
-    async def notify(
-        self,
-        services: NamedDependency[Services],
-        request: Request,
-    ) -> None:
-        """Verified over the raw body, then decrypted, then checked against our order; 204 for a replay too."""
+    async def notify(self, services: NamedDependency[Services], request: Request) -> None:
+        """Verified over the raw body, then decrypted, then checked against our trade; 204 for a replay too."""
         body = await request.body()
         try:
             notice = services.payment_provider.parse_notification(request.headers, body, now=int(time.time()))
@@ -39,17 +33,7 @@ class WeChatPayNotifyController(Controller):
                 },
             )
             raise NotificationRejected(details={"reason": error.reason}) from None
-        provider, policy = services.payment_provider, services.checkout_policy
-        if isinstance(notice, TransactionNotice):
-            known = await cashier.accept_transaction_notice(
-                notice, provider=provider, policy=policy
-            ) or await groupbuy.accept_transaction_notice(notice, provider=provider, policy=policy)
-            number = notice.out_trade_no
-        else:
-            known = await refunds.accept_refund_notice(
-                notice, provider=provider, policy=policy
-            ) or await groupbuy.accept_refund_notice(notice, provider=provider, policy=policy)
-            number = notice.out_refund_no
-        if not known:
+        if not await service.accept_notice(notice, provider=services.payment_provider, policy=services.payment_policy):
+            number = notice.out_trade_no if isinstance(notice, TransactionNotice) else notice.out_refund_no
             logger.error("notification for an unknown trade", extra={"number": number})
             raise UnknownTrade(details={"number": number})

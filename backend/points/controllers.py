@@ -100,7 +100,6 @@ class AdminPointsController(Controller):
             data.delta,
             reason=f"{data.reason} (by {staff.username})",
             idempotency_key=data.idempotency_key,
-            policy=services.checkout_policy.points,
         )
         return posted_out(posted)
 

@@ -11,6 +11,7 @@ balance == sum of entries == sum of unexpired lot remainders, balance >= 0, debt
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,6 +23,7 @@ from backend.core.idempotency import request_hash
 from backend.members.tables import Member
 from backend.points.errors import IdempotencyConflict, InsufficientPoints
 from backend.points.tables import EntryKind, PointsAccount, PointsEntry, PointsLot, PointsLotUse
+from backend.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +46,11 @@ class PointsPolicy:
         return (first_after - timedelta(microseconds=1)).astimezone(earned_at.tzinfo)
 
 
-DEFAULT_POLICY = PointsPolicy()
+@cache
+def configured_policy() -> PointsPolicy:
+    """The chain's expiry rule, as the environment sets it (POINTS_EXPIRY_MONTHS, POINTS_TIMEZONE)."""
+    settings = Settings.from_env()
+    return PointsPolicy(expiry_months=settings.points_expiry_months, timezone=settings.points_timezone)
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,7 +473,7 @@ async def earn(
     source_id: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy = DEFAULT_POLICY,
+    policy: PointsPolicy | None = None,
     enrolled_now: bool = False,
 ) -> Posted:
     """Credit points earned by a purchase, as a lot expiring by the policy.
@@ -516,11 +522,12 @@ async def _open_account(
     source: tuple[str, str],
     key: str,
     now: datetime | None,
-    policy: PointsPolicy,
+    policy: PointsPolicy | None,
 ) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
+    policy = policy or configured_policy()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason="")
     async with write_transaction():  # the caller's: the member's enrolment commits with these points or not at all
         await insert_row(PointsAccount, member=member_id, balance=points, debt=0, updated_at=now)
@@ -557,7 +564,7 @@ async def reward(
     source_id: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy = DEFAULT_POLICY,
+    policy: PointsPolicy | None = None,
 ) -> Posted:
     """Credit a reward (a referral, a campaign), as a lot expiring by the policy."""
     return await _credit_once(
@@ -581,12 +588,13 @@ async def _credit_once(
     source: tuple[str, str],
     key: str,
     now: datetime | None,
-    policy: PointsPolicy,
+    policy: PointsPolicy | None,
     reason: str = "",
 ) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
+    policy = policy or configured_policy()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason=reason)
     posted = await _once(
         [key],
@@ -648,7 +656,7 @@ async def adjust(
     reason: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy = DEFAULT_POLICY,
+    policy: PointsPolicy | None = None,
 ) -> Posted:
     """HQ's correction: a credit as a new lot, or a debit that may not take the balance below zero."""
     if delta == 0:
@@ -923,3 +931,14 @@ async def merge_accounts(survivor_id: int, merged_id: int, *, now: datetime | No
                 now=now,
             )
     return {"points": balance, "debt": debt, "lots": len(lots)}
+
+
+async def reversed_under(idempotency_key: str) -> tuple[int, int]:
+    """What a reversal posted under `idempotency_key` did: (earned points taken back, redeemed points given back)."""
+    prefix = f"{idempotency_key}:"
+    rows = await PointsEntry.select(PointsEntry.kind, PointsEntry.delta, PointsEntry.debt_delta).where(
+        (PointsEntry.idempotency_key >= prefix) & (PointsEntry.idempotency_key < prefix[:-1] + ";")
+    )
+    taken = sum(-row["delta"] + row["debt_delta"] for row in rows if row["kind"] == EntryKind.reverse_earn)
+    given = sum(row["delta"] for row in rows if row["kind"] == EntryKind.reverse_redeem)
+    return taken, given

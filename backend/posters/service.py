@@ -175,29 +175,28 @@ async def _plan(
     templates = load_templates()
     product = ""
     if campaign_id is not None:
-        campaign = await referrals.get_campaign(campaign_id)
-        template = templates.get(campaign["poster_template"]) or templates["referral"]
+        referral = await referrals.get_campaign(campaign_id)
+        template = templates.get(referral.poster_template) or templates["referral"]
         fields.update(
-            title=campaign["title"],
-            referrerPoints=campaign["referrer_points"],
-            refereePoints=campaign["referee_points"],
-            endsAt=_shown(campaign["ends_at"], with_time=False),
+            title=referral.title,
+            referrerPoints=referral.referrer_points,
+            refereePoints=referral.referee_points,
+            endsAt=_shown(referral.ends_at, with_time=False),
         )
     else:
         group = await _GROUP.run(group_id)
-        campaign = {key.removeprefix("campaign."): value for key, value in group.items()}
         template = templates["groupbuy"]
-        product = campaign["product_image"]
+        product = group["campaign.product_image"]
         fields.update(
-            productName=campaign["product_name"],
-            price=_yuan(campaign["price_fen"]),
-            originalPrice=_yuan(campaign["original_price_fen"]),
+            productName=group["campaign.product_name"],
+            price=_yuan(group["campaign.price_fen"]),
+            originalPrice=_yuan(group["campaign.original_price_fen"]),
             groupSize=group["group_size"],
             seatsLeft=group["group_size"] - group["seats_taken"],
             deadline=_shown(group["expires_at"], with_time=True),
         )
     pairs = tuple(sorted((name, str(value)) for name, value in fields.items()))
-    url = base_url + link["scene"]
+    url = base_url + link.scene
     inputs = json.dumps(
         [
             template.name,
@@ -284,3 +283,12 @@ async def avatar_image(digest: str) -> bytes:
     if row is None:
         raise AvatarNotFound()
     return bytes(row["image"])
+
+
+async def is_avatar_of(member_id: int, url: str) -> bool:
+    """Whether `url` is an avatar this server gave out to this member (what their profile may show)."""
+    name = url.removeprefix(AVATAR_PATH)
+    digest = name.removesuffix(".jpg")
+    if name == url or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        return False
+    return await MemberAvatar.exists().where((MemberAvatar.member == member_id) & (MemberAvatar.digest == digest))

@@ -1,5 +1,3 @@
-from typing import Any
-
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
@@ -19,27 +17,28 @@ from backend.referrals.schemas import (
     ShareLinkOut,
     ShareOut,
 )
+from backend.referrals.service import ReferralCampaignRecord, ShareLinkRecord
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_hq_admin
 
 
-def campaign_out(row: dict[str, Any]) -> ReferralCampaignOut:
+def campaign_out(campaign: ReferralCampaignRecord) -> ReferralCampaignOut:
     return ReferralCampaignOut(
-        id=row["id"],
-        title=row["title"],
-        starts_at=row["starts_at"],
-        ends_at=row["ends_at"],
-        referrer_points=row["referrer_points"],
-        referee_points=row["referee_points"],
-        holding_period_days=row["holding_period_days"],
-        daily_cap_per_referrer=row["daily_cap_per_referrer"],
-        poster_template=row["poster_template"],
-        created_at=row["created_at"],
+        id=campaign.id,
+        title=campaign.title,
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        referrer_points=campaign.referrer_points,
+        referee_points=campaign.referee_points,
+        holding_period_days=campaign.holding_period_days,
+        daily_cap_per_referrer=campaign.daily_cap_per_referrer,
+        poster_template=campaign.poster_template,
+        created_at=campaign.created_at,
     )
 
 
-def share_link_out(link: dict[str, Any], base_url: str) -> ShareLinkOut:
-    return ShareLinkOut(scene=link["scene"], url=base_url + link["scene"])
+def share_link_out(link: ShareLinkRecord, base_url: str) -> ShareLinkOut:
+    return ShareLinkOut(scene=link.scene, url=base_url + link.scene)
 
 
 class ReferralCampaignController(Controller):
@@ -55,7 +54,10 @@ class ReferralCampaignController(Controller):
     async def leaderboard(self, services: NamedDependency[Services], campaign_id: FromPath[int]) -> LeaderboardOut:
         """Top referrers by qualified referrals; nicknames masked."""
         rows = await service.leaderboard(services.kv, campaign_id)
-        return LeaderboardOut(campaign_id=campaign_id, items=[LeaderboardRow(**row) for row in rows])
+        return LeaderboardOut(
+            campaign_id=campaign_id,
+            items=[LeaderboardRow(rank=row.rank, nickname=row.nickname, referrals=row.referrals) for row in rows],
+        )
 
 
 class ShareController(Controller):
@@ -68,7 +70,13 @@ class ShareController(Controller):
         that is not ours, malformed or not, is simply unknown."""
         if not (0 < len(scene) <= 32 and scene.isascii() and scene.isalnum()):
             raise UnknownScene()
-        return ShareOut(**await service.resolve(scene))
+        shared = await service.resolve(scene)
+        return ShareOut(
+            kind=shared.kind,
+            sharer_nickname=shared.sharer_nickname,
+            campaign_id=shared.campaign_id,
+            group_id=shared.group_id,
+        )
 
 
 class MyReferralController(Controller):
@@ -92,7 +100,21 @@ class MyReferralController(Controller):
     @get("/referrals", operation_id="ListMyReferrals")
     async def my_referrals(self, member: NamedDependency[CurrentMember]) -> MyReferralsOut:
         """The members this member brought in, with where each reward stands."""
-        return MyReferralsOut(items=[MyReferral(**row) for row in await service.member_referrals(member.id)])
+        return MyReferralsOut(
+            items=[
+                MyReferral(
+                    referral_id=row.referral_id,
+                    campaign_id=row.campaign_id,
+                    nickname=row.nickname,
+                    joined_at=row.joined_at,
+                    qualified_at=row.qualified_at,
+                    reward_status=row.reward_status,
+                    reward_points=row.reward_points,
+                    release_at=row.release_at,
+                )
+                for row in await service.member_referrals(member.id)
+            ]
+        )
 
 
 class AdminReferralController(Controller):

@@ -9,6 +9,7 @@ posted to the points ledger once; a refund of that order cancels them, or claws 
 import logging
 import secrets
 import string
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,8 +17,9 @@ from zoneinfo import ZoneInfo
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
-from backend.groupbuy.tables import Group, Seat
+from backend.groupbuy.tables import Group
 from backend.members.tables import Member
+from backend.orders import service as orders
 from backend.points import service as points
 from backend.referrals.errors import (
     CampaignInvalid,
@@ -46,6 +48,63 @@ MAX_CHAIN = 64  # referrers looked through for a cycle
 REWARD_SOURCE = "referral_reward"
 
 
+@dataclass(frozen=True, slots=True)
+class ReferralCampaignRecord:
+    id: int
+    title: str
+    starts_at: datetime
+    ends_at: datetime
+    referrer_points: int
+    referee_points: int
+    holding_period_days: int
+    daily_cap_per_referrer: int
+    poster_template: str
+    created_by: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ShareLinkRecord:
+    id: int
+    scene: str
+    sharer: int
+    target: str
+    campaign: int | None
+    group: int | None
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Shared:
+    """What a scanned scene opens, for anyone: no ids of people."""
+
+    kind: str  # referral | group
+    campaign_id: int | None
+    group_id: int | None
+    sharer_nickname: str
+
+
+@dataclass(frozen=True, slots=True)
+class LeaderboardEntry:
+    rank: int
+    nickname: str  # masked
+    referrals: int
+
+
+@dataclass(frozen=True, slots=True)
+class BroughtIn:
+    """A member this member brought in, and where the referrer's reward for them stands."""
+
+    referral_id: int
+    campaign_id: int | None
+    nickname: str  # masked
+    joined_at: datetime
+    qualified_at: datetime | None
+    reward_status: str  # awaiting_first_order | held | released | cancelled | clawed_back | capped
+    reward_points: int
+    release_at: datetime | None
+
+
 def new_scene() -> str:
     return "".join(secrets.choice(SCENE_ALPHABET) for _ in range(SCENE_LENGTH))
 
@@ -63,7 +122,7 @@ def mask_nickname(nickname: str) -> str:
 # Campaigns (HQ) ------------------------------------------------------------------------------------------
 
 
-async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> dict[str, Any]:
+async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> ReferralCampaignRecord:
     problems = {}
     for name, value in (("startsAt", data.starts_at), ("endsAt", data.ends_at)):
         if value.tzinfo is None:
@@ -105,17 +164,17 @@ _GROUP_OPEN = Prepared(
 )
 
 
-async def get_campaign(campaign_id: int) -> dict[str, Any]:
+async def get_campaign(campaign_id: int) -> ReferralCampaignRecord:
     campaign = await _CAMPAIGN.run(campaign_id)
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
-    return campaign
+    return ReferralCampaignRecord(**campaign)
 
 
 # Share links -------------------------------------------------------------------------------------------
 
 
-async def share_link(member_id: int, *, campaign_id: int | None = None, group_id: int | None = None) -> dict[str, Any]:
+async def share_link(member_id: int, *, campaign_id: int | None = None, group_id: int | None = None) -> ShareLinkRecord:
     """The member's link to a running campaign or a group still forming; the same one every time."""
     now = utcnow()
     if campaign_id is not None:
@@ -134,7 +193,7 @@ async def share_link(member_id: int, *, campaign_id: int | None = None, group_id
         target = f"group:{group_id}"
     existing = await _LINK.run(member_id, target)
     if existing is not None:
-        return existing
+        return ShareLinkRecord(**existing)
     try:
         await insert_row(
             ShareLink,
@@ -148,14 +207,14 @@ async def share_link(member_id: int, *, campaign_id: int | None = None, group_id
     except Exception as error:
         if not is_unique_violation(error):
             raise  # else: the same link, made by a concurrent request
-    return await _LINK.run(member_id, target)
+    return ShareLinkRecord(**await _LINK.run(member_id, target))
 
 
 async def scene_exists(scene: str) -> bool:
     return await ShareLink.exists().where(ShareLink.scene == scene)
 
 
-async def resolve(scene: str) -> dict[str, Any]:
+async def resolve(scene: str) -> Shared:
     """What a scanned scene opens, for anyone: the target and the sharer's nickname, no ids of people."""
     link = (
         await ShareLink.select(ShareLink.campaign, ShareLink.group, ShareLink.sharer.nickname)
@@ -164,27 +223,15 @@ async def resolve(scene: str) -> dict[str, Any]:
     )
     if link is None:
         raise UnknownScene()
-    return {
-        "kind": "referral" if link["campaign"] is not None else "group",
-        "campaign_id": link["campaign"],
-        "group_id": link["group"],
-        "sharer_nickname": link["sharer.nickname"],
-    }
+    return Shared(
+        kind="referral" if link["campaign"] is not None else "group",
+        campaign_id=link["campaign"],
+        group_id=link["group"],
+        sharer_nickname=link["sharer.nickname"],
+    )
 
 
 # Attribution -------------------------------------------------------------------------------------------
-
-
-async def _has_paid_order(member_id: int, *, excluding_order: int | None) -> bool:
-    from backend.cashier.tables import Order, OrderStatus  # cashier builds on referrals: imported when used
-
-    paid = Order.exists().where(
-        (Order.member == member_id)
-        & Order.status.is_in([OrderStatus.paid, OrderStatus.partially_refunded, OrderStatus.refunded])
-    )
-    if excluding_order is not None:
-        paid = paid.where(Order.id != excluding_order)
-    return await paid or await Seat.exists().where((Seat.member == member_id) & Seat.paid_at.is_not_null())
 
 
 async def _referrers_of(member_id: int) -> list[int]:
@@ -219,7 +266,7 @@ async def attribute(
         reason = "self-referral" if link["sharer"] == referee_id else "sharer no longer a member"
     elif await Referral.exists().where(Referral.referee == referee_id):
         reason = "referred already: first touch wins"
-    elif not is_new and await _has_paid_order(referee_id, excluding_order=excluding_order):
+    elif not is_new and await orders.has_paid_order(referee_id, excluding_order=excluding_order):
         reason = "not a new member: a paid order exists"
     elif referee_id in await _referrers_of(link["sharer"]):
         reason = "a cycle"
@@ -272,8 +319,8 @@ _QUALIFY = Prepared(
 
 
 async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None:
-    """Inside the transaction that settles a paid cashier order: a bound referral's first paid order makes
-    its rewards, held until the holding period is over (or posted now when it is 0)."""
+    """Inside the transaction that records a paid order of any kind: a bound referral's first paid order
+    makes its rewards, held until the holding period is over (or posted now when it is 0)."""
     qualified = await _QUALIFY.run(member_id, order_id, now)
     if not qualified or qualified[0]["campaign"] is None:
         return
@@ -440,15 +487,21 @@ async def move_edges(survivor_id: int, merged_id: int, *, now: datetime) -> int:
 
 # What members and HQ see -------------------------------------------------------------------------------
 
-# A board is built from the database when missing and lives this long, so it never lags further behind.
+# A board is built from the database when missing and lives this long, so a new referral shows within
+# that time. A reward undone (a refund's clawback, a merge) changes the count of undone rewards the board's
+# key carries: the next read builds a new board at once, without the referral.
 LEADERBOARD_TTL_SECONDS = 60.0
-
-
-def _board_key(campaign_id: int) -> str:
-    return f"mall:referrals:board:{campaign_id}"
-
-
 COUNTED = [RewardStatus.held, RewardStatus.released, RewardStatus.capped]
+UNDONE = [RewardStatus.cancelled, RewardStatus.clawed_back]
+
+
+async def _board_key(campaign_id: int) -> str:
+    undone = await ReferralReward.count().where(
+        (ReferralReward.campaign == campaign_id)
+        & (ReferralReward.role == RewardRole.referrer)
+        & ReferralReward.status.is_in(UNDONE)
+    )
+    return f"mall:referrals:board:{campaign_id}:{undone}"
 
 
 async def _board_from_database(campaign_id: int) -> dict[str, int]:
@@ -463,10 +516,10 @@ async def _board_from_database(campaign_id: int) -> dict[str, int]:
     return scores
 
 
-async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[dict[str, Any]]:
+async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[LeaderboardEntry]:
     """Referrers by qualified referrals (held, released or over the cap; never undone ones)."""
     await get_campaign(campaign_id)
-    key = _board_key(campaign_id)
+    key = await _board_key(campaign_id)
     board = await kv.board_top(key, top)
     if board is None:
         await kv.board_put(key, await _board_from_database(campaign_id), expires_in=LEADERBOARD_TTL_SECONDS)
@@ -478,12 +531,12 @@ async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[dict[s
         )
     }
     return [
-        {"rank": rank, "nickname": mask_nickname(names.get(int(member), "")), "referrals": score}
+        LeaderboardEntry(rank=rank, nickname=mask_nickname(names.get(int(member), "")), referrals=score)
         for rank, (member, score) in enumerate(board, start=1)
     ]
 
 
-async def member_referrals(member_id: int) -> list[dict[str, Any]]:
+async def member_referrals(member_id: int) -> list[BroughtIn]:
     """The members this member brought in, newest first, with where the referrer's reward stands."""
     referrals = (
         await Referral.select(
@@ -512,15 +565,15 @@ async def member_referrals(member_id: int) -> list[dict[str, Any]]:
     for referral in referrals:
         reward = rewards.get(referral["id"])
         out.append(
-            {
-                "referral_id": referral["id"],
-                "campaign_id": referral["campaign"],
-                "nickname": mask_nickname(referral["referee.nickname"] or ""),
-                "joined_at": referral["created_at"],
-                "qualified_at": referral["qualified_at"],
-                "reward_status": reward["status"] if reward else "awaiting_first_order",
-                "reward_points": reward["points"] if reward else 0,
-                "release_at": reward["release_at"] if reward else None,
-            }
+            BroughtIn(
+                referral_id=referral["id"],
+                campaign_id=referral["campaign"],
+                nickname=mask_nickname(referral["referee.nickname"] or ""),
+                joined_at=referral["created_at"],
+                qualified_at=referral["qualified_at"],
+                reward_status=reward["status"] if reward else "awaiting_first_order",
+                reward_points=reward["points"] if reward else 0,
+                release_at=reward["release_at"] if reward else None,
+            )
         )
     return out

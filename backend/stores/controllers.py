@@ -19,34 +19,36 @@ from backend.stores.schemas import (
     StoreDetailOut,
     StoreOut,
 )
+from backend.stores.service import StoreRecord
 
 
-def store_out(row: dict[str, Any]) -> StoreOut:
+def store_out(store: StoreRecord) -> StoreOut:
     return StoreOut(
-        id=row["id"],
-        code=row["code"],
-        name=row["name"],
-        address=row["address"],
-        latitude=row["latitude"],
-        longitude=row["longitude"],
-        opening_hours=row["opening_hours"],
+        id=store.id,
+        code=store.code,
+        name=store.name,
+        address=store.address,
+        latitude=store.latitude,
+        longitude=store.longitude,
+        opening_hours=store.opening_hours,
     )
 
 
-def store_detail_out(row: dict[str, Any]) -> StoreDetailOut:
+def store_detail_out(store: StoreRecord) -> StoreDetailOut:
     return StoreDetailOut(
-        id=row["id"],
-        code=row["code"],
-        name=row["name"],
-        address=row["address"],
-        latitude=row["latitude"],
-        longitude=row["longitude"],
-        opening_hours=row["opening_hours"],
-        points_per_yuan=row["points_per_yuan"],
-        landing_text=row["landing_text"],
-        landing_url=row["landing_url"],
-        active=row["active"],
-        created_at=row["created_at"],
+        id=store.id,
+        code=store.code,
+        name=store.name,
+        address=store.address,
+        latitude=store.latitude,
+        longitude=store.longitude,
+        opening_hours=store.opening_hours,
+        points_per_yuan=store.points_per_yuan,
+        landing_text=store.landing_text,
+        welcome_text=store.welcome_text,
+        landing_url=store.landing_url,
+        active=store.active,
+        created_at=store.created_at,
     )
 
 

@@ -22,6 +22,8 @@ class StoreCreate(Struct):
     opening_hours: ShortText = ""
     points_per_yuan: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
     landing_text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+    # Shown besides the landing text only to a payer whom the payment made a member ("you are a member now").
+    welcome_text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     landing_url: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^(|https://\S+|/\S*)$")] = ""
 
 
@@ -38,6 +40,7 @@ class StoreOut(Struct):
 class StoreDetailOut(StoreOut):
     points_per_yuan: int
     landing_text: str
+    welcome_text: str
     landing_url: str
     active: bool
     created_at: datetime

@@ -1,6 +1,8 @@
 """Stores, staff accounts and staff sign-in."""
 
 import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from backend.core.db import Prepared, is_unique_violation, write_transaction
@@ -22,7 +24,24 @@ from backend.stores.tables import Staff, StaffRole, StaffStore, Store
 logger = logging.getLogger(__name__)
 
 
-async def create_store(data: StoreCreate) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class StoreRecord:
+    id: int
+    code: str
+    name: str
+    address: str
+    latitude: float | None
+    longitude: float | None
+    opening_hours: str
+    points_per_yuan: int
+    landing_text: str
+    welcome_text: str
+    landing_url: str
+    active: bool
+    created_at: datetime
+
+
+async def create_store(data: StoreCreate) -> StoreRecord:
     try:
         async with write_transaction():
             rows = await Store.insert(
@@ -35,6 +54,7 @@ async def create_store(data: StoreCreate) -> dict[str, Any]:
                     opening_hours=data.opening_hours,
                     points_per_yuan=data.points_per_yuan,
                     landing_text=data.landing_text,
+                    welcome_text=data.welcome_text,
                     landing_url=data.landing_url,
                 )
             )
@@ -43,7 +63,9 @@ async def create_store(data: StoreCreate) -> dict[str, Any]:
             raise StoreCodeTaken(code=data.code) from None
         raise
     logger.info("store created", extra={"store_id": rows[0]["id"]})
-    return await get_store(rows[0]["id"])
+    store = await get_store(rows[0]["id"])
+    assert store is not None
+    return store
 
 
 _STORE = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
@@ -60,17 +82,18 @@ _STAFF_STORES = Prepared(
 # what was read is kept for RECENT_SECONDS in this process; a deactivation written elsewhere is honoured
 # within that time, as a merged member's token is.
 RECENT_SECONDS = 2.0
-_stores: Recent[int, dict[str, Any] | None] = Recent(RECENT_SECONDS)
+_stores: Recent[int, StoreRecord | None] = Recent(RECENT_SECONDS)
 _staff: Recent[int, dict[str, Any] | None] = Recent(RECENT_SECONDS)
 
 
-async def get_store(store_id: int) -> dict[str, Any] | None:
-    return await _STORE.run(store_id)
+async def get_store(store_id: int) -> StoreRecord | None:
+    row = await _STORE.run(store_id)
+    return StoreRecord(**row) if row is not None else None
 
 
-async def recent_store(store_id: int) -> dict[str, Any] | None:
+async def recent_store(store_id: int) -> StoreRecord | None:
     """The store as read at most RECENT_SECONDS ago (for its earn rate and landing content on a checkout)."""
-    return await _stores.read(store_id, lambda: _STORE.run(store_id))
+    return await _stores.read(store_id, lambda: get_store(store_id))
 
 
 async def recent_staff(staff_id: int) -> dict[str, Any] | None:
@@ -85,8 +108,8 @@ async def _staff_with_stores(staff_id: int) -> dict[str, Any] | None:
     return staff
 
 
-async def list_open_stores() -> list[dict[str, Any]]:
-    return await Store.select().where(Store.active.eq(True)).order_by(Store.code)
+async def list_open_stores() -> list[StoreRecord]:
+    return [StoreRecord(**row) for row in await Store.select().where(Store.active.eq(True)).order_by(Store.code)]
 
 
 async def staff_store_ids(staff_id: int) -> list[int]:

@@ -21,7 +21,8 @@ class Store(Table, tablename="store"):
     longitude = DoublePrecision(null=True, default=None)
     opening_hours = Varchar(length=100, default="")
     points_per_yuan = Integer(default=1)
-    landing_text = Text(default="")
+    landing_text = Text(default="")  # shown to every payer after paying here
+    welcome_text = Text(default="")  # shown besides to a payer this payment made a member
     landing_url = Varchar(length=500, default="")
     active = Boolean(default=True)
     created_at = Timestamptz(default=TimestamptzNow())

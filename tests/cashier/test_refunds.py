@@ -7,12 +7,15 @@ from dataclasses import replace
 import httpx
 import pytest
 
-from backend.cashier import refunds
-from backend.cashier.refunds import out_refund_no
-from backend.cashier.service import CheckoutPolicy
-from backend.cashier.tables import Order, Refund
+from backend.orders import service as orders
+from backend.orders.tables import Order
+from backend.payments import refunds
+from backend.payments.numbers import out_refund_no
+from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import RefundResult, RefundState
+from backend.payments.tables import PaymentRefund as Refund
 from backend.points import service as points
+from backend.points.effects import refund_key
 from backend.points.tables import EntryKind, PointsEntry
 from backend.sandbox import service as sandbox
 from backend.sandbox.keys import load_sandbox_keys
@@ -148,6 +151,10 @@ async def test_refunds_that_cannot_be_are_refused_and_change_nothing(till, demo)
     assert (await Order.select(Order.refunded_fen).where(Order.id == order["id"]).first())["refunded_fen"] == 0
 
 
+async def reversed_points(refund) -> int:
+    return (await points.reversed_under(refund_key(refund.order, refund.id)))[0]
+
+
 class Unreachable:
     """The refund call never reaches WeChat Pay."""
 
@@ -176,9 +183,9 @@ async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(
     till, demo, fast_settings, sandbox_provider
 ):
     order = await paid_order(till, demo, "oLostRefund000000000000001")
-    policy = CheckoutPolicy.from_settings(fast_settings)
+    policy = PaymentPolicy.from_settings(fast_settings)
     created, _ = await refunds.request_refund(
-        order["id"],
+        await orders.find_order(order["id"]),
         staff_id=None,
         amount_fen=2_500,
         idempotency_key="refund-lost-1",
@@ -186,11 +193,11 @@ async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(
         provider=Unreachable(sandbox_provider),
         policy=policy,
     )
-    assert created["status"] == "processing" and await SandboxRefund.count() == 0
+    assert created.status == "processing" and await SandboxRefund.count() == 0
     await asyncio.sleep(0.06)
     await refunds.advance_due(provider=sandbox_provider, policy=policy)  # not found there: asked for again
-    settled = await refunds.get_refund(created["id"])
-    assert (settled["status"], settled["points_reversed"]) == ("succeeded", 50)
+    settled = await refunds.find_refund(created.id)
+    assert settled.status == "succeeded" and await reversed_points(settled) == 50
     await asyncio.sleep(0.06)
     assert await refunds.advance_due(provider=sandbox_provider, policy=policy) == 0
     assert await SandboxRefund.count() == 1
@@ -198,9 +205,9 @@ async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(
 
 async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fast_settings, sandbox_provider):
     order = await paid_order(till, demo, "oRefundNotice0000000000001")
-    policy = CheckoutPolicy.from_settings(fast_settings)
+    policy = PaymentPolicy.from_settings(fast_settings)
     created, _ = await refunds.request_refund(
-        order["id"],
+        await orders.find_order(order["id"]),
         staff_id=None,
         amount_fen=10_000,
         idempotency_key="refund-notice-1",
@@ -208,7 +215,7 @@ async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fa
         provider=AnswersProcessing(sandbox_provider),
         policy=policy,
     )
-    assert created["status"] == "processing"
+    assert created.status == "processing"
     row = await SandboxRefund.select().first()
     payload = {
         "mchid": sandbox_provider.mchid,
@@ -226,17 +233,17 @@ async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fa
     for _ in range(2):  # delivered, and delivered again
         response = await till.post("/api/v1/payments/wechat/notify", content=body, headers=headers)
         assert response.status_code == 204, response.text
-    settled = await refunds.get_refund(created["id"])
-    assert (settled["status"], settled["refund_id"], settled["points_reversed"]) == ("succeeded", row["refund_id"], 200)
+    settled = await refunds.find_refund(created.id)
+    assert (settled.status, settled.refund_id, await reversed_points(settled)) == ("succeeded", row["refund_id"], 200)
     assert (await Order.select(Order.status).first())["status"] == "refunded"
     assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.reverse_earn) == 1
 
 
 async def test_an_abnormal_refund_stays_taken_until_it_closes(till, demo, fast_settings, sandbox_provider, caplog):
     order = await paid_order(till, demo, "oRefundFails00000000000001")
-    policy = CheckoutPolicy.from_settings(fast_settings)
+    policy = PaymentPolicy.from_settings(fast_settings)
     created, _ = await refunds.request_refund(
-        order["id"],
+        await orders.find_order(order["id"]),
         staff_id=None,
         amount_fen=7_000,
         idempotency_key="refund-abnormal",
@@ -247,8 +254,8 @@ async def test_an_abnormal_refund_stays_taken_until_it_closes(till, demo, fast_s
     await SandboxRefund.update({SandboxRefund.status: "ABNORMAL"}).where(SandboxRefund.id > 0)
     await asyncio.sleep(0.06)
     await refunds.advance_due(provider=sandbox_provider, policy=policy)
-    abnormal = await refunds.get_refund(created["id"])
-    assert (abnormal["status"], abnormal["failure"]) == ("processing", "ABNORMAL")
+    abnormal = await refunds.find_refund(created.id)
+    assert (abnormal.status, abnormal.failure) == ("processing", "ABNORMAL")
     assert any("refund abnormal" in record.getMessage() for record in caplog.records)
     cashier1 = await staff_login(till, "cashier1")
     again = await refund(till, cashier1, order["id"], 7_000, "refund-abnormal-2")  # the money is not free to go
@@ -257,6 +264,6 @@ async def test_an_abnormal_refund_stays_taken_until_it_closes(till, demo, fast_s
     await SandboxRefund.update({SandboxRefund.status: "CLOSED"}).where(SandboxRefund.id > 0)
     await asyncio.sleep(0.06)
     await refunds.advance_due(provider=sandbox_provider, policy=policy)
-    assert (await refunds.get_refund(created["id"]))["status"] == "failed"
+    assert (await refunds.find_refund(created.id)).status == "failed"
     assert (await Order.select(Order.refunded_fen, Order.status).first()) == {"refunded_fen": 0, "status": "paid"}
     assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.reverse_earn) == 0

@@ -6,10 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from backend.cashier import service as cashier
-from backend.cashier.tables import Order
 from backend.members.code import MemberCodes
 from backend.members.tables import MemberMerge
+from backend.orders import service as orders
+from backend.orders.tables import Order
+from backend.payments import service as payments
+from backend.payments.policy import PaymentPolicy
+from backend.payments.tables import PaymentTrade
 from backend.points import service as points
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot
 from backend.sandbox.tables import SandboxTrade
@@ -46,7 +49,8 @@ async def test_a_new_payer_leaves_as_a_member_with_points(till, demo):
     assert response.status_code == 201, response.text
     order = response.json()
     assert (order["status"], order["memberEnrolled"], order["pointsEarned"]) == ("paid", True, 24)  # 2 pts a yuan
-    assert order["paidFen"] == 1234 and order["paidAt"] and len(order["outTradeNo"]) == 28
+    assert (order["paidFen"], order["payableFen"], order["discountFen"]) == (1234, 1234, 0)
+    assert order["paidAt"] and len(order["outTradeNo"]) == 28 and order["kind"] == "till"
     # The account opened with the enrolment holds exactly what its one entry and one lot say.
     assert await books(order["memberId"]) == {
         "balance": 24,
@@ -103,6 +107,11 @@ async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(t
         pointsToRedeem=200,
     )
     assert failed.status_code == 201 and failed.json()["status"] == "failed"
+    assert (failed.json()["paidFen"], failed.json()["payableFen"], failed.json()["failureReason"]) == (
+        0,
+        1034,
+        "NOTENOUGH",
+    )
     assert await points.balance_of(member_id) == (500, 0)  # the reserved points came back
     # The member code is spent; the previous step's code is another valid one the till has not seen.
     previous_step = MemberCodes(settings.secret_key).code_for(member_id, now=time.time() - 30)[0]
@@ -117,6 +126,7 @@ async def test_points_discount_the_amount_and_come_back_when_the_payment_fails(t
     )
     body = paid.json()
     assert (body["status"], body["amountFen"], body["paidFen"], body["pointsRedeemed"]) == ("paid", 1234, 1034, 200)
+    assert (body["discountFen"], body["payableFen"], body["failureReason"]) == (200, 1034, None)
     assert body["pointsEarned"] == 1034 * 2 // 100
     assert await points.balance_of(member_id) == (500 - 200 + 20, 0)
 
@@ -143,17 +153,15 @@ async def test_a_stuck_payment_is_reversed_after_the_timeout_and_releases_points
         )
         assert response.json()["status"] == "paying"
         order_id = response.json()["id"]
-        settings = replace(Settings.from_env(), **FAST)
-        policy = cashier.CheckoutPolicy(
-            query_interval=0.05, payment_timeout=0.3, inline_wait=0.1, app_id=settings.wechat_app_id
-        )
+        policy = PaymentPolicy.from_settings(replace(Settings.from_env(), **FAST))
         for _ in range(40):  # the sweeper's work, done here step by step
-            await cashier.advance_due(provider=sandbox_provider, policy=policy)
-            if (await cashier.get_order(order_id))["status"] != "paying":
+            await payments.advance_due(provider=sandbox_provider, policy=policy)
+            if (await orders.find_order(order_id)).status != "paying":
                 break
             await asyncio.sleep(0.05)
         order = (await till.get(f"{ORDERS}/{order_id}", headers=cashier1)).json()
-        assert order["status"] == "cancelled" and order["memberId"] is None
+        assert order["status"] == "cancelled" and order["memberId"] is None and order["failureReason"] == "REVERSED"
+        assert (order["paidFen"], order["payableFen"]) == (0, 1234)
         trade = await SandboxTrade.select(SandboxTrade.state, SandboxTrade.reversals).first()
         assert trade == {"state": "REVOKED", "reversals": 2}  # the provider asked for one recall
 
@@ -178,7 +186,7 @@ async def test_a_double_scan_is_one_order_and_one_payment(till, demo):
     assert {r.json()["id"] for r in responses} == {responses[0].json()["id"]}
     assert {r.json()["status"] for r in responses} == {"paid"}
     assert sorted(r.status_code for r in responses) == [200] * 4 + [201]  # created once, replayed four times
-    assert await SandboxTrade.count() == 1 and await Order.count() == 1
+    assert await SandboxTrade.count() == 1 and await Order.count() == 1 and await PaymentTrade.count() == 1
     assert await PointsEntry.count() == 1  # points earned once
     changed = await scan(till, cashier1, demo["S001"], code, "checkout-0009", amount=999)
     assert changed.status_code == 409 and changed.json()["code"] == "cashier.idempotency_conflict"

@@ -16,6 +16,7 @@ OPERATIONS = st.lists(
         st.tuples(st.just("set"), KEYS, st.integers(0, 50)),
         st.tuples(st.just("set_if_absent"), KEYS, st.integers(0, 50)),
         st.tuples(st.just("pop"), KEYS),
+        st.tuples(st.just("pop_if_equal"), KEYS, st.integers(0, 3)),
         st.tuples(st.just("delete"), KEYS),
         st.tuples(st.just("incr"), KEYS),
         st.tuples(st.just("decr_if_enough"), KEYS, st.integers(1, 20)),
@@ -45,6 +46,11 @@ class Model:
         if name == "pop":
             value = self.data.pop(key, None)
             return None if value is None else str(value).encode()
+        if name == "pop_if_equal":
+            if self.data.get(key) != rest[0]:
+                return False
+            del self.data[key]
+            return True
         if name == "delete":
             self.data.pop(key, None)
             return None
@@ -62,7 +68,9 @@ class Model:
 async def run(kv, operations: list[tuple]) -> list:
     results = []
     for name, key, *rest in operations:
-        if name in ("set", "set_if_absent"):
+        if name == "pop_if_equal":
+            results.append(await kv.pop_if_equal(key, str(rest[0]).encode()))
+        elif name in ("set", "set_if_absent"):
             kwargs = {"expires_in": 600} if name == "set_if_absent" else {}
             results.append(await getattr(kv, name)(key, str(rest[0]).encode(), **kwargs))
         elif name == "incr":

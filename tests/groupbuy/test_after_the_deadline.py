@@ -4,10 +4,13 @@ from datetime import timedelta
 
 import pytest
 
-from backend.cashier.service import CheckoutPolicy
 from backend.core.clock import utcnow
-from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat, SeatRefund
+from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
+from backend.orders import service as orders
+from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import CloseOutcome
+from backend.payments.tables import PaymentRefund as SeatRefund
+from backend.payments.tables import PaymentTrade
 from backend.sandbox import service as sandbox
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
@@ -15,7 +18,7 @@ from backend.sandbox.tables import SandboxRefund, SandboxTrade
 from backend.sweeper import sweep_once
 from tests.conftest import staff_login
 from tests.groupbuy.test_seat_payments import confirm, succeeded_group
-from tests.groupbuy.test_seats import join, new_campaign, open_group, shoppers
+from tests.groupbuy.test_seats import join, make_due, new_campaign, open_group, shoppers
 from tests.payments.test_notifications import post, sealed
 
 
@@ -37,17 +40,25 @@ async def test_a_payment_landing_on_an_expired_seat_is_refunded_once(client, dem
     leader, friend = await shoppers(client, 2, prefix="oLateSeat")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     joined = (await join(client, friend, opened["group"]["id"], demo["S001"])).json()
-    await Seat.update({Seat.pay_by: utcnow() - timedelta(seconds=1)}).where(Seat.id == joined["order"]["id"])
-    await sweep_once(provider=ClosedOnlyOnPaper(sandbox_provider), checkout=CheckoutPolicy.from_settings(settings))
-    assert (await Seat.select(Seat.status).where(Seat.id == joined["order"]["id"]).first())["status"] == "expired"
+    await make_due(joined["order"]["id"])
+    await sweep_once(provider=ClosedOnlyOnPaper(sandbox_provider), policy=PaymentPolicy.from_settings(settings))
+    assert (await Seat.select(Seat.status).where(Seat.order == joined["order"]["id"]).first())["status"] == "expired"
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 29
 
     late = await confirm(client, joined["order"]["outTradeNo"])
     assert late["notifyStatus"] == 204
-    seat = await Seat.select(Seat.status, Seat.holder, Seat.paid_at).where(Seat.id == joined["order"]["id"]).first()
-    assert seat["status"] == "refunded" and seat["holder"] is None and seat["paid_at"] is not None
-    refund = await SeatRefund.select(SeatRefund.reason, SeatRefund.status, SeatRefund.amount_fen).first()
-    assert refund == {"reason": "late_payment", "status": "succeeded", "amount_fen": joined["order"]["amountFen"]}
+    seat = await Seat.select(Seat.status, Seat.holder).where(Seat.order == joined["order"]["id"]).first()
+    assert seat == {"status": "refunded", "holder": None}
+    order = await orders.find_order(joined["order"]["id"])  # received and given back, never counted as paid
+    assert (order.status, order.paid_fen, order.refunded_fen, order.paid_at) == ("refunded", 9900, 9900, None)
+    trade = (
+        await PaymentTrade.select(PaymentTrade.status, PaymentTrade.paid_at)
+        .where(PaymentTrade.order == joined["order"]["id"])
+        .first()
+    )
+    assert trade["status"] == "closed" and trade["paid_at"] is not None
+    refund = await SeatRefund.select(SeatRefund.kind, SeatRefund.status, SeatRefund.amount_fen).first()
+    assert refund == {"kind": "late_payment", "status": "succeeded", "amount_fen": joined["order"]["amountFen"]}
     trade = (
         await SandboxTrade.select(SandboxTrade.state, SandboxTrade.refunded_fen)
         .where(SandboxTrade.out_trade_no == joined["order"]["outTradeNo"])
@@ -100,13 +111,13 @@ async def test_a_refund_after_success_keeps_the_group_and_cancels_the_pickup(cli
 
     group = (await client.get(f"/api/v1/groupbuy/groups/{at_s001['groupId']}")).json()
     assert group["status"] == "succeeded"
-    seat = await Seat.select(Seat.status).where(Seat.id == at_s001["id"]).first()
+    seat = await Seat.select(Seat.status).where(Seat.order == at_s001["id"]).first()
     assert seat["status"] == "refunded"
     picked = await client.post(
         "/api/v1/cashier/pickups", headers=cashier1, json={"storeId": demo["S001"], "pickupCode": at_s001["pickupCode"]}
     )
     assert (picked.status_code, picked.json()["code"]) == (409, "groupbuy.order_refunded")
-    owner = (await Seat.select(Seat.member).where(Seat.id == at_s001["id"]).first())["member"]
+    owner = (await Seat.select(Seat.member).where(Seat.order == at_s001["id"]).first())["member"]
     assert (await MemberUnits.select(MemberUnits.units).where(MemberUnits.member == owner).first())["units"] == 0
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == stock_before
 
@@ -156,12 +167,12 @@ async def test_virtual_fill_lets_a_nearly_full_group_succeed_with_its_empty_seat
     for order in (short["order"], joined["order"]):  # two of five: not enough
         await confirm(client, order["outTradeNo"])
     await Group.update({Group.expires_at: utcnow() - timedelta(seconds=1)}).where(Group.id > 0)
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
 
     group = (await client.get(f"/api/v1/groupbuy/groups/{nearly['group']['id']}")).json()
     assert (group["status"], group["seatsPaid"], group["virtualSeats"]) == ("succeeded", 3, 2)
     assert [m["virtual"] for m in group["members"]] == [False, False, False, True, True]
-    statuses = {row["id"]: row["status"] for row in await Seat.select(Seat.id, Seat.status)}
+    statuses = {row["order"]: row["status"] for row in await Seat.select(Seat.order, Seat.status)}
     assert [statuses[order["id"]] for order in seats] == ["succeeded", "succeeded", "succeeded", "expired"]
     mine = (await client.get("/api/v1/me/groupbuy/orders", headers=people[0]["headers"])).json()["items"]
     assert (mine[0]["groupStatus"], mine[0]["groupVirtualSeats"]) == ("succeeded", 2)
@@ -181,7 +192,7 @@ async def test_virtual_fill_lets_a_nearly_full_group_succeed_with_its_empty_seat
     by_store = {row["storeCode"]: (row["firmUnits"], row["virtualSeats"]) for row in report["rows"]}
     assert by_store == {"S001": (2, 0), "S002": (1, 2)}  # the group is counted at its leader's store
     assert report["totals"]["virtualSeats"] == 2
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
     assert (await Group.select(Group.virtual_seats).where(Group.id == nearly["group"]["id"]).first()) == {
         "virtual_seats": 2
     }
@@ -194,7 +205,7 @@ async def test_without_virtual_fill_a_nearly_full_group_fails(client, demo, sand
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     await confirm(client, opened["order"]["outTradeNo"])
     await Group.update({Group.expires_at: utcnow() - timedelta(seconds=1)}).where(Group.id > 0)
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
     group = (await client.get(f"/api/v1/groupbuy/groups/{opened['group']['id']}")).json()
     assert (group["status"], group["virtualSeats"], len(group["members"])) == ("failed", 0, 1)
 

@@ -87,7 +87,7 @@ async def test_a_campaign_that_does_not_add_up_is_refused(client, demo, changes,
     [
         {"groupSize": 1},
         {"groupSize": 51},
-        {"groupTtlMinutes": 60},
+        {"groupTtlMinutes": 14},
         {"groupTtlMinutes": 7 * 1440 + 1},
         {"priceFen": 0},
         {"priceFen": 99.5},

@@ -19,7 +19,7 @@ async def test_demand_counts_firm_tentative_and_picked_up_units_per_store(client
     other = (await join(client, b, full["group"]["id"], demo["S002"])).json()
     for order in (full["order"], other["order"]):
         await confirm(client, order["outTradeNo"])
-    code = (await Seat.select(Seat.pickup_code).where(Seat.id == full["order"]["id"]).first())["pickup_code"]
+    code = (await Seat.select(Seat.pickup_code).where(Seat.order == full["order"]["id"]).first())["pickup_code"]
     picked = await client.post(
         "/api/v1/cashier/pickups",
         headers=await staff_login(client, "cashier1"),

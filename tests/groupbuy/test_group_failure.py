@@ -5,11 +5,12 @@ from datetime import timedelta
 
 import pytest
 
-from backend.cashier.refunds import out_refund_no
-from backend.cashier.service import CheckoutPolicy
 from backend.core.clock import utcnow
 from backend.groupbuy import service
-from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat, SeatRefund
+from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
+from backend.payments.numbers import out_refund_no
+from backend.payments.policy import PaymentPolicy
+from backend.payments.tables import PaymentRefund as SeatRefund
 from backend.sandbox.tables import SandboxRefund, SandboxTrade
 from backend.sweeper import sweep_once
 from tests.groupbuy.test_seat_payments import confirm
@@ -43,7 +44,7 @@ async def assert_settled_once(group_id: int, paid: list[dict], waiting: dict) ->
     assert {r["out_refund_no"] for r in refunds} == {
         out_refund_no(o["outTradeNo"], "groupbuy:group_failed") for o in paid
     }
-    statuses = {row["id"]: row["status"] for row in await Seat.select(Seat.id, Seat.status)}
+    statuses = {row["order"]: row["status"] for row in await Seat.select(Seat.order, Seat.status)}
     assert [statuses[o["id"]] for o in paid] == ["refunded", "refunded"]
     assert statuses[waiting["id"]] == "expired"
     trade = (
@@ -57,20 +58,20 @@ async def assert_settled_once(group_id: int, paid: list[dict], waiting: dict) ->
 
 async def test_a_group_missing_its_deadline_refunds_every_paid_member_once(client, demo, sandbox_provider, settings):
     case = await failing_group(client, demo)
-    policy = CheckoutPolicy.from_settings(settings)
-    await sweep_once(provider=sandbox_provider, checkout=policy)
+    policy = PaymentPolicy.from_settings(settings)
+    await sweep_once(provider=sandbox_provider, policy=policy)
     await assert_settled_once(case["group"]["id"], case["paid"], case["waiting"])
     shown = (await client.get(f"/api/v1/groupbuy/groups/{case['group']['id']}")).json()
     assert shown["status"] == "failed"
-    await sweep_once(provider=sandbox_provider, checkout=policy)  # and again: nothing more
+    await sweep_once(provider=sandbox_provider, policy=policy)  # and again: nothing more
     await assert_settled_once(case["group"]["id"], case["paid"], case["waiting"])
 
 
 async def test_two_sweepers_at_once_refund_each_member_once(client, demo, sandbox_provider, settings):
     case = await failing_group(client, demo)
-    policy = CheckoutPolicy.from_settings(settings)
-    await asyncio.gather(*(sweep_once(provider=sandbox_provider, checkout=policy) for _ in range(3)))
-    await sweep_once(provider=sandbox_provider, checkout=policy)
+    policy = PaymentPolicy.from_settings(settings)
+    await asyncio.gather(*(sweep_once(provider=sandbox_provider, policy=policy) for _ in range(3)))
+    await sweep_once(provider=sandbox_provider, policy=policy)
     await assert_settled_once(case["group"]["id"], case["paid"], case["waiting"])
 
 
@@ -92,13 +93,13 @@ class CrashesAtSecondRefund:
 
 async def test_a_settlement_interrupted_halfway_finishes_on_the_next_run(client, demo, sandbox_provider, settings):
     case = await failing_group(client, demo)
-    policy = CheckoutPolicy.from_settings(settings)
+    policy = PaymentPolicy.from_settings(settings)
     with pytest.raises(RuntimeError, match="died"):
         await service.fail_due_groups(provider=CrashesAtSecondRefund(sandbox_provider), policy=policy)
     group = await Group.select(Group.status, Group.settled_at).first()
     assert group["status"] == "failed" and group["settled_at"] is None  # not finished: found again
     assert await SandboxRefund.count() == 1
-    await sweep_once(provider=sandbox_provider, checkout=policy)
+    await sweep_once(provider=sandbox_provider, policy=policy)
     await assert_settled_once(case["group"]["id"], case["paid"], case["waiting"])
 
 
@@ -110,6 +111,6 @@ async def test_a_group_filled_in_time_does_not_fail(client, demo, sandbox_provid
     for order in (opened["order"], joined["order"]):
         await confirm(client, order["outTradeNo"])
     await Group.update({Group.expires_at: utcnow() - timedelta(seconds=1)}).where(Group.id > 0)
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
     assert (await Group.select(Group.status).first())["status"] == "succeeded"
     assert await SandboxRefund.count() == 0 and await SeatRefund.count() == 0

@@ -1,19 +1,17 @@
 """Seats are paid by WeChat Pay's word; a full group succeeds with pickup codes; unpaid seats expire."""
 
 import asyncio
-from datetime import timedelta
 
-from backend.cashier.service import CheckoutPolicy
-from backend.core.clock import utcnow
 from backend.groupbuy.service import PICKUP_ALPHABET
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
+from backend.payments.policy import PaymentPolicy
 from backend.sandbox import service as sandbox
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
 from backend.sandbox.tables import SandboxTrade
 from backend.sweeper import sweep_once
 from tests.conftest import staff_login
-from tests.groupbuy.test_seats import join, new_campaign, open_group, shoppers
+from tests.groupbuy.test_seats import join, make_due, new_campaign, open_group, shoppers
 from tests.payments.test_notifications import post, sealed
 
 
@@ -31,7 +29,7 @@ async def test_a_group_whose_every_seat_is_paid_succeeds_with_pickup_codes(clien
     assert (await confirm(client, opened["order"]["outTradeNo"]))["notifyStatus"] == 204
     group = (await client.get(f"/api/v1/groupbuy/groups/{opened['group']['id']}")).json()
     assert (group["status"], group["seatsPaid"]) == ("forming", 1)
-    first = await Seat.select().where(Seat.id == opened["order"]["id"]).first()
+    first = await Seat.select().where(Seat.order == opened["order"]["id"]).first()
     assert (first["status"], first["pickup_code"]) == ("paid", None)
 
     assert (await confirm(client, joined["order"]["outTradeNo"]))["notifyStatus"] == 204
@@ -67,10 +65,10 @@ async def test_an_unpaid_seat_expires_and_gives_everything_back(client, demo, sa
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     joined = (await join(client, friend, opened["group"]["id"], demo["S001"], quantity=2)).json()
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 27
-    await Seat.update({Seat.pay_by: utcnow() - timedelta(seconds=1)}).where(Seat.id == joined["order"]["id"])
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await make_due(joined["order"]["id"])
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
 
-    seat = await Seat.select(Seat.status, Seat.holder).where(Seat.id == joined["order"]["id"]).first()
+    seat = await Seat.select(Seat.status, Seat.holder).where(Seat.order == joined["order"]["id"]).first()
     assert seat == {"status": "expired", "holder": None}
     assert (await Group.select(Group.seats_taken).first())["seats_taken"] == 1
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 29
@@ -87,7 +85,7 @@ async def test_an_unpaid_seat_expires_and_gives_everything_back(client, demo, sa
     again = await join(client, friend, opened["group"]["id"], demo["S001"], quantity=2)  # a new seat
     assert again.status_code == 201, again.text
     # The leader's seat is not due: untouched.
-    assert (await Seat.select(Seat.status).where(Seat.id == opened["order"]["id"]).first())["status"] == (
+    assert (await Seat.select(Seat.status).where(Seat.order == opened["order"]["id"]).first())["status"] == (
         "pending_payment"
     )
 
@@ -99,8 +97,8 @@ async def test_a_seat_paid_in_time_is_not_expired_though_its_notification_was_lo
     (leader,) = await shoppers(client, 1, prefix="oInTime")
     opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
     await confirm(client, opened["order"]["outTradeNo"], deliverNotification=False)
-    await Seat.update({Seat.pay_by: utcnow() - timedelta(seconds=1)}).where(Seat.id == opened["order"]["id"])
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
+    await make_due(opened["order"]["id"])
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(settings))
     seat = await Seat.select(Seat.status, Seat.holder).first()
     assert seat["status"] == "paid" and seat["holder"] is not None
     assert (await Group.select(Group.seats_paid, Group.seats_taken).first()) == {"seats_paid": 1, "seats_taken": 1}

@@ -7,16 +7,27 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from backend.cashier.errors import PaymentNotStarted
-from backend.cashier.service import CheckoutPolicy
+from backend.core.clock import utcnow
 from backend.core.kv import MemoryKV, kv_from_url
 from backend.groupbuy import service
 from backend.groupbuy.errors import QuantityOverLimit, SoldOut
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
+from backend.orders.tables import Order
+from backend.payments.errors import PaymentNotStarted
+from backend.payments.policy import PaymentPolicy
+from backend.payments.tables import PaymentTrade
 from backend.sandbox.tables import SandboxTrade
-from backend.sweeper import sweep_once
 from tests.conftest import member_login, staff_login
 from tests.groupbuy.test_campaigns import ADMIN, campaign_body
+
+
+async def make_due(order_id: int) -> None:
+    """The seat's payment deadline has passed, and its next query is due."""
+    past = utcnow() - timedelta(seconds=1)
+    await PaymentTrade.update({PaymentTrade.expires_at: past, PaymentTrade.next_query_at: past}).where(
+        PaymentTrade.order == order_id
+    )
+    await Order.update({Order.pay_by: past}).where(Order.id == order_id)
 
 
 async def new_campaign(client, demo, **changes) -> dict:
@@ -193,11 +204,10 @@ async def test_a_seat_whose_payment_cannot_start_is_given_back(client, demo, san
             pickup_store_id=demo["S001"],
             quantity=1,
             provider=PrepayFails(sandbox_provider),
-            policy=CheckoutPolicy.from_settings(settings),
+            policy=PaymentPolicy.from_settings(settings),
             kv=MemoryKV(),
         )
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(settings))
-    assert (await Seat.select(Seat.status).first())["status"] == "expired"
+    assert (await Seat.select(Seat.status).first())["status"] == "expired"  # at once: nothing can pay it
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 30
     assert (await Group.select(Group.seats_taken).first())["seats_taken"] == 0
 
@@ -214,7 +224,7 @@ async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_da
         "pickup_store_id": demo["S001"],
         "quantity": 1,
         "provider": sandbox_provider,
-        "policy": CheckoutPolicy.from_settings(settings),
+        "policy": PaymentPolicy.from_settings(settings),
         "kv": kv,
     }
     try:
@@ -248,5 +258,5 @@ async def test_the_database_holds_a_live_seat_to_its_own_member(client, demo):
     leader, other = await shoppers(client, 2, prefix="oHolder")
     seat_id = (await open_group(client, leader, campaign["id"], demo["S001"])).json()["order"]["id"]
     with pytest.raises(Exception, match="seat_held_by_its_member"):
-        await Seat.update({Seat.holder: other["member"]["id"]}).where(Seat.id == seat_id)
+        await Seat.update({Seat.holder: other["member"]["id"]}).where(Seat.order == seat_id)
     assert (await Seat.select(Seat.holder).first())["holder"] == leader["member"]["id"]

@@ -13,9 +13,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from backend.cashier import service as cashier
-from backend.cashier.service import CheckoutPolicy
-from backend.cashier.tables import Order, Refund
+from backend.orders import service as orders
+from backend.orders.tables import Order
+from backend.payments import service as payments
+from backend.payments.policy import PaymentPolicy
+from backend.payments.tables import PaymentRefund as Refund
 from backend.payments.wechatpay_protocol import encrypt_resource, pay_sign_message, signed_headers
 from backend.points import service as points
 from backend.points.tables import EntryKind, PointsEntry
@@ -88,14 +90,17 @@ async def post(client, message: tuple[dict, bytes]) -> httpx.Response:
 
 
 async def order_row(order_id: int) -> dict:
-    return await cashier.get_order(order_id)
+    """The order as stored, with its trade's next step."""
+    order = await orders.find_order(order_id)
+    trade = await payments.trade_of(order_id)
+    return {**{name: getattr(order, name) for name in order.__slots__}, "next_query_at": trade.next_query_at}
 
 
 async def test_a_store_code_payment_is_paid_by_the_notification_the_sandbox_sends(
     app_client, demo, notifier, fast_settings
 ):
     shopper, started = await started_payment(app_client, demo, "oStoreCode0000000000000001")
-    assert (started["status"], started["paidFen"]) == ("paying", 2000)
+    assert (started["status"], started["payableFen"], started["paidFen"]) == ("paying", 2000, 0)
     params = started["payParams"]
     assert params["appId"] == fast_settings.wechat_app_id and params["signType"] == "RSA"
     assert params["package"].startswith("prepay_id=wx")
@@ -254,16 +259,16 @@ async def test_a_lost_notification_still_ends_paid_by_the_sweepers_query(
     assert confirmed.json()["notifyStatus"] is None
     assert (await order_row(started["orderId"]))["status"] == "paying"
     await asyncio.sleep(0.1)  # the next query is due
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(fast_settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(fast_settings))
     order = await order_row(started["orderId"])
     assert (order["status"], order["points_earned"]) == ("paid", 40)
     assert await points.balance_of(shopper["member"]["id"]) == (40, 0)
 
 
 async def sweep_until(predicate, provider, settings, *, rounds: int = 60) -> None:
-    policy = CheckoutPolicy.from_settings(settings)
+    policy = PaymentPolicy.from_settings(settings)
     for _ in range(rounds):
-        await sweep_once(provider=provider, checkout=policy)
+        await sweep_once(provider=provider, policy=policy)
         if await predicate():
             return
         await asyncio.sleep(0.05)
@@ -279,7 +284,7 @@ async def test_an_unpaid_store_code_order_is_closed_and_its_points_come_back(
     response = await pay_at_store(app_client, demo["S001"], shopper, 2000, pointsToRedeem=200)
     assert response.status_code == 201, response.text
     started = response.json()
-    assert (started["paidFen"], started["pointsRedeemed"]) == (1800, 200)
+    assert (started["payableFen"], started["paidFen"], started["pointsRedeemed"]) == (1800, 0, 200)
     assert await points.balance_of(member_id) == (100, 0)  # reserved with the order
 
     async def closed() -> bool:
@@ -372,7 +377,7 @@ async def test_a_payment_whose_notification_is_lost_after_a_failed_close_is_stil
     order = await order_row(started["orderId"])
     assert (order["refunded_fen"], order["next_query_at"], order["points_earned"]) == (2000, None, 0)
     assert await SandboxRefund.count() == 1
-    await sweep_once(provider=sandbox_provider, checkout=CheckoutPolicy.from_settings(fast_settings))
+    await sweep_once(provider=sandbox_provider, policy=PaymentPolicy.from_settings(fast_settings))
     assert await SandboxRefund.count() == 1
 
 

@@ -7,15 +7,16 @@ import httpx
 import pytest
 
 from backend.app import _wechatpay
-from backend.cashier import refunds
-from backend.cashier import service as cashier
-from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import PrincipalKind, TokenIssuer
 from backend.members import service as members
 from backend.members.tables import EnrolmentChannel
 from backend.members.wechat import WeChatSession
+from backend.orders import service as orders
+from backend.payments import refunds
+from backend.payments.policy import PaymentPolicy
 from backend.payments.wechatpay import WeChatPayProvider
 from backend.points import service as points
+from backend.points.effects import refund_key
 from backend.settings import Settings, SettingsError
 from tests.conftest import staff_login
 from tests.payments.fake_wechatpay import (
@@ -159,8 +160,8 @@ async def test_an_answer_that_does_not_verify_is_no_answer(impatient_till, fake,
     setattr(fake, trouble, False)
     cancel = await till.post(f"{ORDERS}/{response.json()['id']}/cancel", headers=cashier1)
     assert cancel.status_code == 409  # the query, now verified, shows the shopper had paid
-    order = await cashier.get_order(response.json()["id"])
-    assert (order["status"], order["points_earned"]) == ("paid", 24)
+    order = await orders.find_order(response.json()["id"])
+    assert (order.status, order.points_earned) == ("paid", 24)
 
 
 async def test_a_request_signed_with_another_key_is_refused_by_wechat_pay(fake, wechatpay_settings):
@@ -204,8 +205,8 @@ async def test_a_mini_program_order_is_paid_by_wechat_pays_notification(till, fa
     for _ in range(2):
         notified = await till.post("/api/v1/payments/wechat/notify", content=body, headers=headers)
         assert notified.status_code == 204, notified.text
-    order = await cashier.get_order(started["orderId"])
-    assert (order["status"], order["member"], order["points_earned"]) == ("paid", member_id, 60)
+    order = await orders.find_order(started["orderId"])
+    assert (order.status, order.member, order.points_earned) == ("paid", member_id, 60)
 
 
 async def test_a_refund_is_confirmed_by_a_later_query(till, fake, demo, provider, wechatpay_settings):
@@ -221,13 +222,14 @@ async def test_a_refund_is_confirmed_by_a_later_query(till, fake, demo, provider
     _, _, sent = next(r for r in fake.requests if r[1] == "/v3/refund/domestic/refunds")
     assert sent["amount"] == {"refund": 2000, "total": 5000, "currency": "CNY"}
     assert sent["out_refund_no"] == response.json()["outRefundNo"]
-    policy = CheckoutPolicy.from_settings(wechatpay_settings)
+    policy = PaymentPolicy.from_settings(wechatpay_settings)
     await refunds.advance_due(provider=provider, policy=policy)
-    assert (await refunds.get_refund(response.json()["refundId"]))["status"] == "processing"
+    assert (await refunds.find_refund(response.json()["refundId"])).status == "processing"
     fake.refunds[sent["out_refund_no"]]["status"] = "SUCCESS"
     await refunds.advance_due(provider=provider, policy=policy)
-    settled = await refunds.get_refund(response.json()["refundId"])
-    assert (settled["status"], settled["points_reversed"]) == ("succeeded", 40)  # 40% of 100
+    settled = await refunds.find_refund(response.json()["refundId"])
+    taken, _ = await points.reversed_under(refund_key(settled.order, settled.id))
+    assert (settled.status, taken) == ("succeeded", 40)  # 40% of 100
     assert isinstance(provider, WeChatPayProvider) and fake.rejected == []
 
 

@@ -3,7 +3,8 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.cashier.codes import OUT_TRADE_NO, PaymentCodeKind, base62, classify_payment_code, new_out_trade_no
+from backend.cashier.codes import PaymentCodeKind, classify_payment_code
+from backend.payments.numbers import OUT_TRADE_NO, base62, new_out_trade_no
 
 
 @given(now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2999, 12, 31), timezones=st.just(UTC)))

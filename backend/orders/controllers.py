@@ -1,0 +1,102 @@
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, QueryParameter
+
+from backend.core.paging import Cursor, Limit
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.orders import service
+from backend.orders.errors import OrderNotFound
+from backend.orders.schemas import LandingOut, OrderLineOut, OrderOut, OrdersPage
+from backend.orders.service import ChannelFields, LineRecord, OrderRecord
+from backend.orders.tables import OrderKind, OrderStatus
+from backend.stores.service import StoreRecord
+
+
+def landing_for(order: OrderRecord, store: StoreRecord) -> LandingOut | None:
+    """The store's words for the payer after paying: its landing text, and its welcome to a new member only
+    to a payer this payment made one."""
+    if order.status is not OrderStatus.paid:
+        return None
+    text = "\n".join(part for part in (store.landing_text, store.welcome_text if order.member_enrolled else "") if part)
+    if not text and not store.landing_url:
+        return None
+    return LandingOut(text=text, url=store.landing_url or None)
+
+
+def order_out(
+    order: OrderRecord,
+    *,
+    store_name: str,
+    channel: ChannelFields | None = None,
+    landing: LandingOut | None = None,
+    lines: list[LineRecord] | None = None,
+) -> OrderOut:
+    channel = channel or ChannelFields()
+    return OrderOut(
+        id=order.id,
+        kind=order.kind,
+        store_id=order.store,
+        store_name=store_name,
+        status=channel.status or order.status.value,
+        payment_status=order.status,
+        amount_fen=order.amount_fen,
+        discount_fen=order.discount_fen,
+        payable_fen=order.payable_fen,
+        paid_fen=order.paid_fen,
+        refunded_fen=order.refunded_fen,
+        points_redeemed=order.points_redeemed,
+        points_earned=order.points_earned,
+        coupon_id=order.coupon_id,
+        out_trade_no=order.out_trade_no,
+        member_id=order.member,
+        member_enrolled=order.member_enrolled,
+        created_at=order.created_at,
+        paid_at=order.paid_at,
+        pay_by=order.pay_by,
+        failure_reason=order.failure_reason or None,
+        landing=landing,
+        group_id=channel.group_id,
+        pickup_store_id=channel.pickup_store_id,
+        pickup_code=channel.pickup_code,
+        lines=None if lines is None else [OrderLineOut(**_fields(line)) for line in lines],
+    )
+
+
+def _fields(line: LineRecord) -> dict:
+    return {name: getattr(line, name) for name in LineRecord.__slots__}
+
+
+class MyOrdersController(Controller):
+    path = "/api/v1/me/orders"
+    tags = ["Shopper"]
+    dependencies = {"member": Provide(provide_current_member)}
+
+    @get(operation_id="ListMyOrders")
+    async def list_orders(
+        self,
+        member: NamedDependency[CurrentMember],
+        limit: Limit = 20,
+        cursor: Cursor = None,
+        kind: Annotated[OrderKind | None, QueryParameter()] = None,
+    ) -> OrdersPage:
+        """Every order of the member, whatever its channel, newest first."""
+        views = await service.member_orders(
+            member.id, limit=limit + 1, before_id=int(cursor) if cursor else None, kind=kind
+        )
+        items = [order_out(view.order, store_name=view.store_name, channel=view.channel) for view in views[:limit]]
+        return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(views) > limit else None)
+
+    @get("/{order_id:int}", operation_id="GetMyOrder")
+    async def get_order(self, member: NamedDependency[CurrentMember], order_id: FromPath[int]) -> OrderOut:
+        """One of the member's orders with its lines; another member's order does not exist."""
+        view = await service.member_order(member.id, order_id)
+        if view is None:
+            raise OrderNotFound(order_id=order_id)
+        return order_out(
+            view.order,
+            store_name=view.store_name,
+            channel=view.channel,
+            lines=await service.order_lines(order_id),
+        )

@@ -1,0 +1,113 @@
+"""What an order's outcome sets off: channels and member effects register here, payments records outcomes.
+
+Three outcomes: an order is **paid**, **closed** unpaid (failed, cancelled, expired), or has a refund
+**refunded** (money back with the payer). `orders.service` records each inside the transaction that
+moves the money's state, and runs every handler registered for it there, so that an effect happens
+exactly when its outcome does, once, on both engines. Handlers for one kind run before those for
+every kind (a seat's group is counted before points are earned on it).
+
+`payments/` and `orders/` import no channel and no member effect; those import this module and
+register with a decorator at import of their package:
+
+    @on_paid()
+    async def earn_for_order(order: PaidOrder) -> Effects | None: ...
+"""
+
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from backend.orders.tables import OrderKind, OrderStatus
+
+
+@dataclass(frozen=True, slots=True)
+class PaidOrder:
+    id: int
+    kind: OrderKind
+    store_id: int
+    member_id: int | None  # None only when neither the order nor the payment named anyone
+    member_enrolled: bool  # this payment made the payer a member
+    paid_fen: int
+    points_redeemed: int
+    scene: str
+    paid_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedOrder:
+    id: int
+    kind: OrderKind
+    store_id: int
+    member_id: int | None
+    status: OrderStatus  # failed or cancelled
+    failure_reason: str
+    points_redeemed: int
+    closed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RefundedOrder:
+    id: int
+    kind: OrderKind
+    store_id: int
+    member_id: int | None
+    refund_id: int
+    amount_fen: int  # this refund's
+    refunded_fen: int  # every refund of the order that has succeeded, this one included
+    paid_fen: int
+    late: bool  # money that arrived after the order had closed unpaid: no member effect ever ran on it
+    settled_at: datetime
+
+    @property
+    def fully(self) -> bool:
+        return self.refunded_fen >= self.paid_fen
+
+
+@dataclass(frozen=True, slots=True)
+class Effects:
+    """What a handler did to the order's totals, written to the order with the outcome."""
+
+    points_earned: int = 0
+
+
+OutcomeT = TypeVar("OutcomeT")
+Handler = Callable[[OutcomeT], Awaitable[Effects | None]]
+
+
+class Outcome(Generic[OutcomeT]):
+    """One outcome's handlers, by order kind (None: every kind)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._handlers: dict[OrderKind | None, list[Handler[OutcomeT]]] = defaultdict(list)
+        self._for_kind: dict[OrderKind, tuple[Handler[OutcomeT], ...]] = {}
+
+    def __call__(self, kind: OrderKind | None = None) -> Callable[[Handler[OutcomeT]], Handler[OutcomeT]]:
+        def register(handler: Handler[OutcomeT]) -> Handler[OutcomeT]:
+            self._handlers[kind].append(handler)
+            self._for_kind.clear()
+            return handler
+
+        return register
+
+    def handlers(self, kind: OrderKind) -> tuple[Handler[OutcomeT], ...]:
+        found = self._for_kind.get(kind)
+        if found is None:
+            found = self._for_kind[kind] = (*self._handlers[kind], *self._handlers[None])
+        return found
+
+    async def run(self, order: OutcomeT, kind: OrderKind) -> Effects:
+        """Every handler for the order's kind, then those for every kind; answers their effects summed."""
+        earned = 0
+        for handler in self.handlers(kind):
+            effects = await handler(order)
+            if effects is not None:
+                earned += effects.points_earned
+        return Effects(points_earned=earned)
+
+
+on_paid: Outcome[PaidOrder] = Outcome("paid")
+on_closed: Outcome[ClosedOrder] = Outcome("closed")
+on_refunded: Outcome[RefundedOrder] = Outcome("refunded")

@@ -1,0 +1,465 @@
+"""Orders: every sale, whatever its channel, and the recording of its outcomes.
+
+Channels place orders (inside their own write transaction, beside their own rows); `payments/`
+records what happens to the money by calling `record_paid`, `record_closed`, `reserve_refund`,
+`release_refund`, `record_refunded` and `record_late_payment` inside the transaction that moves a
+trade or a refund, and each of those runs the handlers registered in `orders.outcomes`.
+
+    paying -> paid -> partially_refunded -> refunded
+    paying -> failed | cancelled (-> refunded, when money arrived after all and went back)
+"""
+
+import logging
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from piccolo.columns import Column
+from piccolo.querystring import QueryString
+from piccolo.table import Table
+
+from backend.core.db import Prepared, get_engine, insert_row
+from backend.members import merges
+from backend.members import service as members
+from backend.members.wechat import WeChatSession
+from backend.orders.outcomes import ClosedOrder, PaidOrder, RefundedOrder, on_closed, on_paid, on_refunded
+from backend.orders.tables import Order, OrderKind, OrderLine, OrderStatus
+from backend.stores.tables import Store
+
+logger = logging.getLogger(__name__)
+
+REFUNDABLE = (OrderStatus.paid, OrderStatus.partially_refunded)
+UNPAID = (OrderStatus.failed, OrderStatus.cancelled)
+
+
+@dataclass(slots=True)
+class OrderRecord:
+    """An order row as it is stored."""
+
+    id: int
+    kind: OrderKind
+    store: int
+    staff: int | None
+    member: int | None
+    status: OrderStatus
+    amount_fen: int
+    discount_fen: int
+    payable_fen: int
+    paid_fen: int
+    refunded_fen: int
+    points_redeemed: int
+    points_earned: int
+    coupon_id: int | None
+    member_enrolled: bool
+    scene: str
+    out_trade_no: str
+    pay_by: datetime
+    idempotency_key: str
+    request_hash: str
+    failure_reason: str
+    created_at: datetime
+    paid_at: datetime | None
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> "OrderRecord":
+        record = cls(**row)
+        record.kind, record.status = OrderKind(record.kind), OrderStatus(record.status)
+        return record
+
+
+@dataclass(frozen=True, slots=True)
+class LineItem:
+    title: str
+    quantity: int
+    unit_price_fen: int
+    sku_id: int | None = None
+
+    @property
+    def amount_fen(self) -> int:
+        return self.unit_price_fen * self.quantity
+
+
+@dataclass(frozen=True, slots=True)
+class LineRecord:
+    id: int
+    sku_id: int | None
+    title: str
+    quantity: int
+    unit_price_fen: int
+    amount_fen: int
+
+
+# Placing -------------------------------------------------------------------------------------------
+
+
+async def place_order(
+    *,
+    kind: OrderKind,
+    store_id: int,
+    member_id: int | None,
+    amount_fen: int,
+    out_trade_no: str,
+    pay_by: datetime,
+    idempotency_key: str,
+    now: datetime,
+    staff_id: int | None = None,
+    discount_fen: int = 0,
+    points_redeemed: int = 0,
+    request_hash: str = "",
+    scene: str = "",
+    lines: tuple[LineItem, ...] = (),
+) -> int:
+    """Inside the caller's write transaction: a new order waiting for its money; answers its id."""
+    order_id = await insert_row(
+        Order,
+        kind=kind,
+        store=store_id,
+        staff=staff_id,
+        member=member_id,
+        status=OrderStatus.paying,
+        amount_fen=amount_fen,
+        discount_fen=discount_fen,
+        payable_fen=amount_fen - discount_fen,
+        points_redeemed=points_redeemed,
+        scene=scene,
+        out_trade_no=out_trade_no,
+        pay_by=pay_by,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        created_at=now,
+    )
+    for line in lines:
+        await insert_row(
+            OrderLine,
+            order=order_id,
+            sku_id=line.sku_id,
+            title=line.title,
+            quantity=line.quantity,
+            unit_price_fen=line.unit_price_fen,
+            amount_fen=line.amount_fen,
+        )
+    return order_id
+
+
+# Reading -------------------------------------------------------------------------------------------
+
+_ORDER = Prepared(lambda order_id: Order.select().where(Order.id == order_id).first())
+_ORDER_BY_KEY = Prepared(
+    lambda store_id, key: Order.select().where((Order.store == store_id) & (Order.idempotency_key == key)).first()
+)
+
+
+async def find_order(order_id: int) -> OrderRecord | None:
+    row = await _ORDER.run(order_id)
+    return OrderRecord.of(row) if row is not None else None
+
+
+async def find_by_key(store_id: int, idempotency_key: str) -> OrderRecord | None:
+    row = await _ORDER_BY_KEY.run(store_id, idempotency_key)
+    return OrderRecord.of(row) if row is not None else None
+
+
+async def order_lines(order_id: int) -> list[LineRecord]:
+    rows = (
+        await OrderLine.select(
+            OrderLine.id,
+            OrderLine.sku_id,
+            OrderLine.title,
+            OrderLine.quantity,
+            OrderLine.unit_price_fen,
+            OrderLine.amount_fen,
+        )
+        .where(OrderLine.order == order_id)
+        .order_by(OrderLine.id)
+    )
+    return [LineRecord(**row) for row in rows]
+
+
+async def has_paid_order(member_id: int, *, excluding_order: int | None = None) -> bool:
+    """Whether the member has paid for any order of any kind (one refunded since included)."""
+    paid = Order.exists().where((Order.member == member_id) & Order.paid_at.is_not_null())
+    if excluding_order is not None:
+        paid = paid.where(Order.id != excluding_order)
+    return await paid
+
+
+# What a channel shows beside an order: registered by the channel, joined into the one query that
+# lists a member's orders.
+
+
+@dataclass(slots=True)
+class ChannelFields:
+    """A channel's own words on an order, where it has them (a group-buy seat's status, group, pickup)."""
+
+    status: str | None = None
+    group_id: int | None = None
+    pickup_code: str | None = None
+    pickup_store_id: int | None = None
+
+
+_CHANNEL_FIELDS = frozenset(field.name for field in fields(ChannelFields))
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelView:
+    kind: OrderKind
+    table: type[Table]
+    order_column: Column  # the channel table's foreign key to the order
+    columns: tuple[tuple[str, Column], ...]  # ChannelFields name -> the channel's column
+
+
+_views: list[ChannelView] = []
+_listing: dict[tuple[bool, bool], str] = {}
+
+
+def show_channel(kind: OrderKind, table: type[Table], *, order: Column, **columns: Column) -> None:
+    """Register a channel's table whose columns an order of `kind` shows (ChannelFields by name)."""
+    unknown = set(columns) - _CHANNEL_FIELDS
+    if unknown:
+        raise ValueError(f"ChannelFields has no {sorted(unknown)}")
+    _views.append(ChannelView(kind, table, order, tuple(columns.items())))
+    _listing.clear()
+
+
+@dataclass(slots=True)
+class OrderView:
+    order: OrderRecord
+    store_name: str
+    channel: ChannelFields
+
+
+_ORDER_COLUMNS = tuple(column._meta.db_column_name for column in Order.all_columns())
+
+
+def _listing_sql(*, by_kind: bool, before: bool) -> str:
+    sql = _listing.get((by_kind, before))
+    if sql is not None:
+        return sql
+    selected = [f'o."{name}"' for name in _ORDER_COLUMNS] + ['s."name" AS "store_name"']
+    joins = [f'JOIN "{Store._meta.tablename}" s ON s."id" = o."store"']
+    for index, view in enumerate(_views):
+        alias = f"v{index}"
+        joins.append(
+            f'LEFT JOIN "{view.table._meta.tablename}" {alias} '
+            f'ON {alias}."{view.order_column._meta.db_column_name}" = o."id"'
+        )
+        selected += [f'{alias}."{column._meta.db_column_name}" AS "{alias}_{name}"' for name, column in view.columns]
+    where = ['o."member" = {}'] + (['o."kind" = {}'] if by_kind else []) + (['o."id" < {}'] if before else [])
+    sql = (
+        f'SELECT {", ".join(selected)} FROM "{Order._meta.tablename}" o {" ".join(joins)} '
+        f'WHERE {" AND ".join(where)} ORDER BY o."id" DESC LIMIT {{}}'
+    )
+    _listing[(by_kind, before)] = sql
+    return sql
+
+
+def _view_of(record: Any) -> OrderView:
+    row = dict(record)  # asyncpg answers Records
+    store_name = row.pop("store_name")
+    channel = ChannelFields()
+    for index, view in enumerate(_views):
+        for name, _ in view.columns:
+            value = row.pop(f"v{index}_{name}")
+            if view.kind == row["kind"]:
+                setattr(channel, name, value)
+    return OrderView(OrderRecord.of(row), store_name, channel)
+
+
+async def member_orders(
+    member_id: int, *, limit: int, before_id: int | None = None, kind: OrderKind | None = None
+) -> list[OrderView]:
+    """The member's orders of every channel (or of one kind), newest first, in one query."""
+    args: list[Any] = [member_id]
+    if kind is not None:
+        args.append(kind.value)
+    if before_id is not None:
+        args.append(before_id)
+    sql = _listing_sql(by_kind=kind is not None, before=before_id is not None)
+    rows = await get_engine().run_querystring(QueryString(sql, *args, limit))
+    return [_view_of(row) for row in rows]
+
+
+async def member_order(member_id: int, order_id: int) -> OrderView | None:
+    """One of the member's orders, as the list shows it; None when it is not theirs."""
+    views = await member_orders(member_id, limit=1, before_id=order_id + 1)
+    return views[0] if views and views[0].order.id == order_id else None
+
+
+# Outcomes, each inside the transaction that moves the money -----------------------------------------
+
+_CLAIM_PAID = Prepared(
+    lambda order_id, paid_fen, now: (
+        Order.update({Order.status: OrderStatus.paid, Order.paid_fen: paid_fen, Order.paid_at: now})
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.kind, Order.store, Order.member, Order.scene, Order.points_redeemed)
+    )
+)
+_PAID_BY = Prepared(
+    lambda order_id, member_id, enrolled, earned: (
+        Order.update({Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned})
+        .where(Order.id == order_id)
+        .returning(*Order.all_columns())
+    )
+)
+_PAID_BY_NOBODY = Prepared(
+    lambda order_id, earned: (
+        Order.update({Order.points_earned: earned}).where(Order.id == order_id).returning(*Order.all_columns())
+    )
+)
+
+
+async def record_paid(
+    order_id: int, *, paid_fen: int, payer_openid: str, app_id: str, now: datetime
+) -> OrderRecord | None:
+    """The order's money arrived: the payer is a member (enrolled if new), then every paid handler runs.
+
+    Answers the paid order, or None when it was not waiting for its money (paid or ended already).
+    """
+    claimed = await _CLAIM_PAID.run(order_id, paid_fen, now)
+    if not claimed:
+        return None
+    row = claimed[0]
+    member_id, enrolled = row["member"], False
+    if member_id is None and payer_openid:
+        member_id, enrolled = await members.enrol_payer(
+            WeChatSession(app_id=app_id, openid=payer_openid, unionid=None), store_id=row["store"]
+        )
+    kind = OrderKind(row["kind"])
+    paid = PaidOrder(
+        id=order_id,
+        kind=kind,
+        store_id=row["store"],
+        member_id=member_id,
+        member_enrolled=enrolled,
+        paid_fen=paid_fen,
+        points_redeemed=row["points_redeemed"],
+        scene=row["scene"],
+        paid_at=now,
+    )
+    effects = await on_paid.run(paid, kind)
+    if member_id is not None:
+        settled = await _PAID_BY.run(order_id, member_id, enrolled, effects.points_earned)
+    else:
+        settled = await _PAID_BY_NOBODY.run(order_id, effects.points_earned)
+    return OrderRecord.of(settled[0])
+
+
+_CLAIM_CLOSED = Prepared(
+    lambda order_id, status, reason: (
+        Order.update({Order.status: status, Order.failure_reason: reason})
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.kind, Order.store, Order.member, Order.points_redeemed)
+    )
+)
+
+
+async def record_closed(order_id: int, *, status: OrderStatus, failure_reason: str, now: datetime) -> bool:
+    """The order ended without its money (failed, or cancelled: reversed, closed, expired, given back);
+    every closed handler runs. Answers whether this call ended it."""
+    if status not in UNPAID:
+        raise ValueError(f"an order closes failed or cancelled, not {status}")
+    claimed = await _CLAIM_CLOSED.run(order_id, status, failure_reason[:32])
+    if not claimed:
+        return False
+    row = claimed[0]
+    kind = OrderKind(row["kind"])
+    closed = ClosedOrder(
+        id=order_id,
+        kind=kind,
+        store_id=row["store"],
+        member_id=row["member"],
+        status=status,
+        failure_reason=failure_reason,
+        points_redeemed=row["points_redeemed"],
+        closed_at=now,
+    )
+    await on_closed.run(closed, kind)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A refund's claim on the order's money: taken, or why not."""
+
+    taken: bool
+    refundable_fen: int = 0
+    paid: bool = True  # False: the order is not (or no longer) one that can be refunded
+
+
+_RESERVE = Prepared(
+    lambda order_id, amount_fen, at_most: (
+        Order.update({Order.refunded_fen: Order.refunded_fen + amount_fen})
+        .where((Order.id == order_id) & Order.status.is_in(list(REFUNDABLE)) & (Order.refunded_fen <= at_most))
+        .returning(Order.id)
+    )
+)
+
+
+async def reserve_refund(order: OrderRecord, amount_fen: int) -> Reservation:
+    """Inside the refund's transaction: raise the order's refunded sum, never past what was paid.
+
+    `paid_fen` never changes once an order is paid, so the guard compares with a literal; concurrent
+    refunds serialize on the order's row, and the ones that would pass the sum find nothing to update.
+    """
+    if await _RESERVE.run(order.id, amount_fen, order.paid_fen - amount_fen):
+        return Reservation(taken=True)
+    current = await Order.select(Order.status, Order.refunded_fen).where(Order.id == order.id).first()
+    if current["status"] not in REFUNDABLE:
+        return Reservation(taken=False, paid=False)
+    return Reservation(taken=False, refundable_fen=order.paid_fen - current["refunded_fen"])
+
+
+async def release_refund(order_id: int, amount_fen: int) -> None:
+    """A refund that did not happen: its amount may be refunded again."""
+    await Order.update({Order.refunded_fen: Order.refunded_fen - amount_fen}).where(Order.id == order_id)
+
+
+async def record_late_payment(order_id: int, amount_fen: int) -> bool:
+    """Money arrived for an order that had already ended unpaid: it is received and, at once, claimed by
+    the refund that sends it back (no member effect runs on it). Answers whether this call recorded it."""
+    recorded = (
+        await Order.update({Order.paid_fen: amount_fen, Order.refunded_fen: amount_fen})
+        .where((Order.id == order_id) & Order.status.is_in(list(UNPAID)) & (Order.paid_fen == 0))
+        .returning(Order.id)
+    )
+    return bool(recorded)
+
+
+async def record_refunded(
+    order_id: int, *, refund_id: int, amount_fen: int, refunded_total: int, late: bool, now: datetime
+) -> None:
+    """A refund is done: the order's status follows the sum of its refunds, and every refunded handler runs."""
+    order = (
+        await Order.select(Order.kind, Order.store, Order.member, Order.paid_fen).where(Order.id == order_id).first()
+    )
+    status = OrderStatus.refunded if refunded_total >= order["paid_fen"] else OrderStatus.partially_refunded
+    from_statuses = UNPAID if late else REFUNDABLE
+    await Order.update({Order.status: status}).where((Order.id == order_id) & Order.status.is_in(list(from_statuses)))
+    kind = OrderKind(order["kind"])
+    refunded = RefundedOrder(
+        id=order_id,
+        kind=kind,
+        store_id=order["store"],
+        member_id=order["member"],
+        refund_id=refund_id,
+        amount_fen=amount_fen,
+        refunded_fen=refunded_total,
+        paid_fen=order["paid_fen"],
+        late=late,
+        settled_at=now,
+    )
+    await on_refunded.run(refunded, kind)
+
+
+async def note_points_earned(order_id: int, points: int) -> None:
+    """Points a channel had earned on the order later than its payment (a seat, when its group succeeds)."""
+    await Order.update({Order.points_earned: Order.points_earned + points}).where(Order.id == order_id)
+
+
+# Merges: the merged member's orders become the survivor's -------------------------------------------
+
+
+@merges.on_merge(merges.ORDERS)
+async def move_orders(survivor_id: int, merged_id: int, now: datetime) -> merges.Moved:
+    moved = await Order.update({Order.member: survivor_id}).where(Order.member == merged_id).returning(Order.id)
+    return merges.Moved(orders=len(moved))

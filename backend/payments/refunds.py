@@ -1,0 +1,398 @@
+"""Refunds: money back out of an order's paid trade, once per idempotency key, never more than was paid.
+
+    processing -> succeeded   the provider says SUCCESS (at once, in a notification, or at a query); the
+                              order's refunded handlers run (points follow in proportion, a referral's
+                              rewards are undone, a seat is given back)
+    processing -> failed      CLOSED, or a definite refusal; the amount may be refunded again
+    (ABNORMAL keeps the refund processing and the amount taken: the money is on its way back and someone
+    must finish it in the merchant platform; it is logged as an error and asked about until then)
+
+The order's `refunded_fen` counts every refund under way or done: it is raised by a guarded update in
+the refund's own transaction (`orders.reserve_refund`), so concurrent refunds can never add up to more
+than the order received. WeChat Pay takes at most MAX_REFUNDS refunds of one trade; the 51st is refused
+here. This module imports no channel.
+"""
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from piccolo.query.functions.aggregate import Sum
+
+from backend.core.clock import utcnow
+from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.idempotency import request_hash
+from backend.orders import service as orders
+from backend.orders.service import OrderRecord
+from backend.payments.calls import ask_refund, look_up_refund, refund_notice_result
+from backend.payments.errors import (
+    OrderNotRefundable,
+    RefundConflict,
+    RefundExceedsPaid,
+    RefundRejected,
+    TooManyRefunds,
+)
+from backend.payments.numbers import out_refund_no
+from backend.payments.policy import PaymentPolicy
+from backend.payments.provider import PaymentProvider, RefundNotice, RefundResult, RefundState
+from backend.payments.tables import PaymentRefund, PaymentTrade, RefundKind, RefundStatus, TradeStatus
+
+logger = logging.getLogger(__name__)
+
+MAX_REFUNDS = 50  # of one trade, at WeChat Pay
+LATE_PAYMENT_KEY = "late-payment"
+ENDED_UNPAID = (TradeStatus.failed, TradeStatus.closed, TradeStatus.reversed)
+
+
+@dataclass(slots=True)
+class RefundRecord:
+    id: int
+    order: int
+    trade: int
+    kind: RefundKind
+    staff: int | None
+    out_refund_no: str
+    idempotency_key: str
+    request_hash: str
+    amount_fen: int
+    reason: str
+    status: RefundStatus
+    refund_id: str
+    failure: str
+    next_query_at: datetime | None
+    created_at: datetime
+    settled_at: datetime | None
+
+    @classmethod
+    def of(cls, row: dict) -> "RefundRecord":
+        record = cls(**row)
+        record.kind, record.status = RefundKind(record.kind), RefundStatus(record.status)
+        return record
+
+
+async def find_refund(refund_id: int) -> RefundRecord | None:
+    row = await PaymentRefund.select().where(PaymentRefund.id == refund_id).first()
+    return RefundRecord.of(row) if row is not None else None
+
+
+async def refund_by_key(order_id: int, idempotency_key: str) -> RefundRecord | None:
+    row = (
+        await PaymentRefund.select()
+        .where((PaymentRefund.order == order_id) & (PaymentRefund.idempotency_key == idempotency_key))
+        .first()
+    )
+    return RefundRecord.of(row) if row is not None else None
+
+
+def refund_digest(*, amount_fen: int, reason: str) -> str:
+    return request_hash(amount_fen=amount_fen, reason=reason)
+
+
+# Asking for a refund ---------------------------------------------------------------------------------
+
+
+async def create_refund(
+    order: OrderRecord,
+    *,
+    amount_fen: int,
+    idempotency_key: str,
+    reason: str,
+    staff_id: int | None,
+    policy: PaymentPolicy,
+    now: datetime,
+) -> int:
+    """Inside the caller's write transaction (a channel may give back its own holdings in it): claim the
+    amount from the order's paid money and record the refund, to be submitted once the transaction is
+    committed. Answers the refund's id; raises when the order cannot give that much back."""
+    trade = (
+        await PaymentTrade.select(PaymentTrade.id, PaymentTrade.out_trade_no)
+        .where((PaymentTrade.order == order.id) & (PaymentTrade.status == TradeStatus.paid))
+        .first()
+    )
+    if trade is None:
+        raise OrderNotRefundable(order_id=order.id)
+    reservation = await orders.reserve_refund(order, amount_fen)
+    if not reservation.taken:
+        if not reservation.paid:
+            raise OrderNotRefundable(order_id=order.id)
+        raise RefundExceedsPaid(details={"refundableFen": reservation.refundable_fen})
+    # Counted under the order's row, which the reservation has just taken: concurrent refunds count in turn.
+    if await PaymentRefund.count().where(PaymentRefund.trade == trade["id"]) >= MAX_REFUNDS:
+        raise TooManyRefunds(details={"maxRefunds": MAX_REFUNDS}, order_id=order.id)
+    return await insert_row(
+        PaymentRefund,
+        order=order.id,
+        trade=trade["id"],
+        kind=RefundKind.requested,
+        staff=staff_id,
+        out_refund_no=out_refund_no(trade["out_trade_no"], idempotency_key),
+        idempotency_key=idempotency_key,
+        request_hash=refund_digest(amount_fen=amount_fen, reason=reason),
+        amount_fen=amount_fen,
+        reason=reason[:80],
+        status=RefundStatus.processing,
+        next_query_at=now + timedelta(seconds=policy.refund_query_interval),
+        created_at=now,
+    )
+
+
+async def request_refund(
+    order: OrderRecord,
+    *,
+    amount_fen: int,
+    idempotency_key: str,
+    reason: str,
+    staff_id: int | None,
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> tuple[RefundRecord, bool]:
+    """Refund part or all of a paid order; answers the refund and whether this request created it (a retry
+    with the same key answers the first request's refund, and a different request under it is a conflict)."""
+    digest = refund_digest(amount_fen=amount_fen, reason=reason)
+    existing = await refund_by_key(order.id, idempotency_key)
+    if existing is not None:
+        return _replay(existing, digest), False
+    try:
+        async with write_transaction():
+            refund_id = await create_refund(
+                order,
+                amount_fen=amount_fen,
+                idempotency_key=idempotency_key,
+                reason=reason,
+                staff_id=staff_id,
+                policy=policy,
+                now=utcnow(),
+            )
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        # The same refund again at the same moment: the first request's refund.
+        raced = await refund_by_key(order.id, idempotency_key)
+        assert raced is not None
+        return _replay(raced, digest), False
+    await submit(refund_id, provider=provider, policy=policy)
+    refund = await find_refund(refund_id)
+    assert refund is not None
+    if refund.status is RefundStatus.failed:
+        raise RefundRejected(order_id=order.id, refund_id=refund_id, failure=refund.failure)
+    return refund, True
+
+
+def _replay(refund: RefundRecord, digest: str) -> RefundRecord:
+    if refund.request_hash != digest:
+        raise RefundConflict(refund_id=refund.id)
+    return refund
+
+
+async def submit(refund_id: int, *, provider: PaymentProvider, policy: PaymentPolicy) -> None:
+    """Ask the provider for the refund (again: the same out_refund_no is the same refund there)."""
+    refund = (
+        await PaymentRefund.select(
+            PaymentRefund.out_refund_no,
+            PaymentRefund.amount_fen,
+            PaymentRefund.reason,
+            PaymentRefund.status,
+            PaymentRefund.trade.out_trade_no,
+            PaymentRefund.trade.amount_fen,
+        )
+        .where(PaymentRefund.id == refund_id)
+        .first()
+    )
+    if refund is None or refund["status"] != RefundStatus.processing:
+        return
+    answer = await ask_refund(
+        provider,
+        out_trade_no=refund["trade.out_trade_no"],
+        out_refund_no=refund["out_refund_no"],
+        refund_fen=refund["amount_fen"],
+        total_fen=refund["trade.amount_fen"],
+        reason=refund["reason"],
+    )
+    if answer.refused:
+        await fail(refund_id, failure=answer.refused)
+    elif answer.result is not None:  # else no answer: the sweeper asks again
+        await apply_result(refund_id, answer.result, policy=policy)
+
+
+async def apply_result(refund_id: int, result: RefundResult, *, policy: PaymentPolicy) -> None:
+    if result.state is RefundState.success:
+        await settle(refund_id, provider_refund_id=result.refund_id)
+    elif result.state is RefundState.closed:
+        await fail(refund_id, failure=result.state.value)
+    else:  # PROCESSING, or ABNORMAL: the shopper's card refused it and someone must act in the merchant platform
+        failure = "ABNORMAL" if result.state is RefundState.abnormal else ""
+        still = (PaymentRefund.id == refund_id) & (PaymentRefund.status == RefundStatus.processing)
+        next_query = utcnow() + timedelta(seconds=policy.refund_query_interval)
+        changed = (
+            await PaymentRefund.update(
+                {
+                    PaymentRefund.refund_id: result.refund_id,
+                    PaymentRefund.failure: failure,
+                    PaymentRefund.next_query_at: next_query,
+                }
+            )
+            .where(still & (PaymentRefund.failure != failure))
+            .returning(PaymentRefund.order)
+        )
+        if changed and failure:
+            logger.error(
+                "refund abnormal: handle it in the WeChat Pay merchant platform",
+                extra={"refund_id": refund_id, "order_id": changed[0]["order"]},
+            )
+        elif not changed:
+            await PaymentRefund.update({PaymentRefund.next_query_at: next_query}).where(still)
+
+
+async def settle(refund_id: int, *, provider_refund_id: str) -> None:
+    """The money is back with the payer: the order's status follows the sum, and its handlers run."""
+    now = utcnow()
+    async with write_transaction():
+        claimed = (
+            await PaymentRefund.update(
+                {
+                    PaymentRefund.status: RefundStatus.succeeded,
+                    PaymentRefund.refund_id: provider_refund_id,
+                    PaymentRefund.settled_at: now,
+                    PaymentRefund.next_query_at: None,
+                }
+            )
+            .where((PaymentRefund.id == refund_id) & (PaymentRefund.status == RefundStatus.processing))
+            .returning(PaymentRefund.order, PaymentRefund.kind, PaymentRefund.amount_fen)
+        )
+        if not claimed:
+            return  # settled already, by a notification, a query or another worker
+        order_id = claimed[0]["order"]
+        done = (
+            await PaymentRefund.select(Sum(PaymentRefund.amount_fen).as_alias("total"))
+            .where((PaymentRefund.order == order_id) & (PaymentRefund.status == RefundStatus.succeeded))
+            .first()
+        )
+        await orders.record_refunded(
+            order_id,
+            refund_id=refund_id,
+            amount_fen=claimed[0]["amount_fen"],
+            refunded_total=int(done["total"] or 0),
+            late=claimed[0]["kind"] == RefundKind.late_payment,
+            now=now,
+        )
+    logger.info("refund succeeded", extra={"refund_id": refund_id, "order_id": order_id})
+
+
+async def fail(refund_id: int, *, failure: str) -> None:
+    """The refund did not happen: its amount can be refunded again."""
+    async with write_transaction():
+        claimed = (
+            await PaymentRefund.update(
+                {
+                    PaymentRefund.status: RefundStatus.failed,
+                    PaymentRefund.failure: failure[:32],
+                    PaymentRefund.next_query_at: None,
+                    PaymentRefund.settled_at: utcnow(),
+                }
+            )
+            .where((PaymentRefund.id == refund_id) & (PaymentRefund.status == RefundStatus.processing))
+            .returning(PaymentRefund.order, PaymentRefund.amount_fen)
+        )
+        if claimed:
+            await orders.release_refund(claimed[0]["order"], claimed[0]["amount_fen"])
+    if claimed:
+        logger.error("refund failed", extra={"refund_id": refund_id, "failure": failure})
+
+
+# Money that arrived too late ---------------------------------------------------------------------------
+
+
+async def refund_late_payment(
+    trade_id: int, *, transaction_id: str, provider: PaymentProvider, policy: PaymentPolicy
+) -> None:
+    """Money arrived for a trade that had already ended unpaid: all of it goes back, once."""
+    now, claimed = utcnow(), []
+    try:
+        async with write_transaction():
+            claimed = (
+                await PaymentTrade.update({PaymentTrade.paid_at: now, PaymentTrade.transaction_id: transaction_id})
+                .where(
+                    (PaymentTrade.id == trade_id)
+                    & PaymentTrade.status.is_in(list(ENDED_UNPAID))
+                    & PaymentTrade.paid_at.is_null()
+                )
+                .returning(PaymentTrade.order, PaymentTrade.out_trade_no, PaymentTrade.amount_fen)
+            )
+            if claimed:
+                trade = claimed[0]
+                await orders.record_late_payment(trade["order"], trade["amount_fen"])
+                await insert_row(
+                    PaymentRefund,
+                    order=trade["order"],
+                    trade=trade_id,
+                    kind=RefundKind.late_payment,
+                    staff=None,
+                    out_refund_no=out_refund_no(trade["out_trade_no"], LATE_PAYMENT_KEY),
+                    idempotency_key=LATE_PAYMENT_KEY,
+                    request_hash="",
+                    amount_fen=trade["amount_fen"],
+                    reason="paid after the order closed",
+                    status=RefundStatus.processing,
+                    next_query_at=now + timedelta(seconds=policy.refund_query_interval),
+                    created_at=now,
+                )
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+    refund = (
+        await PaymentRefund.select(PaymentRefund.id, PaymentRefund.status)
+        .where((PaymentRefund.trade == trade_id) & (PaymentRefund.kind == RefundKind.late_payment))
+        .first()
+    )
+    if refund is None:
+        return
+    if claimed:
+        logger.warning("payment after close: refunding", extra={"trade_id": trade_id, "order_id": claimed[0]["order"]})
+    if refund["status"] == RefundStatus.processing:
+        await submit(refund["id"], provider=provider, policy=policy)
+
+
+# Notifications and the sweeper ---------------------------------------------------------------------------
+
+
+async def accept_refund_notice(notice: RefundNotice, *, provider: PaymentProvider, policy: PaymentPolicy) -> bool:
+    """A verified refund notification; answers False when the refund is not ours."""
+    refund = (
+        await PaymentRefund.select(PaymentRefund.id).where(PaymentRefund.out_refund_no == notice.out_refund_no).first()
+    )
+    if refund is None:
+        return False
+    result = refund_notice_result(notice, provider=provider, refund_id=refund["id"])
+    if result is not None:
+        await apply_result(refund["id"], result, policy=policy)
+    return True
+
+
+async def advance_due(*, provider: PaymentProvider, policy: PaymentPolicy, now: datetime | None = None) -> int:
+    """The sweeper's part: every refund still under way is asked about; answers how many."""
+    now = now or utcnow()
+    due = (
+        await PaymentRefund.select(PaymentRefund.id, PaymentRefund.out_refund_no)
+        .where((PaymentRefund.status == RefundStatus.processing) & (PaymentRefund.next_query_at <= now))
+        .limit(200)
+    )
+    for row in due:
+        claimed = (
+            await PaymentRefund.update(
+                {PaymentRefund.next_query_at: now + timedelta(seconds=policy.refund_query_interval)}
+            )
+            .where(
+                (PaymentRefund.id == row["id"])
+                & (PaymentRefund.status == RefundStatus.processing)
+                & (PaymentRefund.next_query_at <= now)
+            )
+            .returning(PaymentRefund.id)
+        )
+        if not claimed:
+            continue
+        answer = await look_up_refund(provider, row["out_refund_no"])
+        if answer.missing:  # the request never reached the provider: ask again
+            await submit(row["id"], provider=provider, policy=policy)
+        elif answer.result is not None:
+            await apply_result(row["id"], answer.result, policy=policy)
+    return len(due)

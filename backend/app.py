@@ -38,12 +38,7 @@ from backend.members.controllers import (
     MeController,
     MiniProgramAuthController,
 )
-from backend.members.wechat import (
-    SandboxCode2Session,
-    SandboxPhoneNumbers,
-    WeChatCode2Session,
-    WeChatPhoneNumbers,
-)
+from backend.members.wechat import WeChatCode2Session, WeChatPhoneNumbers
 from backend.orders.controllers import MyOrdersController
 from backend.payments.controllers import WeChatPayNotifyController
 from backend.payments.policy import PaymentPolicy
@@ -63,6 +58,7 @@ from backend.sandbox.controllers import SandboxPaymentController, SandboxWalletC
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier
 from backend.sandbox.provider import SandboxProvider
+from backend.sandbox.wechat import SandboxCode2Session, SandboxPhoneNumbers
 from backend.services import Services
 from backend.settings import Settings, get_settings
 from backend.stores.controllers import (

@@ -1,4 +1,6 @@
-"""Turning a wx.login code into a WeChat identity: WeChat's code2session, or the sandbox."""
+"""Turning a wx.login code into a WeChat identity, and a phone code into a phone number: WeChat's own APIs.
+
+The sandbox answers the same two protocols (`backend.sandbox.wechat`)."""
 
 import logging
 from dataclasses import dataclass
@@ -13,7 +15,6 @@ from backend.members.errors import (
     WeChatRateLimited,
     WeChatUnavailable,
 )
-from backend.sandbox import service as sandbox
 
 logger = logging.getLogger(__name__)
 
@@ -66,17 +67,6 @@ class WeChatCode2Session:
             logger.warning("code2session refused", extra={"errcode": errcode})
             raise WeChatUnavailable(errcode=errcode)
         return WeChatSession(app_id=self._app_id, openid=str(body["openid"]), unionid=body.get("unionid") or None)
-
-
-class SandboxCode2Session:
-    def __init__(self, *, app_id: str) -> None:
-        self._app_id = app_id
-
-    async def exchange(self, code: str) -> WeChatSession:
-        found = await sandbox.redeem_login_code(code)
-        if found is None:
-            raise InvalidLoginCode()
-        return WeChatSession(app_id=self._app_id, openid=found[0], unionid=found[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,11 +132,3 @@ class WeChatPhoneNumbers:
                 watermark_app_id=str((info.get("watermark") or {}).get("appid", "")),
             )
         raise WeChatUnavailable()
-
-
-class SandboxPhoneNumbers:
-    async def phone_number(self, code: str) -> WeChatPhone:
-        found = await sandbox.redeem_phone_code(code)
-        if found is None:
-            raise InvalidPhoneCode()
-        return WeChatPhone(phone=f"+{found['country_code']}{found['phone']}", watermark_app_id=found["app_id"])

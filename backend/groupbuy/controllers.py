@@ -7,7 +7,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.core.errors import error_body
-from backend.core.paging import Cursor, Limit
+from backend.core.paging import Cursor, Limit, before
 from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
@@ -228,7 +228,7 @@ class MyGroupBuyController(Controller):
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
     ) -> Page[SeatOut]:
         """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
-        seats = await service.member_seats(member.id, limit=limit + 1, before_order=int(cursor) if cursor else None)
+        seats = await service.member_seats(member.id, limit=limit + 1, before_order=before(cursor))
         items = [seat_out(seat) for seat in seats[:limit]]
         return Page(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
 

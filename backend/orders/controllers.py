@@ -4,7 +4,7 @@ from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
-from backend.core.paging import Cursor, Limit
+from backend.core.paging import Cursor, Limit, before
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.orders import service
 from backend.orders.errors import OrderNotFound
@@ -82,9 +82,7 @@ class MyOrdersController(Controller):
         kind: Annotated[OrderKind | None, QueryParameter()] = None,
     ) -> OrdersPage:
         """Every order of the member, whatever its channel, newest first."""
-        views = await service.member_orders(
-            member.id, limit=limit + 1, before_id=int(cursor) if cursor else None, kind=kind
-        )
+        views = await service.member_orders(member.id, limit=limit + 1, before_id=before(cursor), kind=kind)
         items = [order_out(view.order, store_name=view.store_name, channel=view.channel) for view in views[:limit]]
         return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(views) > limit else None)
 

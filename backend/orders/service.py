@@ -19,6 +19,7 @@ from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from backend.core.db import Prepared, get_engine, insert_row
+from backend.core.paging import ID_MAX
 from backend.members import merges
 from backend.members import service as members
 from backend.members.wechat import WeChatSession
@@ -281,6 +282,8 @@ async def member_orders(
 
 async def member_order(member_id: int, order_id: int) -> OrderView | None:
     """One of the member's orders, as the list shows it; None when it is not theirs."""
+    if not 0 < order_id <= ID_MAX:
+        return None
     views = await member_orders(member_id, limit=1, before_id=order_id + 1)
     return views[0] if views and views[0].order.id == order_id else None
 
@@ -407,6 +410,12 @@ async def reserve_refund(order: OrderRecord, amount_fen: int) -> Reservation:
     if current["status"] not in REFUNDABLE:
         return Reservation(taken=False, paid=False)
     return Reservation(taken=False, refundable_fen=order.paid_fen - current["refunded_fen"])
+
+
+async def hold(order_id: int) -> None:
+    """Inside a write transaction: take the order's row, so that what is summed next about it (its refunds)
+    is not changed by a concurrent transaction meanwhile (PostgreSQL's row lock; SQLite writes one at a time)."""
+    await Order.update({Order.refunded_fen: Order.refunded_fen}).where(Order.id == order_id)
 
 
 async def release_refund(order_id: int, amount_fen: int) -> None:

@@ -262,6 +262,7 @@ async def settle(refund_id: int, *, provider_refund_id: str) -> None:
         if not claimed:
             return  # settled already, by a notification, a query or another worker
         order_id = claimed[0]["order"]
+        await orders.hold(order_id)  # concurrent settlements of its refunds sum one after the other
         done = (
             await PaymentRefund.select(Sum(PaymentRefund.amount_fen).as_alias("total"))
             .where((PaymentRefund.order == order_id) & (PaymentRefund.status == RefundStatus.succeeded))

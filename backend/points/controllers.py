@@ -6,7 +6,7 @@ from litestar.params import FromPath, JSONBody
 
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
-from backend.core.paging import Cursor, Limit
+from backend.core.paging import Cursor, Limit, before
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.points import service
@@ -59,7 +59,7 @@ class MyPointsController(Controller):
     async def list_entries(
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
     ) -> EntriesPage:
-        rows = await service.entries_page(member.id, limit=limit + 1, before_id=int(cursor) if cursor else None)
+        rows = await service.entries_page(member.id, limit=limit + 1, before_id=before(cursor))
         items = [
             EntryOut(
                 id=r["id"],

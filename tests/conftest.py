@@ -43,6 +43,7 @@ from backend.core.db import close_database, get_engine  # noqa: E402
 from backend.core.recent import Recent  # noqa: E402
 from backend.piccolo_app import TABLES  # noqa: E402
 from backend.sandbox.keys import load_sandbox_keys  # noqa: E402
+from backend.sandbox.notify import SandboxNotifier  # noqa: E402
 from backend.sandbox.provider import SandboxProvider  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.stores import service as stores  # noqa: E402
@@ -63,8 +64,7 @@ def migrated_database() -> None:
     asyncio.run(run())
 
 
-@pytest.fixture(autouse=True)
-async def clean_state() -> AsyncIterator[None]:
+async def wipe_tables() -> None:
     engine = get_engine()
     names = ", ".join(f'"{table._meta.tablename}"' for table in TABLES)
     if isinstance(engine, PostgresEngine):
@@ -72,6 +72,26 @@ async def clean_state() -> AsyncIterator[None]:
     else:
         for table in reversed(TABLES):
             await engine.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
+
+
+@asynccontextmanager
+async def without_constraint(table: type, name: str) -> AsyncIterator[None]:
+    """The database without one of its constraints, so that a test shows the code's own guard holds the
+    invariant by itself. The constraint comes back afterwards (over emptied tables: a broken guard may
+    have left rows that break it)."""
+    constraint = next(c for c in table._meta.constraints if c._meta.name == name)
+    engine = get_engine()
+    await engine.run_ddl(f'ALTER TABLE "{table._meta.tablename}" DROP CONSTRAINT {name}')
+    try:
+        yield
+    finally:
+        await wipe_tables()
+        await engine.run_ddl(f'ALTER TABLE "{table._meta.tablename}" ADD CONSTRAINT {name} {constraint.ddl}')
+
+
+@pytest.fixture(autouse=True)
+async def clean_state() -> AsyncIterator[None]:
+    await wipe_tables()
     Recent.forget_everything()  # ids start again in the wiped database
     if SCALE_OUT:
         redis = Redis.from_url(os.environ["TEST_REDIS_URL"])
@@ -112,6 +132,12 @@ def wechatpay_credentials(tmp_path_factory) -> dict[str, object]:
         "wechatpay_api_base": "http://127.0.0.1:9",
         "payment_notify_url": "https://shop.example.com/api/v1/payments/wechat/notify",
     }
+
+
+@pytest.fixture
+def notifier(settings: Settings) -> SandboxNotifier:
+    """WeChat Pay's side of a notification: the sandbox's platform and APIv3 keys, delivering nothing by itself."""
+    return SandboxNotifier(load_sandbox_keys(settings.var_dir, settings.secret_key), url="")
 
 
 @pytest.fixture

@@ -92,6 +92,12 @@ class Outcome(Generic[OutcomeT]):
 
         return register
 
+    def unregister(self, handler: Handler[OutcomeT]) -> None:
+        for handlers in self._handlers.values():
+            if handler in handlers:
+                handlers.remove(handler)
+        self._for_kind.clear()
+
     def handlers(self, kind: OrderKind) -> tuple[Handler[OutcomeT], ...]:
         found = self._for_kind.get(kind)
         if found is None:

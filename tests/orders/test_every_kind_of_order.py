@@ -15,8 +15,6 @@ from backend.points import service as points
 from backend.points.tables import EntryKind, PointsEntry
 from backend.referrals.tables import Referral, ReferralReward
 from backend.sandbox import service as sandbox
-from backend.sandbox.keys import load_sandbox_keys
-from backend.sandbox.notify import SandboxNotifier
 from backend.sweeper import sweep_once
 from tests.cashier.test_refunds import refund
 from tests.cashier.test_till_checkout import FAST, payment_code, scan
@@ -35,11 +33,6 @@ ME = "/api/v1/me/orders"
 async def app_client(make_client):
     async with make_client(**FAST, refund_query_interval_seconds=0.05, store_payment_query_interval_seconds=0.05) as c:
         yield c
-
-
-@pytest.fixture
-def notifier(settings) -> SandboxNotifier:
-    return SandboxNotifier(load_sandbox_keys(settings.var_dir, settings.secret_key), url="")
 
 
 async def a_seat_in_a_group_of_two(client, demo, leader, friend) -> tuple[dict, dict]:

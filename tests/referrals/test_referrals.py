@@ -329,3 +329,11 @@ async def test_the_database_holds_a_share_link_to_one_target_and_a_qualified_ref
     with pytest.raises(Exception, match="referral_qualified_by_an_order"):
         await Referral.update({Referral.status: "qualified"}).where(Referral.referee == friend["member"]["id"])
     assert (await Referral.select(Referral.status).first())["status"] == "bound"
+
+
+async def test_a_share_link_is_the_configured_base_and_its_scene(make_client, demo):
+    async with make_client(share_base_url="https://m.example.com/s/") as client:
+        campaign = await new_campaign(client)
+        sharer = await member_login(client, openid=openid(9))
+        link = await share(client, sharer, campaignId=campaign["id"])
+        assert link["url"] == "https://m.example.com/s/" + link["scene"]

@@ -160,7 +160,7 @@ async def create_staff(args: argparse.Namespace) -> None:
         )
     finally:
         await close_database()
-    print(f"staff {row['username']} ({row['role'].value}) created with id {row['id']}")
+    print(f"staff {row.username} ({row.role.value}) created with id {row.id}")
 
 
 def serve(settings: Settings) -> None:

@@ -204,7 +204,7 @@ async def demo() -> dict[str, int]:
         row = await stores.create_staff(
             StaffCreate(username=username, password=PASSWORD, role=role, store_ids=[ids[c] for c in codes])
         )
-        ids[username] = row["id"]
+        ids[username] = row.id
     return ids
 
 

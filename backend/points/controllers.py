@@ -52,7 +52,7 @@ class MyPointsController(Controller):
         return PointsOut(
             balance=balance,
             debt=debt,
-            expiring=[ExpiringOut(points=e["points"], expires_at=e["expires_at"]) for e in expiring],
+            expiring=[ExpiringOut(points=e.points, expires_at=e.expires_at) for e in expiring],
         )
 
     @get("/entries", operation_id="ListMyPointsEntries")
@@ -62,16 +62,16 @@ class MyPointsController(Controller):
         rows = await service.entries_page(member.id, limit=limit + 1, before_id=before(cursor))
         items = [
             EntryOut(
-                id=r["id"],
-                delta=r["delta"],
-                kind=r["kind"],
-                store_id=r["store"],
-                created_at=r["created_at"],
-                balance_after=r["balance_after"],
-                debt_delta=r["debt_delta"],
-                source_type=r["source_type"],
-                source_id=r["source_id"],
-                reason=r["reason"],
+                id=r.id,
+                delta=r.delta,
+                kind=r.kind,
+                store_id=r.store,
+                created_at=r.created_at,
+                balance_after=r.balance_after,
+                debt_delta=r.debt_delta,
+                source_type=r.source_type,
+                source_id=r.source_id,
+                reason=r.reason,
             )
             for r in rows[:limit]
         ]
@@ -106,9 +106,21 @@ class AdminPointsController(Controller):
     @get("/reports/points-liability", operation_id="GetPointsLiability")
     async def liability(self, staff: NamedDependency[CurrentStaff]) -> PointsLiabilityOut:
         rows = await service.liability_by_store()
-        codes = await stores.store_codes([r["store_id"] for r in rows if r["store_id"] is not None])
+        codes = await stores.store_codes([r.store_id for r in rows if r.store_id is not None])
         return PointsLiabilityOut(
-            stores=[StoreLiabilityOut(store_code=codes.get(r["store_id"]), **r) for r in rows],
-            total_outstanding=sum(r["outstanding"] for r in rows),
+            stores=[
+                StoreLiabilityOut(
+                    store_id=r.store_id,
+                    store_code=codes.get(r.store_id) if r.store_id is not None else None,
+                    earned=r.earned,
+                    redeemed=r.redeemed,
+                    expired=r.expired,
+                    reversed=r.reversed,
+                    adjusted=r.adjusted,
+                    outstanding=r.outstanding,
+                )
+                for r in rows
+            ],
+            total_outstanding=sum(r.outstanding for r in rows),
             total_balances=await service.total_balances(),
         )

@@ -54,6 +54,40 @@ def configured_policy() -> PointsPolicy:
 
 
 @dataclass(frozen=True, slots=True)
+class Expiring:
+    points: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRecord:
+    id: int
+    kind: EntryKind
+    delta: int
+    debt_delta: int
+    balance_after: int
+    store: int | None
+    source_type: str
+    source_id: str
+    reason: str
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class StoreLiability:
+    """Per issuing or redeeming store (None: HQ): points earned, redeemed, expired, reversed, adjusted, and
+    outstanding (the unexpired remainders of the lots the store issued)."""
+
+    store_id: int | None
+    earned: int = 0
+    redeemed: int = 0
+    expired: int = 0
+    reversed: int = 0
+    adjusted: int = 0
+    outstanding: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class Posted:
     entry_id: int
     kind: EntryKind
@@ -76,7 +110,7 @@ async def balance_of(member_id: int) -> tuple[int, int]:
     return (row["balance"], row["debt"]) if row else (0, 0)
 
 
-async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta) -> list[dict[str, Any]]:
+async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta) -> list[Expiring]:
     rows = (
         await PointsLot.select(PointsLot.expires_at, PointsLot.remaining)
         .where(
@@ -90,10 +124,10 @@ async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta)
     grouped: dict[datetime, int] = {}
     for row in rows:
         grouped[row["expires_at"]] = grouped.get(row["expires_at"], 0) + row["remaining"]
-    return [{"points": points, "expires_at": at} for at, points in grouped.items()]
+    return [Expiring(points=points, expires_at=at) for at, points in grouped.items()]
 
 
-async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[dict[str, Any]]:
+async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[EntryRecord]:
     query = PointsEntry.select(
         PointsEntry.id,
         PointsEntry.kind,
@@ -108,7 +142,8 @@ async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> 
     ).where(PointsEntry.member == member_id)
     if before_id is not None:
         query = query.where(PointsEntry.id < before_id)
-    return await query.order_by(PointsEntry.id, ascending=False).limit(limit)
+    rows = await query.order_by(PointsEntry.id, ascending=False).limit(limit)
+    return [EntryRecord(**{**row, "kind": EntryKind(row["kind"])}) for row in rows]
 
 
 # The building blocks, inside a write transaction --------------------------------
@@ -824,9 +859,8 @@ async def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     return expired
 
 
-async def liability_by_store() -> list[dict[str, Any]]:
-    """Per issuing or redeeming store (None: HQ): points earned, redeemed, expired, reversed, adjusted,
-    and outstanding (the unexpired remainders of the lots the store issued)."""
+async def liability_by_store() -> list[StoreLiability]:
+    """Every store's liability (see StoreLiability), HQ's last."""
     with heavy_reads():
         sums = await PointsEntry.select(
             PointsEntry.store,
@@ -838,22 +872,7 @@ async def liability_by_store() -> list[dict[str, Any]]:
             .where(PointsLot.expired_at.is_null())
             .group_by(PointsLot.store)
         )
-    rows: dict[int | None, dict[str, Any]] = {}
-
-    def row(store: int | None) -> dict[str, Any]:
-        return rows.setdefault(
-            store,
-            {
-                "store_id": store,
-                "earned": 0,
-                "redeemed": 0,
-                "expired": 0,
-                "reversed": 0,
-                "adjusted": 0,
-                "outstanding": 0,
-            },
-        )
-
+    rows: dict[int | None, StoreLiability] = {}
     columns = {
         EntryKind.earn: ("earned", 1),
         EntryKind.reward: ("earned", 1),
@@ -866,10 +885,11 @@ async def liability_by_store() -> list[dict[str, Any]]:
     }
     for item in sums:
         if (column := columns.get(EntryKind(item["kind"]))) is not None:  # merges move points, not liability
-            row(item["store"])[column[0]] += column[1] * int(item["total"] or 0)
+            row = rows.setdefault(item["store"], StoreLiability(item["store"]))
+            setattr(row, column[0], getattr(row, column[0]) + column[1] * int(item["total"] or 0))
     for item in lots:
-        row(item["store"])["outstanding"] += int(item["total"] or 0)
-    return sorted(rows.values(), key=lambda r: (r["store_id"] is None, r["store_id"] or 0))
+        rows.setdefault(item["store"], StoreLiability(item["store"])).outstanding += int(item["total"] or 0)
+    return sorted(rows.values(), key=lambda r: (r.store_id is None, r.store_id or 0))
 
 
 async def total_balances() -> int:

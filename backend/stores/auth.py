@@ -41,14 +41,9 @@ async def provide_current_staff(request: Request, services: NamedDependency[Serv
     if claims.kind != PrincipalKind.staff:
         raise Forbidden("A member token cannot be used here.")
     staff = await service.recent_staff(claims.subject_id)
-    if staff is None or not staff["active"]:
+    if staff is None or not staff.active:
         raise Unauthenticated("This staff account is no longer active.")
-    return CurrentStaff(
-        id=staff["id"],
-        username=staff["username"],
-        role=StaffRole(staff["role"]),
-        store_ids=frozenset(staff["store_ids"]),
-    )
+    return CurrentStaff(id=staff.id, username=staff.username, role=staff.role, store_ids=frozenset(staff.store_ids))
 
 
 async def provide_hq_admin(request: Request, services: NamedDependency[Services]) -> CurrentStaff:

@@ -1,5 +1,3 @@
-from typing import Any
-
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
@@ -19,7 +17,7 @@ from backend.stores.schemas import (
     StoreDetailOut,
     StoreOut,
 )
-from backend.stores.service import StoreRecord
+from backend.stores.service import StaffRecord, StoreRecord
 
 
 def store_out(store: StoreRecord) -> StoreOut:
@@ -52,13 +50,13 @@ def store_detail_out(store: StoreRecord) -> StoreDetailOut:
     )
 
 
-def staff_out(row: dict[str, Any]) -> StaffOut:
+def staff_out(staff: StaffRecord) -> StaffOut:
     return StaffOut(
-        id=row["id"],
-        username=row["username"],
-        role=row["role"],
-        store_ids=row["store_ids"],
-        display_name=row["display_name"],
+        id=staff.id,
+        username=staff.username,
+        role=staff.role,
+        store_ids=list(staff.store_ids),
+        display_name=staff.display_name,
     )
 
 
@@ -83,7 +81,7 @@ class StaffAuthController(Controller):
             window=services.settings.login_failure_window_seconds,
         )
         return StaffLoginOut(
-            access_token=services.tokens.issue(PrincipalKind.staff, staff["id"]),
+            access_token=services.tokens.issue(PrincipalKind.staff, staff.id),
             expires_in=services.tokens.ttl(PrincipalKind.staff),
             staff=staff_out(staff),
         )

@@ -41,6 +41,16 @@ class StoreRecord:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class StaffRecord:
+    id: int
+    username: str
+    role: StaffRole
+    display_name: str
+    active: bool
+    store_ids: tuple[int, ...]  # the stores the account acts for (none for HQ, which acts for every store)
+
+
 async def create_store(data: StoreCreate) -> StoreRecord:
     try:
         async with write_transaction():
@@ -71,7 +81,9 @@ async def create_store(data: StoreCreate) -> StoreRecord:
 _STORE = Prepared(lambda store_id: Store.select().where(Store.id == store_id).first())
 _STAFF = Prepared(
     lambda staff_id: (
-        Staff.select(Staff.id, Staff.username, Staff.role, Staff.active).where(Staff.id == staff_id).first()
+        Staff.select(Staff.id, Staff.username, Staff.role, Staff.display_name, Staff.active)
+        .where(Staff.id == staff_id)
+        .first()
     )
 )
 _STAFF_STORES = Prepared(
@@ -83,7 +95,7 @@ _STAFF_STORES = Prepared(
 # within that time, as a merged member's token is.
 RECENT_SECONDS = 2.0
 _stores: Recent[int, StoreRecord | None] = Recent(RECENT_SECONDS)
-_staff: Recent[int, dict[str, Any] | None] = Recent(RECENT_SECONDS)
+_staff: Recent[int, StaffRecord | None] = Recent(RECENT_SECONDS)
 
 
 async def get_store(store_id: int) -> StoreRecord | None:
@@ -96,16 +108,27 @@ async def recent_store(store_id: int) -> StoreRecord | None:
     return await _stores.read(store_id, lambda: get_store(store_id))
 
 
-async def recent_staff(staff_id: int) -> dict[str, Any] | None:
-    """The staff account with its `store_ids` (a tuple), as read at most RECENT_SECONDS ago; None if none."""
+async def recent_staff(staff_id: int) -> StaffRecord | None:
+    """The staff account with its stores, as read at most RECENT_SECONDS ago; None if none."""
     return await _staff.read(staff_id, lambda: _staff_with_stores(staff_id))
 
 
-async def _staff_with_stores(staff_id: int) -> dict[str, Any] | None:
+async def _staff_with_stores(staff_id: int) -> StaffRecord | None:
     staff = await _STAFF.run(staff_id)
-    if staff is not None:
-        staff["store_ids"] = tuple(await staff_store_ids(staff_id))
-    return staff
+    if staff is None:
+        return None
+    return _staff_record(staff, await staff_store_ids(staff_id))
+
+
+def _staff_record(row: dict[str, Any], store_ids: list[int]) -> StaffRecord:
+    return StaffRecord(
+        id=row["id"],
+        username=row["username"],
+        role=StaffRole(row["role"]),
+        display_name=row["display_name"],
+        active=row["active"],
+        store_ids=tuple(store_ids),
+    )
 
 
 async def list_open_stores() -> list[StoreRecord]:
@@ -116,7 +139,7 @@ async def staff_store_ids(staff_id: int) -> list[int]:
     return [row["store"] for row in await _STAFF_STORES.run(staff_id)]
 
 
-async def create_staff(data: StaffCreate) -> dict[str, Any]:
+async def create_staff(data: StaffCreate) -> StaffRecord:
     store_ids = sorted(set(data.store_ids))
     if data.role != StaffRole.hq_admin and not store_ids:
         raise StoresRequired()
@@ -141,18 +164,19 @@ async def create_staff(data: StaffCreate) -> dict[str, Any]:
             raise UsernameTaken(username=data.username) from None
         raise
     logger.info("staff created", extra={"staff_id": staff_id})
-    return {
-        "id": staff_id,
-        "username": data.username,
-        "role": data.role,
-        "display_name": data.display_name,
-        "store_ids": store_ids,
-    }
+    return StaffRecord(
+        id=staff_id,
+        username=data.username,
+        role=StaffRole(data.role),
+        display_name=data.display_name,
+        active=True,
+        store_ids=tuple(store_ids),
+    )
 
 
 async def login_staff(
     username: str, password: str, *, client: str, kv: KV, failure_limit: int, client_failure_limit: int, window: int
-) -> dict[str, Any]:
+) -> StaffRecord:
     """Check a password, at most `limit` unsuccessful tries per username and per client in a window."""
     username = username.strip().lower()
     counters = (
@@ -168,8 +192,7 @@ async def login_staff(
         logger.info("staff login failed", extra={"client": client})
         raise InvalidCredentials()
     await release_attempt(kv, counters)
-    staff["store_ids"] = await staff_store_ids(staff["id"])
-    return staff
+    return _staff_record(staff, await staff_store_ids(staff["id"]))
 
 
 async def store_codes(store_ids: list[int]) -> dict[int, str]:

@@ -271,48 +271,64 @@ async def open_campaigns(*, now: datetime | None = None) -> list[CampaignRecord]
 # Seats: taking one reserves the seat, the member's units and the stock in one transaction -------------
 
 
+# The queries of taking and paying for a seat, prepared once (see `Prepared`): the busiest group-buy paths.
+_UNITS_ROW = Prepared(
+    lambda campaign_id, member_id: MemberUnits.insert(
+        MemberUnits(campaign=campaign_id, member=member_id, units=0)
+    ).on_conflict(target=(MemberUnits.campaign, MemberUnits.member), action="DO NOTHING")
+)
+_HOLD_UNITS = Prepared(
+    lambda quantity, campaign_id, member_id, at_most: (
+        MemberUnits.update({MemberUnits.units: MemberUnits.units + quantity})
+        .where(
+            (MemberUnits.campaign == campaign_id) & (MemberUnits.member == member_id) & (MemberUnits.units <= at_most)
+        )
+        .returning(MemberUnits.id)
+    )
+)
+_TAKE_STOCK = Prepared(
+    lambda quantity, campaign_id, enough, now, also_now: (
+        Campaign.update({Campaign.stock_left: Campaign.stock_left - quantity})
+        .where(
+            (Campaign.id == campaign_id)
+            & (Campaign.stock_left >= enough)
+            & (Campaign.starts_at <= now)
+            & (Campaign.ends_at > also_now)
+        )
+        .returning(Campaign.stock_left)
+    )
+)
+
+
 async def _reserve(campaign: CampaignRecord, *, member_id: int, quantity: int, now: datetime) -> None:
     """Inside the seat's transaction: the member's units within the limit, then the stock, both guarded."""
     if quantity > campaign.per_member_limit:
         raise QuantityOverLimit(details={"perMemberLimit": campaign.per_member_limit})
-    await MemberUnits.insert(MemberUnits(campaign=campaign.id, member=member_id, units=0)).on_conflict(
-        target=(MemberUnits.campaign, MemberUnits.member), action="DO NOTHING"
-    )
-    held = (
-        await MemberUnits.update({MemberUnits.units: MemberUnits.units + quantity})
-        .where(
-            (MemberUnits.campaign == campaign.id)
-            & (MemberUnits.member == member_id)
-            & (MemberUnits.units <= campaign.per_member_limit - quantity)
-        )
-        .returning(MemberUnits.id)
-    )
-    if not held:
+    await _UNITS_ROW.run(campaign.id, member_id)
+    if not await _HOLD_UNITS.run(quantity, campaign.id, member_id, campaign.per_member_limit - quantity):
         raise QuantityOverLimit(details={"perMemberLimit": campaign.per_member_limit})
-    taken = (
-        await Campaign.update({Campaign.stock_left: Campaign.stock_left - quantity})
-        .where(
-            (Campaign.id == campaign.id)
-            & (Campaign.stock_left >= quantity)
-            & (Campaign.starts_at <= now)
-            & (Campaign.ends_at > now)
-        )
-        .returning(Campaign.stock_left)
-    )
-    if not taken:
+    if not await _TAKE_STOCK.run(quantity, campaign.id, quantity, now, now):
         raise SoldOut(details={"campaignId": campaign.id})
 
 
+_CAMPAIGN = Prepared(lambda campaign_id: Campaign.select().where(Campaign.id == campaign_id).first())
+_PICKUP_STORE = Prepared(
+    lambda campaign_id, store_id: (
+        CampaignStore.select(CampaignStore.id)
+        .where((CampaignStore.campaign == campaign_id) & (CampaignStore.store == store_id))
+        .first()
+    )
+)
+
+
 async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) -> CampaignRecord:
-    row = await Campaign.select().where(Campaign.id == campaign_id).first()
+    row = await _CAMPAIGN.run(campaign_id)
     if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     campaign = CampaignRecord(**row)
     if not (campaign.starts_at <= now < campaign.ends_at):
         raise CampaignClosed(campaign_id=campaign_id)
-    if not await CampaignStore.exists().where(
-        (CampaignStore.campaign == campaign_id) & (CampaignStore.store == pickup_store_id)
-    ):
+    if await _PICKUP_STORE.run(campaign_id, pickup_store_id) is None:
         raise PickupStoreInvalid(details={"pickupStoreId": pickup_store_id})
     return campaign
 
@@ -325,6 +341,19 @@ _STOCK_LEFT = Prepared(
     lambda campaign_id: Campaign.select(Campaign.stock_left).where(Campaign.id == campaign_id).first()
 )
 _GROUP_CAMPAIGN = Prepared(lambda group_id: Group.select(Group.campaign).where(Group.id == group_id).first())
+_GROUP = Prepared(lambda group_id: Group.select().where(Group.id == group_id).first())
+_JOIN = Prepared(
+    lambda group_id, now: (
+        Group.update({Group.seats_taken: Group.seats_taken + 1})
+        .where(
+            (Group.id == group_id)
+            & (Group.status == GroupStatus.forming)
+            & (Group.expires_at > now)
+            & (Group.seats_taken < Group.group_size)
+        )
+        .returning(Group.id)
+    )
+)
 
 
 def _gate_key(campaign_id: int) -> str:
@@ -418,8 +447,7 @@ async def _take_seat(
     if group_id is None:  # a group lives its campaign's time limit, and never past the campaign's end
         group_ends = min(now + timedelta(minutes=campaign.group_ttl_minutes), campaign.ends_at)
     else:
-        group = await Group.select(Group.expires_at).where(Group.id == group_id).first()
-        group_ends = group["expires_at"]
+        group_ends = (await _GROUP.run(group_id))["expires_at"]
     # A seat is paid within its window, and never after its group's deadline.
     pay_by = min(now + timedelta(minutes=campaign.payment_window_minutes), group_ends)
     openid = await members.payer_openid(member_id, policy.app_id)
@@ -439,17 +467,7 @@ async def _take_seat(
                     created_at=now,
                 )
             else:
-                joined = (
-                    await Group.update({Group.seats_taken: Group.seats_taken + 1})
-                    .where(
-                        (Group.id == group_id)
-                        & (Group.status == GroupStatus.forming)
-                        & (Group.expires_at > now)
-                        & (Group.seats_taken < Group.group_size)
-                    )
-                    .returning(Group.id)
-                )
-                if not joined:
+                if not await _JOIN.run(group_id, now):
                     current = await Group.select(Group.status, Group.expires_at).where(Group.id == group_id).first()
                     if current["status"] != GroupStatus.forming or current["expires_at"] <= now:
                         raise GroupClosed(group_id=group_id)
@@ -529,18 +547,23 @@ async def _members_of(group_ids: Iterable[int]) -> dict[int, list[GroupMember]]:
     """Each group's members in the order they took their seats, each person once (a merge may have left
     one person two seats)."""
     ids = list(group_ids)
-    members_by_group: dict[int, list[GroupMember]] = {group_id: [] for group_id in ids}
-    if ids:
-        rows = (
-            await Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
-            .where(Seat.group.is_in(ids) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
-            .order_by(Seat.id)
-        )
-        seen: set[tuple[int, int]] = set()
-        for row in rows:
-            if (row["group"], row["member"]) not in seen:
-                seen.add((row["group"], row["member"]))
-                members_by_group[row["group"]].append(GroupMember(row["member.nickname"], row["member.avatar_url"]))
+    if not ids:
+        return {}
+    rows = (
+        await Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
+        .where(Seat.group.is_in(ids) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
+        .order_by(Seat.id)
+    )
+    return _members(rows, ids)
+
+
+def _members(rows: list[dict], group_ids: list[int]) -> dict[int, list[GroupMember]]:
+    members_by_group: dict[int, list[GroupMember]] = {group_id: [] for group_id in group_ids}
+    seen: set[tuple[int, int]] = set()
+    for row in rows:
+        if (row["group"], row["member"]) not in seen:
+            seen.add((row["group"], row["member"]))
+            members_by_group[row["group"]].append(GroupMember(row["member.nickname"], row["member.avatar_url"]))
     return members_by_group
 
 
@@ -549,11 +572,20 @@ def _group_view(row: dict, members_of_group: list[GroupMember]) -> GroupView:
     return GroupView(**row, members=tuple(members_of_group + virtual))
 
 
+_MEMBERS_OF_GROUP = Prepared(
+    lambda group_id: (
+        Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
+        .where((Seat.group == group_id) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
+        .order_by(Seat.id)
+    )
+)
+
+
 async def get_group(group_id: int) -> GroupView:
-    group = await Group.select().where(Group.id == group_id).first()
+    group = await _GROUP.run(group_id)
     if group is None:
         raise GroupNotFound(group_id=group_id)
-    return _group_view(group, (await _members_of([group_id]))[group_id])
+    return _group_view(group, _members(await _MEMBERS_OF_GROUP.run(group_id), [group_id])[group_id])
 
 
 async def forming_groups(
@@ -601,8 +633,11 @@ def _seat_view(row: dict) -> SeatView:
     return SeatView(**{**row, "status": SeatStatus(row["status"]), "group_status": GroupStatus(row["group_status"])})
 
 
+_SEAT = Prepared(lambda order_id: Seat.select(*_SEAT_COLUMNS).where(Seat.order == order_id).first())
+
+
 async def find_seat(order_id: int) -> SeatView | None:
-    row = await Seat.select(*_SEAT_COLUMNS).where(Seat.order == order_id).first()
+    row = await _SEAT.run(order_id)
     return _seat_view(row) if row is not None else None
 
 
@@ -630,42 +665,57 @@ def new_pickup_code() -> str:
     return "".join(secrets.choice(PICKUP_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
 
 
-async def seat_paid(order_id: int, *, now: datetime) -> None:
-    """Inside the payment's transaction: the seat is paid; the payment that fills its group before the
-    deadline makes the group succeed."""
-    claimed = (
-        await Seat.update({Seat.status: SeatStatus.paid})
+_SEAT_PAID = Prepared(
+    lambda order_id: (
+        Seat.update({Seat.status: SeatStatus.paid})
         .where((Seat.order == order_id) & (Seat.status == SeatStatus.pending_payment))
         .returning(Seat.group)
     )
-    if not claimed:
-        return
-    group_id = claimed[0]["group"]
-    group = (
-        await Group.update({Group.seats_paid: Group.seats_paid + 1})
+)
+_GROUP_PAID = Prepared(
+    lambda group_id: (
+        Group.update({Group.seats_paid: Group.seats_paid + 1})
         .where(Group.id == group_id)
         .returning(Group.seats_paid, Group.group_size)
     )
+)
+_GROUP_SUCCEEDED = Prepared(
+    lambda now, group_id, also_now: (
+        Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now})
+        .where((Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > also_now))
+        .returning(Group.id)
+    )
+)
+_PAID_SEATS = Prepared(
+    lambda group_id: Seat.select(Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.paid_fen).where(
+        (Seat.group == group_id) & (Seat.status == SeatStatus.paid)
+    )
+)
+_SEAT_SUCCEEDED = Prepared(
+    lambda pickup_code, seat_id: Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: pickup_code}).where(
+        Seat.id == seat_id
+    )
+)
+
+
+async def seat_paid(order_id: int, *, now: datetime) -> None:
+    """Inside the payment's transaction: the seat is paid; the payment that fills its group before the
+    deadline makes the group succeed."""
+    claimed = await _SEAT_PAID.run(order_id)
+    if not claimed:
+        return
+    group_id = claimed[0]["group"]
+    group = await _GROUP_PAID.run(group_id)
     logger.info("group-buy seat paid", extra={"order_id": order_id, "group_id": group_id})
     if group[0]["seats_paid"] == group[0]["group_size"]:
-        done = (
-            await Group.update({Group.status: GroupStatus.succeeded, Group.settled_at: now})
-            .where((Group.id == group_id) & (Group.status == GroupStatus.forming) & (Group.expires_at > now))
-            .returning(Group.id)
-        )
-        if done:  # else the deadline passed first: the group fails, and its payments go back
+        if await _GROUP_SUCCEEDED.run(now, group_id, now):  # else the deadline passed first: the group fails
             await _succeeded(group_id, now=now)
 
 
 async def _succeeded(group_id: int, *, now: datetime) -> None:
     """The sale is firm: each paid seat gets its pickup code, and its order earns its points now."""
-    seats = await Seat.select(Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.paid_fen).where(
-        (Seat.group == group_id) & (Seat.status == SeatStatus.paid)
-    )
-    for seat in seats:
-        await Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: new_pickup_code()}).where(
-            Seat.id == seat["id"]
-        )
+    for seat in await _PAID_SEATS.run(group_id):
+        await _SEAT_SUCCEEDED.run(new_pickup_code(), seat["id"])
         if seat["order.member"] is not None:
             earned = await earn_for_order(
                 seat["order"],

@@ -75,12 +75,17 @@ def openid_value(app_id: str, openid: str) -> str:
     return f"{app_id}:{openid}"
 
 
+_OPENIDS = Prepared(
+    lambda member_id, kind: MemberIdentity.select(MemberIdentity.value).where(
+        (MemberIdentity.member == member_id) & (MemberIdentity.kind == kind)
+    )
+)
+
+
 async def payer_openid(member_id: int, app_id: str) -> str:
     """The openid WeChat Pay charges this member as, in the mini-program `app_id`."""
     prefix = openid_value(app_id, "")
-    rows = await MemberIdentity.select(MemberIdentity.value).where(
-        (MemberIdentity.member == member_id) & (MemberIdentity.kind == IdentityKind.wechat_openid)
-    )
+    rows = await _OPENIDS.run(member_id, IdentityKind.wechat_openid)
     for row in rows:
         if row["value"].startswith(prefix):
             return row["value"][len(prefix) :]

@@ -460,9 +460,16 @@ async def record_refunded(
     await on_refunded.run(refunded, kind)
 
 
+_NOTE_EARNED = Prepared(
+    lambda points, order_id: Order.update({Order.points_earned: Order.points_earned + points}).where(
+        Order.id == order_id
+    )
+)
+
+
 async def note_points_earned(order_id: int, points: int) -> None:
     """Points a channel had earned on the order later than its payment (a seat, when its group succeeds)."""
-    await Order.update({Order.points_earned: Order.points_earned + points}).where(Order.id == order_id)
+    await _NOTE_EARNED.run(points, order_id)
 
 
 # Merges: the merged member's orders become the survivor's -------------------------------------------

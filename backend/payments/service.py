@@ -213,10 +213,15 @@ async def create_jsapi(
         logger.warning("JSAPI order not created", extra={"trade_id": trade_id, "error": repr(error)})
         await settle_unpaid(trade_id, TradeStatus.failed, failure="PREPAY_FAILED")
         raise PaymentNotStarted(trade_id=trade_id) from None
-    await PaymentTrade.update({PaymentTrade.status: TradeStatus.paying}).where(
+    await _PREPAID.run(trade_id)
+    return params
+
+
+_PREPAID = Prepared(
+    lambda trade_id: PaymentTrade.update({PaymentTrade.status: TradeStatus.paying}).where(
         (PaymentTrade.id == trade_id) & (PaymentTrade.status == TradeStatus.created)
     )
-    return params
+)
 
 
 # Settling --------------------------------------------------------------------------------------------

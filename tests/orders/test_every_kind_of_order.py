@@ -199,9 +199,11 @@ async def test_concurrent_partial_refunds_of_a_till_and_a_store_code_order_never
             for order_id in (till["id"], started["orderId"])
         )
     )
-    codes = sorted(a.status_code for a in answers)
-    assert codes == [201] * 8 + [422] * 6, [a.text for a in answers if a.status_code not in (201, 422)]
-    assert {a.json()["code"] for a in answers if a.status_code == 422} == {"cashier.refund_exceeds_paid"}
+    accepted = [a for a in answers if a.status_code == 201]
+    refused = {(a.status_code, a.json()["code"]) for a in answers if a.status_code != 201}
+    assert len(accepted) == 8  # four quarters of each order
+    # Refused because the quarter would pass what was paid, or because the order is refunded in full by then.
+    assert refused <= {(422, "cashier.refund_exceeds_paid"), (409, "cashier.order_not_refundable")}, refused
     rows = await Order.select(Order.refunded_fen, Order.status).order_by(Order.id)
     assert rows == [{"refunded_fen": 10_000, "status": "refunded"}] * 2
     assert await PaymentRefund.count().where(PaymentRefund.status == "succeeded") == 8

@@ -50,6 +50,15 @@ from backend.stores import service as stores  # noqa: E402
 from backend.stores.schemas import StaffCreate, StoreCreate  # noqa: E402
 
 SCALE_OUT = bool(os.environ.get("TEST_REDIS_URL"))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Mutation testing (mutmut) runs many sessions at once in processes forked from one that imported this
+    module: each takes a database of its own (no engine exists before a session opens one)."""
+    if os.environ.get("MUTANT_UNDER_TEST") and not os.environ.get("TEST_DATABASE_URL"):
+        os.environ["DATABASE_URL"] = f"sqlite:///{tempfile.mkdtemp(prefix='mall-mutant-')}/test.sqlite3"
+
+
 PASSWORD = "correct-horse-battery"
 
 

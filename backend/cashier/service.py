@@ -174,7 +174,7 @@ async def checkout(
         assert existing is not None
         check_replay(existing, **request)
         return await await_outcome(existing.id, policy), False
-    settled = await payments.micropay(
+    paid = await payments.micropay(
         trade_id,
         out_trade_no=out_trade_no,
         amount_fen=amount_fen - discount,
@@ -183,8 +183,8 @@ async def checkout(
         provider=provider,
         policy=payment_policy,
     )
-    if settled is not None:
-        return settled, True
+    if paid is not None:
+        return await _current(order_id), True
     return await _pursue_inline(
         order_id, trade_id, provider=provider, payment_policy=payment_policy, policy=policy
     ), True

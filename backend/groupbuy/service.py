@@ -662,7 +662,13 @@ PICKUP_CODE_LENGTH = 12  # 31**12, about 59 bits: not guessable at any rate the 
 
 
 def new_pickup_code() -> str:
-    return "".join(secrets.choice(PICKUP_ALPHABET) for _ in range(PICKUP_CODE_LENGTH))
+    """One draw from the system's randomness, written in the alphabet's base (a choice per character reads the
+    randomness twelve times)."""
+    number, digits = secrets.randbelow(len(PICKUP_ALPHABET) ** PICKUP_CODE_LENGTH), []
+    for _ in range(PICKUP_CODE_LENGTH):
+        number, digit = divmod(number, len(PICKUP_ALPHABET))
+        digits.append(PICKUP_ALPHABET[digit])
+    return "".join(digits)
 
 
 _SEAT_PAID = Prepared(
@@ -686,10 +692,12 @@ _GROUP_SUCCEEDED = Prepared(
         .returning(Group.id)
     )
 )
+# A paid seat's order received what it asked for (its payable): the seat whose payment is being recorded
+# right now is paid, and its order is marked paid once the handlers are done.
 _PAID_SEATS = Prepared(
-    lambda group_id: Seat.select(Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.paid_fen).where(
-        (Seat.group == group_id) & (Seat.status == SeatStatus.paid)
-    )
+    lambda group_id: Seat.select(
+        Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.payable_fen
+    ).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid))
 )
 _SEAT_SUCCEEDED = Prepared(
     lambda pickup_code, seat_id: Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: pickup_code}).where(
@@ -721,7 +729,7 @@ async def _succeeded(group_id: int, *, now: datetime) -> None:
                 seat["order"],
                 member_id=seat["order.member"],
                 store_id=seat["order.store"],
-                paid_fen=seat["order.paid_fen"],
+                paid_fen=seat["order.payable_fen"],
                 now=now,
             )
             if earned:

@@ -46,7 +46,7 @@ class Member(Table, tablename="member"):
 class MemberIdentity(Table, tablename="member_identity"):
     """How the outside world names a member; each name belongs to exactly one member."""
 
-    member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict)
+    member = ForeignKey(Member, null=False, on_delete=OnDelete.restrict, index=True)  # a member's names, by member
     kind = Varchar(length=32, choices=IdentityKind)
     value = Varchar(length=128)
     created_at = Timestamptz(default=TimestamptzNow())

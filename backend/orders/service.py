@@ -290,38 +290,60 @@ async def member_order(member_id: int, order_id: int) -> OrderView | None:
 
 # Outcomes, each inside the transaction that moves the money -----------------------------------------
 
-_CLAIM_PAID = Prepared(
-    lambda order_id, paid_fen, now: (
-        Order.update({Order.status: OrderStatus.paid, Order.paid_fen: paid_fen, Order.paid_at: now})
+_PAYING = Prepared(
+    lambda order_id: (
+        Order.select(Order.kind, Order.store, Order.member, Order.scene, Order.points_redeemed)
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
-        .returning(Order.kind, Order.store, Order.member, Order.scene, Order.points_redeemed)
+        .first()
     )
 )
-_PAID_BY = Prepared(
-    lambda order_id, member_id, enrolled, earned: (
-        Order.update({Order.member: member_id, Order.member_enrolled: enrolled, Order.points_earned: earned})
-        .where(Order.id == order_id)
-        .returning(*Order.all_columns())
+# The order's one compare-and-set to paid, after its handlers: points earned add to what a handler noted on
+# it already (a seat's own, when its payment made its group succeed).
+_MARK_PAID = Prepared(
+    lambda paid_fen, now, member_id, enrolled, earned, order_id: (
+        Order.update(
+            {
+                Order.status: OrderStatus.paid,
+                Order.paid_fen: paid_fen,
+                Order.paid_at: now,
+                Order.member: member_id,
+                Order.member_enrolled: enrolled,
+                Order.points_earned: Order.points_earned + earned,
+            }
+        )
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.id)
     )
 )
-_PAID_BY_NOBODY = Prepared(
-    lambda order_id, earned: (
-        Order.update({Order.points_earned: earned}).where(Order.id == order_id).returning(*Order.all_columns())
+_MARK_PAID_BY_NOBODY = Prepared(
+    lambda paid_fen, now, earned, order_id: (
+        Order.update(
+            {
+                Order.status: OrderStatus.paid,
+                Order.paid_fen: paid_fen,
+                Order.paid_at: now,
+                Order.points_earned: Order.points_earned + earned,
+            }
+        )
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.id)
     )
 )
 
 
 async def record_paid(
     order_id: int, *, paid_fen: int, payer_openid: str, app_id: str, now: datetime
-) -> OrderRecord | None:
-    """The order's money arrived: the payer is a member (enrolled if new), then every paid handler runs.
+) -> PaidOrder | None:
+    """The order's money arrived: the payer is a member (enrolled if new), every paid handler runs, and the
+    order is paid, with what they earned on it. Answers the outcome, or None when the order was not waiting
+    for its money (paid or ended already).
 
-    Answers the paid order, or None when it was not waiting for its money (paid or ended already).
+    Inside the transaction that claimed the order's trade: no other payment of this order can be recorded
+    meanwhile, so the order's compare-and-set comes last (one write), after its handlers.
     """
-    claimed = await _CLAIM_PAID.run(order_id, paid_fen, now)
-    if not claimed:
+    row = await _PAYING.run(order_id)
+    if row is None:
         return None
-    row = claimed[0]
     member_id, enrolled = row["member"], False
     if member_id is None and payer_openid:
         member_id, enrolled = await members.enrol_payer(
@@ -341,10 +363,12 @@ async def record_paid(
     )
     effects = await on_paid.run(paid, kind)
     if member_id is not None:
-        settled = await _PAID_BY.run(order_id, member_id, enrolled, effects.points_earned)
+        marked = await _MARK_PAID.run(paid_fen, now, member_id, enrolled, effects.points_earned, order_id)
     else:
-        settled = await _PAID_BY_NOBODY.run(order_id, effects.points_earned)
-    return OrderRecord.of(settled[0])
+        marked = await _MARK_PAID_BY_NOBODY.run(paid_fen, now, effects.points_earned, order_id)
+    if not marked:  # the order left `paying` while this transaction held its trade: only a bug gets here
+        raise RuntimeError(f"order {order_id} stopped waiting for its money while its payment was recorded")
+    return paid
 
 
 _CLAIM_CLOSED = Prepared(

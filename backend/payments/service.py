@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.orders import service as orders
-from backend.orders.service import OrderRecord
+from backend.orders.outcomes import PaidOrder
 from backend.orders.tables import OrderStatus
 from backend.payments import refunds
 from backend.payments.calls import close_or_find_payment
@@ -150,8 +150,8 @@ async def micropay(
     store_ref: str,
     provider: PaymentProvider,
     policy: PaymentPolicy,
-) -> OrderRecord | None:
-    """Charge the shopper's payment code once; answers the paid order when this call settled it."""
+) -> PaidOrder | None:
+    """Charge the shopper's payment code once; answers the payment's outcome when this call settled it."""
     try:
         payment = await provider.micropay(
             out_trade_no=out_trade_no,
@@ -245,9 +245,9 @@ _CLAIM_PAID = Prepared(
 
 async def settle_paid(
     trade_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None, policy: PaymentPolicy
-) -> OrderRecord | None:
-    """The trade is paid and its order with it, in one transaction, exactly once; answers the paid order,
-    or None when the trade was not open (settled already by another request or worker, or ended unpaid)."""
+) -> PaidOrder | None:
+    """The trade is paid and its order with it, in one transaction, exactly once; answers the outcome, or
+    None when the trade was not open (settled already by another request or worker, or ended unpaid)."""
     for attempt in range(SETTLE_ATTEMPTS):
         try:
             return await _settle_paid(
@@ -266,7 +266,7 @@ async def settle_paid(
 
 async def _settle_paid(
     trade_id: int, *, transaction_id: str, payer_openid: str, amount_fen: int | None, policy: PaymentPolicy
-) -> OrderRecord | None:
+) -> PaidOrder | None:
     now = utcnow()
     async with write_transaction():
         claimed = await _CLAIM_PAID.run(trade_id, now, transaction_id, payer_openid)
@@ -275,17 +275,17 @@ async def _settle_paid(
         order_id, paid_fen = claimed[0]["order"], claimed[0]["amount_fen"]
         if amount_fen is not None and amount_fen != paid_fen:
             logger.error("paid amount differs from the trade", extra={"trade_id": trade_id, "order_id": order_id})
-        order = await orders.record_paid(
+        paid = await orders.record_paid(
             order_id, paid_fen=paid_fen, payer_openid=payer_openid, app_id=policy.app_id, now=now
         )
-        if order is None:  # an open trade's order waits for its money: only a bug gets here
+        if paid is None:  # an open trade's order waits for its money: only a bug gets here
             raise RuntimeError(f"trade {trade_id} was open but its order {order_id} was not waiting to be paid")
     # One line for both events: a till enrolment is "order paid, payer enrolled".
     logger.info(
-        "order paid, payer enrolled" if order.member_enrolled else "order paid",
-        extra={"order_id": order_id, "member_id": order.member, "member_enrolled": order.member_enrolled},
+        "order paid, payer enrolled" if paid.member_enrolled else "order paid",
+        extra={"order_id": order_id, "member_id": paid.member_id, "member_enrolled": paid.member_enrolled},
     )
-    return order
+    return paid
 
 
 _CLAIM_UNPAID = Prepared(

@@ -107,8 +107,10 @@ async def test_a_seat_earns_when_its_group_succeeds_and_gives_it_back_when_refun
     # 99 yuan at 2 points a yuan (the pickup store's rate), for each member, once the group succeeded.
     for member in (leader, friend):
         assert await points.balance_of(member["member"]["id"]) == (198, 0)
-    orders = {o["id"]: o for o in (await client.get(ME, headers=leader["headers"])).json()["items"]}
-    assert orders[opened["order"]["id"]]["pointsEarned"] == 198
+    # The seat whose payment made the group succeed earns too: its points are noted before it is paid.
+    for member, seat in ((leader, opened), (friend, joined)):
+        mine = (await client.get(f"{ME}/{seat['order']['id']}", headers=member["headers"])).json()
+        assert (mine["pointsEarned"], mine["status"], mine["paidFen"]) == (198, "succeeded", 9900)
     assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.earn) == 2
 
     cashier1 = await staff_login(client, "cashier1")

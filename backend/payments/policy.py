@@ -10,7 +10,7 @@ class PaymentPolicy:
     query_interval: float = 5.0  # a payment code whose outcome is unknown is asked about this often
     payment_timeout: float = 30.0  # ...and reversed after this long
     jsapi_pay_within: float = 900.0  # a mini-program order is paid within this long (unless its channel says less)
-    jsapi_query_interval: float = 60.0  # ...and asked about this often meanwhile, in case a notification is lost
+    jsapi_query_interval: float = 60.0  # ...first asked about after this long, then less often
     refund_query_interval: float = 60.0  # a refund still processing is asked about this often
     app_id: str = ""  # the mini-program whose openids pay
 

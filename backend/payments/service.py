@@ -65,9 +65,13 @@ class TradeRecord:
     paid_at: datetime | None
 
 
-def _interval(method: TradeMethod | str, policy: PaymentPolicy) -> float:
-    # A mini-program payer may take minutes: asked about less often than a payment code.
-    return policy.jsapi_query_interval if method == TradeMethod.jsapi else policy.query_interval
+def _next_jsapi_query(*, created_at: datetime, expires_at: datetime, now: datetime, policy: PaymentPolicy) -> datetime:
+    """A mini-program trade is asked about in case its notification was lost: after `jsapi_query_interval`,
+    then at doubling intervals (its age), so that a flash sale's thousands of unpaid orders do not query
+    WeChat Pay every minute each; and always at its deadline, when a query decides whether it is closed."""
+    wait = max(policy.jsapi_query_interval, (now - created_at).total_seconds())
+    upcoming = now + timedelta(seconds=wait)
+    return upcoming if expires_at <= now else min(upcoming, expires_at)
 
 
 # Opening a trade, inside the transaction that places its order ----------------------------------------
@@ -91,7 +95,7 @@ async def open_trade(
     first_query = (
         expires_at + timedelta(seconds=policy.query_interval)
         if method is TradeMethod.micropay
-        else now + timedelta(seconds=policy.jsapi_query_interval)
+        else _next_jsapi_query(created_at=now, expires_at=expires_at, now=now, policy=policy)
     )
     return await insert_row(
         PaymentTrade,
@@ -328,15 +332,18 @@ async def advance(trade_id: int, *, provider: PaymentProvider, policy: PaymentPo
         .where(
             (PaymentTrade.id == trade_id) & PaymentTrade.status.is_in(list(OPEN)) & (PaymentTrade.next_query_at <= now)
         )
-        .returning(PaymentTrade.out_trade_no, PaymentTrade.expires_at, PaymentTrade.method)
+        .returning(PaymentTrade.out_trade_no, PaymentTrade.expires_at, PaymentTrade.method, PaymentTrade.created_at)
     )
     if not claimed:
         return
     method = TradeMethod(claimed[0]["method"])
-    if method is TradeMethod.jsapi:
-        await PaymentTrade.update(
-            {PaymentTrade.next_query_at: now + timedelta(seconds=policy.jsapi_query_interval)}
-        ).where((PaymentTrade.id == trade_id) & PaymentTrade.status.is_in(list(OPEN)))
+    if method is TradeMethod.jsapi:  # asked about less and less often: the payer may take minutes
+        upcoming = _next_jsapi_query(
+            created_at=claimed[0]["created_at"], expires_at=claimed[0]["expires_at"], now=now, policy=policy
+        )
+        await PaymentTrade.update({PaymentTrade.next_query_at: upcoming}).where(
+            (PaymentTrade.id == trade_id) & PaymentTrade.status.is_in(list(OPEN))
+        )
     await _step(
         trade_id,
         claimed[0]["out_trade_no"],

@@ -13,11 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from backend.core.clock import utcnow
 from backend.orders import service as orders
 from backend.orders.tables import Order
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
 from backend.payments.tables import PaymentRefund as Refund
+from backend.payments.tables import PaymentTrade
 from backend.payments.wechatpay_protocol import encrypt_resource, pay_sign_message, signed_headers
 from backend.points import service as points
 from backend.points.tables import EntryKind, PointsEntry
@@ -418,3 +420,33 @@ async def test_bad_store_payments_are_refused_before_any_provider_call(app_clien
     )
     assert staff.status_code == 403
     assert await SandboxTrade.count() == 0 and await Order.count() == 0
+
+
+async def test_an_unpaid_mini_program_trade_is_asked_about_less_and_less_often_and_at_its_deadline(
+    app_client, demo, sandbox_provider
+):
+    policy = PaymentPolicy(jsapi_query_interval=60.0, jsapi_pay_within=3600.0)
+    _, started = await started_payment(app_client, demo, "oBackoff000000000000000001")
+    trade = await payments.trade_of(started["orderId"])
+    assert (trade.next_query_at - trade.created_at).total_seconds() == pytest.approx(0.05, abs=0.01)  # FAST
+
+    async def asked_at_age(age: float) -> float:
+        """The trade is `age` seconds old and its query is due: how long until the next one."""
+        created = utcnow() - timedelta(seconds=age)
+        await PaymentTrade.update(
+            {
+                PaymentTrade.created_at: created,
+                PaymentTrade.expires_at: created + timedelta(seconds=3600),
+                PaymentTrade.next_query_at: created,
+            }
+        ).where(PaymentTrade.id == trade.id)
+        before = utcnow()
+        await payments.advance(trade.id, provider=sandbox_provider, policy=policy)
+        after = await payments.trade_of(started["orderId"])
+        assert after.status.value == "paying"  # the shopper has not paid: asked, and still open
+        return (after.next_query_at - before).total_seconds()
+
+    assert await asked_at_age(60) == pytest.approx(60, abs=1)
+    assert await asked_at_age(120) == pytest.approx(120, abs=1)  # doubling: at 4, 8, 16 minutes...
+    assert await asked_at_age(960) == pytest.approx(960, abs=1)
+    assert await asked_at_age(3000) == pytest.approx(600, abs=1)  # ...but never past the deadline

@@ -26,7 +26,12 @@ ID = "2026-12-01T12:58:00:000000"
 VERSION = "1.38.0"
 DESCRIPTION = "the old till and seat tables, once their rows are in the order core"
 
-TILL_OFFSET = '(SELECT COALESCE(MAX("id"), 0) FROM "legacy_till_order")'
+# A seat's order is numbered past every till order and every seat: an id a client kept from before (a seat's
+# own was its order's) then names no other seat's order, and answers 404.
+TILL_OFFSET = (
+    '(SELECT MAX("top") FROM (SELECT COALESCE(MAX("id"), 0) AS "top" FROM "legacy_till_order" '
+    'UNION ALL SELECT COALESCE(MAX("id"), 0) FROM "legacy_groupbuy_order") AS "tops")'
+)
 REFUND_OFFSET = '(SELECT COALESCE(MAX("id"), 0) FROM "legacy_till_refund")'
 LATE_TILL = 'EXISTS (SELECT 1 FROM "legacy_till_refund" r WHERE r."order" = o."id" AND r."kind" = \'late_payment\')'
 LATE_SEAT = (
@@ -79,7 +84,7 @@ STATEMENTS = [
         r."created_at", r."settled_at"
     FROM "legacy_till_refund" r
     """,
-    # Group-buy seats: an order and a trade each, numbered after the till's.
+    # Group-buy seats: an order and a trade each, numbered after the till's and the seats' own ids.
     f"""
     INSERT INTO "sale_order" ("id", "kind", "store", "staff", "member", "status", "amount_fen", "discount_fen",
         "payable_fen", "paid_fen", "refunded_fen", "points_redeemed", "points_earned", "coupon_id",
@@ -140,6 +145,22 @@ STATEMENTS = [
         s."pickup_store", s."quantity", s."status", s."pickup_code", s."picked_up_at", s."picked_up_by",
         s."created_at"
     FROM "legacy_groupbuy_order" s
+    """,
+    # An order that ended unpaid received nothing: money that landed on it afterwards counts on it (received,
+    # and refunded) only once it is back with the payer.
+    """
+    UPDATE "sale_order" SET "paid_fen" = 0, "refunded_fen" = 0, "paid_at" = NULL
+    WHERE "status" IN ('failed', 'cancelled')
+    """,
+    """
+    UPDATE "sale_order" SET "status" = 'refunded',
+        "paid_fen" = (SELECT r."amount_fen" FROM "payment_refund" r
+                      WHERE r."order" = "sale_order"."id" AND r."kind" = 'late_payment' AND r."status" = 'succeeded'),
+        "refunded_fen" = (SELECT r."amount_fen" FROM "payment_refund" r
+                          WHERE r."order" = "sale_order"."id" AND r."kind" = 'late_payment' AND r."status" = 'succeeded')
+    WHERE "status" IN ('failed', 'cancelled') AND EXISTS (
+        SELECT 1 FROM "payment_refund" r
+        WHERE r."order" = "sale_order"."id" AND r."kind" = 'late_payment' AND r."status" = 'succeeded')
     """,
     # The ledger speaks of an order's points as the order's.
     """

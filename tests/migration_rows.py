@@ -200,6 +200,23 @@ async def old_rows() -> dict[str, int]:
             idempotency_key="checkout-3",
         ),
     )
+    # Money that came after a close, its refund still under way: the old code counted it as paid already.
+    ids["late_owed"] = await insert(
+        "till_order",
+        **till_order(
+            member=ids["friend"],
+            channel="store_code",
+            amount_fen=2_500,
+            paid_fen=2_500,
+            status="cancelled",
+            failure="EXPIRED",
+            out_trade_no="20261101000000LateOwed00001",
+            idempotency_key="20261101000000LateOwed00001",
+            transaction_id="42" + "4" * 26,
+            paid_at=at(-20),
+            refunded_fen=2_500,
+        ),
+    )
     ids["refund"] = await insert(
         "till_refund",
         order=ids["paid"],
@@ -237,6 +254,26 @@ async def old_rows() -> dict[str, int]:
         next_query_at=None,
         created_at=at(-199),
         settled_at=at(-199),
+    )
+
+    ids["late_owed_refund"] = await insert(
+        "till_refund",
+        order=ids["late_owed"],
+        kind="late_payment",
+        staff=None,
+        out_refund_no="R" + "e" * 31,
+        idempotency_key="late-payment",
+        request_hash="",
+        amount_fen=2_500,
+        reason="paid after the order closed",
+        status="processing",
+        refund_id="",
+        points_reversed=0,
+        points_restored=0,
+        failure="",
+        next_query_at=at(1),
+        created_at=at(-19),
+        settled_at=None,
     )
 
     # The shopper's ledger, as the paid order and its refund posted it.
@@ -386,6 +423,22 @@ async def old_rows() -> dict[str, int]:
         settled_at=at(-9),
         note="",
     )
+    # A seat that expired, then was paid for after all; that money is back with the payer.
+    ids["seat_late"] = await seat(forming, ids["newcomer"], "expired", "7", holder=None, paid_at=at(-100))
+    await insert(
+        "groupbuy_refund",
+        seat=ids["seat_late"],
+        out_refund_no="R" + "f" * 31,
+        amount_fen=9_900,
+        reason="late_payment",
+        status="succeeded",
+        refund_id="50" + "5" * 27,
+        failure="",
+        next_query_at=None,
+        created_at=at(-99),
+        settled_at=at(-99),
+        note="",
+    )
     await insert("groupbuy_member_units", campaign=campaign, member=shopper, units=1)
 
     # The newcomer was referred by the shopper; their first paid order (the till order numbering) qualified it.
@@ -467,6 +520,9 @@ async def facts(ids: dict[str, int]) -> dict:
         "reversed": list(await points.reversed_under(refund_key(after.id, refund.id))),
         "balance": list(await points.balance_of(ids["shopper"])),
     }
+    await refunds.settle(ids["late_owed_refund"], provider_refund_id="50" + "6" * 27)
+    owed = await orders.find_order(ids["late_owed"])
+    report["late_owed_settled"] = [owed.status.value, owed.paid_fen, owed.refunded_fen]
     seat_order = next(row["order"] for row in report["seats"] if row["id"] == ids["seat_to_pick_up"])
     picked = await groupbuy.pick_up(store_id=ids["store"], pickup_code="PICKUPCODE23", staff_id=ids["staff"])
     report["picked_up"] = [picked.order_id == seat_order, picked.status.value]

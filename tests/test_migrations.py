@@ -62,9 +62,10 @@ async def test_the_order_core_migration_carries_every_row_on_this_engine(tmp_pat
     orders = {row["id"]: row for row in report["orders"]}
     seats = {row["id"]: row for row in report["seats"]}
 
-    # Every till order under its own id, every seat an order numbered after them; nothing left behind.
+    # Every till order under its own id, every seat an order numbered after them and after every seat's
+    # own id (what the API called the seat before); nothing left behind.
     assert report["legacy_tables"] == []
-    assert sorted(orders) == list(range(1, 12)) and len(report["trades"]) == 11
+    assert sorted(orders) == [*range(1, 7), *range(8, 15)] and len(report["trades"]) == 13
     till = lambda key: orders[ids[key]]  # noqa: E731
     assert (till("paid")["kind"], till("paid")["status"]) == ("till", "partially_refunded")
     assert (till("paid")["amount_fen"], till("paid")["discount_fen"], till("paid")["payable_fen"]) == (
@@ -95,20 +96,26 @@ async def test_the_order_core_migration_carries_every_row_on_this_engine(tmp_pat
         3_000,
     )
     assert till("late")["paid_at"] is None
+    # ...and while it is on its way back, the order (cancelled) has received nothing.
+    assert (till("late_owed")["status"], till("late_owed")["paid_fen"], till("late_owed")["refunded_fen"]) == (
+        "cancelled",
+        0,
+        0,
+    )
+    assert till("late_owed")["paid_at"] is None
     trades = {row["order"]: row for row in report["trades"]}
-    assert [trades[ids[key]]["status"] for key in ("paid", "waiting", "reversed", "late", "refused")] == [
-        "paid",
-        "paying",
-        "reversed",
-        "closed",
-        "failed",
-    ]
-    assert trades[ids["waiting"]]["next_query_at"] is not None and trades[ids["late"]]["paid_at"] is not None
+    keys = ("paid", "waiting", "reversed", "late", "refused", "late_owed")
+    assert [trades[ids[key]]["status"] for key in keys] == ["paid", "paying", "reversed", "closed", "failed", "closed"]
+    assert trades[ids["waiting"]]["next_query_at"] is not None
+    assert trades[ids["late"]]["paid_at"] is not None and trades[ids["late_owed"]]["paid_at"] is not None
+    # Once the money owed is back, its order counts it: received, and refunded.
+    assert report["late_owed_settled"] == ["refunded", 2_500, 2_500]
     assert all(trades[row["id"]]["out_trade_no"] == row["out_trade_no"] for row in orders.values())
 
     # Seats: an order, a trade and a line each; the seat keeps its own fields and id.
     seat_order = {seat_id: row["order"] for seat_id, row in seats.items()}
-    assert sorted(seat_order.values()) == list(range(6, 12))
+    assert sorted(seat_order.values()) == list(range(8, 15))
+    assert not set(seats) & set(seat_order.values())  # an id from before names no seat's order now
     by_seat = lambda key: orders[seat_order[ids[key]]]  # noqa: E731
     assert [by_seat(key)["status"] for key in ("seat_to_pick_up", "seat_paid", "seat_waiting", "seat_expired")] == [
         "paid",
@@ -118,6 +125,8 @@ async def test_the_order_core_migration_carries_every_row_on_this_engine(tmp_pat
     ]
     assert (by_seat("seat_failed")["status"], by_seat("seat_failed")["refunded_fen"]) == ("refunded", 9_900)
     assert by_seat("seat_refunded_after")["refunded_fen"] == 9_900  # under way: claimed from the order
+    late_seat = by_seat("seat_late")  # paid after it expired, and given back
+    assert (late_seat["status"], late_seat["paid_fen"], late_seat["refunded_fen"]) == ("refunded", 9_900, 9_900)
     assert {line["order"] for line in report["lines"]} == set(seat_order.values())
     assert [seats[ids[key]]["held"] for key in ("seat_to_pick_up", "seat_refunded_after", "seat_expired")] in (
         [True, False, False],
@@ -126,7 +135,7 @@ async def test_the_order_core_migration_carries_every_row_on_this_engine(tmp_pat
 
     # Refunds keep their ids (the seats' after the till's) and get the keys their reasons name.
     refunds = {row["id"]: row for row in report["refunds"]}
-    assert sorted(refunds) == [1, 2, 3, 4]
+    assert sorted(refunds) == [1, 2, 3, 4, 5, 6]
     assert (refunds[ids["refund"]]["order"], refunds[ids["refund"]]["amount_fen"]) == (ids["paid"], 3_960)
     assert refunds[ids["late_refund"]]["kind"] == "late_payment"
     assert {row["idempotency_key"] for row in report["refunds"]} == {

@@ -14,9 +14,11 @@ from backend.cashier.schemas import (
     StorePaymentOut,
     TillOrderCreate,
 )
+from backend.core.errors import DomainError
 from backend.core.ratelimit import client_address
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
+from backend.orders import service as orders
 from backend.orders.controllers import landing_for, order_out
 from backend.orders.schemas import OrderOut
 from backend.orders.service import OrderRecord
@@ -78,7 +80,7 @@ class CashierOrderController(Controller):
             "member_code": data.member_code,
             "points_to_redeem": data.points_to_redeem,
         }
-        member_id = None
+        member_id, taken = None, None
         if data.member_code:
             # A retry is answered before the member code is looked at: the first request spent it. Without a
             # code, the order's unique key answers a retry inside `checkout`.
@@ -87,7 +89,7 @@ class CashierOrderController(Controller):
             )
             if replay is not None:
                 return Response(await till_order_out(replay), status_code=200)
-            member_id = await members.take_member_code(
+            taken = await members.take_member_code(
                 data.member_code,
                 codes=services.member_codes,
                 kv=services.kv,
@@ -96,20 +98,27 @@ class CashierOrderController(Controller):
                 failure_limit=services.settings.member_lookup_failure_limit,
                 window=services.settings.member_lookup_failure_window_seconds,
             )
-        order, created = await service.checkout(
-            store_id=data.store_id,
-            staff_id=staff.id,
-            amount_fen=data.amount_fen,
-            auth_code=data.auth_code,
-            idempotency_key=data.idempotency_key,
-            request=replayed,
-            member_id=member_id,
-            points_to_redeem=data.points_to_redeem,
-            provider=services.payment_provider,
-            payment_policy=services.payment_policy,
-            policy=services.checkout_policy,
-            scene=data.scene or "",
-        )
+            member_id = taken.member_id
+        try:
+            order, created = await service.checkout(
+                store_id=data.store_id,
+                staff_id=staff.id,
+                amount_fen=data.amount_fen,
+                auth_code=data.auth_code,
+                idempotency_key=data.idempotency_key,
+                request=replayed,
+                member_id=member_id,
+                points_to_redeem=data.points_to_redeem,
+                provider=services.payment_provider,
+                payment_policy=services.payment_policy,
+                policy=services.checkout_policy,
+                scene=data.scene or "",
+            )
+        except DomainError:
+            # Refused before an order was placed: the code did nothing, and the till's retry may use it.
+            if taken is not None and await orders.find_by_key(data.store_id, data.idempotency_key) is None:
+                await members.give_back_member_code(taken, kv=services.kv)
+            raise
         return Response(await till_order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")

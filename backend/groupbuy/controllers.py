@@ -1,4 +1,4 @@
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
@@ -7,7 +7,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.core.errors import error_body
-from backend.core.paging import Cursor, Limit, before
+from backend.core.paging import ID_MAX, Cursor, Limit, before
 from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
@@ -28,9 +28,7 @@ from backend.groupbuy.schemas import (
     SeatTaken,
 )
 from backend.groupbuy.service import CampaignRecord, GroupView, SeatView
-from backend.groupbuy.tables import SeatStatus
 from backend.members.auth import CurrentMember, ensure_active, provide_current_member, provide_signed_member
-from backend.orders.tables import OrderStatus
 from backend.payments.refunds import RefundRecord
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
@@ -87,7 +85,7 @@ def seat_out(seat: SeatView, pay_params: dict[str, str] | None = None) -> SeatOu
         quantity=seat.quantity,
         amount_fen=seat.amount_fen,
         status=seat.status,
-        payment_status=_payment_status(seat),
+        payment_status=seat.order_status,
         paid_fen=seat.paid_fen,
         refunded_fen=seat.refunded_fen,
         pay_by=seat.pay_by,
@@ -101,25 +99,18 @@ def seat_out(seat: SeatView, pay_params: dict[str, str] | None = None) -> SeatOu
     )
 
 
-def _payment_status(seat: SeatView) -> OrderStatus:
-    if seat.refunded_fen and seat.refunded_fen >= seat.paid_fen:
-        return OrderStatus.refunded
-    if seat.paid_fen:
-        return OrderStatus.partially_refunded if seat.refunded_fen else OrderStatus.paid
-    if seat.status is SeatStatus.pending_payment:
-        return OrderStatus.paying
-    return OrderStatus.cancelled
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
 
 
 def _group_cursor(group: GroupView) -> str:
-    return f"{int(group.expires_at.timestamp() * 1_000_000)}_{group.id}"
+    return f"{(group.expires_at - _EPOCH) // _MICROSECOND}_{group.id}"  # exact: no float on the way
 
 
 def _after(cursor: str | None) -> tuple[datetime, int] | None:
     if cursor is None:
         return None
     micros, _, group_id = cursor.partition("_")
-    return datetime.fromtimestamp(int(micros) / 1_000_000, UTC), int(group_id)
+    return _EPOCH + int(micros) * _MICROSECOND, min(int(group_id), ID_MAX)
 
 
 GroupCursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,17}_[0-9]{1,18}$")]

@@ -20,6 +20,7 @@ from piccolo.query.functions.aggregate import Sum
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
+from backend.core.paging import ID_MAX
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -43,7 +44,7 @@ from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus,
 from backend.members import service as members
 from backend.orders import service as orders
 from backend.orders.service import LineItem
-from backend.orders.tables import OrderKind
+from backend.orders.tables import OrderKind, OrderStatus
 from backend.payments import refunds
 from backend.payments import service as payments
 from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid
@@ -138,6 +139,7 @@ class SeatView:
     refunded_fen: int
     out_trade_no: str
     pay_by: datetime
+    order_status: OrderStatus  # the money's side: paying, paid, (partially_) refunded once refunds are done
     created_at: datetime
     group_status: GroupStatus
     group_virtual_seats: int
@@ -528,7 +530,11 @@ async def give_back_seat(
 ) -> SeatView:
     """The member gives an unpaid seat back at once: its order is closed at WeChat Pay first (so no money can
     land on it), then the seat, units and stock go back. Giving back a seat given back already is the same."""
-    seat = await Seat.select(Seat.status).where((Seat.order == order_id) & (Seat.member == member_id)).first()
+    seat = (
+        await Seat.select(Seat.status).where((Seat.order == order_id) & (Seat.member == member_id)).first()
+        if 0 < order_id <= ID_MAX
+        else None
+    )
     if seat is None:
         raise SeatNotFound(order_id=order_id)
     if seat["status"] == SeatStatus.pending_payment:
@@ -621,6 +627,7 @@ _SEAT_COLUMNS = (
     Seat.order.refunded_fen.as_alias("refunded_fen"),
     Seat.order.out_trade_no.as_alias("out_trade_no"),
     Seat.order.pay_by.as_alias("pay_by"),
+    Seat.order.status.as_alias("order_status"),
     Seat.created_at,
     Seat.group.status.as_alias("group_status"),
     Seat.group.virtual_seats.as_alias("group_virtual_seats"),
@@ -630,7 +637,14 @@ _SEAT_COLUMNS = (
 
 
 def _seat_view(row: dict) -> SeatView:
-    return SeatView(**{**row, "status": SeatStatus(row["status"]), "group_status": GroupStatus(row["group_status"])})
+    return SeatView(
+        **{
+            **row,
+            "status": SeatStatus(row["status"]),
+            "order_status": OrderStatus(row["order_status"]),
+            "group_status": GroupStatus(row["group_status"]),
+        }
+    )
 
 
 _SEAT = Prepared(lambda order_id: Seat.select(*_SEAT_COLUMNS).where(Seat.order == order_id).first())

@@ -305,28 +305,51 @@ async def look_up_member_code(
     return member_id
 
 
+@dataclass(frozen=True, slots=True)
+class TakenCode:
+    """A member code a checkout has taken, and how, so that a checkout refused before it placed an order can
+    leave the code as it found it: `token` is the till's pass it spent (None: the code's first sighting)."""
+
+    member_id: int
+    key: str
+    token: bytes | None = None
+    expires_in: float = 0.0
+
+
 async def take_member_code(
     code: str, *, codes: MemberCodes, kv: KV, till: Till, now: float, failure_limit: int, window: int
-) -> int:
+) -> TakenCode:
     """The member a checkout names by their code: a code no till has seen, or one this till looked up
     within PASS_SECONDS (spent by this checkout); any other till is refused."""
     member_id, step, counters = await _recognise(
         code, codes=codes, kv=kv, till=till, now=now, failure_limit=failure_limit, window=window, steps=PASS_STEPS
     )
     current = int(now) // STEP_SECONDS
-    taken = step >= current - 1 and await kv.set_if_absent(
-        _sighting_key(member_id, step), b"1", expires_in=SIGHTING_SECONDS
-    )
-    if not taken:
+    taken = None
+    sighting = _sighting_key(member_id, step)
+    if step >= current - 1 and await kv.set_if_absent(sighting, b"1", expires_in=SIGHTING_SECONDS):
+        taken = TakenCode(member_id, sighting)
+    else:
+        pass_key = _pass_key(member_id, step)
         passes = (till.token(), till.token(any_store=True)) if till.store_id is not None else (till.token(),)
+        lives = await kv.ttl(pass_key)
         for token in passes:
-            if await kv.pop_if_equal(_pass_key(member_id, step), token):
-                taken = True
+            if lives is not None and await kv.pop_if_equal(pass_key, token):
+                taken = TakenCode(member_id, pass_key, token, lives)
                 break
-    if not taken:
+    if taken is None:
         raise MemberCodeUsed(member_id=member_id)
     await release_attempt(kv, counters)
-    return member_id
+    return taken
+
+
+async def give_back_member_code(taken: TakenCode, *, kv: KV) -> None:
+    """The checkout that took the code was refused before it placed an order (a mistyped payment code, too
+    many points): the till's retry may take it again, within the life it had left."""
+    if taken.token is None:
+        await kv.delete(taken.key)
+    else:
+        await kv.set(taken.key, taken.token, expires_in=taken.expires_in)
 
 
 async def merge_members(

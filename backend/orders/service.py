@@ -2,11 +2,14 @@
 
 Channels place orders (inside their own write transaction, beside their own rows); `payments/`
 records what happens to the money by calling `record_paid`, `record_closed`, `reserve_refund`,
-`release_refund`, `record_refunded` and `record_late_payment` inside the transaction that moves a
-trade or a refund, and each of those runs the handlers registered in `orders.outcomes`.
+`release_refund` and `record_refunded` inside the transaction that moves a trade or a refund, and
+each of those runs the handlers registered in `orders.outcomes`.
 
     paying -> paid -> partially_refunded -> refunded
-    paying -> failed | cancelled (-> refunded, when money arrived after all and went back)
+    paying -> failed | cancelled (-> refunded, when money arrived after all and is back with the payer)
+
+An order that ended unpaid has received nothing (`paid_fen` 0): money that lands on it afterwards is
+owed back, not the order's, and is counted on it (received, and refunded) once it is back.
 """
 
 import logging
@@ -284,7 +287,7 @@ async def member_order(member_id: int, order_id: int) -> OrderView | None:
     """One of the member's orders, as the list shows it; None when it is not theirs."""
     if not 0 < order_id <= ID_MAX:
         return None
-    views = await member_orders(member_id, limit=1, before_id=order_id + 1)
+    views = await member_orders(member_id, limit=1, before_id=order_id + 1 if order_id < ID_MAX else None)
     return views[0] if views and views[0].order.id == order_id else None
 
 
@@ -298,8 +301,24 @@ _PAYING = Prepared(
     )
 )
 # The order's one compare-and-set to paid, after its handlers: points earned add to what a handler noted on
-# it already (a seat's own, when its payment made its group succeed).
+# it already (a seat's own, when its payment made its group succeed). The order's member is left as it
+# stands (a merge may have moved the order to its survivor meanwhile); a payer is written only onto an
+# order that had none.
 _MARK_PAID = Prepared(
+    lambda paid_fen, now, earned, order_id: (
+        Order.update(
+            {
+                Order.status: OrderStatus.paid,
+                Order.paid_fen: paid_fen,
+                Order.paid_at: now,
+                Order.points_earned: Order.points_earned + earned,
+            }
+        )
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .returning(Order.id)
+    )
+)
+_MARK_PAID_BY = Prepared(
     lambda paid_fen, now, member_id, enrolled, earned, order_id: (
         Order.update(
             {
@@ -311,21 +330,7 @@ _MARK_PAID = Prepared(
                 Order.points_earned: Order.points_earned + earned,
             }
         )
-        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
-        .returning(Order.id)
-    )
-)
-_MARK_PAID_BY_NOBODY = Prepared(
-    lambda paid_fen, now, earned, order_id: (
-        Order.update(
-            {
-                Order.status: OrderStatus.paid,
-                Order.paid_fen: paid_fen,
-                Order.paid_at: now,
-                Order.points_earned: Order.points_earned + earned,
-            }
-        )
-        .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
+        .where((Order.id == order_id) & (Order.status == OrderStatus.paying) & Order.member.is_null())
         .returning(Order.id)
     )
 )
@@ -362,10 +367,10 @@ async def record_paid(
         paid_at=now,
     )
     effects = await on_paid.run(paid, kind)
-    if member_id is not None:
-        marked = await _MARK_PAID.run(paid_fen, now, member_id, enrolled, effects.points_earned, order_id)
+    if row["member"] is None and member_id is not None:
+        marked = await _MARK_PAID_BY.run(paid_fen, now, member_id, enrolled, effects.points_earned, order_id)
     else:
-        marked = await _MARK_PAID_BY_NOBODY.run(paid_fen, now, effects.points_earned, order_id)
+        marked = await _MARK_PAID.run(paid_fen, now, effects.points_earned, order_id)
     if not marked:  # the order left `paying` while this transaction held its trade: only a bug gets here
         raise RuntimeError(f"order {order_id} stopped waiting for its money while its payment was recorded")
     return paid
@@ -447,17 +452,6 @@ async def release_refund(order_id: int, amount_fen: int) -> None:
     await Order.update({Order.refunded_fen: Order.refunded_fen - amount_fen}).where(Order.id == order_id)
 
 
-async def record_late_payment(order_id: int, amount_fen: int) -> bool:
-    """Money arrived for an order that had already ended unpaid: it is received and, at once, claimed by
-    the refund that sends it back (no member effect runs on it). Answers whether this call recorded it."""
-    recorded = (
-        await Order.update({Order.paid_fen: amount_fen, Order.refunded_fen: amount_fen})
-        .where((Order.id == order_id) & Order.status.is_in(list(UNPAID)) & (Order.paid_fen == 0))
-        .returning(Order.id)
-    )
-    return bool(recorded)
-
-
 async def record_refunded(
     order_id: int, *, refund_id: int, amount_fen: int, refunded_total: int, late: bool, now: datetime
 ) -> None:
@@ -465,9 +459,14 @@ async def record_refunded(
     order = (
         await Order.select(Order.kind, Order.store, Order.member, Order.paid_fen).where(Order.id == order_id).first()
     )
-    status = OrderStatus.refunded if refunded_total >= order["paid_fen"] else OrderStatus.partially_refunded
-    from_statuses = UNPAID if late else REFUNDABLE
-    await Order.update({Order.status: status}).where((Order.id == order_id) & Order.status.is_in(list(from_statuses)))
+    if late:  # received and given back at once: counted on the order only now
+        await Order.update(
+            {Order.status: OrderStatus.refunded, Order.paid_fen: amount_fen, Order.refunded_fen: amount_fen}
+        ).where((Order.id == order_id) & Order.status.is_in(list(UNPAID)) & (Order.paid_fen == 0))
+        order["paid_fen"] = amount_fen
+    else:
+        status = OrderStatus.refunded if refunded_total >= order["paid_fen"] else OrderStatus.partially_refunded
+        await Order.update({Order.status: status}).where((Order.id == order_id) & Order.status.is_in(list(REFUNDABLE)))
     kind = OrderKind(order["kind"])
     refunded = RefundedOrder(
         id=order_id,

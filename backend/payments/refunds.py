@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 MAX_REFUNDS = 50  # of one trade, at WeChat Pay
 LATE_PAYMENT_KEY = "late-payment"
+REVERSAL_KEY = "#reversal"  # no request's key can be this: theirs are [0-9A-Za-z_.:-]
 ENDED_UNPAID = (TradeStatus.failed, TradeStatus.closed, TradeStatus.reversed)
 
 
@@ -280,7 +281,8 @@ async def settle(refund_id: int, *, provider_refund_id: str) -> None:
 
 
 async def fail(refund_id: int, *, failure: str) -> None:
-    """The refund did not happen: its amount can be refunded again."""
+    """The refund did not happen: its amount can be refunded again. (Money that arrived after its order closed
+    was never the order's: its refund failing leaves it owed, for staff to return from the merchant platform.)"""
     async with write_transaction():
         claimed = (
             await PaymentRefund.update(
@@ -292,12 +294,16 @@ async def fail(refund_id: int, *, failure: str) -> None:
                 }
             )
             .where((PaymentRefund.id == refund_id) & (PaymentRefund.status == RefundStatus.processing))
-            .returning(PaymentRefund.order, PaymentRefund.amount_fen)
+            .returning(PaymentRefund.order, PaymentRefund.amount_fen, PaymentRefund.kind)
         )
-        if claimed:
+        if claimed and claimed[0]["kind"] != RefundKind.late_payment:
             await orders.release_refund(claimed[0]["order"], claimed[0]["amount_fen"])
     if claimed:
-        logger.error("refund failed", extra={"refund_id": refund_id, "failure": failure})
+        late = claimed[0]["kind"] == RefundKind.late_payment
+        logger.error(
+            "refund of a payment after close failed: return it from the merchant platform" if late else "refund failed",
+            extra={"refund_id": refund_id, "order_id": claimed[0]["order"], "failure": failure},
+        )
 
 
 # Money that arrived too late ---------------------------------------------------------------------------
@@ -319,9 +325,8 @@ async def refund_late_payment(
                 )
                 .returning(PaymentTrade.order, PaymentTrade.out_trade_no, PaymentTrade.amount_fen)
             )
-            if claimed:
+            if claimed:  # the order counts the money once it is back with the payer (see `settle`)
                 trade = claimed[0]
-                await orders.record_late_payment(trade["order"], trade["amount_fen"])
                 await insert_row(
                     PaymentRefund,
                     order=trade["order"],
@@ -351,6 +356,48 @@ async def refund_late_payment(
         logger.warning("payment after close: refunding", extra={"trade_id": trade_id, "order_id": claimed[0]["order"]})
     if refund["status"] == RefundStatus.processing:
         await submit(refund["id"], provider=provider, policy=policy)
+
+
+async def record_reversal(trade_id: int) -> bool:
+    """WeChat Pay reversed a payment-code trade that was recorded paid meanwhile (staff cancelled it as another
+    query found it paid): all its money is back with the payer, so the order is refunded in full, with its
+    handlers, by a refund that records the reversal. Answers whether this call recorded it."""
+    now = utcnow()
+    async with write_transaction():
+        claimed = (
+            await PaymentTrade.update({PaymentTrade.status: TradeStatus.reversed, PaymentTrade.failure: "REVERSED"})
+            .where((PaymentTrade.id == trade_id) & (PaymentTrade.status == TradeStatus.paid))
+            .returning(PaymentTrade.order, PaymentTrade.out_trade_no)
+        )
+        if not claimed:
+            return False
+        order = await orders.find_order(claimed[0]["order"])
+        assert order is not None
+        remaining = order.paid_fen - order.refunded_fen  # what no refund under way or done has claimed
+        if remaining > 0:
+            if not (await orders.reserve_refund(order, remaining)).taken:
+                raise RuntimeError(f"order {order.id} could not claim its reversed money")  # its row is taken
+            refund_id = await insert_row(
+                PaymentRefund,
+                order=order.id,
+                trade=trade_id,
+                kind=RefundKind.reversal,
+                staff=None,
+                out_refund_no=out_refund_no(claimed[0]["out_trade_no"], REVERSAL_KEY),
+                idempotency_key=REVERSAL_KEY,
+                request_hash="",
+                amount_fen=remaining,
+                reason="reversed after it was paid",
+                status=RefundStatus.processing,
+                next_query_at=None,
+                created_at=now,
+            )
+            await settle(refund_id, provider_refund_id="")
+    logger.warning(
+        "payment reversed after it was recorded paid: refunded in full",
+        extra={"trade_id": trade_id, "order_id": order.id},
+    )
+    return True
 
 
 # Notifications and the sweeper ---------------------------------------------------------------------------

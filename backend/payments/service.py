@@ -452,7 +452,8 @@ async def _reverse(trade_id: int, out_trade_no: str, *, provider: PaymentProvide
         except NO_ANSWER:
             return False  # the next step queries and reverses again
         if reversal.done:
-            await settle_unpaid(trade_id, TradeStatus.reversed, failure="REVERSED")
+            if not await settle_unpaid(trade_id, TradeStatus.reversed, failure="REVERSED"):
+                await refunds.record_reversal(trade_id)  # paid meanwhile: the reversal gave the money back
             return True
         if not reversal.recall:
             return False

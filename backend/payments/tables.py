@@ -56,6 +56,7 @@ class RefundStatus(str, Enum):
 class RefundKind(str, Enum):
     requested = "requested"  # staff (or a rule, such as a group that failed) gave (part of) a paid order back
     late_payment = "late_payment"  # money arrived for a trade that had already ended unpaid
+    reversal = "reversal"  # a payment-code trade reversed at WeChat Pay after it was recorded paid
 
 
 class PaymentRefund(Table, tablename="payment_refund"):

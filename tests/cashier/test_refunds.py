@@ -203,8 +203,12 @@ async def test_a_refund_call_that_never_arrived_is_made_by_the_sweeper_once(
     assert await SandboxRefund.count() == 1
 
 
-async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fast_settings, sandbox_provider):
-    order = await paid_order(till, demo, "oRefundNotice0000000000001")
+@pytest.mark.parametrize("status", ["SUCCESS", "ABNORMAL"])
+async def test_a_refund_notification_settles_a_refund_in_progress(
+    till, demo, fast_settings, sandbox_provider, caplog, status
+):
+    """SUCCESS settles it (the points follow); ABNORMAL keeps it under way, the money taken, for staff."""
+    order = await paid_order(till, demo, f"oRefundNotice{status:0>13}")
     policy = PaymentPolicy.from_settings(fast_settings)
     created, _ = await refunds.request_refund(
         await orders.find_order(order["id"]),
@@ -223,17 +227,27 @@ async def test_a_refund_notification_settles_a_refund_in_progress(till, demo, fa
         "transaction_id": (await sandbox.find_trade(order["outTradeNo"]))["transaction_id"],
         "out_refund_no": row["out_refund_no"],
         "refund_id": row["refund_id"],
-        "refund_status": "SUCCESS",
+        "refund_status": status,
         "success_time": "2026-11-22T10:00:00+08:00",
         "user_received_account": "支付用户零钱",
         "amount": {"total": 10_000, "refund": 10_000, "payer_total": 10_000, "payer_refund": 10_000},
     }
     notifier = SandboxNotifier(load_sandbox_keys(fast_settings.var_dir, fast_settings.secret_key), url="")
-    headers, body = notifier.seal("REFUND.SUCCESS", "refund", json.dumps(payload).encode())
+    headers, body = notifier.seal(f"REFUND.{status}", "refund", json.dumps(payload).encode())
     for _ in range(2):  # delivered, and delivered again
         response = await till.post("/api/v1/payments/wechat/notify", content=body, headers=headers)
         assert response.status_code == 204, response.text
     settled = await refunds.find_refund(created.id)
+    if status == "ABNORMAL":
+        assert (settled.status, settled.failure, settled.refund_id) == ("processing", "ABNORMAL", row["refund_id"])
+        assert settled.next_query_at is not None  # still asked about, until someone finishes it
+        assert any("refund abnormal" in record.getMessage() for record in caplog.records)
+        assert (await Order.select(Order.status, Order.refunded_fen).first()) == {
+            "status": "paid",
+            "refunded_fen": 10_000,
+        }
+        assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.reverse_earn) == 0
+        return
     assert (settled.status, settled.refund_id, await reversed_points(settled)) == ("succeeded", row["refund_id"], 200)
     assert (await Order.select(Order.status).first())["status"] == "refunded"
     assert await PointsEntry.count().where(PointsEntry.kind == EntryKind.reverse_earn) == 1

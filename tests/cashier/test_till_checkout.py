@@ -12,6 +12,7 @@ from backend.orders import service as orders
 from backend.orders.tables import Order
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
+from backend.payments.tables import PaymentRefund as Refund
 from backend.payments.tables import PaymentTrade
 from backend.points import service as points
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot
@@ -250,6 +251,51 @@ async def test_the_cashier_cancels_a_payment_still_under_way(make_client, demo):
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         again = await till.post(f"{ORDERS}/{order['id']}/cancel", headers=cashier1)
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
+
+
+class PaidAsStaffCancel:
+    """WeChat Pay's side as a cashier cancels: the shopper enters their password, and the checkout's own
+    query records the payment, between the cancel's query and its reversal."""
+
+    def __init__(self, provider, trade_id: int, policy: PaymentPolicy) -> None:
+        self._provider, self._trade_id, self._policy = provider, trade_id, policy
+
+    def __getattr__(self, name: str):
+        return getattr(self._provider, name)
+
+    async def reverse(self, out_trade_no: str):
+        await SandboxTrade.update({SandboxTrade.state: "SUCCESS"}).where(SandboxTrade.out_trade_no == out_trade_no)
+        answer = await self._provider.query(out_trade_no)
+        await payments.settle_paid(
+            self._trade_id,
+            transaction_id=answer.transaction_id,
+            payer_openid=answer.payer_openid,
+            amount_fen=answer.amount_fen,
+            policy=self._policy,
+        )
+        return await self._provider.reverse(out_trade_no)
+
+
+async def test_a_payment_reversed_just_after_it_was_recorded_paid_is_refunded_in_full(
+    make_client, demo, sandbox_provider
+):
+    async with make_client(**{**FAST, "micropay_inline_wait_seconds": 0.0}) as till:
+        cashier1 = await staff_login(till, "cashier1")
+        code = await payment_code(till, "oPaidAsCancelled000000001", "password_then_success")
+        order = (await scan(till, cashier1, demo["S001"], code, "checkout-0040")).json()
+        assert order["status"] == "paying"
+        trade = await payments.trade_of(order["id"])
+        policy = PaymentPolicy.from_settings(replace(Settings.from_env(), **FAST))
+        await payments.cancel(trade.id, provider=PaidAsStaffCancel(sandbox_provider, trade.id, policy), policy=policy)
+
+        after = (await till.get(f"{ORDERS}/{order['id']}", headers=cashier1)).json()
+        assert (after["status"], after["paidFen"], after["refundedFen"]) == ("refunded", 1234, 1234)
+        assert await points.balance_of(after["memberId"]) == (0, 0)  # earned on the payment, reversed with it
+        assert (await payments.trade_of(order["id"])).status.value == "reversed"
+        refund = await Refund.select(Refund.kind, Refund.status, Refund.amount_fen).first()
+        assert refund == {"kind": "reversal", "status": "succeeded", "amount_fen": 1234}
+        wechat = await SandboxTrade.select(SandboxTrade.state).where(SandboxTrade.out_trade_no == trade.out_trade_no)
+        assert wechat == [{"state": "REVOKED"}]  # the money is back with the shopper, as the order says
 
 
 async def test_one_new_payer_at_two_tills_at_once_becomes_one_member(till, demo):

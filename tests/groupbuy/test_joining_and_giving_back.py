@@ -38,6 +38,10 @@ async def test_shoppers_list_the_groups_they_may_join_soonest_deadline_first(cli
     assert [g["id"] for g in rest["items"]] == [groups[0]["id"]] and rest["nextCursor"] is None
     assert rest["items"][0]["seatsLeft"] == 1 and len(rest["items"][0]["members"]) == 1
     assert "memberId" not in str(rest)
+    past_every_id = (
+        await forming(client, campaign["id"], cursor=f"{page['nextCursor'].split('_')[0]}_{10**17}")
+    ).json()
+    assert [g["id"] for g in past_every_id["items"]] == [groups[0]["id"]]  # ids past the range name no group
     for bad in ({"cursor": "tomorrow"}, {"limit": 0}, {"limit": 101}):
         answer = await forming(client, campaign["id"], **bad)
         assert (answer.status_code, answer.json()["code"]) == (422, "request.invalid"), bad
@@ -56,8 +60,9 @@ async def test_an_unpaid_seat_is_given_back_at_once_and_closed_at_wechat_pay_fir
     joined = (await join(client, friend, opened["group"]["id"], demo["S001"], quantity=2)).json()
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 27
 
-    someone_elses = await give_back(client, stranger, joined["order"]["id"])
-    assert (someone_elses.status_code, someone_elses.json()["code"]) == (404, "groupbuy.order_not_found")
+    for not_theirs in (joined["order"]["id"], 2**31, 2**62):
+        someone_elses = await give_back(client, stranger, not_theirs)
+        assert (someone_elses.status_code, someone_elses.json()["code"]) == (404, "groupbuy.order_not_found")
     given = await give_back(client, friend, joined["order"]["id"])
     assert given.status_code == 200, given.text
     assert (given.json()["status"], given.json()["paymentStatus"]) == ("cancelled", "cancelled")
@@ -124,8 +129,11 @@ async def test_a_seat_is_not_given_back_unless_wechat_pay_closed_it(
     assert (refused.value.status_code, refused.value.code) == (status, code)
     assert (await Seat.select(Seat.status).first())["status"] == seat
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 29
-    trade = await PaymentTrade.select(PaymentTrade.status).first()
+    trade = await PaymentTrade.select(PaymentTrade.status, PaymentTrade.transaction_id).first()
     assert trade["status"] == ("paid" if seat == "paid" else "paying")
+    if seat == "paid":  # recorded as WeChat Pay has it
+        wechat = await sandbox.find_trade(opened["order"]["outTradeNo"])
+        assert trade["transaction_id"] == wechat["transaction_id"] != ""
 
 
 async def test_a_group_lives_from_fifteen_minutes_to_a_week_never_past_its_campaign(client, demo):

@@ -85,6 +85,34 @@ async def test_a_code_no_till_looked_up_is_taken_by_the_first_checkout(client, d
     assert (looked.status_code, looked.json()["code"]) == (409, "members.code_used")
 
 
+@pytest.mark.parametrize("looked_up", [True, False])
+async def test_a_checkout_refused_before_its_order_leaves_the_code_for_the_retry(client, demo, looked_up):
+    """A mistyped payment code, an Alipay code or too many points: no order, so the code was not used."""
+    openid = f"oRefusedRetry{int(looked_up)}00000000001"
+    shopper = await member_login(client, openid=openid)
+    cashier1 = await staff_login(client, "cashier1")
+    code = await member_code(client, shopper)
+    if looked_up:
+        found = await client.post(
+            LOOKUP, json={"memberCode": code, "tillId": "T1", "storeId": demo["S001"]}, headers=cashier1
+        )
+        assert found.status_code == 200, found.text
+    key = f"refused-retry-{int(looked_up)}"
+    for refused, expected in (
+        ({"authCode": "123"}, "cashier.invalid_payment_code"),
+        ({"authCode": "281234567890123456"}, "cashier.provider_unsupported"),
+        ({"pointsToRedeem": 100_000}, "cashier.points_not_exact"),
+        ({"pointsToRedeem": 500}, "points.insufficient"),
+    ):
+        answer = await checkout(client, cashier1, demo["S001"], openid, key, code, "T1", **refused)
+        assert (answer.status_code // 100, answer.json()["code"]) == (4, expected), answer.text
+    paid = await checkout(client, cashier1, demo["S001"], openid, key, code, "T1")
+    assert paid.status_code == 201, paid.text
+    assert (paid.json()["memberId"], paid.json()["status"]) == (shopper["member"]["id"], "paid")
+    spent = await checkout(client, cashier1, demo["S001"], openid, f"{key}-again", code, "T1")
+    assert (spent.status_code, spent.json()["code"]) == (409, "members.code_used")  # a paid checkout spends it
+
+
 class Clock:
     def __init__(self, now: float) -> None:
         self.now = now
@@ -106,7 +134,7 @@ async def test_the_pass_lives_two_minutes_past_the_lookup_then_the_code_is_too_o
     assert await members.look_up_member_code(code, now=clock.now, **call) == shopper_id
     clock.now += later
     if accepted:
-        assert await members.take_member_code(code, now=clock.now, **call) == shopper_id
+        assert (await members.take_member_code(code, now=clock.now, **call)).member_id == shopper_id
     else:
         with pytest.raises((MemberCodeNotRecognised, MemberCodeUsed)):
             await members.take_member_code(code, now=clock.now, **call)

@@ -9,9 +9,11 @@ import pytest
 
 from backend.core.clock import utcnow
 from backend.core.db import write_transaction
+from backend.members import service as members
+from backend.members.wechat import WeChatSession
 from backend.orders import service as orders
 from backend.orders.outcomes import Outcome, on_closed, on_paid
-from backend.orders.tables import OrderKind, OrderStatus
+from backend.orders.tables import Order, OrderKind, OrderStatus
 from backend.payments.policy import PaymentPolicy
 from backend.sandbox import service as sandbox
 from backend.sweeper import sweep_once
@@ -35,13 +37,13 @@ def counted(outcome: Outcome) -> Iterator[Counter]:
         outcome.unregister(count)
 
 
-async def new_order(store_id: int, key: str) -> int:
+async def new_order(store_id: int, key: str, member_id: int | None = None) -> int:
     now = utcnow()
     async with write_transaction():
         return await orders.place_order(
             kind=OrderKind.till,
             store_id=store_id,
-            member_id=None,
+            member_id=member_id,
             amount_fen=1000,
             out_trade_no=key,
             pay_by=now,
@@ -62,6 +64,30 @@ async def test_an_order_is_paid_once_however_often_it_is_recorded(demo):
     assert [answer is not None for answer in answers] == [True, False, False]
     assert runs == {order_id: 1}
     assert (await orders.find_order(order_id)).status is OrderStatus.paid
+
+
+async def test_a_merge_that_moved_the_order_while_its_payment_was_recorded_stands(demo):
+    async with write_transaction():
+        merged, _ = await members.enrol_payer(
+            WeChatSession("wx", "oMergedMeanwhile00000001", None), store_id=demo["S001"]
+        )
+        survivor, _ = await members.enrol_payer(
+            WeChatSession("wx", "oSurvivorMeanwhile000001", None), store_id=demo["S001"]
+        )
+    order_id = await new_order(demo["S001"], "outcome-merged-1", member_id=merged)
+
+    @on_paid()
+    async def merged_meanwhile(order) -> None:  # what a merge committed between the read and the write does
+        await Order.update({Order.member: survivor}).where(Order.id == order.id)
+
+    try:
+        async with write_transaction():
+            paid = await orders.record_paid(order_id, paid_fen=1000, payer_openid="", app_id="wx", now=utcnow())
+    finally:
+        on_paid.unregister(merged_meanwhile)
+    assert paid.member_id == merged and not paid.member_enrolled
+    order = await orders.find_order(order_id)
+    assert (order.status, order.member, order.member_enrolled) == (OrderStatus.paid, survivor, False)
 
 
 async def test_an_order_closes_once_and_a_paid_one_never(demo):

@@ -16,8 +16,10 @@ from cryptography.hazmat.primitives.asymmetric import padding
 from backend.core.clock import utcnow
 from backend.orders import service as orders
 from backend.orders.tables import Order
+from backend.payments import refunds
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
+from backend.payments.provider import ProviderError
 from backend.payments.tables import PaymentRefund as Refund
 from backend.payments.tables import PaymentTrade
 from backend.payments.wechatpay_protocol import encrypt_resource, pay_sign_message, signed_headers
@@ -29,7 +31,7 @@ from backend.sandbox.notify import SandboxNotifier, transaction_payload
 from backend.sandbox.tables import SandboxRefund, SandboxTrade
 from backend.settings import Settings
 from backend.sweeper import sweep_once
-from tests.conftest import member_login
+from tests.conftest import member_login, staff_login
 
 NOTIFY = "/api/v1/payments/wechat/notify"
 FAST = {
@@ -356,6 +358,48 @@ async def test_a_notification_for_a_closed_order_is_refunded_automatically(
     assert await points.balance_of(shopper["member"]["id"]) == (0, 0)
 
 
+class RefundUnanswered(CloseFails):
+    async def refund(self, **request):
+        raise httpx.ConnectError("refund did not get through")
+
+
+class RefundRefused(CloseFails):
+    async def refund(self, **request):
+        raise ProviderError("NOT_ENOUGH", "基本账户余额不足")
+
+
+async def test_money_after_the_close_is_counted_on_its_order_only_once_it_is_back(
+    app_client, demo, fast_settings, sandbox_provider, caplog
+):
+    """A cancelled order received nothing: money that lands on it is owed back, and shows on the order (paid,
+    and refunded) only once it is back with the payer; a refusal leaves it owed, for staff to return."""
+    shopper, started = await started_payment(app_client, demo, "oOwedBack00000000000000001")
+
+    async def cancelled() -> bool:
+        return (await order_row(started["orderId"]))["status"] == "cancelled"
+
+    await sweep_until(cancelled, CloseFails(sandbox_provider), fast_settings)
+    await keep_payable(started["outTradeNo"])
+    paid = await sandbox.pay_prepay(started["outTradeNo"])
+    trade = await payments.trade_of(started["orderId"])
+    policy = PaymentPolicy.from_settings(fast_settings)
+    await refunds.refund_late_payment(
+        trade.id, transaction_id=paid["transaction_id"], provider=RefundUnanswered(sandbox_provider), policy=policy
+    )
+    mine = f"/api/v1/me/orders/{started['orderId']}"
+    shown = (await app_client.get(mine, headers=shopper["headers"])).json()
+    assert (shown["status"], shown["paidFen"], shown["refundedFen"]) == ("cancelled", 0, 0)
+    assert (await Refund.select(Refund.status, Refund.kind).first()) == {"status": "processing", "kind": "late_payment"}
+
+    await asyncio.sleep(0.06)  # the refund's query is due
+    await refunds.advance_due(provider=RefundRefused(sandbox_provider), policy=policy)
+    shown = (await app_client.get(mine, headers=shopper["headers"])).json()
+    assert (shown["status"], shown["paidFen"], shown["refundedFen"]) == ("cancelled", 0, 0)
+    assert (await Refund.select(Refund.status, Refund.failure).first()) == {"status": "failed", "failure": "NOT_ENOUGH"}
+    assert "return it from the merchant platform" in caplog.text
+    assert await PointsEntry.count() == 0
+
+
 async def test_a_payment_whose_notification_is_lost_after_a_failed_close_is_still_refunded(
     app_client, demo, fast_settings, sandbox_provider
 ):
@@ -392,6 +436,19 @@ async def test_money_that_arrives_as_the_order_closes_goes_back(app_client, demo
     await sweep_until(refunded, PaidDuringClose(sandbox_provider), fast_settings)
     assert await SandboxRefund.count() == 1 and await PointsEntry.count() == 0
     assert (await SandboxTrade.select(SandboxTrade.refunded_fen).first())["refunded_fen"] == 2000
+
+
+async def test_a_cashier_cancels_a_store_code_payment_under_way_and_wechat_pay_takes_no_money_for_it(app_client, demo):
+    shopper, started = await started_payment(app_client, demo, "oStoreCodeCancel0000000001")
+    cashier1 = await staff_login(app_client, "cashier1")
+    cancelled = await app_client.post(f"/api/v1/cashier/orders/{started['orderId']}/cancel", headers=cashier1)
+    assert cancelled.status_code == 200, cancelled.text
+    assert (cancelled.json()["status"], cancelled.json()["failureReason"]) == ("cancelled", "CANCELLED")
+    assert (await sandbox.find_trade(started["outTradeNo"]))["state"] == "CLOSED"
+    late = await app_client.post(f"/api/v1/sandbox/payments/{started['outTradeNo']}/confirm")
+    assert late.status_code == 409  # closed at WeChat Pay: the shopper can no longer pay it
+    assert (await order_row(started["orderId"]))["paid_fen"] == 0
+    assert await points.balance_of(shopper["member"]["id"]) == (0, 0)
 
 
 async def test_bad_store_payments_are_refused_before_any_provider_call(app_client, demo):

@@ -1,7 +1,7 @@
 """The ledger over HTTP: the shopper's balance and entries, HQ's adjustments and liability report."""
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -23,13 +23,20 @@ async def test_my_points_show_balance_and_what_expires_soon(client, demo):
     shopper = await member_login(client)
     member_id = shopper["member"]["id"]
     await earn(member_id, 120, "o1", store_id=demo["S001"])
-    await earn(member_id, 80, "o2", now=utcnow() - timedelta(days=340))  # its lot expires within weeks
+    then = utcnow() - timedelta(days=340)
+    await earn(member_id, 80, "o2", now=then)  # its lot expires within weeks...
+    await earn(member_id, 15, "o3", now=then)  # ...on the same day as this one: one line for both
+    await earn(member_id, 10, "o4", now=then - timedelta(days=1))  # spent (the soonest first): not listed
+    await service.redeem(member_id, 10, store_id=None, source_type="order", source_id="o5", idempotency_key="o5:r")
     response = await client.get("/api/v1/me/points", headers=shopper["headers"])
     assert response.status_code == 200
     body = response.json()
-    assert (body["balance"], body["debt"]) == (200, 0)
-    assert [e["points"] for e in body["expiring"]] == [80]
-    assert (await client.get("/api/v1/me", headers=shopper["headers"])).json()["pointsBalance"] == 200
+    assert (body["balance"], body["debt"]) == (215, 0)
+    lot = await PointsLot.select(PointsLot.expires_at).where(PointsLot.points == 80).first()
+    assert [(e["points"], datetime.fromisoformat(e["expiresAt"])) for e in body["expiring"]] == [
+        (95, lot["expires_at"])
+    ]
+    assert (await client.get("/api/v1/me", headers=shopper["headers"])).json()["pointsBalance"] == 215
 
 
 async def test_entries_are_cursor_paged_newest_first(client):
@@ -183,6 +190,45 @@ async def test_liability_per_store(client, demo):
     assert body["totalOutstanding"] == body["totalBalances"] == 125
     cashier = await client.get("/api/v1/admin/reports/points-liability", headers=await staff_login(client, "cashier1"))
     assert cashier.status_code == 403
+
+
+async def test_liability_puts_every_kind_of_entry_in_its_column(client, demo):
+    """Rewards count as earned, a redemption given back un-redeems, clawbacks and the debt they leave (paid off
+    by a later earn) count as reversed; what is outstanding is what the store's lots still hold."""
+    first = (await member_login(client, openid="oLiabilityKinds0000000001"))["member"]["id"]
+    second = (await member_login(client, openid="oLiabilityKinds0000000002"))["member"]["id"]
+    s1, s2 = demo["S001"], demo["S002"]
+    await earn(first, 100, "a", store_id=s1)
+    await service.reward(first, 20, store_id=s1, source_type="referral", source_id="r", idempotency_key="r:reward")
+    await service.redeem(first, 30, store_id=s1, source_type="order", source_id="c", idempotency_key="c:redeem")
+    await service.reverse("order", "c", refunded=1, of=1, idempotency_key="c:closed")  # the order closed unpaid
+    await service.reverse("order", "a", refunded=1, of=1, idempotency_key="a:refund")
+    await earn(second, 50, "d", store_id=s2)
+    await service.redeem(second, 50, store_id=s2, source_type="order", source_id="e", idempotency_key="e:redeem")
+    await service.reverse("order", "d", refunded=1, of=1, idempotency_key="d:refund")  # owed: 50 of debt
+    await earn(second, 30, "f", store_id=s2)  # pays 30 of it off
+    assert await service.balance_of(second) == (0, 20)
+
+    body = (await client.get("/api/v1/admin/reports/points-liability", headers=await staff_login(client, "hq"))).json()
+    by_code = {row["storeCode"]: row for row in body["stores"]}
+    columns = ("earned", "redeemed", "expired", "reversed", "adjusted", "outstanding")
+    assert {name: by_code["S001"][name] for name in columns} == {
+        "earned": 120,
+        "redeemed": 0,
+        "expired": 0,
+        "reversed": 100,
+        "adjusted": 0,
+        "outstanding": 20,
+    }
+    assert {name: by_code["S002"][name] for name in columns} == {
+        "earned": 80,
+        "redeemed": 50,
+        "expired": 0,
+        "reversed": 30,
+        "adjusted": 0,
+        "outstanding": 0,
+    }
+    assert body["totalOutstanding"] == body["totalBalances"] == 20
 
 
 async def test_the_sweeper_expires_due_lots_while_the_app_runs(make_client):

@@ -203,6 +203,23 @@ async def test_a_till_enrolment_with_a_scene_is_a_referral(till, demo):
     assert {r["status"] for r in await rewards()} == {"released"}
 
 
+async def test_a_member_who_never_paid_is_referred_by_their_first_payment_one_who_paid_is_not(till, demo):
+    campaign = await new_campaign(till, holdingPeriodDays=0)
+    sharer = await member_login(till, openid=openid(1))
+    link = await share(till, sharer, campaignId=campaign["id"])
+    await pay(till, demo, openid(6), "ref-someone-01")  # someone else's paid order counts for nobody else
+    browsing = await member_login(till, openid=openid(7))  # a member already, who has never paid
+    regular = await member_login(till, openid=openid(8))
+    await pay(till, demo, openid(8), "ref-regular-01")
+
+    first = await pay(till, demo, openid(7), "ref-browsing-1", scene=link["scene"])
+    assert (first["memberId"], first["memberEnrolled"]) == (browsing["member"]["id"], False)
+    again = await pay(till, demo, openid(8), "ref-regular-02", scene=link["scene"])
+    assert again["memberId"] == regular["member"]["id"]
+    referred = await Referral.select(Referral.referee, Referral.status)
+    assert referred == [{"referee": browsing["member"]["id"], "status": "qualified"}]
+
+
 async def test_fifty_sign_ups_in_an_hour_hit_the_daily_cap(till, demo):
     campaign = await new_campaign(till, dailyCapPerReferrer=3, holdingPeriodDays=0, refereePoints=0)
     sharer = await member_login(till, openid=openid(1))

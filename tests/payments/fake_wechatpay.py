@@ -92,10 +92,20 @@ class FakeWeChatPay:
     forge_answers: bool = False  # sign answers with a key that is not the platform's
     stale_answers: bool = False
     refund_status: str = "PROCESSING"
+    scripted: dict[str, list[tuple[int, dict | None]]] = field(default_factory=dict)  # path -> next answers
     base_url: str = ""
 
     def calls(self, path_prefix: str) -> int:
         return sum(1 for _, path, _ in self.requests if path.startswith(path_prefix))
+
+    def answer_next(self, path: str, status: int, answer: dict | None = None) -> None:
+        """Script the answer to the next request for `path` (no query string): it is still verified, recorded
+        and signed like any other, but changes no trade or refund."""
+        self.scripted.setdefault(path, []).append((status, answer))
+
+    def sent(self, method: str, path: str) -> dict:
+        """The body of the last verified request for `path`."""
+        return next(body for m, p, body in reversed(self.requests) if (m, p) == (method, path))
 
     # the ASGI app ------------------------------------------------------------------------
 
@@ -130,6 +140,8 @@ class FakeWeChatPay:
             return await self._answer(send, 401, {"code": "SIGN_ERROR", "message": error.reason})
         payload = json.loads(body) if body else {}
         self.requests.append((scope["method"], scope["path"], payload))
+        if self.scripted.get(scope["path"]):
+            return await self._answer(send, *self.scripted[scope["path"]].pop(0))
         status, answer = self._route(scope["method"], scope["path"], parse_qs(scope["query_string"].decode()), payload)
         await self._answer(send, status, answer)
 
@@ -171,7 +183,7 @@ class FakeWeChatPay:
                 trade.state = "REVOKED"
                 return 200, {}
             if match[2] == "/close":
-                if trade.state == "SUCCESS":
+                if trade.state in ("SUCCESS", "REFUND"):
                     return 400, {"code": "ORDERPAID", "message": "paid"}
                 trade.state = "CLOSED"
                 return 204, None

@@ -184,7 +184,7 @@ async def checkout(
         policy=payment_policy,
     )
     if paid is not None:
-        return await _current(order_id), True
+        return paid, True
     return await _pursue_inline(
         order_id, trade_id, provider=provider, payment_policy=payment_policy, policy=policy
     ), True

@@ -315,7 +315,7 @@ _MARK_PAID = Prepared(
             }
         )
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
-        .returning(Order.id)
+        .returning(*Order.all_columns())
     )
 )
 _MARK_PAID_BY = Prepared(
@@ -331,17 +331,17 @@ _MARK_PAID_BY = Prepared(
             }
         )
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying) & Order.member.is_null())
-        .returning(Order.id)
+        .returning(*Order.all_columns())
     )
 )
 
 
 async def record_paid(
     order_id: int, *, paid_fen: int, payer_openid: str, app_id: str, now: datetime
-) -> PaidOrder | None:
+) -> OrderRecord | None:
     """The order's money arrived: the payer is a member (enrolled if new), every paid handler runs, and the
-    order is paid, with what they earned on it. Answers the outcome, or None when the order was not waiting
-    for its money (paid or ended already).
+    order is paid, with what they earned on it. Answers the order as its payment left it, or None when the
+    order was not waiting for its money (paid or ended already).
 
     Inside the transaction that claimed the order's trade: no other payment of this order can be recorded
     meanwhile, so the order's compare-and-set comes last (one write), after its handlers.
@@ -373,7 +373,7 @@ async def record_paid(
         marked = await _MARK_PAID.run(paid_fen, now, effects.points_earned, order_id)
     if not marked:  # the order left `paying` while this transaction held its trade: only a bug gets here
         raise RuntimeError(f"order {order_id} stopped waiting for its money while its payment was recorded")
-    return paid
+    return OrderRecord.of(marked[0])
 
 
 _CLAIM_CLOSED = Prepared(

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.orders import service as orders
-from backend.orders.outcomes import PaidOrder
+from backend.orders.service import OrderRecord
 from backend.orders.tables import OrderStatus
 from backend.payments import refunds
 from backend.payments.calls import close_or_find_payment
@@ -154,8 +154,8 @@ async def micropay(
     store_ref: str,
     provider: PaymentProvider,
     policy: PaymentPolicy,
-) -> PaidOrder | None:
-    """Charge the shopper's payment code once; answers the payment's outcome when this call settled it."""
+) -> OrderRecord | None:
+    """Charge the shopper's payment code once; answers the order as paid when this call settled it."""
     try:
         payment = await provider.micropay(
             out_trade_no=out_trade_no,
@@ -249,9 +249,9 @@ _CLAIM_PAID = Prepared(
 
 async def settle_paid(
     trade_id: int, *, transaction_id: str, payer_openid: str | None, amount_fen: int | None, policy: PaymentPolicy
-) -> PaidOrder | None:
-    """The trade is paid and its order with it, in one transaction, exactly once; answers the outcome, or
-    None when the trade was not open (settled already by another request or worker, or ended unpaid)."""
+) -> OrderRecord | None:
+    """The trade is paid and its order with it, in one transaction, exactly once; answers the order as paid,
+    or None when the trade was not open (settled already by another request or worker, or ended unpaid)."""
     for attempt in range(SETTLE_ATTEMPTS):
         try:
             return await _settle_paid(
@@ -270,7 +270,7 @@ async def settle_paid(
 
 async def _settle_paid(
     trade_id: int, *, transaction_id: str, payer_openid: str, amount_fen: int | None, policy: PaymentPolicy
-) -> PaidOrder | None:
+) -> OrderRecord | None:
     now = utcnow()
     async with write_transaction():
         claimed = await _CLAIM_PAID.run(trade_id, now, transaction_id, payer_openid)
@@ -287,7 +287,7 @@ async def _settle_paid(
     # One line for both events: a till enrolment is "order paid, payer enrolled".
     logger.info(
         "order paid, payer enrolled" if paid.member_enrolled else "order paid",
-        extra={"order_id": order_id, "member_id": paid.member_id, "member_enrolled": paid.member_enrolled},
+        extra={"order_id": order_id, "member_id": paid.member, "member_enrolled": bool(paid.member_enrolled)},
     )
     return paid
 

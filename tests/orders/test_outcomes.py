@@ -4,6 +4,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 
 import pytest
 
@@ -63,7 +64,10 @@ async def test_an_order_is_paid_once_however_often_it_is_recorded(demo):
                 )
     assert [answer is not None for answer in answers] == [True, False, False]
     assert runs == {order_id: 1}
-    assert (await orders.find_order(order_id)).status is OrderStatus.paid
+    stored = await orders.find_order(order_id)
+    assert stored.status is OrderStatus.paid
+    assert answers[0] == stored  # the order as its payment left it, typed as it is read
+    assert isinstance(answers[0].paid_at, datetime) and answers[0].paid_at.tzinfo is not None
 
 
 async def test_a_merge_that_moved_the_order_while_its_payment_was_recorded_stands(demo):
@@ -85,7 +89,7 @@ async def test_a_merge_that_moved_the_order_while_its_payment_was_recorded_stand
             paid = await orders.record_paid(order_id, paid_fen=1000, payer_openid="", app_id="wx", now=utcnow())
     finally:
         on_paid.unregister(merged_meanwhile)
-    assert paid.member_id == merged and not paid.member_enrolled
+    assert paid.member == survivor and not paid.member_enrolled  # the order as it was left
     order = await orders.find_order(order_id)
     assert (order.status, order.member, order.member_enrolled) == (OrderStatus.paid, survivor, False)
 

@@ -35,6 +35,7 @@ from backend.payments.provider import (
     PaymentProvider,
     PayOutcome,
     RefundNotice,
+    TradeQuery,
     TradeState,
     TransactionNotice,
 )
@@ -168,13 +169,7 @@ async def micropay(
         logger.warning("micropay call failed", extra={"error": type(error).__name__})
         payment = Payment(PayOutcome.unknown, error_code="NETWORK")
     if payment.outcome is PayOutcome.paid:
-        return await settle_paid(
-            trade_id,
-            transaction_id=payment.transaction_id or "",
-            payer_openid=payment.payer_openid,
-            amount_fen=payment.amount_fen,
-            policy=policy,
-        )
+        return await _settle_as_found(trade_id, payment, policy=policy)
     if payment.outcome is PayOutcome.failed:
         await settle_unpaid(trade_id, TradeStatus.failed, failure=payment.error_code or "FAILED")
     else:  # unknown: ask again soon
@@ -266,6 +261,17 @@ async def settle_paid(
             if not is_unique_violation(error) or attempt == SETTLE_ATTEMPTS - 1:
                 raise
     return None
+
+
+async def _settle_as_found(trade_id: int, found: Payment | TradeQuery, *, policy: PaymentPolicy) -> OrderRecord | None:
+    """`settle_paid` with what WeChat Pay answered about the payment (a payment call, a query, a close)."""
+    return await settle_paid(
+        trade_id,
+        transaction_id=found.transaction_id or "",
+        payer_openid=found.payer_openid,
+        amount_fen=found.amount_fen,
+        policy=policy,
+    )
 
 
 async def _settle_paid(
@@ -383,13 +389,7 @@ async def _step(
     except NOT_DONE:
         return  # asked again at the next step
     if answer.paid:  # even at the last moment, a payment wins
-        await settle_paid(
-            trade_id,
-            transaction_id=answer.transaction_id or "",
-            payer_openid=answer.payer_openid,
-            amount_fen=answer.amount_fen,
-            policy=policy,
-        )
+        await _settle_as_found(trade_id, answer, policy=policy)
     elif answer.state is TradeState.payerror:
         await settle_unpaid(trade_id, TradeStatus.failed, failure="PAYERROR")
     elif answer.state is TradeState.revoked:
@@ -473,13 +473,7 @@ async def cancel(trade_id: int, *, provider: PaymentProvider, policy: PaymentPol
     except NOT_DONE:
         raise ProviderUnreachable(trade_id=trade_id) from None  # the sweeper carries on meanwhile
     if answer.paid:
-        await settle_paid(
-            trade_id,
-            transaction_id=answer.transaction_id or "",
-            payer_openid=answer.payer_openid,
-            amount_fen=answer.amount_fen,
-            policy=policy,
-        )
+        await _settle_as_found(trade_id, answer, policy=policy)
         raise NotCancellable("The shopper had already paid.", trade_id=trade_id)
     if trade.method is TradeMethod.jsapi:
         await _close(trade_id, trade.out_trade_no, reason="CANCELLED", provider=provider, policy=policy)
@@ -500,13 +494,7 @@ async def give_back(trade_id: int, *, reason: str, provider: PaymentProvider, po
     except NOT_DONE:
         raise ProviderUnreachable(trade_id=trade_id) from None
     if paid is not None:
-        await settle_paid(
-            trade_id,
-            transaction_id=paid.transaction_id or "",
-            payer_openid=paid.payer_openid,
-            amount_fen=paid.amount_fen,
-            policy=policy,
-        )
+        await _settle_as_found(trade_id, paid, policy=policy)
         raise AlreadyPaid(trade_id=trade_id)
     await settle_unpaid(trade_id, TradeStatus.closed, failure=reason)
 

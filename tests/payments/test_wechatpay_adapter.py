@@ -361,6 +361,7 @@ async def test_a_jsapi_order_tells_wechat_pay_the_payer_the_expiry_and_where_to_
         app_id=APPID, timestamp=int(params["timeStamp"]), nonce=params["nonceStr"], package=params["package"]
     )
     assert signature_valid(MERCHANT_KEY.public_key(), message, params["paySign"])
+    assert re.fullmatch(r"[0-9a-f]{32}", params["nonceStr"])  # wx.requestPayment takes at most 32 characters
 
 
 @pytest.mark.parametrize(

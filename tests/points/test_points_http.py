@@ -71,6 +71,7 @@ async def test_hq_adjusts_once_per_key(client, demo):
     first = await client.post(ADJUST.format(member_id), json=body, headers=hq)
     assert first.status_code == 201, first.text
     assert first.json()["balance"] == 50 and first.json()["kind"] == "adjust"
+    assert first.json()["entryId"] == (await PointsEntry.select(PointsEntry.id).first())["id"]
     again = await client.post(ADJUST.format(member_id), json=body, headers=hq)
     assert again.status_code == 201 and again.json() == first.json()
     changed = await client.post(ADJUST.format(member_id), json={**body, "delta": 60}, headers=hq)

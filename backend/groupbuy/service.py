@@ -708,10 +708,14 @@ _GROUP_SUCCEEDED = Prepared(
 )
 # A paid seat's order received what it asked for (its payable): the seat whose payment is being recorded
 # right now is paid, and its order is marked paid once the handlers are done.
+# By member: concurrent successes of groups with the same members take their points accounts in one order
+# (on PostgreSQL each earn locks the account), so that none waits for another that waits for it.
 _PAID_SEATS = Prepared(
-    lambda group_id: Seat.select(
-        Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.payable_fen
-    ).where((Seat.group == group_id) & (Seat.status == SeatStatus.paid))
+    lambda group_id: (
+        Seat.select(Seat.id, Seat.order, Seat.order.member, Seat.order.store, Seat.order.payable_fen)
+        .where((Seat.group == group_id) & (Seat.status == SeatStatus.paid))
+        .order_by(Seat.order.member, Seat.id)
+    )
 )
 _SEAT_SUCCEEDED = Prepared(
     lambda pickup_code, seat_id: Seat.update({Seat.status: SeatStatus.succeeded, Seat.pickup_code: pickup_code}).where(

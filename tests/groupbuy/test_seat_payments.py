@@ -4,6 +4,7 @@ import asyncio
 
 from backend.groupbuy.service import PICKUP_ALPHABET
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
+from backend.orders.tables import Order
 from backend.payments.policy import PaymentPolicy
 from backend.sandbox import service as sandbox
 from backend.sandbox.keys import load_sandbox_keys
@@ -142,3 +143,22 @@ async def test_a_pickup_code_works_once_and_only_at_its_own_store(client, demo):
     assert (await pick(cashier2, "S002", at_s002["pickupCode"])).status_code == 200
     statuses = [row["status"] for row in await Seat.select(Seat.status).order_by(Seat.id)]
     assert statuses == ["picked_up", "picked_up"]
+
+
+async def test_groups_of_the_same_members_succeeding_at_once_all_earn_their_points(client, demo):
+    """Each success earns points for every member of its group: two groups of the same two members, filled at
+    the same moment from opposite ends, take the members' accounts in one order, and neither waits forever."""
+    campaign = await new_campaign(client, demo, groupSize=2, perMemberLimit=20)
+    a, b = await shoppers(client, 2, prefix="oCrossGroups")
+    last_payments = []
+    for _ in range(6):
+        for leader, friend in ((a, b), (b, a)):
+            opened = (await open_group(client, leader, campaign["id"], demo["S001"])).json()
+            joined = (await join(client, friend, opened["group"]["id"], demo["S001"])).json()
+            await confirm(client, opened["order"]["outTradeNo"])
+            last_payments.append(joined["order"]["outTradeNo"])
+    answers = await asyncio.gather(*(confirm(client, number) for number in last_payments))
+    assert [answer["notifyStatus"] for answer in answers] == [204] * 12
+    assert await Group.count().where(Group.status == "succeeded") == 12
+    orders = await Order.select(Order.points_earned).where(Order.kind == "groupbuy")
+    assert len(orders) == 24 and all(order["points_earned"] > 0 for order in orders)

@@ -117,7 +117,7 @@ class CashierOrderController(Controller):
         except DomainError:
             # Refused before an order was placed: the code did nothing, and the till's retry may use it.
             if taken is not None and await orders.find_by_key(data.store_id, data.idempotency_key) is None:
-                await members.give_back_member_code(taken, kv=services.kv)
+                await members.give_back_member_code(taken, kv=services.kv, now=time.time())
             raise
         return Response(await till_order_out(order), status_code=201 if created else 200)
 

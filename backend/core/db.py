@@ -83,3 +83,9 @@ def is_unique_violation(error: BaseException) -> bool:
     if isinstance(error, sqlite3.IntegrityError):
         return "UNIQUE constraint failed" in str(error)
     return isinstance(error, asyncpg.UniqueViolationError)
+
+
+def is_deadlock(error: BaseException) -> bool:
+    """True when PostgreSQL ended this transaction to break a deadlock with another (SQLite writes one at a
+    time and has none): the whole transaction was rolled back and may be run again."""
+    return isinstance(error, asyncpg.DeadlockDetectedError)

@@ -251,7 +251,7 @@ async def _with_stores(campaigns: list[dict]) -> list[CampaignRecord]:
 
 
 async def get_campaign(campaign_id: int) -> CampaignRecord:
-    campaign = await Campaign.select().where(Campaign.id == campaign_id).first()
+    campaign = await Campaign.select().where(Campaign.id == campaign_id).first() if 0 < campaign_id <= ID_MAX else None
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return (await _with_stores([campaign]))[0]
@@ -588,7 +588,7 @@ _MEMBERS_OF_GROUP = Prepared(
 
 
 async def get_group(group_id: int) -> GroupView:
-    group = await _GROUP.run(group_id)
+    group = await _GROUP.run(group_id) if 0 < group_id <= ID_MAX else None
     if group is None:
         raise GroupNotFound(group_id=group_id)
     return _group_view(group, _members(await _MEMBERS_OF_GROUP.run(group_id), [group_id])[group_id])

@@ -308,12 +308,13 @@ async def look_up_member_code(
 @dataclass(frozen=True, slots=True)
 class TakenCode:
     """A member code a checkout has taken, and how, so that a checkout refused before it placed an order can
-    leave the code as it found it: `token` is the till's pass it spent (None: the code's first sighting)."""
+    leave the code as it found it: `token` is the till's pass it spent (None: the code's first sighting),
+    which would have lived until `pass_ends` (a `time.time()`)."""
 
     member_id: int
     key: str
     token: bytes | None = None
-    expires_in: float = 0.0
+    pass_ends: float = 0.0
 
 
 async def take_member_code(
@@ -335,7 +336,7 @@ async def take_member_code(
         lives = await kv.ttl(pass_key)
         for token in passes:
             if lives is not None and await kv.pop_if_equal(pass_key, token):
-                taken = TakenCode(member_id, pass_key, token, lives)
+                taken = TakenCode(member_id, pass_key, token, now + lives)
                 break
     if taken is None:
         raise MemberCodeUsed(member_id=member_id)
@@ -343,13 +344,13 @@ async def take_member_code(
     return taken
 
 
-async def give_back_member_code(taken: TakenCode, *, kv: KV) -> None:
+async def give_back_member_code(taken: TakenCode, *, kv: KV, now: float) -> None:
     """The checkout that took the code was refused before it placed an order (a mistyped payment code, too
     many points): the till's retry may take it again, within the life it had left."""
     if taken.token is None:
         await kv.delete(taken.key)
-    else:
-        await kv.set(taken.key, taken.token, expires_in=taken.expires_in)
+    elif (left := taken.pass_ends - now) >= 0.001:  # else the pass would have lapsed by now anyway
+        await kv.set(taken.key, taken.token, expires_in=left)
 
 
 async def merge_members(

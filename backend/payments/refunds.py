@@ -371,12 +371,19 @@ async def record_reversal(trade_id: int) -> bool:
         )
         if not claimed:
             return False
-        order = await orders.find_order(claimed[0]["order"])
+        order_id = claimed[0]["order"]
+        await orders.hold(order_id)  # a refund asked for meanwhile waits, then finds nothing left to refund
+        in_flight = await PaymentRefund.select(PaymentRefund.id).where(
+            (PaymentRefund.trade == trade_id) & (PaymentRefund.status == RefundStatus.processing)
+        )
+        for refund in in_flight:  # the whole payment went back: no refund of it is still to come
+            await fail(refund["id"], failure="REVERSED")
+        order = await orders.find_order(order_id)
         assert order is not None
-        remaining = order.paid_fen - order.refunded_fen  # what no refund under way or done has claimed
+        remaining = order.paid_fen - order.refunded_fen  # what the refunds that succeeded did not give back
         if remaining > 0:
             if not (await orders.reserve_refund(order, remaining)).taken:
-                raise RuntimeError(f"order {order.id} could not claim its reversed money")  # its row is taken
+                raise RuntimeError(f"order {order.id} could not claim its reversed money")  # held: only a bug
             refund_id = await insert_row(
                 PaymentRefund,
                 order=order.id,

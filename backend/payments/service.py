@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from backend.core.clock import utcnow
-from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, insert_row, is_deadlock, is_unique_violation, write_transaction
 from backend.orders import service as orders
 from backend.orders.service import OrderRecord
 from backend.orders.tables import OrderStatus
@@ -70,9 +70,10 @@ def _next_jsapi_query(*, created_at: datetime, expires_at: datetime, now: dateti
     """A mini-program trade is asked about in case its notification was lost: after `jsapi_query_interval`,
     then at doubling intervals (its age), so that a flash sale's thousands of unpaid orders do not query
     WeChat Pay every minute each; and always at its deadline, when a query decides whether it is closed."""
+    if expires_at <= now:  # the deadline's query did not end it (WeChat Pay did not answer): soon again
+        return now + timedelta(seconds=policy.jsapi_query_interval)
     wait = max(policy.jsapi_query_interval, (now - created_at).total_seconds())
-    upcoming = now + timedelta(seconds=wait)
-    return upcoming if expires_at <= now else min(upcoming, expires_at)
+    return min(now + timedelta(seconds=wait), expires_at)
 
 
 # Opening a trade, inside the transaction that places its order ----------------------------------------
@@ -257,8 +258,10 @@ async def settle_paid(
                 policy=policy,
             )
         except Exception as error:
-            # The same payer enrolled by a concurrent payment at another till: again, finding that member.
-            if not is_unique_violation(error) or attempt == SETTLE_ATTEMPTS - 1:
+            # The same payer enrolled by a concurrent payment at another till: again, finding that member. Or
+            # PostgreSQL broke a deadlock with another transaction taking the same rows (points accounts of
+            # several members, as a group succeeds) in another order: again, from the start.
+            if not (is_unique_violation(error) or is_deadlock(error)) or attempt == SETTLE_ATTEMPTS - 1:
                 raise
     return None
 

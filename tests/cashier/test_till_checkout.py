@@ -4,12 +4,14 @@ import asyncio
 import time
 from dataclasses import replace
 
+import httpx
 import pytest
 
 from backend.members.code import MemberCodes
 from backend.members.tables import MemberMerge
 from backend.orders import service as orders
 from backend.orders.tables import Order
+from backend.payments import refunds
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
 from backend.payments.tables import PaymentRefund as Refund
@@ -253,47 +255,76 @@ async def test_the_cashier_cancels_a_payment_still_under_way(make_client, demo):
         assert again.status_code == 200 and again.json()["status"] == "cancelled"
 
 
-class PaidAsStaffCancel:
-    """WeChat Pay's side as a cashier cancels: the shopper enters their password, and the checkout's own
-    query records the payment, between the cancel's query and its reversal."""
-
-    def __init__(self, provider, trade_id: int, policy: PaymentPolicy) -> None:
-        self._provider, self._trade_id, self._policy = provider, trade_id, policy
+class RefundUnanswered:
+    def __init__(self, provider) -> None:
+        self._provider = provider
 
     def __getattr__(self, name: str):
         return getattr(self._provider, name)
 
+    async def refund(self, **call):
+        raise httpx.ConnectError("refund did not get through")
+
+
+class PaidAsStaffCancel(RefundUnanswered):
+    """WeChat Pay's side as a cashier cancels: the shopper enters their password, and the checkout's own
+    query records the payment, between the cancel's query and its reversal (and, if `refund_meanwhile`,
+    someone asks for a refund of it that has not got through yet)."""
+
+    def __init__(self, provider, trade_id: int, policy: PaymentPolicy, refund_meanwhile: int = 0) -> None:
+        super().__init__(provider)
+        self._trade_id, self._policy, self._refund_meanwhile = trade_id, policy, refund_meanwhile
+
     async def reverse(self, out_trade_no: str):
         await SandboxTrade.update({SandboxTrade.state: "SUCCESS"}).where(SandboxTrade.out_trade_no == out_trade_no)
         answer = await self._provider.query(out_trade_no)
-        await payments.settle_paid(
+        paid = await payments.settle_paid(
             self._trade_id,
             transaction_id=answer.transaction_id,
             payer_openid=answer.payer_openid,
             amount_fen=answer.amount_fen,
             policy=self._policy,
         )
+        if self._refund_meanwhile:
+            await refunds.request_refund(
+                paid,
+                amount_fen=self._refund_meanwhile,
+                idempotency_key="refund-in-flight",
+                reason="",
+                staff_id=None,
+                provider=RefundUnanswered(self._provider),
+                policy=self._policy,
+            )
         return await self._provider.reverse(out_trade_no)
 
 
+@pytest.mark.parametrize("refund_meanwhile", [0, 400])
 async def test_a_payment_reversed_just_after_it_was_recorded_paid_is_refunded_in_full(
-    make_client, demo, sandbox_provider
+    make_client, demo, sandbox_provider, refund_meanwhile
 ):
     async with make_client(**{**FAST, "micropay_inline_wait_seconds": 0.0}) as till:
         cashier1 = await staff_login(till, "cashier1")
-        code = await payment_code(till, "oPaidAsCancelled000000001", "password_then_success")
+        code = await payment_code(till, f"oPaidAsCancelled{refund_meanwhile:0>9}", "password_then_success")
         order = (await scan(till, cashier1, demo["S001"], code, "checkout-0040")).json()
         assert order["status"] == "paying"
         trade = await payments.trade_of(order["id"])
         policy = PaymentPolicy.from_settings(replace(Settings.from_env(), **FAST))
-        await payments.cancel(trade.id, provider=PaidAsStaffCancel(sandbox_provider, trade.id, policy), policy=policy)
+        provider = PaidAsStaffCancel(sandbox_provider, trade.id, policy, refund_meanwhile)
+        await payments.cancel(trade.id, provider=provider, policy=policy)
 
         after = (await till.get(f"{ORDERS}/{order['id']}", headers=cashier1)).json()
         assert (after["status"], after["paidFen"], after["refundedFen"]) == ("refunded", 1234, 1234)
         assert await points.balance_of(after["memberId"]) == (0, 0)  # earned on the payment, reversed with it
         assert (await payments.trade_of(order["id"])).status.value == "reversed"
-        refund = await Refund.select(Refund.kind, Refund.status, Refund.amount_fen).first()
-        assert refund == {"kind": "reversal", "status": "succeeded", "amount_fen": 1234}
+        found = await Refund.select(Refund.kind, Refund.status, Refund.amount_fen, Refund.failure).order_by(Refund.id)
+        reversal = {"kind": "reversal", "status": "succeeded", "amount_fen": 1234, "failure": ""}
+        if refund_meanwhile:  # it can no longer come: the whole payment went back with the reversal
+            assert found == [
+                {"kind": "requested", "status": "failed", "amount_fen": 400, "failure": "REVERSED"},
+                reversal,
+            ]
+        else:
+            assert found == [reversal]
         wechat = await SandboxTrade.select(SandboxTrade.state).where(SandboxTrade.out_trade_no == trade.out_trade_no)
         assert wechat == [{"state": "REVOKED"}]  # the money is back with the shopper, as the order says
 

@@ -45,8 +45,12 @@ async def test_shoppers_list_the_groups_they_may_join_soonest_deadline_first(cli
     for bad in ({"cursor": "tomorrow"}, {"limit": 0}, {"limit": 101}):
         answer = await forming(client, campaign["id"], **bad)
         assert (answer.status_code, answer.json()["code"]) == (422, "request.invalid"), bad
-    missing = await forming(client, 999_999)
-    assert (missing.status_code, missing.json()["code"]) == (404, "groupbuy.campaign_not_found")
+    for campaign_id in (999_999, 2**31, 2**62):
+        missing = await forming(client, campaign_id)
+        assert (missing.status_code, missing.json()["code"]) == (404, "groupbuy.campaign_not_found")
+    for group_id in (2**31, 2**62):
+        missing = await client.get(f"/api/v1/groupbuy/groups/{group_id}")
+        assert (missing.status_code, missing.json()["code"]) == (404, "groupbuy.group_not_found")
 
 
 async def give_back(client, shopper, order_id: int) -> httpx.Response:

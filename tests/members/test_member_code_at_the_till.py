@@ -138,3 +138,24 @@ async def test_the_pass_lives_two_minutes_past_the_lookup_then_the_code_is_too_o
     else:
         with pytest.raises((MemberCodeNotRecognised, MemberCodeUsed)):
             await members.take_member_code(code, now=clock.now, **call)
+
+
+@pytest.mark.parametrize(("refused_after", "left"), [(10, 100), (115, None)])
+async def test_a_pass_given_back_lives_no_longer_than_it_would_have(demo, settings, refused_after, left):
+    """Taken 10 s after the lookup, refused `refused_after` seconds later: the pass comes back with what it had
+    left (110 s less the wait), and not at all once it would have lapsed."""
+    shopper_id = 4343
+    codes, clock = MemberCodes(settings.secret_key), Clock(1_900_000_000.0 + 5)
+    kv = MemoryKV(clock=clock)
+    till = members.Till(staff_id=demo["cashier1"], store_id=demo["S001"], till="T1")
+    code, _ = codes.code_for(shopper_id, now=clock.now)
+    call = {"codes": codes, "kv": kv, "till": till, "failure_limit": 10, "window": 300}
+    await Member.insert(Member(id=shopper_id, enrolled_via="miniprogram"))
+    await members.look_up_member_code(code, now=clock.now, **call)
+    clock.now += 10
+    taken = await members.take_member_code(code, now=clock.now, **call)
+    assert taken.token is not None  # the lookup's pass, not a first sighting
+    clock.now += refused_after
+    await members.give_back_member_code(taken, kv=kv, now=clock.now)
+    lives = await kv.ttl(taken.key)
+    assert lives == (pytest.approx(left, abs=0.01) if left is not None else None)

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 
+import asyncpg
 import pytest
 
 from backend.core.clock import utcnow
@@ -15,7 +16,10 @@ from backend.members.wechat import WeChatSession
 from backend.orders import service as orders
 from backend.orders.outcomes import Outcome, on_closed, on_paid
 from backend.orders.tables import Order, OrderKind, OrderStatus
+from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
+from backend.points import service as points
+from backend.points.tables import PointsEntry
 from backend.sandbox import service as sandbox
 from backend.sweeper import sweep_once
 from tests.cashier.test_till_checkout import payment_code, scan
@@ -127,6 +131,36 @@ async def test_the_paid_handlers_run_once_however_notifications_and_sweepers_rac
                 *(sweep_once(provider=sandbox_provider, policy=policy) for _ in range(3)),
             )
         assert runs == {started["orderId"]: 1}
+
+
+async def test_a_payment_postgresql_broke_a_deadlock_in_is_recorded_again_from_the_start(make_client, demo, settings):
+    """PostgreSQL ends one of two transactions that wait for each other and rolls it back whole; recording the
+    payment then runs again, so the notification is still acknowledged and the order paid once."""
+    async with make_client() as client:
+        shopper = await member_login(client, openid="oDeadlockVictim0000000001")
+        started = (await pay_at_store(client, demo["S001"], shopper, 3000)).json()
+        trade = await sandbox.pay_prepay(started["outTradeNo"])
+        runs = []
+
+        @on_paid()
+        async def chosen_as_the_victim(order) -> None:
+            runs.append(order.id)
+            if len(runs) == 1:
+                raise asyncpg.DeadlockDetectedError("deadlock detected")
+
+        try:
+            paid = await payments.settle_paid(
+                (await payments.trade_of(started["orderId"])).id,
+                transaction_id=trade["transaction_id"],
+                payer_openid=trade["openid"],
+                amount_fen=3000,
+                policy=PaymentPolicy.from_settings(settings),
+            )
+        finally:
+            on_paid.unregister(chosen_as_the_victim)
+        assert runs == [started["orderId"]] * 2  # rolled back once, then recorded
+        assert (paid.status, paid.points_earned) == (OrderStatus.paid, 60)
+        assert await PointsEntry.count() == 1 and await points.balance_of(shopper["member"]["id"]) == (60, 0)
 
 
 async def test_a_till_order_a_cashier_of_another_store_cannot_see_cancel_or_refund(make_client, demo):

@@ -358,6 +358,11 @@ async def test_a_notification_for_a_closed_order_is_refunded_automatically(
     assert await points.balance_of(shopper["member"]["id"]) == (0, 0)
 
 
+class Unanswered(CloseFails):
+    async def query(self, out_trade_no: str):
+        raise httpx.ConnectError("query did not get through")
+
+
 class RefundUnanswered(CloseFails):
     async def refund(self, **request):
         raise httpx.ConnectError("refund did not get through")
@@ -507,3 +512,16 @@ async def test_an_unpaid_mini_program_trade_is_asked_about_less_and_less_often_a
     assert await asked_at_age(120) == pytest.approx(120, abs=1)  # doubling: at 4, 8, 16 minutes...
     assert await asked_at_age(960) == pytest.approx(960, abs=1)
     assert await asked_at_age(3000) == pytest.approx(600, abs=1)  # ...but never past the deadline
+    # Past it, unanswered, the close is owed: asked every interval again, not at its doubled age.
+    created = utcnow() - timedelta(seconds=3700)
+    await PaymentTrade.update(
+        {
+            PaymentTrade.created_at: created,
+            PaymentTrade.expires_at: created + timedelta(seconds=3600),
+            PaymentTrade.next_query_at: created,
+        }
+    ).where(PaymentTrade.id == trade.id)
+    before = utcnow()
+    await payments.advance(trade.id, provider=Unanswered(sandbox_provider), policy=policy)
+    after = await payments.trade_of(started["orderId"])
+    assert (after.status.value, (after.next_query_at - before).total_seconds()) == ("paying", pytest.approx(60, abs=1))

@@ -179,12 +179,10 @@ async def order_lines(order_id: int) -> list[LineRecord]:
     return [LineRecord(**row) for row in rows]
 
 
-async def has_paid_order(member_id: int, *, excluding_order: int | None = None) -> bool:
-    """Whether the member has paid for any order of any kind (one refunded since included)."""
-    paid = Order.exists().where((Order.member == member_id) & Order.paid_at.is_not_null())
-    if excluding_order is not None:
-        paid = paid.where(Order.id != excluding_order)
-    return await paid
+async def has_paid_order(member_id: int) -> bool:
+    """Whether the member has paid for any order of any kind (one refunded since included). Inside a paid
+    handler, the order being paid is not counted yet: it is marked paid after its handlers."""
+    return await Order.exists().where((Order.member == member_id) & Order.paid_at.is_not_null())
 
 
 # What a channel shows beside an order: registered by the channel, joined into the one query that

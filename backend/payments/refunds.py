@@ -35,14 +35,13 @@ from backend.payments.errors import (
 from backend.payments.numbers import out_refund_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider, RefundNotice, RefundResult, RefundState
-from backend.payments.tables import PaymentRefund, PaymentTrade, RefundKind, RefundStatus, TradeStatus
+from backend.payments.tables import ENDED_UNPAID, PaymentRefund, PaymentTrade, RefundKind, RefundStatus, TradeStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_REFUNDS = 50  # of one trade, at WeChat Pay
 LATE_PAYMENT_KEY = "late-payment"
 REVERSAL_KEY = "#reversal"  # no request's key can be this: theirs are [0-9A-Za-z_.:-]
-ENDED_UNPAID = (TradeStatus.failed, TradeStatus.closed, TradeStatus.reversed)
 
 
 @dataclass(slots=True)
@@ -120,19 +119,49 @@ async def create_refund(
     # Counted under the order's row, which the reservation has just taken: concurrent refunds count in turn.
     if await PaymentRefund.count().where(PaymentRefund.trade == trade["id"]) >= MAX_REFUNDS:
         raise TooManyRefunds(details={"maxRefunds": MAX_REFUNDS}, order_id=order.id)
-    return await insert_row(
-        PaymentRefund,
-        order=order.id,
-        trade=trade["id"],
-        kind=RefundKind.requested,
-        staff=staff_id,
-        out_refund_no=out_refund_no(trade["out_trade_no"], idempotency_key),
+    return await _insert_refund(
+        RefundKind.requested,
+        order_id=order.id,
+        trade_id=trade["id"],
+        out_trade_no=trade["out_trade_no"],
         idempotency_key=idempotency_key,
         request_hash=refund_digest(amount_fen=amount_fen, reason=reason),
         amount_fen=amount_fen,
+        reason=reason,
+        staff_id=staff_id,
+        next_query_at=now + timedelta(seconds=policy.refund_query_interval),
+        now=now,
+    )
+
+
+async def _insert_refund(
+    kind: RefundKind,
+    *,
+    order_id: int,
+    trade_id: int,
+    out_trade_no: str,
+    idempotency_key: str,
+    amount_fen: int,
+    reason: str,
+    next_query_at: datetime | None,
+    now: datetime,
+    request_hash: str = "",
+    staff_id: int | None = None,
+) -> int:
+    """A refund under way (`processing`), numbered from its trade and key; answers its id."""
+    return await insert_row(
+        PaymentRefund,
+        order=order_id,
+        trade=trade_id,
+        kind=kind,
+        staff=staff_id,
+        out_refund_no=out_refund_no(out_trade_no, idempotency_key),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        amount_fen=amount_fen,
         reason=reason[:80],
         status=RefundStatus.processing,
-        next_query_at=now + timedelta(seconds=policy.refund_query_interval),
+        next_query_at=next_query_at,
         created_at=now,
     )
 
@@ -327,20 +356,16 @@ async def refund_late_payment(
             )
             if claimed:  # the order counts the money once it is back with the payer (see `settle`)
                 trade = claimed[0]
-                await insert_row(
-                    PaymentRefund,
-                    order=trade["order"],
-                    trade=trade_id,
-                    kind=RefundKind.late_payment,
-                    staff=None,
-                    out_refund_no=out_refund_no(trade["out_trade_no"], LATE_PAYMENT_KEY),
+                await _insert_refund(
+                    RefundKind.late_payment,
+                    order_id=trade["order"],
+                    trade_id=trade_id,
+                    out_trade_no=trade["out_trade_no"],
                     idempotency_key=LATE_PAYMENT_KEY,
-                    request_hash="",
                     amount_fen=trade["amount_fen"],
                     reason="paid after the order closed",
-                    status=RefundStatus.processing,
                     next_query_at=now + timedelta(seconds=policy.refund_query_interval),
-                    created_at=now,
+                    now=now,
                 )
     except Exception as error:
         if not is_unique_violation(error):
@@ -384,20 +409,16 @@ async def record_reversal(trade_id: int) -> bool:
         if remaining > 0:
             if not (await orders.reserve_refund(order, remaining)).taken:
                 raise RuntimeError(f"order {order.id} could not claim its reversed money")  # held: only a bug
-            refund_id = await insert_row(
-                PaymentRefund,
-                order=order.id,
-                trade=trade_id,
-                kind=RefundKind.reversal,
-                staff=None,
-                out_refund_no=out_refund_no(claimed[0]["out_trade_no"], REVERSAL_KEY),
+            refund_id = await _insert_refund(
+                RefundKind.reversal,
+                order_id=order.id,
+                trade_id=trade_id,
+                out_trade_no=claimed[0]["out_trade_no"],
                 idempotency_key=REVERSAL_KEY,
-                request_hash="",
                 amount_fen=remaining,
                 reason="reversed after it was paid",
-                status=RefundStatus.processing,
                 next_query_at=None,
-                created_at=now,
+                now=now,
             )
             await settle(refund_id, provider_refund_id="")
     logger.warning(

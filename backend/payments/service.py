@@ -39,14 +39,12 @@ from backend.payments.provider import (
     TradeState,
     TransactionNotice,
 )
-from backend.payments.tables import PaymentTrade, TradeMethod, TradeStatus
+from backend.payments.tables import ENDED_UNPAID, OPEN, PaymentTrade, TradeMethod, TradeStatus
 
 logger = logging.getLogger(__name__)
 
 MAX_RECALLS = 5
 SETTLE_ATTEMPTS = 3
-OPEN = (TradeStatus.created, TradeStatus.paying)
-ENDED_UNPAID = (TradeStatus.failed, TradeStatus.closed, TradeStatus.reversed)
 
 
 @dataclass(slots=True)
@@ -92,7 +90,8 @@ async def open_trade(
     """Inside the caller's write transaction: the trade that asks for the order's money; answers its id.
 
     A payment code's first query is the caller's (the till waits inline); the sweeper's comes only
-    after the trade has expired. A mini-program trade is asked about every `jsapi_query_interval`.
+    after the trade has expired. A mini-program trade is first asked about after `jsapi_query_interval`
+    (then as `_next_jsapi_query` says).
     """
     first_query = (
         expires_at + timedelta(seconds=policy.query_interval)
@@ -448,19 +447,20 @@ async def _close_again(trade_id: int, *, provider: PaymentProvider, policy: Paym
         await _close_at_provider(trade_id, claimed[0]["out_trade_no"], provider=provider, policy=policy)
 
 
-async def _reverse(trade_id: int, out_trade_no: str, *, provider: PaymentProvider) -> bool:
+async def _reverse(trade_id: int, out_trade_no: str, *, provider: PaymentProvider) -> None:
+    """Reverse the payment at WeChat Pay, recalled as it asks; without a final answer the next step queries
+    and reverses again."""
     for _ in range(MAX_RECALLS):
         try:
             reversal = await provider.reverse(out_trade_no)
         except NO_ANSWER:
-            return False  # the next step queries and reverses again
+            return
         if reversal.done:
             if not await settle_unpaid(trade_id, TradeStatus.reversed, failure="REVERSED"):
                 await refunds.record_reversal(trade_id)  # paid meanwhile: the reversal gave the money back
-            return True
+            return
         if not reversal.recall:
-            return False
-    return False
+            return
 
 
 async def cancel(trade_id: int, *, provider: PaymentProvider, policy: PaymentPolicy) -> None:

@@ -23,6 +23,10 @@ class TradeStatus(str, Enum):
     reversed = "reversed"  # a payment-code trade reversed unpaid
 
 
+OPEN = (TradeStatus.created, TradeStatus.paying)
+ENDED_UNPAID = (TradeStatus.failed, TradeStatus.closed, TradeStatus.reversed)
+
+
 class PaymentTrade(Table, tablename="payment_trade"):
     """One attempt to take an order's money, by `out_trade_no` at the provider.
 

@@ -508,7 +508,6 @@ async def earn(
     source_id: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy | None = None,
     enrolled_now: bool = False,
 ) -> Posted:
     """Credit points earned by a purchase, as a lot expiring by the policy.
@@ -525,7 +524,6 @@ async def earn(
             source=(source_type, source_id),
             key=idempotency_key,
             now=now,
-            policy=policy,
         )
     return await _credit_once(
         EntryKind.earn,
@@ -535,7 +533,6 @@ async def earn(
         source=(source_type, source_id),
         key=idempotency_key,
         now=now,
-        policy=policy,
     )
 
 
@@ -557,12 +554,10 @@ async def _open_account(
     source: tuple[str, str],
     key: str,
     now: datetime | None,
-    policy: PointsPolicy | None,
 ) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
-    policy = policy or configured_policy()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason="")
     async with write_transaction():  # the caller's: the member's enrolment commits with these points or not at all
         await insert_row(PointsAccount, member=member_id, balance=points, debt=0, updated_at=now)
@@ -585,7 +580,7 @@ async def _open_account(
             store=store_id,
             points=points,
             remaining=points,
-            expires_at=policy.expiry_for(now),
+            expires_at=configured_policy().expiry_for(now),
         )
     return Posted(entry_id, kind, points, 0, points, 0)
 
@@ -599,7 +594,6 @@ async def reward(
     source_id: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy | None = None,
 ) -> Posted:
     """Credit a reward (a referral, a campaign), as a lot expiring by the policy."""
     return await _credit_once(
@@ -610,7 +604,6 @@ async def reward(
         source=(source_type, source_id),
         key=idempotency_key,
         now=now,
-        policy=policy,
     )
 
 
@@ -623,13 +616,11 @@ async def _credit_once(
     source: tuple[str, str],
     key: str,
     now: datetime | None,
-    policy: PointsPolicy | None,
     reason: str = "",
 ) -> Posted:
     if points <= 0:
         raise ValueError("credited points are positive")
     now = now or utcnow()
-    policy = policy or configured_policy()
     hash_ = _credit_hash(kind, member_id, points, store_id=store_id, source=source, reason=reason)
     posted = await _once(
         [key],
@@ -643,7 +634,7 @@ async def _credit_once(
             key=key,
             hash_=hash_,
             now=now,
-            expires_at=policy.expiry_for(now),
+            expires_at=configured_policy().expiry_for(now),
             reason=reason,
         ),
     )
@@ -691,7 +682,6 @@ async def adjust(
     reason: str,
     idempotency_key: str,
     now: datetime | None = None,
-    policy: PointsPolicy | None = None,
 ) -> Posted:
     """HQ's correction: a credit as a new lot, or a debit that may not take the balance below zero."""
     if delta == 0:
@@ -707,7 +697,6 @@ async def adjust(
             source=source,
             key=idempotency_key,
             now=now,
-            policy=policy,
             reason=reason,
         )
     hash_ = request_hash(kind="adjust", member=member_id, points=delta, store=None, source=list(source), reason=reason)

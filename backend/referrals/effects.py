@@ -14,9 +14,7 @@ async def qualify_on_first_paid_order(order: PaidOrder) -> None:
     if order.member_id is None:
         return
     if order.scene:
-        await service.attribute(
-            order.member_id, order.scene, is_new=order.member_enrolled, excluding_order=order.id, now=order.paid_at
-        )
+        await service.attribute(order.member_id, order.scene, is_new=order.member_enrolled, now=order.paid_at)
     if order.scene or not order.member_enrolled:  # a payer enrolled just now has no referral without a scene
         await service.on_paid_order(order.member_id, order.id, now=order.paid_at)
 

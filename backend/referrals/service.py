@@ -248,9 +248,7 @@ async def _referrers_of(member_id: int) -> list[int]:
     return chain
 
 
-async def attribute(
-    referee_id: int, scene: str, *, is_new: bool, excluding_order: int | None = None, now: datetime | None = None
-) -> bool:
+async def attribute(referee_id: int, scene: str, *, is_new: bool, now: datetime | None = None) -> bool:
     """Bind the member to the scene's sharer when every rule allows it; answers whether a referral was made.
     Inside the caller's transaction when there is one (a till payment enrolling its payer)."""
     now = now or utcnow()
@@ -266,7 +264,7 @@ async def attribute(
         reason = "self-referral" if link["sharer"] == referee_id else "sharer no longer a member"
     elif await Referral.exists().where(Referral.referee == referee_id):
         reason = "referred already: first touch wins"
-    elif not is_new and await orders.has_paid_order(referee_id, excluding_order=excluding_order):
+    elif not is_new and await orders.has_paid_order(referee_id):
         reason = "not a new member: a paid order exists"
     elif referee_id in await _referrers_of(link["sharer"]):
         reason = "a cycle"

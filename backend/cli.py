@@ -1,4 +1,4 @@
-"""python -m backend serve | migrate | seed-demo | create-store | create-staff"""
+"""python -m backend serve | migrate | check-config | seed-demo | create-store | create-staff"""
 
 import argparse
 import asyncio
@@ -8,6 +8,7 @@ import sys
 from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import uvicorn
 from msgspec import ValidationError
 from piccolo.apps.migrations.commands.forwards import run_forwards
@@ -21,7 +22,7 @@ from backend.groupbuy.tables import Campaign
 from backend.referrals import service as referrals
 from backend.referrals.schemas import ReferralCampaignCreate
 from backend.referrals.tables import ReferralCampaign
-from backend.settings import Settings, SettingsError
+from backend.settings import Settings, SettingsError, masked
 from backend.stores import service as stores
 from backend.stores.schemas import StaffCreate, StoreCreate
 from backend.stores.tables import Staff, Store
@@ -39,10 +40,39 @@ DEMO_STAFF = [
 ]
 
 
-async def migrate() -> None:
+# Held by a migration run on PostgreSQL, so that hosts starting together migrate one after another (each
+# after the first finds nothing left to do). Any 64-bit number of our own: the bytes of "mall-mig".
+MIGRATION_LOCK = int.from_bytes(b"mall-mig", "big", signed=True)
+
+
+async def migrate(settings: Settings) -> None:
+    """Apply the migrations not yet applied; on PostgreSQL under an advisory lock that concurrent runs wait for."""
+    if settings.database_kind != "postgres":
+        await _run_migrations()
+        return
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await _run_migrations()
+        finally:
+            await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    finally:
+        await connection.close()
+
+
+async def _run_migrations() -> None:
     result = await run_forwards("backend")
     if not result.success:
         raise SystemExit(f"migrations failed: {result.message}")
+
+
+def check_config(settings: Settings) -> None:
+    """Print the settings in effect, secrets masked (the environment was checked on the way here)."""
+    width = max(len(name) for name in vars(settings))
+    for name, value in masked(settings).items():
+        print(f"{name.upper():{width}}  {value}")
+    print("configuration ok")
 
 
 def demo_password(env: dict[str, str], var_dir: Path) -> tuple[str, bool]:
@@ -184,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m backend", description="The mall backend.")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="serve HTTP on HOST:PORT (WORKERS processes)")
-    commands.add_parser("migrate", help="apply the database migrations")
+    commands.add_parser("migrate", help="apply the database migrations (concurrent runs wait for each other)")
+    commands.add_parser("check-config", help="print the settings in effect (secrets masked); non-zero on a problem")
     commands.add_parser("seed-demo", help="create the demo stores and staff (idempotent)")
     store = commands.add_parser("create-store", help="create a store")
     store.add_argument("--code", required=True)
@@ -205,7 +236,9 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "serve":
             serve(settings)
         elif args.command == "migrate":
-            asyncio.run(migrate())
+            asyncio.run(migrate(settings))
+        elif args.command == "check-config":
+            check_config(settings)
         elif args.command == "seed-demo":
             password, generated = demo_password(dict(os.environ), settings.var_dir)
             created = asyncio.run(seed_demo(password))

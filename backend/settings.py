@@ -12,6 +12,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 PAYMENT_PROVIDERS = ("sandbox", "wechatpay")
+ARGON2_MIN_MEMORY_KIB = 1024
+SECRET_SETTINGS = ("secret_key", "wechat_app_secret", "wechatpay_api_v3_key")
 N = TypeVar("N", int, float)
 
 
@@ -144,6 +146,8 @@ class Settings:
     avatar_max_bytes: int = 2_000_000
     access_log: bool = False
     debug: bool = False
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
 
     @property
     def database_kind(self) -> str:
@@ -189,7 +193,7 @@ class Settings:
         share_base_url = env.get("SHARE_BASE_URL") or f"http://{local}:{port}/api/v1/share/"
         if not share_base_url.startswith(("https://", "http://")):
             raise SettingsError("SHARE_BASE_URL must be an http(s) address the scene is appended to")
-        return cls(
+        settings = cls(
             app_env=app_env,
             var_dir=var_dir,
             database_url=database_url,
@@ -250,7 +254,25 @@ class Settings:
             avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             debug=_bool(env, "DEBUG", False),
+            argon2_time_cost=_int(env, "ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
+            argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=ARGON2_MIN_MEMORY_KIB),
         )
+        settings.check_deployment()
+        return settings
+
+    def check_deployment(self) -> None:
+        """Refuse what cannot run as configured, naming the variable: several workers need the shared database
+        and KV (each process would keep its own member codes, rate limits and write lock), and production
+        never runs the sandbox (its endpoints mint paid orders and login codes for anyone) or debug mode."""
+        if self.workers > 1 and self.database_kind == "sqlite":
+            raise SettingsError("WORKERS above 1 needs PostgreSQL: set DATABASE_URL=postgresql://..., or WORKERS=1")
+        if self.workers > 1 and self.redis_url is None:
+            raise SettingsError("WORKERS above 1 needs Redis for the shared KV: set REDIS_URL, or WORKERS=1")
+        if self.app_env == "production":
+            if self.sandbox_enabled:
+                raise SettingsError("PAYMENT_PROVIDER=sandbox is refused when APP_ENV=production: use wechatpay")
+            if self.debug:
+                raise SettingsError("DEBUG=true is refused when APP_ENV=production")
 
 
 def _wechatpay(env: dict[str, str]) -> dict[str, object]:
@@ -291,6 +313,21 @@ def _wechatpay(env: dict[str, str]) -> dict[str, object]:
         "wechatpay_api_v3_key": api_v3_key,
         "wechatpay_api_base": (env.get("WECHATPAY_API_BASE") or Settings.wechatpay_api_base).rstrip("/"),
     }
+
+
+def masked(settings: Settings) -> dict[str, str]:
+    """Every setting as it is in effect, secrets masked and the database and Redis passwords with them."""
+    shown = {}
+    for name, value in vars(settings).items():
+        if name in SECRET_SETTINGS:
+            text = "(set, masked)" if value else "(not set)"
+        elif name in ("database_url", "redis_url") and value:
+            parts = urlsplit(value)
+            text = value.replace(f":{parts.password}@", ":***@") if parts.password else value
+        else:
+            text = str(value)
+        shown[name] = text
+    return shown
 
 
 @lru_cache(maxsize=1)

@@ -67,7 +67,7 @@ def migrated_database() -> None:
     """Apply every migration once to the fresh database: proof that they apply."""
 
     async def run() -> None:
-        await migrate()
+        await migrate(Settings.from_env())
         await close_database()
 
     asyncio.run(run())

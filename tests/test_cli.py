@@ -1,7 +1,18 @@
 """The CLI's demo seed is idempotent and its staff can sign in."""
 
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
 from backend.cli import DEMO_STAFF, DEMO_STORES, demo_password, seed_demo
 from backend.stores.tables import Staff, StaffStore, Store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 async def test_seed_demo_twice_gives_the_same_data(client):
@@ -24,3 +35,73 @@ def test_demo_password_is_generated_once_or_taken_from_the_environment(tmp_path)
     assert generated and len(password) >= 12
     assert demo_password({}, tmp_path) == (password, False)
     assert demo_password({"DEMO_PASSWORD": "from-env-pass"}, tmp_path) == ("from-env-pass", False)
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_check_config_prints_the_settings_in_effect_with_secrets_masked():
+    done = _cli("check-config", SECRET_KEY="x" * 40 + "-the-secret", WORKERS="1")
+    assert done.returncode == 0, done.stderr
+    assert "-the-secret" not in done.stdout and "SECRET_KEY" in done.stdout and "(set, masked)" in done.stdout
+    assert "PAYMENT_PROVIDER" in done.stdout and done.stdout.rstrip().endswith("configuration ok")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ARGON2_TIME_COST": "abc"}, "ARGON2_TIME_COST must be a whole number"),
+        ({"APP_ENV": "production"}, "PAYMENT_PROVIDER=sandbox is refused"),
+        ({"WORKERS": "4", "DATABASE_URL": "sqlite:///var/several.sqlite3"}, "WORKERS above 1 needs PostgreSQL"),
+        ({"SECRET_KEY": "short"}, "SECRET_KEY must be at least 32 characters"),
+    ],
+    ids=["argon2-not-a-number", "production-sandbox", "workers-on-sqlite", "short-secret"],
+)
+@pytest.mark.parametrize("command", ["check-config", "serve"])
+def test_a_bad_setting_stops_every_command_with_its_name_and_no_traceback(env, named, command):
+    done = _cli(command, **env)
+    assert done.returncode != 0
+    assert f"configuration error: {named}" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_migration_runs_started_together_wait_for_each_other():
+    url = os.environ["DATABASE_URL"]
+    if not url.startswith("postgres"):
+        pytest.skip("the advisory lock is PostgreSQL's: the embedded database is migrated by its one host")
+    name = f"mall_migrate_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    fresh = url.rsplit("/", 1)[0] + "/" + name
+    try:
+        env = {**os.environ, "DATABASE_URL": fresh}
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "backend", "migrate"],
+                env=env,
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(3)
+        ]
+        outputs = [run.communicate(timeout=300) for run in runs]
+        assert [run.returncode for run in runs] == [0, 0, 0], [err[-2000:] for _, err in outputs]
+        database = await asyncpg.connect(fresh)
+        try:
+            applied = [row["name"] for row in await database.fetch("SELECT name FROM migration")]
+        finally:
+            await database.close()
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+    migrations = sorted(path.stem for path in (ROOT / "migrations").glob("backend_*.py"))
+    assert sorted(applied) == sorted(set(applied)) and len(applied) == len(migrations)

@@ -68,7 +68,7 @@ class RefundExceedsPaid(DomainError):
 
 
 class TooManyRefunds(DomainError):
-    code = "payments.too_many_refunds"
+    code = "cashier.refund_limit"
     status_code = 409
     default_message = "WeChat Pay takes at most 50 refunds of one payment; refund the rest in one go."
 

@@ -270,7 +270,7 @@ async def test_the_fifty_first_refund_of_a_payment_is_refused_here(app_client, d
     over = await refund(client, cashier1, till["id"], 10, "fifty-050")
     assert (over.status_code, over.json()["code"], over.json()["details"]) == (
         409,
-        "payments.too_many_refunds",
+        "cashier.refund_limit",
         {"maxRefunds": 50},
     )
     assert (await Order.select(Order.refunded_fen).first())["refunded_fen"] == 500

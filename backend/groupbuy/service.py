@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
+from piccolo.columns.combination import Combinable
 from piccolo.query.functions.aggregate import Sum
+from piccolo.query.methods.select import Select
 
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
@@ -52,7 +54,7 @@ from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
 from backend.payments.refunds import RefundRecord
-from backend.payments.tables import PaymentRefund, RefundKind, RefundStatus, TradeMethod
+from backend.payments.tables import RefundKind, RefundStatus, TradeMethod
 from backend.points.effects import earn_for_order
 from backend.stores.service import StoreRecord
 from backend.stores.tables import Store
@@ -127,10 +129,8 @@ class SeatView:
     """A seat as its member and the till see it: the seat's own fields, its order's money, its group's state."""
 
     order_id: int
-    seat_id: int
     group_id: int
     campaign_id: int
-    member_id: int
     pickup_store_id: int
     quantity: int
     status: SeatStatus
@@ -250,8 +250,11 @@ async def _with_stores(campaigns: list[dict]) -> list[CampaignRecord]:
     return [CampaignRecord(**c, pickup_stores=tuple(stores[c["id"]])) for c in campaigns]
 
 
+_CAMPAIGN = Prepared(lambda campaign_id: Campaign.select().where(Campaign.id == campaign_id).first())
+
+
 async def get_campaign(campaign_id: int) -> CampaignRecord:
-    campaign = await Campaign.select().where(Campaign.id == campaign_id).first() if 0 < campaign_id <= ID_MAX else None
+    campaign = await _CAMPAIGN.run(campaign_id) if 0 < campaign_id <= ID_MAX else None
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return (await _with_stores([campaign]))[0]
@@ -313,7 +316,6 @@ async def _reserve(campaign: CampaignRecord, *, member_id: int, quantity: int, n
         raise SoldOut(details={"campaignId": campaign.id})
 
 
-_CAMPAIGN = Prepared(lambda campaign_id: Campaign.select().where(Campaign.id == campaign_id).first())
 _PICKUP_STORE = Prepared(
     lambda campaign_id, store_id: (
         CampaignStore.select(CampaignStore.id)
@@ -555,12 +557,16 @@ async def _members_of(group_ids: Iterable[int]) -> dict[int, list[GroupMember]]:
     ids = list(group_ids)
     if not ids:
         return {}
-    rows = (
-        await Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
-        .where(Seat.group.is_in(ids) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
+    return _members(await _members_where(Seat.group.is_in(ids)), ids)
+
+
+def _members_where(groups: Combinable) -> Select:
+    """The members' rows of the groups `groups` picks: seats not expired or given back, in the order taken."""
+    return (
+        Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
+        .where(groups & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
         .order_by(Seat.id)
     )
-    return _members(rows, ids)
 
 
 def _members(rows: list[dict], group_ids: list[int]) -> dict[int, list[GroupMember]]:
@@ -578,13 +584,7 @@ def _group_view(row: dict, members_of_group: list[GroupMember]) -> GroupView:
     return GroupView(**row, members=tuple(members_of_group + virtual))
 
 
-_MEMBERS_OF_GROUP = Prepared(
-    lambda group_id: (
-        Seat.select(Seat.group, Seat.member, Seat.member.nickname, Seat.member.avatar_url)
-        .where((Seat.group == group_id) & Seat.status.not_in([SeatStatus.expired, SeatStatus.cancelled]))
-        .order_by(Seat.id)
-    )
-)
+_MEMBERS_OF_GROUP = Prepared(lambda group_id: _members_where(Seat.group == group_id))
 
 
 async def get_group(group_id: int) -> GroupView:
@@ -594,12 +594,10 @@ async def get_group(group_id: int) -> GroupView:
     return _group_view(group, _members(await _MEMBERS_OF_GROUP.run(group_id), [group_id])[group_id])
 
 
-async def forming_groups(
-    campaign_id: int, *, limit: int, after: tuple[datetime, int] | None = None, now: datetime | None = None
-) -> list[GroupView]:
+async def forming_groups(campaign_id: int, *, limit: int, after: tuple[datetime, int] | None = None) -> list[GroupView]:
     """Groups of the campaign a shopper may still join (forming, before their deadline, a seat left),
     soonest deadline first; `after` is the (deadline, id) of the last group of the page before."""
-    now = now or utcnow()
+    now = utcnow()
     query = Group.select().where(
         (Group.campaign == campaign_id)
         & (Group.status == GroupStatus.forming)
@@ -615,10 +613,8 @@ async def forming_groups(
 
 _SEAT_COLUMNS = (
     Seat.order.as_alias("order_id"),
-    Seat.id.as_alias("seat_id"),
     Seat.group.as_alias("group_id"),
     Seat.campaign.as_alias("campaign_id"),
-    Seat.member.as_alias("member_id"),
     Seat.pickup_store.as_alias("pickup_store_id"),
     Seat.quantity,
     Seat.status,
@@ -650,16 +646,11 @@ def _seat_view(row: dict) -> SeatView:
 _SEAT = Prepared(lambda order_id: Seat.select(*_SEAT_COLUMNS).where(Seat.order == order_id).first())
 
 
-async def find_seat(order_id: int) -> SeatView | None:
-    row = await _SEAT.run(order_id)
-    return _seat_view(row) if row is not None else None
-
-
 async def get_seat(order_id: int) -> SeatView:
-    seat = await find_seat(order_id)
-    if seat is None:
+    row = await _SEAT.run(order_id)
+    if row is None:
         raise SeatNotFound(order_id=order_id)
-    return seat
+    return _seat_view(row)
 
 
 async def member_seats(member_id: int, *, limit: int, before_order: int | None) -> list[SeatView]:
@@ -742,16 +733,15 @@ async def _succeeded(group_id: int, *, now: datetime) -> None:
     """The sale is firm: each paid seat gets its pickup code, and its order earns its points now."""
     for seat in await _PAID_SEATS.run(group_id):
         await _SEAT_SUCCEEDED.run(new_pickup_code(), seat["id"])
-        if seat["order.member"] is not None:
-            earned = await earn_for_order(
-                seat["order"],
-                member_id=seat["order.member"],
-                store_id=seat["order.store"],
-                paid_fen=seat["order.payable_fen"],
-                now=now,
-            )
-            if earned:
-                await orders.note_points_earned(seat["order"], earned)
+        earned = await earn_for_order(
+            seat["order"],
+            member_id=seat["order.member"],
+            store_id=seat["order.store"],
+            paid_fen=seat["order.payable_fen"],
+            now=now,
+        )
+        if earned:
+            await orders.note_points_earned(seat["order"], earned)
     logger.info("group-buy group succeeded", extra={"group_id": group_id})
 
 
@@ -859,12 +849,16 @@ async def settle_failed_group(
         )
 
 
-async def _release_holding(order_id: int, *, statuses: tuple[SeatStatus, ...], stock: bool) -> bool:
+async def _release_holding(order_id: int, *, statuses: tuple[SeatStatus, ...] | None = None, stock: bool) -> bool:
     """Inside the caller's transaction: the seat lets go of its member's units (and, with `stock`, of the
-    campaign's stock), once. Answers False when the seat was not in one of `statuses` or had let go already."""
+    campaign's stock), once. Answers False when the seat was not in one of `statuses` (when given) or had let go
+    already."""
+    which: Combinable = Seat.order == order_id
+    if statuses is not None:
+        which = which & Seat.status.is_in(list(statuses))
     released = (
         await Seat.update({Seat.held: False})
-        .where((Seat.order == order_id) & Seat.status.is_in(list(statuses)) & Seat.held.eq(True))
+        .where(which & Seat.held.eq(True))
         .returning(Seat.campaign, Seat.member, Seat.quantity)
     )
     if not released:
@@ -898,7 +892,7 @@ async def seat_ended(order_id: int, *, status: SeatStatus) -> None:
 async def seat_refunded(order_id: int) -> None:
     """Inside the transaction that recorded the last of the order's money going back: the seat is refunded,
     and gives back its member's units if it still held them."""
-    await _release_holding(order_id, statuses=tuple(SeatStatus), stock=False)
+    await _release_holding(order_id, stock=False)
     await Seat.update({Seat.status: SeatStatus.refunded}).where(Seat.order == order_id)
 
 
@@ -990,11 +984,6 @@ def refund_reason(refund: RefundRecord) -> str:
     if refund.kind is RefundKind.late_payment:
         return "late_payment"
     return refund.idempotency_key.removeprefix("groupbuy:")
-
-
-async def seat_refunds(order_id: int) -> list[RefundRecord]:
-    rows = await PaymentRefund.select().where(PaymentRefund.order == order_id).order_by(PaymentRefund.id)
-    return [RefundRecord.of(row) for row in rows]
 
 
 # Pickup at the store ------------------------------------------------------------------------------

@@ -61,8 +61,25 @@ def _timestamptz(value: bytes) -> datetime:
 
 
 def _utc_text(value: datetime) -> str:
-    """What Piccolo's adapter stores (aware times in UTC, as PostgreSQL keeps them): `str(value)`, whose
-    isoformat builds the text through printf-style calls at several times the cost of these."""
+    """What Piccolo's adapter stores (aware times in UTC, as PostgreSQL keeps them).
+
+    A request binds the same few moments many times (its `now` into every row it writes), so the texts of
+    the latest are kept: equal datetimes are the same instant, whose text is the same."""
+    text = _TEXTS.get(value)
+    if text is None:
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.clear()
+        text = _TEXTS[value] = _format_utc(value)
+    return text
+
+
+_TEXTS: dict[datetime, str] = {}
+_TEXTS_KEPT = 256
+
+
+def _format_utc(value: datetime) -> str:
+    """`str(value)` in UTC, whose isoformat builds the text through printf-style calls at several times the cost
+    of these."""
     if value.tzinfo is None:
         return value.isoformat(" ")
     if value.tzinfo is not UTC:

@@ -2,7 +2,7 @@ import time
 
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.cashier import service
 from backend.cashier.errors import OrderNotFound
@@ -15,6 +15,7 @@ from backend.cashier.schemas import (
     TillOrderCreate,
 )
 from backend.core.errors import DomainError
+from backend.core.paging import PathId
 from backend.core.ratelimit import client_address
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
@@ -122,7 +123,7 @@ class CashierOrderController(Controller):
         return Response(await till_order_out(order), status_code=201 if created else 200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
-    async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: FromPath[int]) -> OrderOut:
+    async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: PathId) -> OrderOut:
         return await till_order_out(await _store_order(staff, order_id))
 
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
@@ -130,7 +131,7 @@ class CashierOrderController(Controller):
         self,
         services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
-        order_id: FromPath[int],
+        order_id: PathId,
     ) -> OrderOut:
         await _store_order(staff, order_id)
         order = await service.cancel(
@@ -143,7 +144,7 @@ class CashierOrderController(Controller):
         self,
         services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
-        order_id: FromPath[int],
+        order_id: PathId,
         data: JSONBody[RefundCreate],
     ) -> Response[RefundOut]:
         """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
@@ -170,7 +171,7 @@ class StorePaymentController(Controller):
         self,
         services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
-        store_id: FromPath[int],
+        store_id: PathId,
         data: JSONBody[StorePaymentCreate],
     ) -> StorePaymentOut:
         """The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.

@@ -3,6 +3,7 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.orders.tables import OrderStatus
 from backend.payments.tables import RefundStatus
@@ -12,7 +13,7 @@ TillId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
 
 
 class TillOrderCreate(Struct):
-    store_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
+    store_id: Id
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
     auth_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
     idempotency_key: IdempotencyKey

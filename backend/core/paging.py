@@ -2,7 +2,8 @@
 
 from typing import Annotated
 
-from litestar.params import QueryParameter
+import msgspec
+from litestar.params import PathParameter, QueryParameter
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
@@ -10,6 +11,15 @@ Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
 # Every table's id is a Serial: 32 bits on PostgreSQL. A number past it names nothing, and must not be
 # sent to the database, which refuses it as a parameter of that type.
 ID_MAX = 2**31 - 1
+# An id as a request names it: in a body (`Id`), its path (`PathId`) or its query (`QueryId(name)`). Anything
+# else is 422 request.invalid, never sent to the database.
+Id = Annotated[int, msgspec.Meta(gt=0, le=ID_MAX)]
+PathId = Annotated[int, PathParameter(gt=0, le=ID_MAX)]
+
+
+def query_id(name: str) -> QueryParameter:
+    """An optional id in the query string, under its camelCase `name`."""
+    return QueryParameter(name=name, gt=0, le=ID_MAX)
 
 
 def before(cursor: str | None) -> int | None:

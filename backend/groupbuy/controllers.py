@@ -3,11 +3,11 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.params import JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.core.errors import error_body
-from backend.core.paging import ID_MAX, Cursor, Limit, before
+from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
 from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
@@ -126,11 +126,11 @@ class GroupBuyController(Controller):
         return [campaign_out(row) for row in await service.open_campaigns()]
 
     @get("/campaigns/{campaign_id:int}", operation_id="GetGroupBuyCampaign")
-    async def get_campaign(self, campaign_id: FromPath[int]) -> CampaignOut:
+    async def get_campaign(self, campaign_id: PathId) -> CampaignOut:
         return campaign_out(await service.get_campaign(campaign_id))
 
     @get("/groups/{group_id:int}", operation_id="GetGroupBuyGroup")
-    async def get_group(self, group_id: FromPath[int]) -> GroupOut:
+    async def get_group(self, group_id: PathId) -> GroupOut:
         """Seats and deadline of a group, for the page a shared link opens; members by nickname only."""
         return group_out(await service.get_group(group_id))
 
@@ -148,9 +148,7 @@ class GroupBuySeatController(Controller):
     dependencies = {"member": Provide(provide_signed_member)}
 
     @get("/campaigns/{campaign_id:int}/groups", operation_id="ListFormingGroups")
-    async def list_groups(
-        self, campaign_id: FromPath[int], limit: Limit = 20, cursor: GroupCursor = None
-    ) -> GroupsPage:
+    async def list_groups(self, campaign_id: PathId, limit: Limit = 20, cursor: GroupCursor = None) -> GroupsPage:
         """Groups of the campaign still forming that a shopper may join, soonest deadline first (no sign-in)."""
         await service.get_campaign(campaign_id)
         groups = await service.forming_groups(campaign_id, limit=limit + 1, after=_after(cursor))
@@ -165,7 +163,7 @@ class GroupBuySeatController(Controller):
         self,
         services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
-        campaign_id: FromPath[int],
+        campaign_id: PathId,
         data: JSONBody[SeatCreate],
     ) -> Response[SeatTaken]:
         """Open a group as its leader, taking its first seat."""
@@ -189,7 +187,7 @@ class GroupBuySeatController(Controller):
         self,
         services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
-        group_id: FromPath[int],
+        group_id: PathId,
         data: JSONBody[SeatCreate],
     ) -> Response[SeatTaken]:
         """Take a seat in someone's group."""
@@ -225,7 +223,7 @@ class MyGroupBuyController(Controller):
 
     @post("/orders/{order_id:int}/cancel", operation_id="GiveBackMyGroupBuySeat", status_code=200)
     async def give_back(
-        self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], order_id: FromPath[int]
+        self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], order_id: PathId
     ) -> SeatOut:
         """Give an unpaid seat back at once: closed at WeChat Pay first, then the seat, the units and the
         stock go back. A paid seat is not given back here (its group refunds it if it fails)."""
@@ -245,7 +243,7 @@ class AdminGroupBuyController(Controller):
     async def get_demand(
         self,
         staff: NamedDependency[CurrentStaff],
-        campaign_id: FromPath[int],
+        campaign_id: PathId,
         format_: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
     ) -> Response[DemandOut] | Response[bytes]:
         """Units per pickup store and date, before ordering from the supplier; `?format=csv` for a spreadsheet."""
@@ -313,7 +311,7 @@ class CashierGroupBuyController(Controller):
         self,
         services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
-        order_id: FromPath[int],
+        order_id: PathId,
         data: JSONBody[SeatRefundCreate],
     ) -> Response[SeatRefundOut]:
         """Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund

@@ -4,6 +4,7 @@ from typing import Annotated
 import msgspec
 
 from backend.cashier.schemas import PayParams
+from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.groupbuy.tables import (
     MAX_GROUP_SIZE,
@@ -14,7 +15,7 @@ from backend.groupbuy.tables import (
 )
 from backend.orders.tables import OrderStatus
 from backend.payments.tables import RefundStatus
-from backend.stores.schemas import StoreId, StoreOut
+from backend.stores.schemas import StoreOut
 
 Fen = Annotated[int, msgspec.Meta(gt=0, le=10**10)]
 # An uploaded or bundled image, named by its path under the image store; never a URL to fetch.
@@ -34,7 +35,7 @@ class CampaignCreate(Struct):
     per_member_limit: Annotated[int, msgspec.Meta(ge=1, le=1000)]
     starts_at: datetime
     ends_at: datetime
-    pickup_store_ids: Annotated[list[StoreId], msgspec.Meta(max_length=5000)]
+    pickup_store_ids: Annotated[list[Id], msgspec.Meta(max_length=5000)]
     pickup_date: date
     payment_window_minutes: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 15
     virtual_fill: bool = False
@@ -66,7 +67,7 @@ class CampaignOut(Struct):
 
 
 class SeatCreate(Struct):
-    pickup_store_id: StoreId
+    pickup_store_id: Id
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
 
 
@@ -121,7 +122,7 @@ class SeatTaken(Struct):
 
 
 class PickupCreate(Struct):
-    store_id: StoreId
+    store_id: Id
     pickup_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 

@@ -22,7 +22,6 @@ from piccolo.query.methods.select import Select
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
-from backend.core.paging import ID_MAX
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -254,7 +253,7 @@ _CAMPAIGN = Prepared(lambda campaign_id: Campaign.select().where(Campaign.id == 
 
 
 async def get_campaign(campaign_id: int) -> CampaignRecord:
-    campaign = await _CAMPAIGN.run(campaign_id) if 0 < campaign_id <= ID_MAX else None
+    campaign = await _CAMPAIGN.run(campaign_id)
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return (await _with_stores([campaign]))[0]
@@ -532,11 +531,7 @@ async def give_back_seat(
 ) -> SeatView:
     """The member gives an unpaid seat back at once: its order is closed at WeChat Pay first (so no money can
     land on it), then the seat, units and stock go back. Giving back a seat given back already is the same."""
-    seat = (
-        await Seat.select(Seat.status).where((Seat.order == order_id) & (Seat.member == member_id)).first()
-        if 0 < order_id <= ID_MAX
-        else None
-    )
+    seat = await Seat.select(Seat.status).where((Seat.order == order_id) & (Seat.member == member_id)).first()
     if seat is None:
         raise SeatNotFound(order_id=order_id)
     if seat["status"] == SeatStatus.pending_payment:
@@ -588,7 +583,7 @@ _MEMBERS_OF_GROUP = Prepared(lambda group_id: _members_where(Seat.group == group
 
 
 async def get_group(group_id: int) -> GroupView:
-    group = await _GROUP.run(group_id) if 0 < group_id <= ID_MAX else None
+    group = await _GROUP.run(group_id)
     if group is None:
         raise GroupNotFound(group_id=group_id)
     return _group_view(group, _members(await _MEMBERS_OF_GROUP.run(group_id), [group_id])[group_id])

@@ -3,6 +3,7 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.members.tables import EnrolmentChannel
 
@@ -39,7 +40,7 @@ class MemberLookup(Struct):
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")]
     till_id: Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")] | None = None
     # The store the till checks out for; a cashier of one store may leave it out.
-    store_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)] | None = None
+    store_id: Id | None = None
 
 
 class MemberLookupOut(Struct):
@@ -58,8 +59,8 @@ class MemberAfterPhoneOut(MemberOut):
 
 
 class MemberMergeRequest(Struct):
-    survivor_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
-    merged_id: Annotated[int, msgspec.Meta(gt=0, le=2**53)]
+    survivor_id: Id
+    merged_id: Id
 
 
 class MemberUpdate(Struct):

@@ -2,9 +2,9 @@ from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, QueryParameter
+from litestar.params import QueryParameter
 
-from backend.core.paging import Cursor, Limit, before
+from backend.core.paging import Cursor, Limit, PathId, before
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.orders import service
 from backend.orders.errors import OrderNotFound
@@ -87,7 +87,7 @@ class MyOrdersController(Controller):
         return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(views) > limit else None)
 
     @get("/{order_id:int}", operation_id="GetMyOrder")
-    async def get_order(self, member: NamedDependency[CurrentMember], order_id: FromPath[int]) -> OrderOut:
+    async def get_order(self, member: NamedDependency[CurrentMember], order_id: PathId) -> OrderOut:
         """One of the member's orders with its lines; another member's order does not exist."""
         view = await service.member_order(member.id, order_id)
         if view is None:

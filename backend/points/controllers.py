@@ -2,11 +2,11 @@ from datetime import timedelta
 
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
-from backend.core.paging import Cursor, Limit, before
+from backend.core.paging import Cursor, Limit, PathId, before
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.points import service
@@ -88,7 +88,7 @@ class AdminPointsController(Controller):
         self,
         services: NamedDependency[Services],
         staff: NamedDependency[CurrentStaff],
-        member_id: FromPath[int],
+        member_id: PathId,
         data: JSONBody[PointsAdjustmentCreate],
     ) -> PostedOut:
         if data.delta == 0:

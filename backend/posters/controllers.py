@@ -4,12 +4,12 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters import service
 from backend.posters.errors import AvatarNotFound, PosterLimited
 from backend.referrals.errors import OneTarget
-from backend.referrals.schemas import Id
 from backend.services import Services
 
 MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
@@ -26,8 +26,8 @@ class PosterController(Controller):
         request: Request,
         services: NamedDependency[Services],
         member: NamedDependency[CurrentMember],
-        campaign_id: Annotated[Id | None, QueryParameter(name="campaignId")] = None,
-        group_id: Annotated[Id | None, QueryParameter(name="groupId")] = None,
+        campaign_id: Annotated[int | None, query_id("campaignId")] = None,
+        group_id: Annotated[int | None, query_id("groupId")] = None,
         format_: Annotated[Literal["png", "jpeg"], QueryParameter(name="format")] = "png",
     ) -> Response[bytes]:
         """The member's share poster for a referral campaign or a group (750x1334); its QR code opens the

@@ -2,6 +2,7 @@ from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
+from backend.core.paging import PathId
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters.templates import template_names
 from backend.referrals import service
@@ -46,12 +47,12 @@ class ReferralCampaignController(Controller):
     tags = ["Referrals"]
 
     @get("/{campaign_id:int}", operation_id="GetReferralCampaign")
-    async def get_campaign(self, campaign_id: FromPath[int]) -> ReferralCampaignOut:
+    async def get_campaign(self, campaign_id: PathId) -> ReferralCampaignOut:
         """The rules and dates of a referral campaign, for the page a poster opens."""
         return campaign_out(await service.get_campaign(campaign_id))
 
     @get("/{campaign_id:int}/leaderboard", operation_id="GetReferralLeaderboard")
-    async def leaderboard(self, services: NamedDependency[Services], campaign_id: FromPath[int]) -> LeaderboardOut:
+    async def leaderboard(self, services: NamedDependency[Services], campaign_id: PathId) -> LeaderboardOut:
         """Top referrers by qualified referrals; nicknames masked."""
         rows = await service.leaderboard(services.kv, campaign_id)
         return LeaderboardOut(

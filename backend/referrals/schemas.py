@@ -3,9 +3,9 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.paging import Id
 from backend.core.schema import Struct
 
-Id = Annotated[int, msgspec.Meta(gt=0, le=2**53)]
 Scene = Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")]
 Points = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
 

@@ -1,9 +1,10 @@
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath, JSONBody
+from litestar.params import JSONBody
 
 from backend.core.auth import PrincipalKind
 from backend.core.errors import NotFound
+from backend.core.paging import PathId
 from backend.core.ratelimit import client_address
 from backend.services import Services
 from backend.stores import service
@@ -120,7 +121,7 @@ class CashierStoreController(Controller):
         return StaffOut(id=staff.id, username=staff.username, role=staff.role, store_ids=sorted(staff.store_ids))
 
     @get("/stores/{store_id:int}", operation_id="GetTillStore")
-    async def get_store(self, staff: NamedDependency[CurrentStaff], store_id: FromPath[int]) -> StoreDetailOut:
+    async def get_store(self, staff: NamedDependency[CurrentStaff], store_id: PathId) -> StoreDetailOut:
         staff.ensure_store(store_id)
         row = await service.get_store(store_id)
         if row is None:

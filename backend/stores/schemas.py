@@ -3,6 +3,7 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.stores.tables import StaffRole
 
@@ -10,7 +11,6 @@ StoreCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
 Username = Annotated[str, msgspec.Meta(pattern=r"^[a-z0-9][a-z0-9_.-]{2,63}$")]
 Password = Annotated[str, msgspec.Meta(min_length=8, max_length=128)]
 ShortText = Annotated[str, msgspec.Meta(max_length=100)]
-StoreId = Annotated[int, msgspec.Meta(gt=0, le=2**53)]
 
 
 class StoreCreate(Struct):
@@ -50,7 +50,7 @@ class StaffCreate(Struct):
     username: Username
     password: Password
     role: StaffRole
-    store_ids: Annotated[list[StoreId], msgspec.Meta(max_length=500)] = []
+    store_ids: Annotated[list[Id], msgspec.Meta(max_length=500)] = []
     display_name: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 

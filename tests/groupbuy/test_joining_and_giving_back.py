@@ -45,12 +45,15 @@ async def test_shoppers_list_the_groups_they_may_join_soonest_deadline_first(cli
     for bad in ({"cursor": "tomorrow"}, {"limit": 0}, {"limit": 101}):
         answer = await forming(client, campaign["id"], **bad)
         assert (answer.status_code, answer.json()["code"]) == (422, "request.invalid"), bad
-    for campaign_id in (999_999, 2**31, 2**62):
+    # An id that names nothing is 404; one outside what an id can be is a bad request.
+    for campaign_id, answer in ((999_999, 404), (2**31 - 1, 404), (2**31, 422), (2**62, 422), (0, 422)):
         missing = await forming(client, campaign_id)
-        assert (missing.status_code, missing.json()["code"]) == (404, "groupbuy.campaign_not_found")
-    for group_id in (2**31, 2**62):
+        code = "groupbuy.campaign_not_found" if answer == 404 else "request.invalid"
+        assert (missing.status_code, missing.json()["code"]) == (answer, code), campaign_id
+    for group_id, answer in ((999_999, 404), (2**31, 422), (2**62, 422)):
         missing = await client.get(f"/api/v1/groupbuy/groups/{group_id}")
-        assert (missing.status_code, missing.json()["code"]) == (404, "groupbuy.group_not_found")
+        code = "groupbuy.group_not_found" if answer == 404 else "request.invalid"
+        assert (missing.status_code, missing.json()["code"]) == (answer, code), group_id
 
 
 async def give_back(client, shopper, order_id: int) -> httpx.Response:
@@ -64,9 +67,12 @@ async def test_an_unpaid_seat_is_given_back_at_once_and_closed_at_wechat_pay_fir
     joined = (await join(client, friend, opened["group"]["id"], demo["S001"], quantity=2)).json()
     assert (await Campaign.select(Campaign.stock_left).first())["stock_left"] == 27
 
-    for not_theirs in (joined["order"]["id"], 2**31, 2**62):
+    for not_theirs in (joined["order"]["id"], 999_999):
         someone_elses = await give_back(client, stranger, not_theirs)
         assert (someone_elses.status_code, someone_elses.json()["code"]) == (404, "groupbuy.order_not_found")
+    for out_of_range in (2**31, 2**62):
+        refused = await give_back(client, stranger, out_of_range)
+        assert (refused.status_code, refused.json()["code"]) == (422, "request.invalid")
     given = await give_back(client, friend, joined["order"]["id"])
     assert given.status_code == 200, given.text
     assert (given.json()["status"], given.json()["paymentStatus"]) == ("cancelled", "cancelled")

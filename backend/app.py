@@ -17,6 +17,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
 from backend.core.auth import TokenIssuer
+from backend.core.bodies import StrictBodyRequest
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
@@ -181,6 +182,7 @@ def create_app(
             DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        request_class=StrictBodyRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Mall API",

@@ -1,0 +1,71 @@
+"""A JSON body is decoded strictly into its handler's type: a number sent as a string, a float or a boolean is
+422 naming the field, and makes nothing; a body nested 100,000 deep or a list past its bound is refused at
+once, never a 500."""
+
+import json
+
+import pytest
+
+from backend.orders.tables import Order
+from backend.sandbox.tables import SandboxTrade
+from tests.cashier.test_till_checkout import ORDERS, payment_code
+from tests.conftest import member_login, staff_login
+
+NOT_INTEGERS = ['"1000"', "1e3", "1000.0", "true", '"1e3"', "null"]
+
+
+def _error_field(response) -> str | None:
+    assert (response.status_code, response.json()["code"]) == (422, "request.invalid"), response.text
+    return response.json()["details"]["fields"][0]["field"]
+
+
+@pytest.mark.parametrize("amount", NOT_INTEGERS)
+async def test_money_that_is_not_a_json_integer_makes_no_order_at_the_till(client, demo, amount):
+    cashier1 = await staff_login(client, "cashier1")
+    code = await payment_code(client, "oStrictTill00000000000001")
+    body = (
+        f'{{"storeId": {demo["S001"]}, "amountFen": {amount}, "authCode": "{code}", "idempotencyKey": "strict-0001"}}'
+    )
+    response = await client.post(ORDERS, headers={**cashier1, "content-type": "application/json"}, content=body)
+    assert _error_field(response) == "amountFen"
+    assert await Order.count() == 0 and await SandboxTrade.count() == 0
+    # The same body with an integer is taken: the refusal was the number's type, nothing else.
+    taken = await client.post(ORDERS, headers=cashier1, json={**json.loads(body.replace(amount, "1000"))})
+    assert taken.status_code == 201, taken.text
+    assert (taken.json()["status"], taken.json()["amountFen"]) == ("paid", 1000)
+
+
+@pytest.mark.parametrize("amount", NOT_INTEGERS)
+async def test_money_that_is_not_a_json_integer_makes_no_order_at_the_store_code(client, demo, amount):
+    shopper = await member_login(client, openid="oStrictStore0000000000001")
+    response = await client.post(
+        f"/api/v1/stores/{demo['S001']}/payments",
+        headers={**shopper["headers"], "content-type": "application/json"},
+        content=f'{{"amountFen": {amount}}}',
+    )
+    assert _error_field(response) == "amountFen"
+    assert await Order.count() == 0
+
+
+@pytest.mark.parametrize("where", ["top", "field", "list"])
+async def test_a_body_nested_a_hundred_thousand_deep_is_refused_at_once(client, demo, where):
+    cashier1 = await staff_login(client, "cashier1")
+    deep = "[" * 100_000 + "]" * 100_000
+    body = {
+        "top": deep,
+        "field": f'{{"storeId": {deep}, "amountFen": 1000}}',
+        "list": f'{{"storeId": {demo["S001"]}, "amountFen": 1000, "authCode": ["{deep}"]}}',
+    }[where]
+    response = await client.post(ORDERS, headers={**cashier1, "content-type": "application/json"}, content=body)
+    assert (response.status_code, response.json()["code"]) == (422, "request.invalid"), response.text[:300]
+    assert await Order.count() == 0
+
+
+async def test_a_list_past_its_bound_is_refused(client, demo):
+    hq = await staff_login(client, "hq")
+    response = await client.post(
+        "/api/v1/admin/staff",
+        headers=hq,
+        json={"username": "many.stores", "password": "long-enough-1", "role": "store_manager", "storeIds": [1] * 501},
+    )
+    assert _error_field(response) == "storeIds"

@@ -130,6 +130,7 @@ class Settings:
     store_payment_close_after_seconds: float = 900.0
     store_payment_query_interval_seconds: float = 60.0
     refund_query_interval_seconds: float = 60.0
+    notify_budget_seconds: float = 4.0
     payment_notify_url: str = ""
     wechatpay_mchid: str = ""
     wechatpay_serial_no: str = ""
@@ -243,6 +244,7 @@ class Settings:
             refund_query_interval_seconds=_seconds(
                 env, "REFUND_QUERY_INTERVAL_SECONDS", cls.refund_query_interval_seconds
             ),
+            notify_budget_seconds=_seconds(env, "NOTIFY_BUDGET_SECONDS", cls.notify_budget_seconds),
             payment_notify_url=notify_url,
             **wechatpay,
             points_expiry_months=_int(env, "POINTS_EXPIRY_MONTHS", cls.points_expiry_months, minimum=1),

@@ -9,6 +9,12 @@ class NotificationRejected(DomainError):
     default_message = "The notification did not verify (signature, key serial, timestamp or encryption)."
 
 
+class NotificationNotRecorded(DomainError):
+    code = "payments.busy"
+    status_code = 503
+    default_message = "The notification could not be recorded in time; WeChat Pay sends it again."
+
+
 class UnknownTrade(DomainError):
     code = "payments.unknown_trade"
     status_code = 404

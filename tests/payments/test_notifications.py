@@ -4,10 +4,12 @@ import asyncio
 import base64
 import json
 import secrets
+import sqlite3
 import time
 from dataclasses import replace
 from datetime import timedelta
 
+import asyncpg
 import httpx
 import pytest
 from cryptography.hazmat.primitives import hashes
@@ -29,7 +31,7 @@ from backend.sandbox import service as sandbox
 from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.notify import SandboxNotifier, transaction_payload
 from backend.sandbox.tables import SandboxRefund, SandboxTrade
-from backend.settings import Settings
+from backend.settings import Settings, sqlite_path
 from backend.sweeper import sweep_once
 from tests.conftest import member_login, staff_login
 
@@ -514,3 +516,47 @@ async def test_an_unpaid_mini_program_trade_is_asked_about_less_and_less_often_a
     assert await asked_at_age(3000) == pytest.approx(600, abs=1)  # ...but never past the deadline
     # Past it, WeChat Pay not answering, the close is owed: asked every interval again, not at its doubled age.
     assert await asked_at_age(3700, Unanswered(sandbox_provider)) == pytest.approx(60, abs=1)
+
+
+async def test_a_notification_the_database_cannot_take_in_time_is_answered_503_and_taken_when_sent_again(
+    make_client, demo, notifier, fast_settings
+):
+    """The embedded database locked by another process (PostgreSQL: the trade's row locked by another
+    transaction): the notify answers within its budget, 503, records nothing, and WeChat Pay's next delivery
+    of the same notification is recorded."""
+    settings = replace(fast_settings, notify_budget_seconds=1.0)
+    async with make_client(settings) as client:
+        _, started = await started_payment(client, demo, "oNotifyBusy000000000000001")
+        trade = await paid_trade(started["outTradeNo"])
+        message = sealed(notifier, trade)
+        url = settings.database_url
+        if url.startswith("postgres"):
+            blocker = await asyncpg.connect(url)
+            hold = blocker.transaction()
+            await hold.start()
+            await blocker.execute(
+                "SELECT id FROM payment_trade WHERE out_trade_no = $1 FOR UPDATE", trade["out_trade_no"]
+            )
+            release = hold.rollback
+        else:
+            blocker = sqlite3.connect(sqlite_path(url), isolation_level=None, timeout=0)
+            blocker.execute("BEGIN IMMEDIATE")  # another process's write: nobody else may write meanwhile
+
+            async def release() -> None:
+                blocker.execute("ROLLBACK")
+
+        try:
+            began = time.monotonic()
+            busy = await asyncio.wait_for(post(client, message), timeout=6)  # longer: failed here, not hung
+            answered_in = time.monotonic() - began
+        finally:
+            await release()
+            close = blocker.close()
+            if asyncio.iscoroutine(close):
+                await close
+        assert (busy.status_code, busy.json()["code"]) == (503, "payments.busy"), busy.text
+        assert answered_in < 5  # WeChat Pay's own wait
+        assert (await order_row(started["orderId"]))["status"] == "paying"
+        again = await post(client, message)
+        assert again.status_code == 204, again.text
+        assert (await order_row(started["orderId"]))["status"] == "paid"

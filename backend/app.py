@@ -21,7 +21,7 @@ from backend.core.bodies import StrictBodyRequest
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
 from backend.core.kv import KV, kv_from_url
-from backend.core.logs import LINE_FORMAT
+from backend.core.logs import logging_config
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
 from backend.groupbuy.controllers import (
@@ -178,7 +178,7 @@ def create_app(
         lifespan=[lifespan],
         dependencies={"services": Provide(_constant(services), sync_to_thread=False)},
         middleware=[
-            request_id_middleware,
+            DefineMiddleware(request_id_middleware, access_log=settings.access_log),
             DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
@@ -191,18 +191,7 @@ def create_app(
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
-        logging_config=LoggingConfig(
-            root={"level": "INFO", "handlers": ["queue_listener"]},
-            log_exceptions="never",
-            handlers={
-                "queue_listener": {
-                    "class": "backend.core.logs.GatheringQueueHandler",
-                    "level": "DEBUG",
-                    "formatter": "standard",
-                }
-            },
-            formatters={"standard": {"()": "backend.core.logs.ContextFormatter", "format": LINE_FORMAT}},
-        ),
+        logging_config=LoggingConfig(log_exceptions="never", **logging_config(settings.log_format)),
         debug=settings.debug,
     )
     if notifier is not None:

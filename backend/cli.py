@@ -16,6 +16,7 @@ from piccolo.apps.migrations.commands.forwards import run_forwards
 from backend.core.clock import utcnow
 from backend.core.db import close_database, is_unique_violation
 from backend.core.http import NoDelayHttpProtocol
+from backend.core.logs import logging_config
 from backend.groupbuy import service as groupbuy
 from backend.groupbuy.schemas import CampaignCreate
 from backend.groupbuy.tables import Campaign
@@ -202,7 +203,8 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        access_log=settings.access_log,
+        access_log=False,  # the app's own access log (ACCESS_LOG) has the request id, route and duration
+        log_config=logging_config(settings.log_format),
         log_level="info",
         loop="asyncio",
         http=NoDelayHttpProtocol,

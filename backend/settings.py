@@ -53,6 +53,14 @@ def _bool(env: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of `choices`, the first by default."""
+    raw = env.get(name) or choices[0]
+    if raw not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
+
+
 def _timezone(name: str) -> str:
     try:
         ZoneInfo(name)
@@ -146,6 +154,7 @@ class Settings:
     poster_plan_seconds: float = 2.0
     avatar_max_bytes: int = 2_000_000
     access_log: bool = False
+    log_format: str = "text"
     debug: bool = False
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -255,6 +264,7 @@ class Settings:
             poster_plan_seconds=_seconds(env, "POSTER_PLAN_SECONDS", cls.poster_plan_seconds),
             avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
+            log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
             debug=_bool(env, "DEBUG", False),
             argon2_time_cost=_int(env, "ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
             argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=ARGON2_MIN_MEMORY_KIB),

@@ -6,7 +6,10 @@ till checkout's time (scripts/bench). Here the loop hands the record over as it 
 thread wakes at most every GATHER_SECONDS and writes what has gathered with one write.
 
 Every line ends with its event's context, the `extra` of the log call, as key=value: the line
-format alone would drop it, and an order paid is only worth a log line with its order id.
+format alone would drop it, and an order paid is only worth a log line with its order id. A line
+logged while a request is served carries its `request_id` (read from a context variable when the
+record is handed over, on the caller's side). LOG_FORMAT=json writes one JSON object a line instead.
+`logging_config` is the one configuration, for the app and for uvicorn's own lines.
 """
 
 import atexit
@@ -17,7 +20,10 @@ import re
 import sys
 import threading
 import time
-from typing import TextIO
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from backend.core.requestid import current_request_id
 
 GATHER_SECONDS = 0.01
 _STOP = object()
@@ -35,6 +41,50 @@ class ContextFormatter(logging.Formatter):
             f"{key}={_context_value(value)}" for key, value in vars(record).items() if key not in _RECORD_FIELDS
         )
         return f"{line} {context}" if context else line
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object a line: time (UTC), level, logger, message, the context, and the traceback if any."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _RECORD_FIELDS:
+                line[key] = value if isinstance(value, int | float | bool | type(None)) else str(value)
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def logging_config(log_format: str) -> dict[str, Any]:
+    """The dictConfig of every process: the root logger (uvicorn's loggers included) to the writer thread."""
+    formatter = (
+        {"()": "backend.core.logs.JsonFormatter"}
+        if log_format == "json"
+        else {"()": "backend.core.logs.ContextFormatter", "format": LINE_FORMAT}
+    )
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"standard": formatter},
+        "handlers": {
+            "queue_listener": {
+                "class": "backend.core.logs.GatheringQueueHandler",
+                "level": "DEBUG",
+                "formatter": "standard",
+            }
+        },
+        "root": {"level": "INFO", "handlers": ["queue_listener"]},
+        "loggers": {name: {"level": "INFO", "handlers": [], "propagate": True} for name in UVICORN_LOGGERS},
+    }
+
+
+UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def _context_value(value: object) -> str:
@@ -59,6 +109,8 @@ class GatheringQueueHandler(logging.Handler):
         atexit.register(self.close)
 
     def emit(self, record: logging.LogRecord) -> None:
+        if "request_id" not in record.__dict__ and (request_id := current_request_id.get()):
+            record.request_id = request_id
         self._records.put(record)
 
     def close(self) -> None:

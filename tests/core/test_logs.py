@@ -2,11 +2,25 @@
 and the line format (each line ends with its event's context)."""
 
 import io
+import json
 import logging
+import os
+import signal
+import subprocess
 import sys
 import threading
+import time
+from pathlib import Path
 
-from backend.core.logs import ContextFormatter, GatheringQueueHandler
+import httpx
+import pytest
+
+from backend.core.logs import ContextFormatter, GatheringQueueHandler, JsonFormatter
+from backend.settings import Settings, SettingsError
+from tests.cashier.test_till_checkout import ORDERS, payment_code
+from tests.conftest import staff_login
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 class CallerThreadFormatter(logging.Formatter):
@@ -100,3 +114,97 @@ async def test_the_app_writes_lines_with_their_context(client):
 def test_a_context_value_never_breaks_the_line():
     formatter = ContextFormatter("%(message)s")
     assert formatter.format(_record("x", error="first\nsecond")) == 'x error="first\\nsecond"'
+
+
+def _served_lines(port: int, env: dict[str, str], calls) -> list[str]:
+    """Serve the app as `python -m backend serve` does, make the calls, stop it: its stderr's lines."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend", "serve"],
+        env={**os.environ, "PORT": str(port), "WORKERS": "1", **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(200):
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        calls(f"http://127.0.0.1:{port}")
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+    return err.splitlines()
+
+
+def test_every_line_of_a_served_request_carries_its_request_id_in_json_uvicorns_included(unused_tcp_port):
+    def calls(base: str) -> None:
+        answer = httpx.post(
+            f"{base}/api/v1/sandbox/wechat/login-codes", json={}, headers={"X-Request-ID": "req-json-0001"}
+        )
+        assert answer.status_code == 201, answer.text
+        assert httpx.get(f"{base}/api/v1/nothing-here").status_code == 404
+
+    lines = _served_lines(unused_tcp_port, {"LOG_FORMAT": "json", "ACCESS_LOG": "true"}, calls)
+    records = [json.loads(line) for line in lines]  # every line is one JSON object, uvicorn's too
+    assert {"time", "level", "logger", "message"} <= set(records[0])
+    assert any(r["logger"].startswith("uvicorn") and "Uvicorn running" in r["message"] for r in records)
+    access = [r for r in records if r["logger"] == "backend.access" and r["route"] != "/healthz"]  # the wait's
+    # A route's requests (a path no route has is answered by the router, before the app's middleware).
+    assert [(r["request_id"], r["method"], r["route"], r["status"]) for r in access] == [
+        ("req-json-0001", "POST", "/api/v1/sandbox/wechat/login-codes", 201),
+    ]
+    assert all(isinstance(r["duration_ms"], float) and r["duration_ms"] >= 0 for r in access)
+
+
+async def test_a_line_logged_while_a_request_is_served_carries_its_request_id(client, demo):
+    stream = io.StringIO()
+    handler = GatheringQueueHandler(stream)
+    handler.setFormatter(ContextFormatter("%(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        cashier1 = await staff_login(client, "cashier1")
+        code = await payment_code(client, "oLogsRequestId00000000001")
+        response = await client.post(
+            ORDERS,
+            headers={**cashier1, "X-Request-ID": "req-till-00000001"},
+            json={"storeId": demo["S001"], "amountFen": 1000, "authCode": code, "idempotencyKey": "logs-0001"},
+        )
+        assert response.status_code == 201, response.text
+        logging.getLogger("tests.logs").info("outside any request")
+    finally:
+        root.removeHandler(handler)
+        handler.close()
+    lines = stream.getvalue().splitlines()
+    paid = [line for line in lines if line.startswith("backend.payments.service order paid")]
+    assert len(paid) == 1 and "request_id=req-till-00000001" in paid[0], lines
+    assert "tests.logs outside any request" in lines  # no request, no request id
+
+
+def test_the_json_format_keeps_the_context_and_the_traceback():
+    formatter = JsonFormatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.getLogger("tests.json").makeRecord(
+            "tests.json", logging.ERROR, __file__, 1, "failed %s", ("here",), sys.exc_info(), extra={"order_id": 42}
+        )
+    line = json.loads(formatter.format(record))
+    assert (line["level"], line["logger"], line["message"], line["order_id"]) == (
+        "ERROR",
+        "tests.json",
+        "failed here",
+        42,
+    )
+    assert "ValueError: boom" in line["exception"] and line["time"].endswith("+00:00")
+
+
+def test_log_format_is_text_or_json(tmp_path):
+    assert Settings.from_env({"VAR_DIR": str(tmp_path)}).log_format == "text"
+    assert Settings.from_env({"VAR_DIR": str(tmp_path), "LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(SettingsError, match="LOG_FORMAT"):
+        Settings.from_env({"VAR_DIR": str(tmp_path), "LOG_FORMAT": "xml"})

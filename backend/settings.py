@@ -1,5 +1,6 @@
 """Settings from the environment; every knob is documented in the README."""
 
+import ipaddress
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql")
 PAYMENT_PROVIDERS = ("sandbox", "wechatpay")
 ARGON2_MIN_MEMORY_KIB = 1024
-SECRET_SETTINGS = ("secret_key", "wechat_app_secret", "wechatpay_api_v3_key")
+SECRET_SETTINGS = ("secret_key", "wechat_app_secret", "wechatpay_api_v3_key", "metrics_token")
 N = TypeVar("N", int, float)
 
 
@@ -59,6 +60,28 @@ def _choice(env: dict[str, str], name: str, choices: tuple[str, ...]) -> str:
     if raw not in choices:
         raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
     return raw
+
+
+def _metrics_token(env: dict[str, str]) -> str:
+    token = env.get("METRICS_TOKEN", "")
+    if token and len(token) < 16:
+        raise SettingsError("METRICS_TOKEN must be at least 16 characters")
+    return token
+
+
+def _networks(env: dict[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """Addresses or networks, separated by commas (none: nobody by address)."""
+    raw = env.get(name)
+    if raw is None:
+        return default
+    networks = []
+    for entry in (part.strip() for part in raw.split(",")):
+        if entry:
+            try:
+                networks.append(str(ipaddress.ip_network(entry, strict=False)))
+            except ValueError:
+                raise SettingsError(f"{name} must list IP addresses or networks, got {entry!r}") from None
+    return tuple(networks)
 
 
 def _timezone(name: str) -> str:
@@ -155,6 +178,8 @@ class Settings:
     avatar_max_bytes: int = 2_000_000
     access_log: bool = False
     log_format: str = "text"
+    metrics_token: str = field(default="", repr=False)
+    metrics_allow_from: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
     debug: bool = False
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
@@ -265,6 +290,8 @@ class Settings:
             avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
+            metrics_token=_metrics_token(env),
+            metrics_allow_from=_networks(env, "METRICS_ALLOW_FROM", cls.metrics_allow_from),
             debug=_bool(env, "DEBUG", False),
             argon2_time_cost=_int(env, "ARGON2_TIME_COST", cls.argon2_time_cost, minimum=1),
             argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", cls.argon2_memory_kib, minimum=ARGON2_MIN_MEMORY_KIB),

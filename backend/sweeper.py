@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 
+from backend.core import metrics
 from backend.groupbuy import service as groupbuy
 from backend.payments import refunds
 from backend.payments import service as payments
@@ -41,7 +42,9 @@ async def running_sweeper(interval: float, *, provider: PaymentProvider, policy:
         while True:
             try:
                 await sweep_once(provider=provider, policy=policy)
+                metrics.SWEEPS.labels("ok").inc()
             except Exception:  # one failed pass must not stop the next ones
+                metrics.SWEEPS.labels("failed").inc()
                 logger.exception("sweep failed")
             await asyncio.sleep(interval)
 

@@ -2,12 +2,16 @@
 
 import logging
 import re
+import sqlite3
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
+from redis.exceptions import RedisError
 
+from backend.core import metrics
 from backend.core.requestid import request_id_of
 
 logger = logging.getLogger(__name__)
@@ -110,7 +114,18 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[dict[st
     return Response(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
+def _dependency_of(error: BaseException) -> str | None:
+    """Which dependency failed, when the error is one of theirs: the KV (Redis) or the database."""
+    if isinstance(error, RedisError):
+        return "kv"
+    if isinstance(error, sqlite3.Error | asyncpg.PostgresError | asyncpg.InterfaceError):
+        return "database"
+    return None
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    if (dependency := _dependency_of(exc)) is not None:
+        metrics.ERRORS.labels(dependency).inc()
     request_id = request_id_of(request.scope)
     logger.error("unhandled error", exc_info=exc, extra={"request_id": request_id, "path": request.url.path})
     return Response(

@@ -1,6 +1,7 @@
 """A request id for every request: taken from X-Request-ID when sane, else new; echoed back, and carried by
-every log line written while the request is served (a context variable the log handler reads). With
-ACCESS_LOG on, one line a request: its route, status and duration."""
+every log line written while the request is served (a context variable the log handler reads). Each request
+is counted in the metrics by its route template, status and duration; with ACCESS_LOG on, it is also one log
+line."""
 
 import logging
 import re
@@ -9,6 +10,8 @@ import uuid
 from contextvars import ContextVar
 
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from backend.core.metrics import observe_request
 
 _SANE = re.compile(r"^[0-9A-Za-z._-]{8,64}$")
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
@@ -40,14 +43,16 @@ def request_id_middleware(app: ASGIApp, *, access_log: bool = False) -> ASGIApp:
         try:
             await app(scope, receive, send_with_id)
         finally:
+            took, route = time.perf_counter() - started, scope.get("path_template") or scope["path"]
+            observe_request(scope["method"], route, status, took)
             if access_log:
                 access_logger.info(
                     "request",
                     extra={
                         "method": scope["method"],
-                        "route": scope.get("path_template") or scope["path"],
+                        "route": route,
                         "status": status,
-                        "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                        "duration_ms": round(took * 1000, 1),
                     },
                 )
             current_request_id.reset(token)

@@ -21,6 +21,7 @@ from piccolo.columns import Column
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
+from backend.core import metrics
 from backend.core.db import Prepared, get_engine, insert_row
 from backend.core.paging import ID_MAX
 from backend.members import merges
@@ -132,6 +133,7 @@ async def place_order(
         request_hash=request_hash,
         created_at=now,
     )
+    metrics.count_order(kind.value, "placed")
     for line in lines:
         await insert_row(
             OrderLine,
@@ -369,6 +371,7 @@ async def record_paid(
         marked = await _MARK_PAID.run(paid_fen, now, effects.points_earned, order_id)
     if not marked:  # the order left `paying` while this transaction held its trade: only a bug gets here
         raise RuntimeError(f"order {order_id} stopped waiting for its money while its payment was recorded")
+    metrics.count_order(kind.value, "paid")
     return OrderRecord.of(marked[0])
 
 
@@ -402,6 +405,7 @@ async def record_closed(order_id: int, *, status: OrderStatus, failure_reason: s
         closed_at=now,
     )
     await on_closed.run(closed, kind)
+    metrics.count_order(kind.value, status.value)
     return True
 
 
@@ -477,6 +481,7 @@ async def record_refunded(
         settled_at=now,
     )
     await on_refunded.run(refunded, kind)
+    metrics.count_order(kind.value, "refund_done")
 
 
 _NOTE_EARNED = Prepared(

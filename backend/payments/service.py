@@ -18,6 +18,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from piccolo.query.functions.aggregate import Min
+
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_deadlock, is_unique_violation, write_transaction
 from backend.orders import service as orders
@@ -39,7 +41,15 @@ from backend.payments.provider import (
     TradeState,
     TransactionNotice,
 )
-from backend.payments.tables import ENDED_UNPAID, OPEN, PaymentTrade, TradeMethod, TradeStatus
+from backend.payments.tables import (
+    ENDED_UNPAID,
+    OPEN,
+    PaymentRefund,
+    PaymentTrade,
+    RefundStatus,
+    TradeMethod,
+    TradeStatus,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -517,6 +527,32 @@ async def advance_due(*, provider: PaymentProvider, policy: PaymentPolicy, now: 
         else:
             await advance(row["id"], provider=provider, policy=policy)
     return len(due)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """Money whose outcome is not known yet, and how late the sweeper is with it (for the metrics)."""
+
+    trades_unknown: int
+    refunds_unknown: int
+    oldest_due: datetime | None  # the earliest next step that is due and not taken yet
+
+
+async def pending(now: datetime | None = None) -> Pending:
+    """Read through the `next_query_at` indexes: only rows with a next step are looked at."""
+    now = now or utcnow()
+    trades = await PaymentTrade.count().where(
+        PaymentTrade.next_query_at.is_not_null() & PaymentTrade.status.is_in(list(OPEN))
+    )
+    refunds = await PaymentRefund.count().where(
+        PaymentRefund.next_query_at.is_not_null() & (PaymentRefund.status == RefundStatus.processing)
+    )
+    due = [
+        await table.select(Min(table.next_query_at).as_alias("due")).where(table.next_query_at <= now).first()
+        for table in (PaymentTrade, PaymentRefund)
+    ]
+    oldest = min((row["due"] for row in due if row and row["due"] is not None), default=None)
+    return Pending(trades_unknown=trades, refunds_unknown=refunds, oldest_due=oldest)
 
 
 # Notifications ---------------------------------------------------------------------------------------

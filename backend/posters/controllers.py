@@ -4,6 +4,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
+from backend.core import metrics
 from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
@@ -50,8 +51,10 @@ class PosterController(Controller):
         etag = f'"{plan.key}"'
         headers = {"ETag": etag, "Cache-Control": "private, no-cache"}  # revalidated each time: 304 is cheap
         if etag in request.headers.get("if-none-match", ""):
+            metrics.POSTER_CACHE.labels("not_modified").inc()
             return Response(b"", status_code=304, headers=headers, media_type=MEDIA_TYPES[format_])
         data = services.posters.get(plan.key)
+        metrics.POSTER_CACHE.labels("hit" if data is not None else "miss").inc()
         if data is None:
             data = await service.draw(plan, format_)
             services.posters.put(plan.key, data)

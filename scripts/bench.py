@@ -943,6 +943,43 @@ def flash_sale(
     return results
 
 
+# The series an operator watches, as /metrics names them (README, "Metrics").
+WATCHED_SERIES = (
+    "mall_http_requests_total",
+    "mall_http_request_duration_seconds",
+    "mall_orders_total",
+    "mall_payments_unknown",
+    "mall_sweeper_lag_seconds",
+    "mall_sweeper_runs_total",
+    "mall_poster_cache_total",
+)
+
+
+def scrape_metrics(url: str) -> None:
+    """After the run: the server's /metrics, kept beside the records, with a line on what it counted."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    (OUT / "metrics.txt").write_text(text)
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name in ("mall_http_requests_total", "mall_orders_total", "mall_payments_unknown"):
+                totals[sample.name] = totals.get(sample.name, 0) + sample.value
+            elif sample.name in WATCHED_SERIES or sample.name.endswith("_count"):
+                totals.setdefault(sample.name, sample.value)
+    present = [name for name in WATCHED_SERIES if any(key.startswith(name) for key in totals)]
+    missing = sorted(set(WATCHED_SERIES) - set(present))
+    progress(
+        f"/metrics after the run: {totals.get('mall_http_requests_total', 0):.0f} requests counted, "
+        f"{totals.get('mall_orders_total', 0):.0f} order events, "
+        f"{totals.get('mall_payments_unknown', 0):.0f} payments unknown"
+        + (f"; not shown (nothing counted): {', '.join(missing)}" if missing else "; every watched series shown")
+        + f" -> {(OUT / 'metrics.txt').relative_to(ROOT)}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--deployment", choices=["embedded", "scale-out"], default="embedded")
@@ -1059,6 +1096,7 @@ def main() -> None:
             ).stdout
             results["poster-bare-pillow-jpeg"] = tuple(json.loads(out))
             progress(f"poster-bare-pillow-jpeg: {results['poster-bare-pillow-jpeg'][0]:.0f} renders/s")
+        scrape_metrics(url)
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(30)

@@ -80,11 +80,13 @@ def logging_config(log_format: str) -> dict[str, Any]:
             }
         },
         "root": {"level": "INFO", "handlers": ["queue_listener"]},
-        "loggers": {name: {"level": "INFO", "handlers": [], "propagate": True} for name in UVICORN_LOGGERS},
+        # uvicorn's lines go to the root's writer; its access log stays off (ACCESS_LOG is the app's own line).
+        # Not "uvicorn" itself: configuring a logger resets its children, and its access logger would log again.
+        "loggers": {
+            "uvicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
+            "uvicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+        },
     }
-
-
-UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def _context_value(value: object) -> str:

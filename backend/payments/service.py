@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from piccolo.query.functions.aggregate import Min
-
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_deadlock, is_unique_violation, write_transaction
 from backend.orders import service as orders
@@ -548,10 +546,10 @@ async def pending(now: datetime | None = None) -> Pending:
         PaymentRefund.next_query_at.is_not_null() & (PaymentRefund.status == RefundStatus.processing)
     )
     due = [
-        await table.select(Min(table.next_query_at).as_alias("due")).where(table.next_query_at <= now).first()
+        await table.select(table.next_query_at).where(table.next_query_at <= now).order_by(table.next_query_at).first()
         for table in (PaymentTrade, PaymentRefund)
     ]
-    oldest = min((row["due"] for row in due if row and row["due"] is not None), default=None)
+    oldest = min((row["next_query_at"] for row in due if row is not None), default=None)
     return Pending(trades_unknown=trades, refunds_unknown=refunds, oldest_due=oldest)
 
 

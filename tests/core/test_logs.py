@@ -152,6 +152,7 @@ def test_every_line_of_a_served_request_carries_its_request_id_in_json_uvicorns_
     records = [json.loads(line) for line in lines]  # every line is one JSON object, uvicorn's too
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["logger"].startswith("uvicorn") and "Uvicorn running" in r["message"] for r in records)
+    assert not [r for r in records if r["logger"] == "uvicorn.access"]  # the access log is the app's own
     access = [r for r in records if r["logger"] == "backend.access" and r["route"] != "/healthz"]  # the wait's
     # A route's requests (a path no route has is answered by the router, before the app's middleware).
     assert [(r["request_id"], r["method"], r["route"], r["status"]) for r in access] == [

@@ -6,12 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from backend.core.clock import utcnow
+from backend.payments.tables import PaymentTrade
 from tests.cashier.test_till_checkout import ORDERS, payment_code
 from tests.conftest import staff_login
 
@@ -65,7 +68,14 @@ async def test_a_checkout_shows_in_the_requests_latency_orders_and_pending_payme
         )
     assert value(after, "mall_payments_unknown", what="trade") == 1
     assert value(after, "mall_payments_unknown", what="refund") == 0
-    assert ("mall_sweeper_lag_seconds", ()) in after
+    assert value(after, "mall_sweeper_lag_seconds") == 0  # its next query is not due yet
+
+    # The sweeper falls behind: the unknown trade's query was due ten minutes ago.
+    await PaymentTrade.update({PaymentTrade.next_query_at: utcnow() - timedelta(minutes=10)}).where(
+        PaymentTrade.status.is_in(["created", "paying"])
+    )
+    late = await scrape(client)
+    assert 600 <= value(late, "mall_sweeper_lag_seconds") < 660
 
 
 @pytest.mark.parametrize(

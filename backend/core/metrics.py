@@ -36,6 +36,7 @@ SWEEPS = Counter("mall_sweeper_runs", "Sweeper passes, by outcome.", ["outcome"]
 
 _requests: dict[tuple[str, str, int], object] = {}
 _latencies: dict[tuple[str, str], object] = {}
+_orders: dict[tuple[str, str], object] = {}
 
 
 def observe_request(method: str, route: str, status: int, seconds: float) -> None:
@@ -51,7 +52,10 @@ def observe_request(method: str, route: str, status: int, seconds: float) -> Non
 
 
 def count_order(kind: str, event: str) -> None:
-    ORDERS.labels(kind, event).inc()
+    counter = _orders.get((kind, event))
+    if counter is None:
+        counter = _orders[(kind, event)] = ORDERS.labels(kind, event)
+    counter.inc()  # type: ignore[attr-defined]
 
 
 def prepare_multiprocess(var_dir: Path) -> None:

@@ -15,8 +15,10 @@ from backend.cashier.schemas import (
     TillOrderCreate,
 )
 from backend.core.errors import DomainError
+from backend.core.idempotency import idempotency_key
 from backend.core.paging import PathId
 from backend.core.ratelimit import client_address
+from backend.core.responses import created
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.orders import service as orders
@@ -75,6 +77,7 @@ class CashierOrderController(Controller):
         data: JSONBody[TillOrderCreate],
     ) -> Response[OrderOut]:
         staff.ensure_store(data.store_id)
+        key = idempotency_key(request.headers, data.idempotency_key)
         replayed = {
             "amount_fen": data.amount_fen,
             "auth_code": data.auth_code,
@@ -85,9 +88,7 @@ class CashierOrderController(Controller):
         if data.member_code:
             # A retry is answered before the member code is looked at: the first request spent it. Without a
             # code, the order's unique key answers a retry inside `checkout`.
-            replay = await service.replayed_order(
-                data.store_id, data.idempotency_key, replayed, services.checkout_policy
-            )
+            replay = await service.replayed_order(data.store_id, key, replayed, services.checkout_policy)
             if replay is not None:
                 return Response(await till_order_out(replay), status_code=200)
             taken = await members.take_member_code(
@@ -101,12 +102,12 @@ class CashierOrderController(Controller):
             )
             member_id = taken.member_id
         try:
-            order, created = await service.checkout(
+            order, is_new = await service.checkout(
                 store_id=data.store_id,
                 staff_id=staff.id,
                 amount_fen=data.amount_fen,
                 auth_code=data.auth_code,
-                idempotency_key=data.idempotency_key,
+                idempotency_key=key,
                 request=replayed,
                 member_id=member_id,
                 points_to_redeem=data.points_to_redeem,
@@ -117,10 +118,11 @@ class CashierOrderController(Controller):
             )
         except DomainError:
             # Refused before an order was placed: the code did nothing, and the till's retry may use it.
-            if taken is not None and await orders.find_by_key(data.store_id, data.idempotency_key) is None:
+            if taken is not None and await orders.find_by_key(data.store_id, key) is None:
                 await members.give_back_member_code(taken, kv=services.kv, now=time.time())
             raise
-        return Response(await till_order_out(order), status_code=201 if created else 200)
+        answer = await till_order_out(order)
+        return created(answer, f"{self.path}/{order.id}") if is_new else Response(answer, status_code=200)
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
     async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: PathId) -> OrderOut:
@@ -143,16 +145,18 @@ class CashierOrderController(Controller):
     async def refund(
         self,
         services: NamedDependency[Services],
+        request: Request,
         staff: NamedDependency[CurrentStaff],
         order_id: PathId,
         data: JSONBody[RefundCreate],
     ) -> Response[RefundOut]:
         """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
+        key = idempotency_key(request.headers, data.idempotency_key)
         order = await _store_order(staff, order_id)
         refund, created = await refunds.request_refund(
             order,
             amount_fen=data.amount_fen,
-            idempotency_key=data.idempotency_key,
+            idempotency_key=key,
             reason=data.reason,
             staff_id=staff.id,
             provider=services.payment_provider,
@@ -173,7 +177,7 @@ class StorePaymentController(Controller):
         member: NamedDependency[CurrentMember],
         store_id: PathId,
         data: JSONBody[StorePaymentCreate],
-    ) -> StorePaymentOut:
+    ) -> Response[StorePaymentOut]:
         """The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.
 
         The order is paid when WeChat Pay says so (a verified notification, or a query), never
@@ -188,7 +192,7 @@ class StorePaymentController(Controller):
             payment_policy=services.payment_policy,
             policy=services.checkout_policy,
         )
-        return StorePaymentOut(
+        answer = StorePaymentOut(
             order_id=order.id,
             out_trade_no=order.out_trade_no,
             status=order.status,
@@ -199,3 +203,4 @@ class StorePaymentController(Controller):
             pay_by=order.pay_by,
             pay_params=PayParams.of(params),
         )
+        return created(answer, f"/api/v1/me/orders/{order.id}")

@@ -3,12 +3,12 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.idempotency import IdempotencyKey
 from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.orders.tables import OrderStatus
 from backend.payments.tables import RefundStatus
 
-IdempotencyKey = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
 TillId = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_-]{1,32}$")]
 
 
@@ -16,7 +16,7 @@ class TillOrderCreate(Struct):
     store_id: Id
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
     auth_code: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
-    idempotency_key: IdempotencyKey
+    idempotency_key: IdempotencyKey | None = None  # or the Idempotency-Key header
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
     points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
     till_id: TillId | None = None
@@ -65,7 +65,7 @@ class StorePaymentOut(Struct):
 
 class RefundCreate(Struct):
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
-    idempotency_key: IdempotencyKey
+    idempotency_key: IdempotencyKey | None = None  # or the Idempotency-Key header
     reason: Annotated[str, msgspec.Meta(max_length=80)] = ""
 
 

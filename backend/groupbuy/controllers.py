@@ -8,6 +8,7 @@ from litestar.params import JSONBody, QueryParameter
 from backend.cashier.schemas import PayParams
 from backend.core.errors import error_body
 from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
+from backend.core.responses import created
 from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
@@ -180,7 +181,9 @@ class GroupBuySeatController(Controller):
             )
         except SoldOut as error:
             return sold_out(error)
-        return Response(SeatTaken(group=group_out(group), order=seat_out(seat, params)), status_code=201)
+        return created(
+            SeatTaken(group=group_out(group), order=seat_out(seat, params)), f"/api/v1/me/orders/{seat.order_id}"
+        )
 
     @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
     async def join_group(
@@ -204,7 +207,9 @@ class GroupBuySeatController(Controller):
             )
         except SoldOut as error:
             return sold_out(error)
-        return Response(SeatTaken(group=group_out(group), order=seat_out(seat, params)), status_code=201)
+        return created(
+            SeatTaken(group=group_out(group), order=seat_out(seat, params)), f"/api/v1/me/orders/{seat.order_id}"
+        )
 
 
 class MyGroupBuyController(Controller):
@@ -284,8 +289,9 @@ class AdminGroupBuyController(Controller):
     @post("/campaigns", operation_id="CreateGroupBuyCampaign")
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[CampaignCreate]
-    ) -> CampaignOut:
-        return campaign_out(await service.create_campaign(data, staff_id=staff.id))
+    ) -> Response[CampaignOut]:
+        campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id))
+        return created(campaign, f"/api/v1/groupbuy/campaigns/{campaign.id}")
 
 
 def seat_refund_out(refund: RefundRecord) -> SeatRefundOut:

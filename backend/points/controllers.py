@@ -1,11 +1,12 @@
 from datetime import timedelta
 
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
+from backend.core.idempotency import idempotency_key
 from backend.core.paging import Cursor, Limit, PathId, before
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
@@ -87,10 +88,12 @@ class AdminPointsController(Controller):
     async def adjust(
         self,
         services: NamedDependency[Services],
+        request: Request,
         staff: NamedDependency[CurrentStaff],
         member_id: PathId,
         data: JSONBody[PointsAdjustmentCreate],
     ) -> PostedOut:
+        key = idempotency_key(request.headers, data.idempotency_key)
         if data.delta == 0:
             raise ZeroAdjustment()
         if not await members.is_active_member(member_id):
@@ -99,7 +102,7 @@ class AdminPointsController(Controller):
             member_id,
             data.delta,
             reason=f"{data.reason} (by {staff.username})",
-            idempotency_key=data.idempotency_key,
+            idempotency_key=key,
         )
         return posted_out(posted)
 

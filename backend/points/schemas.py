@@ -3,10 +3,9 @@ from typing import Annotated
 
 import msgspec
 
+from backend.core.idempotency import IdempotencyKey
 from backend.core.schema import Struct
 from backend.points.tables import EntryKind
-
-IdempotencyKey = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.:-]{8,64}$")]
 
 
 class ExpiringOut(Struct):
@@ -41,7 +40,7 @@ class EntriesPage(Struct):
 class PointsAdjustmentCreate(Struct):
     delta: Annotated[int, msgspec.Meta(ge=-10_000_000, le=10_000_000)]
     reason: Annotated[str, msgspec.Meta(min_length=2, max_length=200)]
-    idempotency_key: IdempotencyKey
+    idempotency_key: IdempotencyKey | None = None  # or the Idempotency-Key header
 
 
 class PostedOut(Struct):

@@ -1,8 +1,9 @@
-from litestar import Controller, get, post
+from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
 from backend.core.paging import PathId
+from backend.core.responses import created
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters.templates import template_names
 from backend.referrals import service
@@ -126,5 +127,6 @@ class AdminReferralController(Controller):
     @post(operation_id="CreateReferralCampaign")
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[ReferralCampaignCreate]
-    ) -> ReferralCampaignOut:
-        return campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))
+    ) -> Response[ReferralCampaignOut]:
+        campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))
+        return created(campaign, f"/api/v1/referral-campaigns/{campaign.id}")

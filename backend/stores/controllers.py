@@ -1,4 +1,4 @@
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
@@ -6,6 +6,7 @@ from backend.core.auth import PrincipalKind
 from backend.core.errors import NotFound
 from backend.core.paging import PathId
 from backend.core.ratelimit import client_address
+from backend.core.responses import created
 from backend.services import Services
 from backend.stores import service
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
@@ -103,8 +104,11 @@ class AdminStoreController(Controller):
     dependencies = {"staff": Provide(provide_hq_admin)}
 
     @post("/stores", operation_id="CreateStore")
-    async def create_store(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StoreCreate]) -> StoreDetailOut:
-        return store_detail_out(await service.create_store(data))
+    async def create_store(
+        self, staff: NamedDependency[CurrentStaff], data: JSONBody[StoreCreate]
+    ) -> Response[StoreDetailOut]:
+        store = store_detail_out(await service.create_store(data))
+        return created(store, f"/api/v1/cashier/stores/{store.id}")
 
     @post("/staff", operation_id="CreateStaff")
     async def create_staff(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StaffCreate]) -> StaffOut:

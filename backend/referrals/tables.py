@@ -63,7 +63,7 @@ class Referral(Table, tablename="referral_edge"):
     share_link = ForeignKey(ShareLink, null=False, on_delete=OnDelete.restrict)
     campaign = ForeignKey(ReferralCampaign, null=True, on_delete=OnDelete.restrict, index=True)
     status = Varchar(length=16, choices=ReferralStatus, default=ReferralStatus.bound)
-    first_order = Integer(null=True, default=None)  # the referee's first paid order, of any kind, that qualified it
+    first_order = Integer(null=True, default=None, index=True)  # the first paid order, of any kind, that qualified it
     qualified_at = Timestamptz(null=True, default=None)
     created_at = Timestamptz()
 

@@ -7,7 +7,12 @@ is set here, before anything imports `backend`.
 import asyncio
 import os
 import secrets
+import signal
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 _TMP = tempfile.mkdtemp(prefix="mall-tests-")
 os.environ["DATABASE_URL"] = os.environ.get("TEST_DATABASE_URL") or f"sqlite:///{_TMP}/test.sqlite3"
@@ -24,9 +29,9 @@ os.environ["SWEEP_INTERVAL_SECONDS"] = "0"  # tests sweep when they mean to
 os.environ["ARGON2_TIME_COST"] = "1"  # a cheap hash keeps the suite fast; the algorithm is the same
 os.environ["ARGON2_MEMORY_KIB"] = "1024"
 
-from collections.abc import AsyncIterator, Callable  # noqa: E402
-from contextlib import AbstractAsyncContextManager, asynccontextmanager  # noqa: E402
-from dataclasses import replace  # noqa: E402
+from collections.abc import AsyncIterator, Callable, Iterator  # noqa: E402
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 
 import httpx  # noqa: E402
 import pytest  # noqa: E402
@@ -60,6 +65,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 PASSWORD = "correct-horse-battery"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -232,6 +238,38 @@ async def member_login(client: httpx.AsyncClient, **wechat: str) -> dict:
     body = response.json()
     body["headers"] = {"Authorization": f"Bearer {body['accessToken']}"}
     return body
+
+
+@dataclass
+class ServedProcess:
+    base: str  # http://127.0.0.1:PORT
+    lines: list[str] = field(default_factory=list)  # its stderr's lines, once it has stopped
+
+
+@contextmanager
+def served_process(port: int, **env: str) -> Iterator[ServedProcess]:
+    """`python -m backend serve` in a process of its own, as a deployment runs it, until the block ends."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend", "serve"],
+        env={**os.environ, "PORT": str(port), "WORKERS": "1", **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    served = ServedProcess(f"http://127.0.0.1:{port}")
+    try:
+        for _ in range(300):
+            try:
+                httpx.get(f"{served.base}/healthz", timeout=0.5)
+                break
+            except httpx.TransportError:
+                time.sleep(0.05)
+        yield served
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=30)
+        served.lines = err.splitlines()
 
 
 class Ticker:

@@ -4,12 +4,8 @@ and the line format (each line ends with its event's context)."""
 import io
 import json
 import logging
-import os
-import signal
-import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -18,7 +14,7 @@ import pytest
 from backend.core.logs import ContextFormatter, GatheringQueueHandler, JsonFormatter
 from backend.settings import Settings, SettingsError
 from tests.cashier.test_till_checkout import ORDERS, payment_code
-from tests.conftest import staff_login
+from tests.conftest import served_process, staff_login
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -116,30 +112,6 @@ def test_a_context_value_never_breaks_the_line():
     assert formatter.format(_record("x", error="first\nsecond")) == 'x error="first\\nsecond"'
 
 
-def _served_lines(port: int, env: dict[str, str], calls) -> list[str]:
-    """Serve the app as `python -m backend serve` does, make the calls, stop it: its stderr's lines."""
-    server = subprocess.Popen(
-        [sys.executable, "-m", "backend", "serve"],
-        env={**os.environ, "PORT": str(port), "WORKERS": "1", **env},
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        for _ in range(200):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        calls(f"http://127.0.0.1:{port}")
-    finally:
-        server.send_signal(signal.SIGINT)
-        _, err = server.communicate(timeout=30)
-    return err.splitlines()
-
-
 def test_every_line_of_a_served_request_carries_its_request_id_in_json_uvicorns_included(unused_tcp_port):
     def calls(base: str) -> None:
         answer = httpx.post(
@@ -148,8 +120,9 @@ def test_every_line_of_a_served_request_carries_its_request_id_in_json_uvicorns_
         assert answer.status_code == 201, answer.text
         assert httpx.get(f"{base}/api/v1/nothing-here").status_code == 404
 
-    lines = _served_lines(unused_tcp_port, {"LOG_FORMAT": "json", "ACCESS_LOG": "true"}, calls)
-    records = [json.loads(line) for line in lines]  # every line is one JSON object, uvicorn's too
+    with served_process(unused_tcp_port, LOG_FORMAT="json", ACCESS_LOG="true") as served:
+        calls(served.base)
+    records = [json.loads(line) for line in served.lines]  # every line is one JSON object, uvicorn's too
     assert {"time", "level", "logger", "message"} <= set(records[0])
     assert any(r["logger"].startswith("uvicorn") and "Uvicorn running" in r["message"] for r in records)
     assert not [r for r in records if r["logger"] == "uvicorn.access"]  # the access log is the app's own

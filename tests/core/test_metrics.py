@@ -2,10 +2,6 @@
 several workers, every worker's counts added up."""
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from backend.core.clock import utcnow
 from backend.payments.tables import PaymentTrade
 from tests.cashier.test_till_checkout import ORDERS, payment_code
-from tests.conftest import staff_login
+from tests.conftest import served_process, staff_login
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
@@ -100,26 +96,12 @@ async def test_only_the_scraper_reads_the_metrics(make_client, allowed, token, s
 def test_several_workers_answer_the_counts_of_all_of_them(unused_tcp_port, tmp_path):
     if not os.environ["DATABASE_URL"].startswith("postgres"):
         pytest.skip("several workers need PostgreSQL and Redis")
-    env = {**os.environ, "PORT": str(unused_tcp_port), "WORKERS": "2", "VAR_DIR": str(tmp_path)}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "backend", "serve"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    base = f"http://127.0.0.1:{unused_tcp_port}"
-    try:
-        for _ in range(300):
-            try:
-                httpx.get(f"{base}/healthz", timeout=0.5)
-                break
-            except httpx.TransportError:
-                time.sleep(0.05)
-        start = samples(httpx.get(f"{base}/metrics").text)
-        with httpx.Client(base_url=base, headers={"Connection": "close"}) as fresh:  # spread over both workers
+    with served_process(unused_tcp_port, WORKERS="2", VAR_DIR=str(tmp_path)) as served:
+        start = samples(httpx.get(f"{served.base}/metrics").text)
+        with httpx.Client(base_url=served.base, headers={"Connection": "close"}) as fresh:  # spread over both workers
             for _ in range(40):
                 assert fresh.get("/readyz").status_code == 200
-        answers = [samples(httpx.get(f"{base}/metrics", headers={"Connection": "close"}).text) for _ in range(6)]
-    finally:
-        server.send_signal(signal.SIGINT)
-        server.communicate(timeout=30)
+        answers = [samples(httpx.get(f"{served.base}/metrics", headers={"Connection": "close"}).text) for _ in range(6)]
     ready = {"method": "GET", "route": "/readyz", "status": "200"}
     totals = {
         value(scraped, "mall_http_requests_total", **ready) - value(start, "mall_http_requests_total", **ready)

@@ -128,6 +128,7 @@ def signed_headers(
         "Wechatpay-Timestamp": str(timestamp),
         "Wechatpay-Nonce": nonce,
         "Wechatpay-Signature": sign(private_key, response_message(timestamp, nonce, body)),
+        "Wechatpay-Signature-Type": AUTH_SCHEME,
         "Wechatpay-Serial": serial,
     }
 
@@ -138,7 +139,8 @@ def verify_signed(
     """The merchant's side: check an answer or a notification over its raw body; answers the key's serial.
 
     `platform_keys` maps serials to keys: platform certificate serials, or `PUB_KEY_ID_...`
-    in public-key mode. Header names are matched case-insensitively.
+    in public-key mode. Header names are matched case-insensitively. `Wechatpay-Signature-Type`
+    is not required: WeChat Pay's documented answers do not all carry it.
     """
     lowered = {name.lower(): value for name, value in headers.items()}
     timestamp, nonce = lowered.get("wechatpay-timestamp"), lowered.get("wechatpay-nonce")
@@ -217,6 +219,14 @@ def jsapi_pay_params(
 
 # Notifications: a signed JSON envelope around an encrypted resource ----------------------
 
+# The summary WeChat Pay writes for each event type.
+SUMMARIES = {
+    "TRANSACTION.SUCCESS": "支付成功",
+    "REFUND.SUCCESS": "退款成功",
+    "REFUND.CLOSED": "退款关闭",
+    "REFUND.ABNORMAL": "退款异常",
+}
+
 
 def seal_notification(
     *,
@@ -239,7 +249,7 @@ def seal_notification(
         "create_time": create_time,
         "resource_type": "encrypt-resource",
         "event_type": event_type,
-        "summary": event_type,
+        "summary": SUMMARIES.get(event_type, event_type),
         "resource": {
             "original_type": original_type,
             "algorithm": resource.algorithm,

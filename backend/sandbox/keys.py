@@ -24,7 +24,7 @@ SANDBOX_MCHID = "1900000109"
 class SandboxKeys:
     mchid: str
     platform_key: RSAPrivateKey  # WeChat's side: signs answers and notifications
-    platform_serial: str
+    platform_serial: str  # PUB_KEY_ID_...: the sandbox has a public key, no certificate
     merchant_key: RSAPrivateKey  # the merchant's side: signs wx.requestPayment parameters
     api_v3_key: bytes
 
@@ -54,8 +54,10 @@ def _key_file(path: Path) -> RSAPrivateKey:
 
 
 def _serial(key: RSAPrivateKey) -> str:
+    """A public-key id as WeChat Pay's look (`PUB_KEY_ID_` and 28 digits), from the key: the same across restarts."""
     der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return hashlib.sha256(der).hexdigest()[:40].upper()
+    digits = int.from_bytes(hashlib.sha256(der).digest()[:16]) % 10**28
+    return f"PUB_KEY_ID_{digits:028d}"
 
 
 def load_sandbox_keys(var_dir: Path, secret_key: str) -> SandboxKeys:

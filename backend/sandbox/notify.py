@@ -3,7 +3,8 @@
 import logging
 import secrets
 import time
-from datetime import UTC, datetime
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import httpx
 
@@ -11,6 +12,12 @@ from backend.payments.wechatpay_protocol import seal_notification
 from backend.sandbox.keys import SandboxKeys
 
 logger = logging.getLogger(__name__)
+
+WECHATPAY_TIME = ZoneInfo("Asia/Shanghai")  # WeChat Pay writes its times in Beijing time: 2026-12-01T15:04:05+08:00
+
+
+def wechatpay_now() -> str:
+    return datetime.now(WECHATPAY_TIME).isoformat(timespec="seconds")
 
 
 def transaction_payload(trade: dict, *, mchid: str, appid: str) -> dict:
@@ -24,7 +31,7 @@ def transaction_payload(trade: dict, *, mchid: str, appid: str) -> dict:
         "trade_state": "SUCCESS",
         "trade_state_desc": "支付成功",
         "bank_type": "OTHERS",
-        "success_time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "success_time": wechatpay_now(),
         "payer": {"openid": trade["openid"]},
         "amount": {
             "total": trade["amount_fen"],
@@ -51,7 +58,7 @@ class SandboxNotifier:
             event_type=event_type,
             original_type=original_type,
             payload=payload,
-            create_time=datetime.now(UTC).isoformat(timespec="seconds"),
+            create_time=wechatpay_now(),
             timestamp=int(time.time()) if timestamp is None else timestamp,
             nonce=secrets.token_hex(16),
             resource_nonce=secrets.token_hex(6),

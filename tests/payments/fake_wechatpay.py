@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs
+from zoneinfo import ZoneInfo
 
 import uvicorn
 from cryptography import x509
@@ -256,7 +257,7 @@ class FakeWeChatPay:
             event_type="TRANSACTION.SUCCESS",
             original_type="transaction",
             payload=json.dumps(self.transaction(trade)).encode(),
-            create_time=datetime.now(UTC).isoformat(),
+            create_time=datetime.now(ZoneInfo("Asia/Shanghai")).isoformat(timespec="seconds"),
             timestamp=int(time.time()),
             nonce=secrets.token_hex(16),
             resource_nonce=secrets.token_hex(6),

@@ -1,11 +1,13 @@
 """The sandbox speaks for WeChat Pay: each wallet scenario answers micropay, query and reverse as WeChat Pay would."""
 
 import asyncio
+import re
 
 import pytest
 
 from backend.cashier.codes import PaymentCodeKind, classify_payment_code
 from backend.payments.provider import PaymentProvider, PayOutcome, TradeState
+from backend.sandbox.keys import load_sandbox_keys
 from backend.sandbox.tables import SandboxTrade
 
 OPENID = "oSandboxWallet0000000000001"
@@ -88,3 +90,10 @@ async def test_bad_wallet_requests(client, body):
     response = await client.post(f"/api/v1/sandbox/wallets/{OPENID}/payment-codes", json=body)
     assert response.status_code == 422
     assert (await client.post("/api/v1/sandbox/wallets/x/payment-codes", json={})).status_code == 422
+
+
+def test_the_sandbox_keeps_one_public_key_id_per_key(tmp_path):
+    first, again = load_sandbox_keys(tmp_path, "secret"), load_sandbox_keys(tmp_path, "secret")
+    assert re.fullmatch(r"PUB_KEY_ID_\d{28}", first.platform_serial)
+    assert again.platform_serial == first.platform_serial  # a restart reads the same key file
+    assert load_sandbox_keys(tmp_path / "elsewhere", "secret").platform_serial != first.platform_serial

@@ -16,6 +16,7 @@ from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
+from backend.core import openapi
 from backend.core.auth import TokenIssuer
 from backend.core.bodies import StrictBodyRequest
 from backend.core.db import close_database, open_database
@@ -188,12 +189,14 @@ def create_app(
             title="Mall API",
             version="1.0.0",
             path="/schema",
+            components=openapi.COMPONENTS,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
         logging_config=LoggingConfig(log_exceptions="never", **logging_config(settings.log_format)),
         debug=settings.debug,
     )
+    openapi.document(app)
     if notifier is not None:
         if in_process_notifications:
             notifier.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50001)))

@@ -9,7 +9,6 @@ from backend.cashier.schemas import PayParams
 from backend.core.errors import error_body
 from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
 from backend.core.responses import created
-from backend.core.schema import Page
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
 from backend.groupbuy.schemas import (
@@ -26,6 +25,7 @@ from backend.groupbuy.schemas import (
     SeatOut,
     SeatRefundCreate,
     SeatRefundOut,
+    SeatsPage,
     SeatTaken,
 )
 from backend.groupbuy.service import CampaignRecord, GroupView, SeatView
@@ -220,11 +220,11 @@ class MyGroupBuyController(Controller):
     @get("/orders", operation_id="ListMyGroupBuyOrders")
     async def my_orders(
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
-    ) -> Page[SeatOut]:
+    ) -> SeatsPage:
         """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
         seats = await service.member_seats(member.id, limit=limit + 1, before_order=before(cursor))
         items = [seat_out(seat) for seat in seats[:limit]]
-        return Page(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
+        return SeatsPage(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
 
     @post("/orders/{order_id:int}/cancel", operation_id="GiveBackMyGroupBuySeat", status_code=200)
     async def give_back(

@@ -116,6 +116,11 @@ class GroupsPage(Struct):
     next_cursor: str | None
 
 
+class SeatsPage(Struct):
+    items: list[SeatOut]
+    next_cursor: str | None = None
+
+
 class SeatTaken(Struct):
     group: GroupOut
     order: SeatOut

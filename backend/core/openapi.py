@@ -1,0 +1,88 @@
+"""What the OpenAPI document says of every operation beyond its schema: who may call it (the bearer scheme of
+a member or of staff, or none) and the errors it answers, all in our `{code, message, details}` shape.
+
+Who calls an operation is read from its handler: one that takes the `member` dependency needs a member's
+token, one that takes `staff` a staff account's. The errors follow: 401 and 403 for either, 404 for a path that
+names an object, 422 for anything with parameters or a body, 409 for writes, 429 for every operation (the rate
+limiter answers them all), 503 where a dependency may be down.
+"""
+
+from typing import Any
+
+from litestar import Litestar
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Components, SecurityScheme
+
+from backend.core.schema import Struct
+
+MEMBER_SCHEME, STAFF_SCHEME = "memberBearer", "staffBearer"
+SECURITY_SCHEMES = {
+    MEMBER_SCHEME: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="A member's accessToken, from POST /api/v1/auth/miniprogram/login.",
+    ),
+    STAFF_SCHEME: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        bearer_format="JWT",
+        description="A staff account's accessToken, from POST /api/v1/auth/staff/login.",
+    ),
+}
+COMPONENTS = Components(security_schemes=SECURITY_SCHEMES)
+
+
+class ErrorOut(Struct):
+    """Every error: a stable `code` (`<domain>.<reason>`), a message for people, and details."""
+
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+def _error(description: str) -> ResponseSpec:
+    return ResponseSpec(data_container=ErrorOut, description=description, generate_examples=False)
+
+
+ERRORS = {
+    400: _error("The request cannot be read: a body that is not JSON (`request.malformed_json`) or is cut short."),
+    401: _error("No token, or one that has expired (`auth.unauthenticated`)."),
+    403: _error("A token of the wrong kind or role (`auth.forbidden`)."),
+    404: _error("Nothing there, or another member's or store's object (`<domain>.not_found`)."),
+    409: _error("The request conflicts with what is there (a replay that differs, a state that forbids it)."),
+    422: _error("The request is not valid (`request.invalid`, with the fields in `details.fields`)."),
+    429: _error("Too many requests (`request.rate_limited`); `Retry-After` says when to come back."),
+}
+
+
+def document(app: Litestar) -> None:
+    """Give every operation its security and error answers (the document is built from these when first read)."""
+    for route in app.routes:
+        for handler in getattr(route, "route_handlers", ()):
+            if not hasattr(handler, "responses"):
+                continue
+            parameters = handler.parsed_fn_signature.parameters
+            who = MEMBER_SCHEME if "member" in parameters else STAFF_SCHEME if "staff" in parameters else None
+            statuses = {429}
+            if who is not None:
+                handler._resolved_security = [{who: []}]
+                statuses |= {401, 403}
+            if route.path_parameters:
+                statuses |= {404, 422}
+            if "data" in parameters:
+                statuses |= {400, 422}
+            if any(name not in ("member", "staff") for name in _request_inputs(handler)):
+                statuses |= {400, 422}  # Litestar documents a 400 for any parameter: ours is the shape it has
+            if handler.http_methods & {"POST", "PUT", "PATCH", "DELETE"}:
+                statuses.add(409)
+            documented = dict(handler.responses or {})
+            for status in sorted(statuses):
+                documented.setdefault(status, ERRORS[status])
+            handler.responses = documented
+
+
+def _request_inputs(handler: Any) -> list[str]:
+    """The handler's parameters a request supplies (its query, path, header and body), not injected ones."""
+    skip = {"self", "request", "services", "state", "scope", "socket", "headers", "cookies"}
+    return [name for name in handler.parsed_fn_signature.parameters if name not in skip]

@@ -190,6 +190,7 @@ def create_app(
             version="1.0.0",
             path="/schema",
             components=openapi.COMPONENTS,
+            use_handler_docstrings=True,
             render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
         ),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.

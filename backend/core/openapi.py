@@ -3,15 +3,17 @@ a member or of staff, or none) and the errors it answers, all in our `{code, mes
 
 Who calls an operation is read from its handler: one that takes the `member` dependency needs a member's
 token, one that takes `staff` a staff account's. The errors follow: 401 and 403 for either, 404 for a path that
-names an object, 422 for anything with parameters or a body, 409 for writes, 429 for every operation (the rate
-limiter answers them all), 503 where a dependency may be down.
+names an object, 400, 413 and 422 for a body, 422 for parameters, 409 for writes, 429 for every operation (the
+rate limiter answers them all).
 """
 
+from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, Schema, SecurityScheme
+from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from backend.core.schema import Struct
 
@@ -50,10 +52,38 @@ ERRORS = {
     401: _error("No token, or one that has expired (`auth.unauthenticated`)."),
     403: _error("A token of the wrong kind or role (`auth.forbidden`)."),
     404: _error("Nothing there, or another member's or store's object (`<domain>.not_found`)."),
+    413: _error("The body is larger than MAX_BODY_BYTES (`request.too_large`)."),
     409: _error("The request conflicts with what is there (a replay that differs, a state that forbids it)."),
     422: _error("The request is not valid (`request.invalid`, with the fields in `details.fields`)."),
     429: _error("Too many requests (`request.rate_limited`); `Retry-After` says when to come back."),
 }
+
+
+BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+
+
+def operation_with(
+    *, body: tuple[str, ...] = (), answers: tuple[str, ...] = (), answers_schema: Schema = BINARY
+) -> type[Operation]:
+    """An operation whose body or answer is not a schema of ours: `body` the media types it takes as raw bytes,
+    `answers` the media types its success answer may also come in (an image format, a CSV export)."""
+
+    @dataclass
+    class Documented(Operation):
+        takes_body = bool(body)
+
+        def __post_init__(self) -> None:
+            if body:
+                content = {media: OpenAPIMediaType(schema=BINARY) for media in body}
+                self.request_body = RequestBody(content=content, required=True)
+            if answers:
+                success = next(r for status, r in (self.responses or {}).items() if status.startswith("2"))
+                success.content = {
+                    **(success.content or {}),
+                    **{m: OpenAPIMediaType(schema=answers_schema) for m in answers},
+                }
+
+    return Documented
 
 
 def document(app: Litestar) -> None:
@@ -70,8 +100,8 @@ def document(app: Litestar) -> None:
                 statuses |= {401, 403}
             if route.path_parameters:
                 statuses |= {404, 422}
-            if "data" in parameters:
-                statuses |= {400, 422}
+            if "data" in parameters or getattr(handler.operation_class, "takes_body", False):
+                statuses |= {400, 413, 422}
             if any(name not in ("member", "staff") for name in _request_inputs(handler)):
                 statuses |= {400, 422}  # Litestar documents a 400 for any parameter: ours is the shape it has
             if handler.http_methods & {"POST", "PUT", "PATCH", "DELETE"}:

@@ -3,9 +3,12 @@ from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.openapi.spec import Schema
+from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
+from backend.core import openapi
 from backend.core.errors import error_body
 from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
 from backend.core.responses import created
@@ -244,13 +247,17 @@ class AdminGroupBuyController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": Provide(provide_hq_admin)}
 
-    @get("/campaigns/{campaign_id:int}/demand", operation_id="GetGroupBuyDemand")
+    @get(
+        "/campaigns/{campaign_id:int}/demand",
+        operation_id="GetGroupBuyDemand",
+        operation_class=openapi.operation_with(answers=("text/csv",), answers_schema=Schema(type=OpenAPIType.STRING)),
+    )
     async def get_demand(
         self,
         staff: NamedDependency[CurrentStaff],
         campaign_id: PathId,
         format_: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
-    ) -> Response[DemandOut] | Response[bytes]:
+    ) -> Response[DemandOut]:  # or the CSV's bytes, documented beside it
         """Units per pickup store and date, before ordering from the supplier; `?format=csv` for a spreadsheet."""
         report = await service.demand(campaign_id)
         if format_ == "csv":

@@ -4,7 +4,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, QueryParameter
 
-from backend.core import metrics
+from backend.core import metrics, openapi
 from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
@@ -21,7 +21,12 @@ class PosterController(Controller):
     tags = ["Referrals"]
     dependencies = {"member": Provide(provide_current_member)}
 
-    @get("/posters", operation_id="GetMyPoster", media_type="image/png")
+    @get(
+        "/posters",
+        operation_id="GetMyPoster",
+        media_type="image/png",
+        operation_class=openapi.operation_with(answers=("image/jpeg",)),
+    )
     async def poster(
         self,
         request: Request,
@@ -60,7 +65,12 @@ class PosterController(Controller):
             services.posters.put(plan.key, data)
         return Response(data, media_type=MEDIA_TYPES[format_], headers=headers)
 
-    @post("/avatar", operation_id="UploadMyAvatar", status_code=200)
+    @post(
+        "/avatar",
+        operation_id="UploadMyAvatar",
+        status_code=200,
+        operation_class=openapi.operation_with(body=("image/jpeg", "image/png", "image/webp", "multipart/form-data")),
+    )
     async def upload_avatar(
         self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
     ) -> dict[str, str]:

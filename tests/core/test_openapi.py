@@ -60,3 +60,16 @@ async def test_every_operations_errors_are_documented_in_our_shape(document):
 async def test_schema_names_read_as_words(document):
     odd = [name for name in document["components"]["schemas"] if not re.fullmatch(r"[A-Z][A-Za-z0-9]*", name)]
     assert odd == []
+
+
+async def test_bodies_and_answers_that_are_not_json_are_documented(document):
+    paths = document["paths"]
+    avatar = paths["/api/v1/me/avatar"]["post"]["requestBody"]["content"]
+    assert set(avatar) == {"image/jpeg", "image/png", "image/webp", "multipart/form-data"}
+    assert avatar["image/jpeg"]["schema"] == {"type": "string", "format": "binary"}
+    assert set(paths["/api/v1/me/posters"]["get"]["responses"]["200"]["content"]) == {"image/png", "image/jpeg"}
+    demand = paths["/api/v1/admin/groupbuy/campaigns/{campaign_id}/demand"]["get"]["responses"]["200"]["content"]
+    assert demand["application/json"]["schema"] == {"$ref": "#/components/schemas/DemandOut"}
+    assert "text/csv" in demand
+    # A handler's docstring is its operation's description.
+    assert paths["/api/v1/stores/{store_id}/payments"]["post"]["description"].startswith("The shopper scanned")

@@ -76,6 +76,11 @@ class CashierOrderController(Controller):
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[TillOrderCreate],
     ) -> Response[OrderOut]:
+        """The till scans the shopper's payment code: the order is paid at once or within the inline wait (a
+        password), and the payer leaves as a member earning points. Once per idempotency key (body `idempotencyKey` or
+        an `Idempotency-Key` header): a retry answers 200 with the first order. A member code (`memberCode`) names the
+        member; `pointsToRedeem` takes points off.
+        """
         staff.ensure_store(data.store_id)
         key = idempotency_key(request.headers, data.idempotency_key)
         replayed = {
@@ -126,6 +131,7 @@ class CashierOrderController(Controller):
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
     async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: PathId) -> OrderOut:
+        """A till or store-code order of a store this staff account acts for."""
         return await till_order_out(await _store_order(staff, order_id))
 
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
@@ -135,6 +141,9 @@ class CashierOrderController(Controller):
         staff: NamedDependency[CurrentStaff],
         order_id: PathId,
     ) -> OrderOut:
+        """The cashier gives up on a payment still under way: asked once more at WeChat Pay, then reversed, unless it
+        was paid after all (then the order answers paid).
+        """
         await _store_order(staff, order_id)
         order = await service.cancel(
             order_id, provider=services.payment_provider, payment_policy=services.payment_policy

@@ -131,6 +131,7 @@ class GroupBuyController(Controller):
 
     @get("/campaigns/{campaign_id:int}", operation_id="GetGroupBuyCampaign")
     async def get_campaign(self, campaign_id: PathId) -> CampaignOut:
+        """A group-buy campaign: product, prices, group size, stock left and pickup stores (no token needed)."""
         return campaign_out(await service.get_campaign(campaign_id))
 
     @get("/groups/{group_id:int}", operation_id="GetGroupBuyGroup")
@@ -297,6 +298,7 @@ class AdminGroupBuyController(Controller):
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[CampaignCreate]
     ) -> Response[CampaignOut]:
+        """HQ creates a group-buy presale; `Location` is its page."""
         campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id))
         return created(campaign, f"/api/v1/groupbuy/campaigns/{campaign.id}")
 

@@ -60,6 +60,9 @@ class MiniProgramAuthController(Controller):
         services: NamedDependency[Services],
         data: JSONBody[MiniProgramLogin],
     ) -> MiniProgramLoginOut:
+        """The mini-program's wx.login code is exchanged with WeChat (code2session); answers a member token
+        (memberBearer) and the member, enrolled on first login. A share link's `scene` attributes a referral.
+        """
         session = await services.wechat_login.exchange(data.code)
         shared = data.scene is not None and await referrals.scene_exists(data.scene)
         member_id, is_new = await service.find_or_enrol_wechat_member(
@@ -82,6 +85,7 @@ class MeController(Controller):
 
     @get(operation_id="GetMe")
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
+        """The signed-in member: nickname, avatar, masked phone, points balance and where they enrolled."""
         return await member_out(member.id)
 
     @patch(operation_id="UpdateMe")
@@ -106,6 +110,10 @@ class MeController(Controller):
         member: NamedDependency[CurrentMember],
         data: JSONBody[PhoneBind],
     ) -> MemberAfterPhoneOut:
+        """Binds the phone number from WeChat's phone code. When another member already holds that number the two
+        are merged and the older one survives (points, orders and referrals follow); the answer then carries a
+        new token for the survivor, which may not be the caller.
+        """
         phone = await services.phone_numbers.phone_number(data.code)
         holder = await service.bind_phone(member.id, phone, app_id=services.settings.wechat_app_id)
         token = services.tokens.issue(PrincipalKind.member, holder) if holder != member.id else None
@@ -115,6 +123,9 @@ class MeController(Controller):
     async def member_code(
         self, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
     ) -> MemberCodeOut:
+        """The rotating member code the till scans (valid `expiresInSeconds`); it identifies the member for one
+        checkout at one till.
+        """
         code, seconds_left = services.member_codes.code_for(member.id, now=time.time())
         return MemberCodeOut(code=code, expires_in_seconds=seconds_left)
 
@@ -165,6 +176,7 @@ class AdminMemberController(Controller):
 
     @post("/merge", operation_id="MergeMembers", status_code=200)
     async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:
+        """HQ merges one member into another: identities, points, orders, referrals and seats move to the survivor."""
         survivor = await service.merge_members(
             data.survivor_id, data.merged_id, reason=MergeReason.hq, staff_id=staff.id
         )

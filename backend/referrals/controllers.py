@@ -128,5 +128,6 @@ class AdminReferralController(Controller):
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[ReferralCampaignCreate]
     ) -> Response[ReferralCampaignOut]:
+        """HQ creates a referral campaign (points for referrer and referee, holding period, daily cap)."""
         campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))
         return created(campaign, f"/api/v1/referral-campaigns/{campaign.id}")

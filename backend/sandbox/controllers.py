@@ -30,6 +30,7 @@ class SandboxWeChatController(Controller):
 
     @post("/login-codes", operation_id="CreateSandboxLoginCode")
     async def create_login_code(self, data: JSONBody[LoginCodeCreate]) -> LoginCodeOut:
+        """Sandbox only: a one-time wx.login code for an openid, as WeChat's runtime would hand the mini-program."""
         row = await service.issue_login_code(openid=data.openid, unionid=data.unionid)
         return LoginCodeOut(
             code=row.code, openid=row.openid, unionid=row.unionid, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS
@@ -39,6 +40,7 @@ class SandboxWeChatController(Controller):
     async def create_phone_code(
         self, services: NamedDependency[Services], data: JSONBody[PhoneCodeCreate]
     ) -> PhoneCodeOut:
+        """Sandbox only: a one-time phone code for a phone number, as WeChat's getPhoneNumber would."""
         code = await service.issue_phone_code(
             phone=data.phone, country_code=data.country_code, app_id=data.appid or services.settings.wechat_app_id
         )
@@ -57,6 +59,7 @@ class SandboxWalletController(Controller):
         openid: Annotated[str, PathParameter(pattern=WECHAT_ID_PATTERN)],
         data: JSONBody[PaymentCodeCreate],
     ) -> PaymentCodeOut:
+        """Sandbox only: a payment code in a shopper's wallet, with the scenario the payment will play out."""
         code = await service.issue_payment_code(openid=openid, scenario=data.scenario)
         return PaymentCodeOut(auth_code=code, expires_in_seconds=service.PAYMENT_CODE_TTL_SECONDS)
 

@@ -22,10 +22,12 @@ class SystemController(Controller):
 
     @get("/healthz", operation_id="Health")
     async def health(self) -> dict[str, str]:
+        """The process is up (no dependency is asked): for a load balancer's liveness check."""
         return {"status": "ok"}
 
     @get("/readyz", operation_id="Ready")
     async def ready(self, services: NamedDependency[Services]) -> Response[dict[str, object]]:
+        """The database (and Redis, when configured) answer: 200 to take traffic, 503 with the failing check."""
         checks = {"database": "ok" if await ping_database(timeout=READINESS_TIMEOUT_SECONDS) else "down"}
         if services.settings.redis_url:
             checks["redis"] = "ok" if await services.kv.ping() else "down"

@@ -71,5 +71,7 @@ async def test_bodies_and_answers_that_are_not_json_are_documented(document):
     demand = paths["/api/v1/admin/groupbuy/campaigns/{campaign_id}/demand"]["get"]["responses"]["200"]["content"]
     assert demand["application/json"]["schema"] == {"$ref": "#/components/schemas/DemandOut"}
     assert "text/csv" in demand
-    # A handler's docstring is its operation's description.
+    # A handler's docstring is its operation's description, and every operation has one.
     assert paths["/api/v1/stores/{store_id}/payments"]["post"]["description"].startswith("The shopper scanned")
+    undescribed = [op["operationId"] for _, _, op in operations(document) if not op.get("description")]
+    assert undescribed == []

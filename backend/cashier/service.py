@@ -8,7 +8,7 @@ request.
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from backend.cashier.codes import PaymentCodeKind, classify_payment_code
@@ -98,8 +98,56 @@ def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem:
     return discount
 
 
+async def _open_order(
+    kind: OrderKind,
+    method: TradeMethod,
+    *,
+    store_id: int,
+    member_id: int | None,
+    amount_fen: int,
+    discount_fen: int,
+    points_to_redeem: int,
+    out_trade_no: str,
+    pay_by: datetime,
+    idempotency_key: str,
+    now: datetime,
+    payment_policy: PaymentPolicy,
+    staff_id: int | None = None,
+    request_hash: str = "",
+    scene: str = "",
+) -> tuple[int, int]:
+    """In one write transaction: the order, the trade that asks for its money, and the points it takes off
+    (reserved with it, given back if it is not paid). Answers (order id, trade id)."""
+    async with write_transaction():
+        order_id = await orders.place_order(
+            kind=kind,
+            store_id=store_id,
+            staff_id=staff_id,
+            member_id=member_id,
+            amount_fen=amount_fen,
+            discount_fen=discount_fen,
+            points_redeemed=points_to_redeem,
+            out_trade_no=out_trade_no,
+            pay_by=pay_by,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+            scene=scene,
+            now=now,
+        )
+        trade_id = await payments.open_trade(
+            order_id,
+            method=method,
+            out_trade_no=out_trade_no,
+            amount_fen=amount_fen - discount_fen,
+            expires_at=pay_by,
+            now=now,
+            policy=payment_policy,
+        )
+        await _redeem(member_id, points_to_redeem, order_id=order_id, store_id=store_id, now=now)
+    return order_id, trade_id
+
+
 async def _redeem(member_id: int | None, points_to_redeem: int, *, order_id: int, store_id: int, now) -> None:
-    """Inside the order's transaction: the points it takes off, reserved with it (given back if it is not paid)."""
     if points_to_redeem and member_id is not None:
         await points.redeem(
             member_id,
@@ -140,32 +188,23 @@ async def checkout(
     out_trade_no = new_out_trade_no(now)
     expires_at = now + timedelta(seconds=payment_policy.payment_timeout)
     try:
-        async with write_transaction():
-            order_id = await orders.place_order(
-                kind=OrderKind.till,
-                store_id=store_id,
-                staff_id=staff_id,
-                member_id=member_id,
-                amount_fen=amount_fen,
-                discount_fen=discount,
-                points_redeemed=points_to_redeem,
-                out_trade_no=out_trade_no,
-                pay_by=expires_at,
-                idempotency_key=idempotency_key,
-                request_hash=request_hash(**request),
-                scene=scene,
-                now=now,
-            )
-            trade_id = await payments.open_trade(
-                order_id,
-                method=TradeMethod.micropay,
-                out_trade_no=out_trade_no,
-                amount_fen=amount_fen - discount,
-                expires_at=expires_at,
-                now=now,
-                policy=payment_policy,
-            )
-            await _redeem(member_id, points_to_redeem, order_id=order_id, store_id=store_id, now=now)
+        order_id, trade_id = await _open_order(
+            OrderKind.till,
+            TradeMethod.micropay,
+            store_id=store_id,
+            member_id=member_id,
+            amount_fen=amount_fen,
+            discount_fen=discount,
+            points_to_redeem=points_to_redeem,
+            out_trade_no=out_trade_no,
+            pay_by=expires_at,
+            idempotency_key=idempotency_key,
+            now=now,
+            payment_policy=payment_policy,
+            staff_id=staff_id,
+            request_hash=request_hash(**request),
+            scene=scene,
+        )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -269,29 +308,20 @@ async def pay_at_store(
     now = utcnow()
     out_trade_no = new_out_trade_no(now)
     pay_by = now + timedelta(seconds=payment_policy.jsapi_pay_within)
-    async with write_transaction():
-        order_id = await orders.place_order(
-            kind=OrderKind.store_code,
-            store_id=store_id,
-            member_id=member_id,
-            amount_fen=amount_fen,
-            discount_fen=discount,
-            points_redeemed=points_to_redeem,
-            out_trade_no=out_trade_no,
-            pay_by=pay_by,
-            idempotency_key=out_trade_no,
-            now=now,
-        )
-        trade_id = await payments.open_trade(
-            order_id,
-            method=TradeMethod.jsapi,
-            out_trade_no=out_trade_no,
-            amount_fen=amount_fen - discount,
-            expires_at=pay_by,
-            now=now,
-            policy=payment_policy,
-        )
-        await _redeem(member_id, points_to_redeem, order_id=order_id, store_id=store_id, now=now)
+    order_id, trade_id = await _open_order(
+        OrderKind.store_code,
+        TradeMethod.jsapi,
+        store_id=store_id,
+        member_id=member_id,
+        amount_fen=amount_fen,
+        discount_fen=discount,
+        points_to_redeem=points_to_redeem,
+        out_trade_no=out_trade_no,
+        pay_by=pay_by,
+        idempotency_key=out_trade_no,
+        now=now,
+        payment_policy=payment_policy,
+    )
     pay_params = await payments.create_jsapi(
         trade_id,
         out_trade_no=out_trade_no,

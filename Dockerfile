@@ -1,5 +1,13 @@
 # The service on a slim Python base, as a non-root user, with the poster fonts (assets/) and migrations in the
 # image. Nothing in this project runs Docker: this is the conventional shape, kept small (see the README).
+
+# The docs pages' scripts, at the versions and integrities pinned in assets/docs/bundles.txt.
+FROM node:20-slim AS docs
+WORKDIR /src
+COPY scripts/lib.sh scripts/
+COPY assets/docs/bundles.txt assets/docs/*.LICENSE assets/docs/
+RUN bash -c 'source scripts/lib.sh && fetch_docs_bundles'
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -21,6 +29,7 @@ RUN mkdir backend migrations && touch backend/__init__.py migrations/__init__.py
 COPY backend ./backend
 COPY migrations ./migrations
 COPY assets ./assets
+COPY --from=docs /src/assets/docs/vendor ./assets/docs/vendor
 # Installed in place: the code finds assets/ and migrations/ beside it.
 RUN pip install --no-deps -e . && mkdir -p var && chown mall:mall var
 

@@ -12,7 +12,6 @@ from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
@@ -70,6 +69,7 @@ from backend.stores.controllers import (
     StoreController,
 )
 from backend.sweeper import running_sweeper
+from backend.system import docs
 from backend.system.controllers import SystemController
 
 logger = logging.getLogger(__name__)
@@ -109,8 +109,9 @@ def create_app(
             await kv.close()
             await close_database()
 
-    route_handlers: list[type] = [
+    route_handlers: list[object] = [
         SystemController,
+        docs.assets_router(),
         StaffAuthController,
         MiniProgramAuthController,
         MeController,
@@ -191,7 +192,7 @@ def create_app(
             path="/schema",
             components=openapi.COMPONENTS,
             use_handler_docstrings=True,
-            render_plugins=[ScalarRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+            render_plugins=docs.render_plugins(),
         ),
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
         logging_config=LoggingConfig(log_exceptions="never", **logging_config(settings.log_format)),

@@ -96,3 +96,33 @@ stop_postgres() {
 create_database() {
   as_postgres "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U postgres "$1"
 }
+
+# fetch_docs_bundles: the docs pages' scripts, pinned in assets/docs/bundles.txt, into assets/docs/vendor/ (npm pack,
+# the integrity checked against the pin). A bundle already there at its pinned version is kept.
+fetch_docs_bundles() {
+  local docs=assets/docs dir spec integrity files stamp work got
+  while read -r dir spec integrity files; do
+    case "$dir" in '' | '#'*) continue ;; esac
+    stamp="$docs/vendor/$dir/.pinned"
+    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec $integrity" ] && continue
+    command -v npm >/dev/null 2>&1 || ensure_commands npm:npm
+    say "fetching $spec for the docs pages"
+    work=$(mktemp -d)
+    got=$(cd "$work" && npm pack --silent --json "$spec" \
+      | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s)[0].integrity))')
+    if [ "$got" != "$integrity" ]; then
+      say "$spec has integrity $got, not the pinned $integrity"; rm -rf "$work"; return 1
+    fi
+    rm -rf "$docs/vendor/$dir"; mkdir -p "$docs/vendor/$dir"
+    # shellcheck disable=SC2086  # files is a list of paths
+    tar -xzf "$work"/*.tgz -C "$work" $(printf 'package/%s ' $files)
+    local file
+    for file in $files; do
+      case "$file" in LICENSE | NOTICE) cp "$work/package/$file" "$docs/vendor/$dir/$file.txt" ;;  # for a browser to show
+      *) cp "$work/package/$file" "$docs/vendor/$dir/" ;; esac
+    done
+    [ -f "$docs/$dir.LICENSE" ] && cp "$docs/$dir.LICENSE" "$docs/vendor/$dir/LICENSE.txt"
+    rm -rf "$work"
+    echo "$spec $integrity" > "$stamp"
+  done < "$docs/bundles.txt"
+}

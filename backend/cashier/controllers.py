@@ -76,7 +76,9 @@ class CashierOrderController(Controller):
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[TillOrderCreate],
     ) -> Response[OrderOut]:
-        """The till scans the shopper's payment code: the order is paid at once or within the inline wait (a
+        """Till checkout with a payment code.
+
+        The till scans the shopper's payment code: the order is paid at once or within the inline wait (a
         password), and the payer leaves as a member earning points. Once per idempotency key (body `idempotencyKey` or
         an `Idempotency-Key` header): a retry answers 200 with the first order. A member code (`memberCode`) names the
         member; `pointsToRedeem` takes points off.
@@ -131,7 +133,9 @@ class CashierOrderController(Controller):
 
     @get("/{order_id:int}", operation_id="GetTillOrder")
     async def get_order(self, staff: NamedDependency[CurrentStaff], order_id: PathId) -> OrderOut:
-        """A till or store-code order of a store this staff account acts for."""
+        """A till or store-code order.
+
+        A till or store-code order of a store this staff account acts for."""
         return await till_order_out(await _store_order(staff, order_id))
 
     @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
@@ -141,7 +145,9 @@ class CashierOrderController(Controller):
         staff: NamedDependency[CurrentStaff],
         order_id: PathId,
     ) -> OrderOut:
-        """The cashier gives up on a payment still under way: asked once more at WeChat Pay, then reversed, unless it
+        """Cancel a till payment.
+
+        The cashier gives up on a payment still under way: asked once more at WeChat Pay, then reversed, unless it
         was paid after all (then the order answers paid).
         """
         await _store_order(staff, order_id)
@@ -159,7 +165,9 @@ class CashierOrderController(Controller):
         order_id: PathId,
         data: JSONBody[RefundCreate],
     ) -> Response[RefundOut]:
-        """Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
+        """Refund a till or store-code order.
+
+        Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
         key = idempotency_key(request.headers, data.idempotency_key)
         order = await _store_order(staff, order_id)
         refund, created = await refunds.request_refund(
@@ -187,7 +195,9 @@ class StorePaymentController(Controller):
         store_id: PathId,
         data: JSONBody[StorePaymentCreate],
     ) -> Response[StorePaymentOut]:
-        """The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.
+        """Pay at a store by its code.
+
+        The shopper scanned the store's code: a JSAPI order and the parameters for wx.requestPayment.
 
         The order is paid when WeChat Pay says so (a verified notification, or a query), never
         because the mini-program reports success.

@@ -7,6 +7,7 @@ names an object, 400, 413 and 422 for a body, 422 for parameters, 409 for writes
 rate limiter answers them all).
 """
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,11 +88,15 @@ def operation_with(
 
 
 def document(app: Litestar) -> None:
-    """Give every operation its security and error answers (the document is built from these when first read)."""
+    """Give every operation its summary, security and error answers (the document is built from these when first
+    read). A handler's docstring is its summary line, a blank line, then its description."""
     for route in app.routes:
         for handler in getattr(route, "route_handlers", ()):
             if not hasattr(handler, "responses"):
                 continue
+            summary, _, description = inspect.cleandoc(handler.fn.__doc__ or "").partition("\n\n")
+            if summary and handler.summary is None:
+                handler.summary, handler.description = summary.removesuffix("."), description or None
             parameters = handler.parsed_fn_signature.parameters
             who = MEMBER_SCHEME if "member" in parameters else STAFF_SCHEME if "staff" in parameters else None
             statuses = {429}

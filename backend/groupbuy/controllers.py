@@ -126,17 +126,23 @@ class GroupBuyController(Controller):
 
     @get("/campaigns", operation_id="ListGroupBuyCampaigns")
     async def list_campaigns(self) -> list[CampaignOut]:
-        """Campaigns open now, ending soonest first."""
+        """Open group-buy campaigns.
+
+        Campaigns open now, ending soonest first."""
         return [campaign_out(row) for row in await service.open_campaigns()]
 
     @get("/campaigns/{campaign_id:int}", operation_id="GetGroupBuyCampaign")
     async def get_campaign(self, campaign_id: PathId) -> CampaignOut:
-        """A group-buy campaign: product, prices, group size, stock left and pickup stores (no token needed)."""
+        """A group-buy campaign.
+
+        A group-buy campaign: product, prices, group size, stock left and pickup stores (no token needed)."""
         return campaign_out(await service.get_campaign(campaign_id))
 
     @get("/groups/{group_id:int}", operation_id="GetGroupBuyGroup")
     async def get_group(self, group_id: PathId) -> GroupOut:
-        """Seats and deadline of a group, for the page a shared link opens; members by nickname only."""
+        """A group and its seats.
+
+        Seats and deadline of a group, for the page a shared link opens; members by nickname only."""
         return group_out(await service.get_group(group_id))
 
 
@@ -154,7 +160,9 @@ class GroupBuySeatController(Controller):
 
     @get("/campaigns/{campaign_id:int}/groups", operation_id="ListFormingGroups")
     async def list_groups(self, campaign_id: PathId, limit: Limit = 20, cursor: GroupCursor = None) -> GroupsPage:
-        """Groups of the campaign still forming that a shopper may join, soonest deadline first (no sign-in)."""
+        """Groups still forming.
+
+        Groups of the campaign still forming that a shopper may join, soonest deadline first (no sign-in)."""
         await service.get_campaign(campaign_id)
         groups = await service.forming_groups(campaign_id, limit=limit + 1, after=_after(cursor))
         items = groups[:limit]
@@ -171,7 +179,9 @@ class GroupBuySeatController(Controller):
         campaign_id: PathId,
         data: JSONBody[SeatCreate],
     ) -> Response[SeatTaken]:
-        """Open a group as its leader, taking its first seat."""
+        """Open a group.
+
+        Open a group as its leader, taking its first seat."""
         try:
             group, seat, params = await service.take_seat(
                 member_id=member.id,
@@ -197,7 +207,9 @@ class GroupBuySeatController(Controller):
         group_id: PathId,
         data: JSONBody[SeatCreate],
     ) -> Response[SeatTaken]:
-        """Take a seat in someone's group."""
+        """Join a group.
+
+        Take a seat in someone's group."""
         try:
             group, seat, params = await service.take_seat(
                 member_id=member.id,
@@ -225,7 +237,9 @@ class MyGroupBuyController(Controller):
     async def my_orders(
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
     ) -> SeatsPage:
-        """The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
+        """My group-buy orders.
+
+        The member's group-buy orders, newest first, with their pickup codes once their group succeeded."""
         seats = await service.member_seats(member.id, limit=limit + 1, before_order=before(cursor))
         items = [seat_out(seat) for seat in seats[:limit]]
         return SeatsPage(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
@@ -234,7 +248,9 @@ class MyGroupBuyController(Controller):
     async def give_back(
         self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], order_id: PathId
     ) -> SeatOut:
-        """Give an unpaid seat back at once: closed at WeChat Pay first, then the seat, the units and the
+        """Give an unpaid seat back.
+
+        Give an unpaid seat back at once: closed at WeChat Pay first, then the seat, the units and the
         stock go back. A paid seat is not given back here (its group refunds it if it fails)."""
         return seat_out(
             await service.give_back_seat(
@@ -259,7 +275,9 @@ class AdminGroupBuyController(Controller):
         campaign_id: PathId,
         format_: Annotated[Literal["json", "csv"], QueryParameter(name="format")] = "json",
     ) -> Response[DemandOut]:  # or the CSV's bytes, documented beside it
-        """Units per pickup store and date, before ordering from the supplier; `?format=csv` for a spreadsheet."""
+        """Group-buy demand by store and date.
+
+        Units per pickup store and date, before ordering from the supplier; `?format=csv` for a spreadsheet."""
         report = await service.demand(campaign_id)
         if format_ == "csv":
             return Response(
@@ -298,7 +316,9 @@ class AdminGroupBuyController(Controller):
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[CampaignCreate]
     ) -> Response[CampaignOut]:
-        """HQ creates a group-buy presale; `Location` is its page."""
+        """Create a group-buy campaign.
+
+        HQ creates a group-buy presale; `Location` is its page."""
         campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id))
         return created(campaign, f"/api/v1/groupbuy/campaigns/{campaign.id}")
 
@@ -329,7 +349,9 @@ class CashierGroupBuyController(Controller):
         order_id: PathId,
         data: JSONBody[SeatRefundCreate],
     ) -> Response[SeatRefundOut]:
-        """Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund
+        """Refund a group-buy order.
+
+        Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund
         when asked again. Staff of its pickup store or HQ; the group stays succeeded."""
         refund, created = await service.refund_after_success(
             order_id,
@@ -349,6 +371,8 @@ class PickupController(Controller):
 
     @post(operation_id="PickUpGroupBuyOrder", status_code=200)
     async def pick_up(self, staff: NamedDependency[CurrentStaff], data: JSONBody[PickupCreate]) -> SeatOut:
-        """The shopper shows their pickup code at the till: the order is handed over, once, at its own store."""
+        """Hand over a pickup.
+
+        The shopper shows their pickup code at the till: the order is handed over, once, at its own store."""
         staff.ensure_store(data.store_id)
         return seat_out(await service.pick_up(store_id=data.store_id, pickup_code=data.pickup_code, staff_id=staff.id))

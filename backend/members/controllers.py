@@ -60,7 +60,9 @@ class MiniProgramAuthController(Controller):
         services: NamedDependency[Services],
         data: JSONBody[MiniProgramLogin],
     ) -> MiniProgramLoginOut:
-        """The mini-program's wx.login code is exchanged with WeChat (code2session); answers a member token
+        """Mini-program sign-in.
+
+        The mini-program's wx.login code is exchanged with WeChat (code2session); answers a member token
         (memberBearer) and the member, enrolled on first login. A share link's `scene` attributes a referral.
         """
         session = await services.wechat_login.exchange(data.code)
@@ -85,14 +87,18 @@ class MeController(Controller):
 
     @get(operation_id="GetMe")
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
-        """The signed-in member: nickname, avatar, masked phone, points balance and where they enrolled."""
+        """The signed-in member.
+
+        The signed-in member: nickname, avatar, masked phone, points balance and where they enrolled."""
         return await member_out(member.id)
 
     @patch(operation_id="UpdateMe")
     async def update_me(
         self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], data: JSONBody[MemberUpdate]
     ) -> MemberOut:
-        """What the shopper typed in WeChat's avatar-and-nickname form: a nickname of 1-20 characters, and an
+        """Update nickname and avatar.
+
+        What the shopper typed in WeChat's avatar-and-nickname form: a nickname of 1-20 characters, and an
         avatar uploaded to this server first (`POST /api/v1/me/avatar` answers its `avatarUrl`)."""
         nickname = data.nickname.strip() if isinstance(data.nickname, str) else None
         avatar_url = data.avatar_url if isinstance(data.avatar_url, str) else None
@@ -110,7 +116,9 @@ class MeController(Controller):
         member: NamedDependency[CurrentMember],
         data: JSONBody[PhoneBind],
     ) -> MemberAfterPhoneOut:
-        """Binds the phone number from WeChat's phone code. When another member already holds that number the two
+        """Bind the phone number.
+
+        Binds the phone number from WeChat's phone code. When another member already holds that number the two
         are merged and the older one survives (points, orders and referrals follow); the answer then carries a
         new token for the survivor, which may not be the caller.
         """
@@ -123,7 +131,9 @@ class MeController(Controller):
     async def member_code(
         self, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
     ) -> MemberCodeOut:
-        """The rotating member code the till scans (valid `expiresInSeconds`); it identifies the member for one
+        """Member code for the till.
+
+        The rotating member code the till scans (valid `expiresInSeconds`); it identifies the member for one
         checkout at one till.
         """
         code, seconds_left = services.member_codes.code_for(member.id, now=time.time())
@@ -143,7 +153,9 @@ class CashierMemberController(Controller):
         staff: NamedDependency[CurrentStaff],
         data: JSONBody[MemberLookup],
     ) -> MemberLookupOut:
-        """The member behind a scanned member code. The code is then good for one checkout at this till (this
+        """Look up a scanned member code.
+
+        The member behind a scanned member code. The code is then good for one checkout at this till (this
         staff member, this store, this till) for the next two minutes; every other till refuses it."""
         if data.store_id is not None:
             staff.ensure_store(data.store_id)
@@ -176,7 +188,9 @@ class AdminMemberController(Controller):
 
     @post("/merge", operation_id="MergeMembers", status_code=200)
     async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:
-        """HQ merges one member into another: identities, points, orders, referrals and seats move to the survivor."""
+        """Merge two members.
+
+        HQ merges one member into another: identities, points, orders, referrals and seats move to the survivor."""
         survivor = await service.merge_members(
             data.survivor_id, data.merged_id, reason=MergeReason.hq, staff_id=staff.id
         )

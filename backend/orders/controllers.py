@@ -81,14 +81,18 @@ class MyOrdersController(Controller):
         cursor: Cursor = None,
         kind: Annotated[OrderKind | None, QueryParameter()] = None,
     ) -> OrdersPage:
-        """Every order of the member, whatever its channel, newest first."""
+        """My orders.
+
+        Every order of the member, whatever its channel, newest first."""
         views = await service.member_orders(member.id, limit=limit + 1, before_id=before(cursor), kind=kind)
         items = [order_out(view.order, store_name=view.store_name, channel=view.channel) for view in views[:limit]]
         return OrdersPage(items=items, next_cursor=str(items[-1].id) if len(views) > limit else None)
 
     @get("/{order_id:int}", operation_id="GetMyOrder")
     async def get_order(self, member: NamedDependency[CurrentMember], order_id: PathId) -> OrderOut:
-        """One of the member's orders with its lines; another member's order does not exist."""
+        """One of my orders.
+
+        One of the member's orders with its lines; another member's order does not exist."""
         view = await service.member_order(member.id, order_id)
         if view is None:
             raise OrderNotFound(order_id=order_id)

@@ -20,7 +20,9 @@ class WeChatPayNotifyController(Controller):
 
     @post(operation_id="WeChatPayNotify", status_code=204)
     async def notify(self, services: NamedDependency[Services], request: Request) -> None:
-        """Verified over the raw body, then decrypted, then checked against our trade; 204 for a replay too.
+        """WeChat Pay notification.
+
+        Verified over the raw body, then decrypted, then checked against our trade; 204 for a replay too.
 
         WeChat Pay waits 5 s for the answer, then counts the delivery failed: one not recorded within
         NOTIFY_BUDGET_SECONDS (the database busy or locked) is rolled back and answered 503, and sent again.

@@ -48,7 +48,9 @@ class MyPointsController(Controller):
 
     @get(operation_id="GetMyPoints")
     async def get_points(self, member: NamedDependency[CurrentMember]) -> PointsOut:
-        """The member's balance and the points that expire soonest, by date."""
+        """My points balance.
+
+        The member's balance and the points that expire soonest, by date."""
         balance, debt = await service.balance_of(member.id)
         expiring = await service.upcoming_expiries(member.id, now=utcnow(), within=EXPIRING_WITHIN)
         return PointsOut(
@@ -61,7 +63,9 @@ class MyPointsController(Controller):
     async def list_entries(
         self, member: NamedDependency[CurrentMember], limit: Limit = 20, cursor: Cursor = None
     ) -> EntriesPage:
-        """The member's ledger entries, newest first, paged by `cursor` (source, store and balance after)."""
+        """My points ledger.
+
+        The member's ledger entries, newest first, paged by `cursor` (source, store and balance after)."""
         rows = await service.entries_page(member.id, limit=limit + 1, before_id=before(cursor))
         items = [
             EntryOut(
@@ -95,7 +99,9 @@ class AdminPointsController(Controller):
         member_id: PathId,
         data: JSONBody[PointsAdjustmentCreate],
     ) -> PostedOut:
-        """HQ corrects a member's points: a credit is a new lot, a debit may not take the balance below zero.
+        """Adjust a member's points.
+
+        HQ corrects a member's points: a credit is a new lot, a debit may not take the balance below zero.
         Once per idempotency key (body `idempotencyKey` or an `Idempotency-Key` header).
         """
         key = idempotency_key(request.headers, data.idempotency_key)
@@ -113,7 +119,9 @@ class AdminPointsController(Controller):
 
     @get("/reports/points-liability", operation_id="GetPointsLiability")
     async def liability(self, staff: NamedDependency[CurrentStaff]) -> PointsLiabilityOut:
-        """Points outstanding by store and by month of expiry: what the chain owes its members."""
+        """Points liability report.
+
+        Points outstanding by store and by month of expiry: what the chain owes its members."""
         rows = await service.liability_by_store()
         codes = await stores.store_codes([r.store_id for r in rows if r.store_id is not None])
         return PointsLiabilityOut(

@@ -36,7 +36,9 @@ class PosterController(Controller):
         group_id: Annotated[int | None, query_id("groupId")] = None,
         format_: Annotated[Literal["png", "jpeg"], QueryParameter(name="format")] = "png",
     ) -> Response[bytes]:
-        """The member's share poster for a referral campaign or a group (750x1334); its QR code opens the
+        """My share poster.
+
+        The member's share poster for a referral campaign or a group (750x1334); its QR code opens the
         member's share link. Served from a cache keyed by everything that changes its pixels, with an ETag."""
         if (campaign_id is None) == (group_id is None):
             raise OneTarget(details={"campaignId": "or groupId, exactly one"})
@@ -74,7 +76,9 @@ class PosterController(Controller):
     async def upload_avatar(
         self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember]
     ) -> dict[str, str]:
-        """A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form (what
+        """Upload an avatar.
+
+        A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form (what
         wx.uploadFile sends). Checked and re-encoded to a square JPEG; the upload itself is not kept."""
         if request.headers.get("content-type", "").startswith("multipart/form-data"):
             form = await request.form()
@@ -93,7 +97,9 @@ class AvatarController(Controller):
 
     @get("/{name:str}", operation_id="GetAvatar", media_type="image/jpeg")
     async def avatar(self, name: FromPath[str]) -> Response[bytes]:
-        """An avatar by the digest of its bytes: public, and never changes."""
+        """An avatar image.
+
+        An avatar by the digest of its bytes: public, and never changes."""
         digest = name.removesuffix(".jpg")
         if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
             raise AvatarNotFound()

@@ -49,12 +49,16 @@ class ReferralCampaignController(Controller):
 
     @get("/{campaign_id:int}", operation_id="GetReferralCampaign")
     async def get_campaign(self, campaign_id: PathId) -> ReferralCampaignOut:
-        """The rules and dates of a referral campaign, for the page a poster opens."""
+        """A referral campaign.
+
+        The rules and dates of a referral campaign, for the page a poster opens."""
         return campaign_out(await service.get_campaign(campaign_id))
 
     @get("/{campaign_id:int}/leaderboard", operation_id="GetReferralLeaderboard")
     async def leaderboard(self, services: NamedDependency[Services], campaign_id: PathId) -> LeaderboardOut:
-        """Top referrers by qualified referrals; nicknames masked."""
+        """Referral leaderboard.
+
+        Top referrers by qualified referrals; nicknames masked."""
         rows = await service.leaderboard(services.kv, campaign_id)
         return LeaderboardOut(
             campaign_id=campaign_id,
@@ -68,7 +72,9 @@ class ShareController(Controller):
 
     @get("/{scene:str}", operation_id="ResolveShareScene")
     async def resolve(self, scene: FromPath[str]) -> ShareOut:
-        """What a scanned poster opens: a campaign or a group, and who shared it (no ids of people). A scene
+        """Resolve a share scene.
+
+        What a scanned poster opens: a campaign or a group, and who shared it (no ids of people). A scene
         that is not ours, malformed or not, is simply unknown."""
         if not (0 < len(scene) <= 32 and scene.isascii() and scene.isalnum()):
             raise UnknownScene()
@@ -93,7 +99,9 @@ class MyReferralController(Controller):
         member: NamedDependency[CurrentMember],
         data: JSONBody[ShareLinkCreate],
     ) -> ShareLinkOut:
-        """The member's link to a referral campaign or a group-buy group; the same one every time."""
+        """My share link.
+
+        The member's link to a referral campaign or a group-buy group; the same one every time."""
         if (data.campaign_id is None) == (data.group_id is None):
             raise OneTarget(details={"campaignId": "or groupId, exactly one"})
         link = await service.share_link(member.id, campaign_id=data.campaign_id, group_id=data.group_id)
@@ -101,7 +109,9 @@ class MyReferralController(Controller):
 
     @get("/referrals", operation_id="ListMyReferrals")
     async def my_referrals(self, member: NamedDependency[CurrentMember]) -> MyReferralsOut:
-        """The members this member brought in, with where each reward stands."""
+        """My referrals.
+
+        The members this member brought in, with where each reward stands."""
         return MyReferralsOut(
             items=[
                 MyReferral(
@@ -128,6 +138,8 @@ class AdminReferralController(Controller):
     async def create_campaign(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[ReferralCampaignCreate]
     ) -> Response[ReferralCampaignOut]:
-        """HQ creates a referral campaign (points for referrer and referee, holding period, daily cap)."""
+        """Create a referral campaign.
+
+        HQ creates a referral campaign (points for referrer and referee, holding period, daily cap)."""
         campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))
         return created(campaign, f"/api/v1/referral-campaigns/{campaign.id}")

@@ -30,7 +30,9 @@ class SandboxWeChatController(Controller):
 
     @post("/login-codes", operation_id="CreateSandboxLoginCode")
     async def create_login_code(self, data: JSONBody[LoginCodeCreate]) -> LoginCodeOut:
-        """Sandbox only: a one-time wx.login code for an openid, as WeChat's runtime would hand the mini-program."""
+        """Sandbox: a wx.login code.
+
+        Sandbox only: a one-time wx.login code for an openid, as WeChat's runtime would hand the mini-program."""
         row = await service.issue_login_code(openid=data.openid, unionid=data.unionid)
         return LoginCodeOut(
             code=row.code, openid=row.openid, unionid=row.unionid, expires_in_seconds=service.LOGIN_CODE_TTL_SECONDS
@@ -40,7 +42,9 @@ class SandboxWeChatController(Controller):
     async def create_phone_code(
         self, services: NamedDependency[Services], data: JSONBody[PhoneCodeCreate]
     ) -> PhoneCodeOut:
-        """Sandbox only: a one-time phone code for a phone number, as WeChat's getPhoneNumber would."""
+        """Sandbox: a phone code.
+
+        Sandbox only: a one-time phone code for a phone number, as WeChat's getPhoneNumber would."""
         code = await service.issue_phone_code(
             phone=data.phone, country_code=data.country_code, app_id=data.appid or services.settings.wechat_app_id
         )
@@ -59,7 +63,9 @@ class SandboxWalletController(Controller):
         openid: Annotated[str, PathParameter(pattern=WECHAT_ID_PATTERN)],
         data: JSONBody[PaymentCodeCreate],
     ) -> PaymentCodeOut:
-        """Sandbox only: a payment code in a shopper's wallet, with the scenario the payment will play out."""
+        """Sandbox: a payment code.
+
+        Sandbox only: a payment code in a shopper's wallet, with the scenario the payment will play out."""
         code = await service.issue_payment_code(openid=openid, scenario=data.scenario)
         return PaymentCodeOut(auth_code=code, expires_in_seconds=service.PAYMENT_CODE_TTL_SECONDS)
 
@@ -77,7 +83,9 @@ class SandboxPaymentController(Controller):
         out_trade_no: Annotated[str, PathParameter(pattern=r"^[0-9A-Za-z_*-]{6,32}$")],
         data: JSONBody[PaymentConfirm | None] = None,
     ) -> PaymentConfirmOut:
-        """Pay the order as its shopper, then post the signed, encrypted notification to the notify URL."""
+        """Sandbox: pay an order.
+
+        Pay the order as its shopper, then post the signed, encrypted notification to the notify URL."""
         trade = await service.pay_prepay(out_trade_no)
         if trade is None:
             if await service.find_trade(out_trade_no) is None:

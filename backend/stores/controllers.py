@@ -73,7 +73,9 @@ class StaffAuthController(Controller):
         request: Request,
         data: JSONBody[StaffLogin],
     ) -> StaffLoginOut:
-        """A staff account signs in with its username and password; answers a bearer token (staffBearer).
+        """Staff sign-in.
+
+        A staff account signs in with its username and password; answers a bearer token (staffBearer).
 
         Repeated failures for one username, or from one address, are refused for a while (429).
         """
@@ -99,7 +101,9 @@ class StoreController(Controller):
 
     @get(operation_id="ListStores")
     async def list_stores(self) -> list[StoreOut]:
-        """Every active store, for the mini-program's store list (no token needed)."""
+        """List the stores.
+
+        Every active store, for the mini-program's store list (no token needed)."""
         return [store_out(row) for row in await service.list_open_stores()]
 
 
@@ -112,13 +116,17 @@ class AdminStoreController(Controller):
     async def create_store(
         self, staff: NamedDependency[CurrentStaff], data: JSONBody[StoreCreate]
     ) -> Response[StoreDetailOut]:
-        """HQ creates a store; `Location` is its page."""
+        """Create a store.
+
+        HQ creates a store; `Location` is its page."""
         store = store_detail_out(await service.create_store(data))
         return created(store, f"/api/v1/cashier/stores/{store.id}")
 
     @post("/staff", operation_id="CreateStaff")
     async def create_staff(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StaffCreate]) -> StaffOut:
-        """HQ creates a staff account (cashier, store manager or HQ admin) for the stores it names."""
+        """Create a staff account.
+
+        HQ creates a staff account (cashier, store manager or HQ admin) for the stores it names."""
         return staff_out(await service.create_staff(data))
 
 
@@ -129,12 +137,16 @@ class CashierStoreController(Controller):
 
     @get("/me", operation_id="GetCurrentStaff")
     async def current_staff(self, staff: NamedDependency[CurrentStaff]) -> StaffOut:
-        """The signed-in staff account: role and the stores it acts for."""
+        """The signed-in staff account.
+
+        The signed-in staff account: role and the stores it acts for."""
         return StaffOut(id=staff.id, username=staff.username, role=staff.role, store_ids=sorted(staff.store_ids))
 
     @get("/stores/{store_id:int}", operation_id="GetTillStore")
     async def get_store(self, staff: NamedDependency[CurrentStaff], store_id: PathId) -> StoreDetailOut:
-        """A store this staff account acts for, with its till settings; another store is 404."""
+        """A store and its till settings.
+
+        A store this staff account acts for, with its till settings; another store is 404."""
         staff.ensure_store(store_id)
         row = await service.get_store(store_id)
         if row is None:

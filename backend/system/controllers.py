@@ -22,12 +22,16 @@ class SystemController(Controller):
 
     @get("/healthz", operation_id="Health")
     async def health(self) -> dict[str, str]:
-        """The process is up (no dependency is asked): for a load balancer's liveness check."""
+        """Liveness check.
+
+        The process is up (no dependency is asked): for a load balancer's liveness check."""
         return {"status": "ok"}
 
     @get("/readyz", operation_id="Ready")
     async def ready(self, services: NamedDependency[Services]) -> Response[dict[str, object]]:
-        """The database (and Redis, when configured) answer: 200 to take traffic, 503 with the failing check."""
+        """Readiness check.
+
+        The database (and Redis, when configured) answer: 200 to take traffic, 503 with the failing check."""
         checks = {"database": "ok" if await ping_database(timeout=READINESS_TIMEOUT_SECONDS) else "down"}
         if services.settings.redis_url:
             checks["redis"] = "ok" if await services.kv.ping() else "down"
@@ -39,7 +43,9 @@ class SystemController(Controller):
 
     @get("/metrics", operation_id="Metrics", media_type="text/plain; version=0.0.4")
     async def metrics(self, request: Request, services: NamedDependency[Services]) -> Response[bytes]:
-        """Prometheus's text format, every worker's counts added up: requests by route template and status,
+        """Prometheus metrics.
+
+        Prometheus's text format, every worker's counts added up: requests by route template and status,
         their latency, orders by kind and event, trades and refunds still unknown, how late the sweeper is,
         sweeper passes, dependency errors, poster cache hits. For METRICS_TOKEN's bearer or the addresses of
         METRICS_ALLOW_FROM (loopback by default)."""

@@ -71,7 +71,18 @@ async def test_bodies_and_answers_that_are_not_json_are_documented(document):
     demand = paths["/api/v1/admin/groupbuy/campaigns/{campaign_id}/demand"]["get"]["responses"]["200"]["content"]
     assert demand["application/json"]["schema"] == {"$ref": "#/components/schemas/DemandOut"}
     assert "text/csv" in demand
-    # A handler's docstring is its operation's description, and every operation has one.
-    assert paths["/api/v1/stores/{store_id}/payments"]["post"]["description"].startswith("The shopper scanned")
+
+
+async def test_every_operation_has_a_summary_and_a_description_from_its_docstring(document):
+    # A handler's docstring is its summary line, a blank line, then its description.
+    payment = document["paths"]["/api/v1/stores/{store_id}/payments"]["post"]
+    assert payment["summary"] == "Pay at a store by its code"
+    assert payment["description"].startswith("The shopper scanned")
     undescribed = [op["operationId"] for _, _, op in operations(document) if not op.get("description")]
     assert undescribed == []
+    summaries = [op.get("summary", "") for _, _, op in operations(document)]
+    # A summary is words for the docs' menu, not the handler's name, and no two operations share one.
+    assert [
+        summary for summary in summaries if not re.fullmatch(r"[A-Z][^\n]{2,60}", summary) or " " not in summary
+    ] == []
+    assert len(set(summaries)) == len(summaries)

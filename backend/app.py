@@ -199,6 +199,7 @@ def create_app(
         debug=settings.debug,
     )
     openapi.document(app)
+    openapi.close_request_bodies(app.openapi_schema)  # built now: the document is then checked at startup too
     if notifier is not None:
         if in_process_notifications:
             notifier.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50001)))

@@ -14,6 +14,7 @@ from backend.cashier.schemas import (
     StorePaymentOut,
     TillOrderCreate,
 )
+from backend.core import openapi
 from backend.core.errors import DomainError
 from backend.core.idempotency import idempotency_key
 from backend.core.paging import PathId
@@ -68,7 +69,7 @@ class CashierOrderController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post(operation_id="CreateTillOrder")
+    @post(operation_id="CreateTillOrder", responses=openapi.errors(404, 502, 503))
     async def create(
         self,
         services: NamedDependency[Services],
@@ -138,7 +139,7 @@ class CashierOrderController(Controller):
         A till or store-code order of a store this staff account acts for."""
         return await till_order_out(await _store_order(staff, order_id))
 
-    @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200)
+    @post("/{order_id:int}/cancel", operation_id="CancelTillOrder", status_code=200, responses=openapi.errors(502, 503))
     async def cancel(
         self,
         services: NamedDependency[Services],
@@ -156,7 +157,7 @@ class CashierOrderController(Controller):
         )
         return await till_order_out(order)
 
-    @post("/{order_id:int}/refunds", operation_id="RefundTillOrder")
+    @post("/{order_id:int}/refunds", operation_id="RefundTillOrder", responses=openapi.errors(502, 503))
     async def refund(
         self,
         services: NamedDependency[Services],
@@ -187,7 +188,7 @@ class StorePaymentController(Controller):
     tags = ["Shopper"]
     dependencies = {"member": Provide(provide_current_member)}
 
-    @post(operation_id="PayAtStore")
+    @post(operation_id="PayAtStore", responses=openapi.errors(502, 503))
     async def create(
         self,
         services: NamedDependency[Services],

@@ -13,7 +13,16 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.openapi.spec import Components, OpenAPIMediaType, Operation, RequestBody, Schema, SecurityScheme
+from litestar.openapi.spec import (
+    Components,
+    OpenAPI,
+    OpenAPIMediaType,
+    Operation,
+    Reference,
+    RequestBody,
+    Schema,
+    SecurityScheme,
+)
 from litestar.openapi.spec.enums import OpenAPIFormat, OpenAPIType
 
 from backend.core.schema import Struct
@@ -54,10 +63,19 @@ ERRORS = {
     403: _error("A token of the wrong kind or role (`auth.forbidden`)."),
     404: _error("Nothing there, or another member's or store's object (`<domain>.not_found`)."),
     413: _error("The body is larger than MAX_BODY_BYTES (`request.too_large`)."),
+    415: _error("A body of a media type the operation does not take (`<domain>.unsupported_media_type`)."),
     409: _error("The request conflicts with what is there (a replay that differs, a state that forbids it)."),
     422: _error("The request is not valid (`request.invalid`, with the fields in `details.fields`)."),
     429: _error("Too many requests (`request.rate_limited`); `Retry-After` says when to come back."),
+    502: _error("WeChat or WeChat Pay refused or failed the call; `code` says what was (or was not) done."),
+    503: _error("Busy or not ready (`service.unavailable`, `payments.busy`): the same request may be sent again."),
 }
+
+
+def errors(*statuses: int) -> dict[int, ResponseSpec]:
+    """The error answers an operation gives beyond those its shape implies (see `document`), for its decorator's
+    `responses`: a 404 for an object its body names, a 401 for credentials it checks itself."""
+    return {status: ERRORS[status] for status in statuses}
 
 
 BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
@@ -121,3 +139,32 @@ def _request_inputs(handler: Any) -> list[str]:
     """The handler's parameters a request supplies (its query, path, header and body), not injected ones."""
     skip = {"self", "request", "services", "state", "scope", "socket", "headers", "cookies"}
     return [name for name in handler.parsed_fn_signature.parameters if name not in skip]
+
+
+def close_request_bodies(document: OpenAPI) -> None:
+    """A body with a field the operation does not know is refused (422 `request.invalid`): the schemas of request
+    bodies, and of the objects inside them, say so with `additionalProperties: false`. Answers stay open, so
+    that a client tolerates a field added later."""
+    schemas = document.components.schemas or {}
+    seen: set[str] = set()
+
+    def close(node: Any) -> None:
+        if isinstance(node, Reference):
+            name = node.ref.removeprefix("#/components/schemas/")
+            if name in seen or name not in schemas:
+                return
+            seen.add(name)
+            node = schemas[name]
+            if node.type == OpenAPIType.OBJECT and node.properties is not None:
+                node.additional_properties = False
+        if isinstance(node, Schema):
+            for child in (*(node.properties or {}).values(), node.items, *(node.one_of or ()), *(node.any_of or ())):
+                close(child)
+
+    for item in (document.paths or {}).values():
+        for method in ("post", "put", "patch", "delete"):
+            operation = getattr(item, method, None)
+            body = operation.request_body if operation is not None else None
+            if isinstance(body, RequestBody):
+                for media in body.content.values():
+                    close(media.schema)

@@ -171,7 +171,7 @@ class GroupBuySeatController(Controller):
             next_cursor=_group_cursor(items[-1]) if len(groups) > limit else None,
         )
 
-    @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup")
+    @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup", responses=openapi.errors(502, 503))
     async def open_group(
         self,
         services: NamedDependency[Services],
@@ -199,7 +199,7 @@ class GroupBuySeatController(Controller):
             SeatTaken(group=group_out(group), order=seat_out(seat, params)), f"/api/v1/me/orders/{seat.order_id}"
         )
 
-    @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup")
+    @post("/groups/{group_id:int}/orders", operation_id="JoinGroupBuyGroup", responses=openapi.errors(502, 503))
     async def join_group(
         self,
         services: NamedDependency[Services],
@@ -244,7 +244,12 @@ class MyGroupBuyController(Controller):
         items = [seat_out(seat) for seat in seats[:limit]]
         return SeatsPage(items=items, next_cursor=str(items[-1].id) if len(seats) > limit else None)
 
-    @post("/orders/{order_id:int}/cancel", operation_id="GiveBackMyGroupBuySeat", status_code=200)
+    @post(
+        "/orders/{order_id:int}/cancel",
+        operation_id="GiveBackMyGroupBuySeat",
+        status_code=200,
+        responses=openapi.errors(502, 503),
+    )
     async def give_back(
         self, services: NamedDependency[Services], member: NamedDependency[CurrentMember], order_id: PathId
     ) -> SeatOut:
@@ -341,7 +346,7 @@ class CashierGroupBuyController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post("/{order_id:int}/refunds", operation_id="RefundGroupBuyOrder")
+    @post("/{order_id:int}/refunds", operation_id="RefundGroupBuyOrder", responses=openapi.errors(502, 503))
     async def refund(
         self,
         services: NamedDependency[Services],
@@ -369,7 +374,7 @@ class PickupController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post(operation_id="PickUpGroupBuyOrder", status_code=200)
+    @post(operation_id="PickUpGroupBuyOrder", status_code=200, responses=openapi.errors(404))
     async def pick_up(self, staff: NamedDependency[CurrentStaff], data: JSONBody[PickupCreate]) -> SeatOut:
         """Hand over a pickup.
 

@@ -6,6 +6,7 @@ from litestar.datastructures import CacheControlHeader
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from backend.core import openapi
 from backend.core.auth import PrincipalKind
 from backend.core.ratelimit import client_address
 from backend.members import service
@@ -54,7 +55,7 @@ class MiniProgramAuthController(Controller):
     path = "/api/v1/auth/miniprogram"
     tags = ["Auth"]
 
-    @post("/login", operation_id="MiniProgramLogin", status_code=200)
+    @post("/login", operation_id="MiniProgramLogin", status_code=200, responses=openapi.errors(401, 502))
     async def login(
         self,
         services: NamedDependency[Services],
@@ -109,7 +110,7 @@ class MeController(Controller):
         services.posters.forget_member(member.id)  # the next poster shows the new name and face at once
         return await member_out(member.id)
 
-    @post("/phone", operation_id="BindMyPhone", status_code=200)
+    @post("/phone", operation_id="BindMyPhone", status_code=200, responses=openapi.errors(502))
     async def bind_phone(
         self,
         services: NamedDependency[Services],
@@ -145,7 +146,7 @@ class CashierMemberController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200)
+    @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200, responses=openapi.errors(404))
     async def look_up(
         self,
         services: NamedDependency[Services],
@@ -186,7 +187,7 @@ class AdminMemberController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": Provide(provide_hq_admin)}
 
-    @post("/merge", operation_id="MergeMembers", status_code=200)
+    @post("/merge", operation_id="MergeMembers", status_code=200, responses=openapi.errors(404))
     async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:
         """Merge two members.
 

@@ -5,6 +5,7 @@ import time
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency
 
+from backend.core import openapi
 from backend.payments import service
 from backend.payments.errors import NotificationNotRecorded, NotificationRejected, UnknownTrade
 from backend.payments.provider import TransactionNotice
@@ -18,7 +19,7 @@ class WeChatPayNotifyController(Controller):
     path = "/api/v1/payments/wechat/notify"
     tags = ["Provider callbacks"]
 
-    @post(operation_id="WeChatPayNotify", status_code=204)
+    @post(operation_id="WeChatPayNotify", status_code=204, responses=openapi.errors(400, 401, 404, 503))
     async def notify(self, services: NamedDependency[Services], request: Request) -> None:
         """WeChat Pay notification.
 

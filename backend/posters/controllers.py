@@ -26,6 +26,7 @@ class PosterController(Controller):
         operation_id="GetMyPoster",
         media_type="image/png",
         operation_class=openapi.operation_with(answers=("image/jpeg",)),
+        responses=openapi.errors(404),
     )
     async def poster(
         self,
@@ -72,6 +73,7 @@ class PosterController(Controller):
         operation_id="UploadMyAvatar",
         status_code=200,
         operation_class=openapi.operation_with(body=("image/jpeg", "image/png", "image/webp", "multipart/form-data")),
+        responses=openapi.errors(415),
     )
     async def upload_avatar(
         self, request: Request, services: NamedDependency[Services], member: NamedDependency[CurrentMember]

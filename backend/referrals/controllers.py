@@ -2,6 +2,7 @@ from litestar import Controller, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 
+from backend.core import openapi
 from backend.core.paging import PathId
 from backend.core.responses import created
 from backend.members.auth import CurrentMember, provide_current_member
@@ -92,7 +93,7 @@ class MyReferralController(Controller):
     tags = ["Referrals"]
     dependencies = {"member": Provide(provide_current_member)}
 
-    @post("/share-links", operation_id="CreateShareLink", status_code=200)
+    @post("/share-links", operation_id="CreateShareLink", status_code=200, responses=openapi.errors(404))
     async def share_link(
         self,
         services: NamedDependency[Services],

@@ -2,6 +2,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from backend.core import openapi
 from backend.core.auth import PrincipalKind
 from backend.core.errors import NotFound
 from backend.core.paging import PathId
@@ -66,7 +67,7 @@ class StaffAuthController(Controller):
     path = "/api/v1/auth/staff"
     tags = ["Auth"]
 
-    @post("/login", operation_id="StaffLogin", status_code=200)
+    @post("/login", operation_id="StaffLogin", status_code=200, responses=openapi.errors(401))
     async def login(
         self,
         services: NamedDependency[Services],

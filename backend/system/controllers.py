@@ -7,7 +7,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from backend.core import metrics
+from backend.core import metrics, openapi
 from backend.core.clock import utcnow
 from backend.core.db import ping_database
 from backend.core.errors import Forbidden
@@ -27,7 +27,7 @@ class SystemController(Controller):
         The process is up (no dependency is asked): for a load balancer's liveness check."""
         return {"status": "ok"}
 
-    @get("/readyz", operation_id="Ready")
+    @get("/readyz", operation_id="Ready", responses=openapi.errors(503))
     async def ready(self, services: NamedDependency[Services]) -> Response[dict[str, object]]:
         """Readiness check.
 

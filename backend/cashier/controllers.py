@@ -27,6 +27,7 @@ from backend.orders.controllers import landing_for, order_out
 from backend.orders.schemas import OrderOut
 from backend.orders.service import OrderRecord
 from backend.payments import refunds
+from backend.payments.errors import RefundNotFound
 from backend.payments.refunds import RefundRecord
 from backend.points import service as points
 from backend.points.effects import refund_key
@@ -171,7 +172,7 @@ class CashierOrderController(Controller):
         Part or all of a paid order, once per idempotency key; 200 with the same refund for a retry."""
         key = idempotency_key(request.headers, data.idempotency_key)
         order = await _store_order(staff, order_id)
-        refund, created = await refunds.request_refund(
+        refund, is_new = await refunds.request_refund(
             order,
             amount_fen=data.amount_fen,
             idempotency_key=key,
@@ -180,7 +181,22 @@ class CashierOrderController(Controller):
             provider=services.payment_provider,
             policy=services.payment_policy,
         )
-        return Response(await refund_out(refund), status_code=201 if created else 200)
+        answer = await refund_out(refund)
+        location = f"{self.path}/{order.id}/refunds/{refund.id}"
+        return created(answer, location) if is_new else Response(answer, status_code=200)
+
+    @get("/{order_id:int}/refunds/{refund_id:int}", operation_id="GetTillRefund")
+    async def get_refund(self, staff: NamedDependency[CurrentStaff], order_id: PathId, refund_id: PathId) -> RefundOut:
+        """A refund of a till or store-code order.
+
+        Where a refund stands: `processing` until WeChat Pay settles it, then `succeeded` or `failed` (its
+        `Location` when it was asked for). An order of a store this staff account does not act for, or a refund
+        of another order, does not exist."""
+        order = await _store_order(staff, order_id)
+        refund = await refunds.find_refund(refund_id)
+        if refund is None or refund.order != order.id:
+            raise RefundNotFound(refund_id=refund_id)
+        return await refund_out(refund)
 
 
 class StorePaymentController(Controller):

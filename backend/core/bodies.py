@@ -5,7 +5,8 @@ mode (the mode a query string needs), so `"amountFen": "1000"` and `"amountFen":
 body is JSON, whose numbers are numbers: here it is decoded in one pass into the handler's `data` type,
 strictly, so that anything else is 422 `request.invalid` naming the field. A typed decode also stops at
 the first value of the wrong shape, so a body nested 100,000 deep is refused at its first level; list
-lengths are bounded by the schemas' own `max_length`.
+lengths are bounded by the schemas' own `max_length`. Text with a NUL character (`\\u0000`) is refused too:
+PostgreSQL cannot store it, and no field of ours means it.
 """
 
 from typing import Any
@@ -43,8 +44,22 @@ def _decode(body: bytes, route_handler: Any) -> Any:
     if decoder is None:
         return decode_json(body or b"null", type_decoders=route_handler.resolve_type_decoders())
     try:
-        return decoder.decode(body or b"null")
+        decoded = decoder.decode(body or b"null")
     except msgspec.ValidationError as error:
         raise ValidationException(extra=[{"key": "data", "source": "body", "message": str(error)}]) from None
     except msgspec.DecodeError:
         return decode_json(body)  # not JSON at all: refused as Litestar refuses it (400 request.malformed_json)
+    if b"\\u0000" in body and _has_nul(msgspec.to_builtins(decoded)):  # the scan is all a normal body costs
+        message = "Text may not contain a NUL character (\\u0000)."
+        raise ValidationException(extra=[{"key": "data", "source": "body", "message": message}])
+    return decoded
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(item) for item in value)
+    return False

@@ -358,7 +358,7 @@ class CashierGroupBuyController(Controller):
 
         Refund a whole order of a group that succeeded, picked up or not: 201, or 200 with the same refund
         when asked again. Staff of its pickup store or HQ; the group stays succeeded."""
-        refund, created = await service.refund_after_success(
+        refund, is_new = await service.refund_after_success(
             order_id,
             acts_for=staff.acts_for,
             staff_id=staff.id,
@@ -366,7 +366,22 @@ class CashierGroupBuyController(Controller):
             provider=services.payment_provider,
             policy=services.payment_policy,
         )
-        return Response(seat_refund_out(refund), status_code=201 if created else 200)
+        answer = seat_refund_out(refund)
+        return (
+            created(answer, f"{self.path}/{order_id}/refunds/{refund.id}")
+            if is_new
+            else Response(answer, status_code=200)
+        )
+
+    @get("/{order_id:int}/refunds/{refund_id:int}", operation_id="GetGroupBuyRefund")
+    async def get_refund(
+        self, staff: NamedDependency[CurrentStaff], order_id: PathId, refund_id: PathId
+    ) -> SeatRefundOut:
+        """A refund of a group-buy order.
+
+        Where the refund stands at WeChat Pay (its `Location` when it was asked for): for staff of the order's
+        pickup store or HQ; any other order, or a refund of another order, does not exist."""
+        return seat_refund_out(await service.seat_refund(order_id, refund_id, acts_for=staff.acts_for))
 
 
 class PickupController(Controller):

@@ -48,7 +48,7 @@ from backend.orders.service import LineItem
 from backend.orders.tables import OrderKind, OrderStatus
 from backend.payments import refunds
 from backend.payments import service as payments
-from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid
+from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid, RefundNotFound
 from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
@@ -918,6 +918,22 @@ async def refund_failed_seat(order_id: int, *, provider: PaymentProvider, policy
     await _submit_pending(order_id, GROUP_FAILED_KEY, provider=provider, policy=policy)
 
 
+async def _seat_for_staff(order_id: int, acts_for: Callable[[int], bool]) -> None:
+    """The seat's order is one that staff of its pickup store or HQ may act on; any other does not exist."""
+    seat = await Seat.select(Seat.pickup_store).where(Seat.order == order_id).first()
+    if seat is None or not acts_for(seat["pickup_store"]):
+        raise SeatNotFound(order_id=order_id)
+
+
+async def seat_refund(order_id: int, refund_id: int, *, acts_for: Callable[[int], bool]) -> RefundRecord:
+    """A refund of a seat's order, for staff of its pickup store or HQ."""
+    await _seat_for_staff(order_id, acts_for)
+    refund = await refunds.find_refund(refund_id)
+    if refund is None or refund.order != order_id:
+        raise RefundNotFound(refund_id=refund_id)
+    return refund
+
+
 async def refund_after_success(
     order_id: int,
     *,
@@ -930,9 +946,7 @@ async def refund_after_success(
     """A refund after the group succeeded (picked up or not), by staff of its pickup store or HQ: the whole
     order, once. The group stays succeeded; the member's units are freed, the stock stays with the group,
     whose goods were ordered for it. Answers (refund, created); a second request answers the first refund."""
-    seat = await Seat.select(Seat.pickup_store).where(Seat.order == order_id).first()
-    if seat is None or not acts_for(seat["pickup_store"]):
-        raise SeatNotFound(order_id=order_id)
+    await _seat_for_staff(order_id, acts_for)
     created = False
     if await refunds.refund_by_key(order_id, AFTER_SUCCESS_KEY) is None:
         reason = REFUND_REASONS[AFTER_SUCCESS_KEY] + (f"：{note}" if note else "")

@@ -15,6 +15,12 @@ class NotificationNotRecorded(DomainError):
     default_message = "The notification could not be recorded in time; WeChat Pay sends it again."
 
 
+class RefundNotFound(DomainError):
+    code = "payments.refund_not_found"
+    status_code = 404
+    default_message = "No such refund of that order."
+
+
 class UnknownTrade(DomainError):
     code = "payments.unknown_trade"
     status_code = 404

@@ -1,6 +1,6 @@
 from datetime import timedelta
 
-from litestar import Controller, Request, get, post
+from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
@@ -8,6 +8,7 @@ from backend.core.clock import utcnow
 from backend.core.errors import NotFound
 from backend.core.idempotency import idempotency_key
 from backend.core.paging import Cursor, Limit, PathId, before
+from backend.core.responses import created
 from backend.members import service as members
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.points import service
@@ -22,12 +23,27 @@ from backend.points.schemas import (
     PostedOut,
     StoreLiabilityOut,
 )
-from backend.points.service import Posted
+from backend.points.service import EntryRecord, Posted
 from backend.services import Services
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_hq_admin
 
 EXPIRING_WITHIN = timedelta(days=90)
+
+
+def entry_out(entry: EntryRecord) -> EntryOut:
+    return EntryOut(
+        id=entry.id,
+        delta=entry.delta,
+        kind=entry.kind,
+        store_id=entry.store,
+        created_at=entry.created_at,
+        balance_after=entry.balance_after,
+        debt_delta=entry.debt_delta,
+        source_type=entry.source_type,
+        source_id=entry.source_id,
+        reason=entry.reason,
+    )
 
 
 def posted_out(posted: Posted) -> PostedOut:
@@ -67,21 +83,7 @@ class MyPointsController(Controller):
 
         The member's ledger entries, newest first, paged by `cursor` (source, store and balance after)."""
         rows = await service.entries_page(member.id, limit=limit + 1, before_id=before(cursor))
-        items = [
-            EntryOut(
-                id=r.id,
-                delta=r.delta,
-                kind=r.kind,
-                store_id=r.store,
-                created_at=r.created_at,
-                balance_after=r.balance_after,
-                debt_delta=r.debt_delta,
-                source_type=r.source_type,
-                source_id=r.source_id,
-                reason=r.reason,
-            )
-            for r in rows[:limit]
-        ]
+        items = [entry_out(r) for r in rows[:limit]]
         return EntriesPage(items=items, next_cursor=str(items[-1].id) if len(rows) > limit else None)
 
 
@@ -98,7 +100,7 @@ class AdminPointsController(Controller):
         staff: NamedDependency[CurrentStaff],
         member_id: PathId,
         data: JSONBody[PointsAdjustmentCreate],
-    ) -> PostedOut:
+    ) -> Response[PostedOut]:
         """Adjust a member's points.
 
         HQ corrects a member's points: a credit is a new lot, a debit may not take the balance below zero.
@@ -115,7 +117,17 @@ class AdminPointsController(Controller):
             reason=f"{data.reason} (by {staff.username})",
             idempotency_key=key,
         )
-        return posted_out(posted)
+        return created(posted_out(posted), f"{self.path}/members/{member_id}/points-entries/{posted.entry_id}")
+
+    @get("/members/{member_id:int}/points-entries/{entry_id:int}", operation_id="GetMemberPointsEntry")
+    async def get_entry(self, staff: NamedDependency[CurrentStaff], member_id: PathId, entry_id: PathId) -> EntryOut:
+        """A member's points entry.
+
+        One entry of a member's ledger (an adjustment's `Location`): its source, store and balance after."""
+        entry = await service.find_entry(member_id, entry_id)
+        if entry is None:
+            raise NotFound("No such points entry of that member.", member_id=member_id, entry_id=entry_id)
+        return entry_out(entry)
 
     @get("/reports/points-liability", operation_id="GetPointsLiability")
     async def liability(self, staff: NamedDependency[CurrentStaff]) -> PointsLiabilityOut:

@@ -127,8 +127,8 @@ async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta)
     return [Expiring(points=points, expires_at=at) for at, points in grouped.items()]
 
 
-async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[EntryRecord]:
-    query = PointsEntry.select(
+def _entries(member_id: int) -> Any:
+    return PointsEntry.select(
         PointsEntry.id,
         PointsEntry.kind,
         PointsEntry.delta,
@@ -140,10 +140,23 @@ async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> 
         PointsEntry.reason,
         PointsEntry.created_at,
     ).where(PointsEntry.member == member_id)
+
+
+def _entry_record(row: dict[str, Any]) -> EntryRecord:
+    return EntryRecord(**{**row, "kind": EntryKind(row["kind"])})
+
+
+async def entries_page(member_id: int, *, limit: int, before_id: int | None) -> list[EntryRecord]:
+    query = _entries(member_id)
     if before_id is not None:
         query = query.where(PointsEntry.id < before_id)
     rows = await query.order_by(PointsEntry.id, ascending=False).limit(limit)
-    return [EntryRecord(**{**row, "kind": EntryKind(row["kind"])}) for row in rows]
+    return [_entry_record(row) for row in rows]
+
+
+async def find_entry(member_id: int, entry_id: int) -> EntryRecord | None:
+    row = await _entries(member_id).where(PointsEntry.id == entry_id).first()
+    return _entry_record(row) if row is not None else None
 
 
 # The building blocks, inside a write transaction --------------------------------

@@ -124,11 +124,25 @@ class AdminStoreController(Controller):
         return created(store, f"/api/v1/cashier/stores/{store.id}")
 
     @post("/staff", operation_id="CreateStaff")
-    async def create_staff(self, staff: NamedDependency[CurrentStaff], data: JSONBody[StaffCreate]) -> StaffOut:
+    async def create_staff(
+        self, staff: NamedDependency[CurrentStaff], data: JSONBody[StaffCreate]
+    ) -> Response[StaffOut]:
         """Create a staff account.
 
-        HQ creates a staff account (cashier, store manager or HQ admin) for the stores it names."""
-        return staff_out(await service.create_staff(data))
+        HQ creates a staff account (cashier, store manager or HQ admin) for the stores it names; `Location` is
+        its page."""
+        account = await service.create_staff(data)
+        return created(staff_out(account), f"{self.path}/staff/{account.id}")
+
+    @get("/staff/{staff_id:int}", operation_id="GetStaff")
+    async def get_staff(self, staff: NamedDependency[CurrentStaff], staff_id: PathId) -> StaffOut:
+        """A staff account.
+
+        A staff account's username, role and the stores it acts for."""
+        account = await service.get_staff(staff_id)
+        if account is None:
+            raise NotFound("No such staff account.", staff_id=staff_id)
+        return staff_out(account)
 
 
 class CashierStoreController(Controller):

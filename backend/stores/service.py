@@ -110,10 +110,11 @@ async def recent_store(store_id: int) -> StoreRecord | None:
 
 async def recent_staff(staff_id: int) -> StaffRecord | None:
     """The staff account with its stores, as read at most RECENT_SECONDS ago; None if none."""
-    return await _staff.read(staff_id, lambda: _staff_with_stores(staff_id))
+    return await _staff.read(staff_id, lambda: get_staff(staff_id))
 
 
-async def _staff_with_stores(staff_id: int) -> StaffRecord | None:
+async def get_staff(staff_id: int) -> StaffRecord | None:
+    """The staff account with its stores; None if none."""
     staff = await _STAFF.run(staff_id)
     if staff is None:
         return None

@@ -10,6 +10,7 @@ from tests.cashier.test_till_checkout import ORDERS, payment_code
 from tests.conftest import member_login, staff_login
 from tests.groupbuy.test_campaigns import ADMIN as GROUPBUY_ADMIN
 from tests.groupbuy.test_campaigns import campaign_body as groupbuy_campaign
+from tests.groupbuy.test_seat_payments import succeeded_group
 from tests.groupbuy.test_seats import open_group
 from tests.referrals.test_referrals import ADMIN as REFERRAL_ADMIN
 from tests.referrals.test_referrals import campaign_body as referral_campaign
@@ -104,3 +105,55 @@ async def test_a_missing_or_conflicting_key_is_422_and_makes_nothing(client, dem
     field = refused.json()["details"]["fields"][0]
     assert (field["field"], field["source"]) == ("idempotencyKey", source)
     assert await Order.count() == 0 and await PaymentRefund.count() == 0 and await PointsEntry.count() == 0
+
+
+async def test_refunds_staff_and_adjustments_say_where_to_read_them_and_only_there(client, demo):
+    cashier1, cashier2, hq = [await staff_login(client, name) for name in ("cashier1", "cashier2", "hq")]
+    paid = (
+        await till_order(client, demo, cashier1, "located-0001", code=await payment_code(client, "oLocated01"))
+    ).json()
+    other = (
+        await till_order(client, demo, cashier1, "located-0002", code=await payment_code(client, "oLocated02"))
+    ).json()
+    refund = await client.post(
+        f"{ORDERS}/{paid['id']}/refunds", headers=cashier1, json={"amountFen": 100, "idempotencyKey": "located-r1"}
+    )
+    at_s001, _ = await succeeded_group(client, demo)
+    seat_refund = await client.post(
+        f"/api/v1/cashier/groupbuy/orders/{at_s001['id']}/refunds", headers=cashier1, json={"reason": "bruised"}
+    )
+    staff = await client.post(
+        "/api/v1/admin/staff",
+        headers=hq,
+        json={
+            "username": "located.cashier",
+            "password": "long-enough-1",
+            "role": "cashier",
+            "storeIds": [demo["S001"]],
+        },
+    )
+    adjusted = await client.post(
+        f"/api/v1/admin/members/{paid['memberId']}/points-adjustments",
+        headers=hq,
+        json={"delta": 10, "reason": "goodwill", "idempotencyKey": "located-a1"},
+    )
+    made = {"refund": (refund, cashier1), "seat refund": (seat_refund, cashier1), "staff": (staff, hq)}
+    made["adjustment"] = (adjusted, hq)
+    for what, (response, headers) in made.items():
+        assert response.status_code == 201, (what, response.text)
+        read = await client.get(response.headers["location"], headers=headers)
+        assert read.status_code == 200, (what, read.text)
+        made_id = {"refund": "refundId", "seat refund": "refundId", "adjustment": "entryId"}.get(what, "id")
+        assert read.json()["id" if what in ("staff", "adjustment") else "refundId"] == response.json()[made_id]
+    assert (await client.get(refund.headers["location"], headers=cashier1)).json() == refund.json()
+    assert (await client.get(adjusted.headers["location"], headers=hq)).json()["delta"] == 10
+    # Another store's staff, another order and another member find nothing there.
+    refund_id = refund.json()["refundId"]
+    assert (await client.get(refund.headers["location"], headers=cashier2)).status_code == 404
+    assert (await client.get(f"{ORDERS}/{other['id']}/refunds/{refund_id}", headers=cashier1)).status_code == 404
+    assert (await client.get(seat_refund.headers["location"], headers=cashier2)).status_code == 404
+    wrong_order = f"/api/v1/cashier/groupbuy/orders/{at_s001['id']}/refunds/{refund_id}"
+    assert (await client.get(wrong_order, headers=cashier1)).json()["code"] == "payments.refund_not_found"
+    elsewhere = adjusted.headers["location"].replace(f"/members/{paid['memberId']}/", f"/members/{other['memberId']}/")
+    assert (await client.get(elsewhere, headers=hq)).status_code == 404
+    assert (await client.get(staff.headers["location"], headers=cashier1)).status_code == 403

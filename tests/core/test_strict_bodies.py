@@ -69,3 +69,29 @@ async def test_a_list_past_its_bound_is_refused(client, demo):
         json={"username": "many.stores", "password": "long-enough-1", "role": "store_manager", "storeIds": [1] * 501},
     )
     assert _error_field(response) == "storeIds"
+
+
+async def test_text_with_a_nul_character_is_refused_and_changes_nothing(client, demo):
+    # PostgreSQL cannot hold a NUL in text: without the check, this pickup was a 500 there.
+    cashier1 = await staff_login(client, "cashier1")
+    response = await client.post(
+        "/api/v1/cashier/pickups", headers=cashier1, json={"pickupCode": "12\x0034", "storeId": demo["S001"]}
+    )
+    assert (response.status_code, response.json()["code"]) == (422, "request.invalid"), response.text
+    assert "NUL" in response.json()["details"]["fields"][0]["message"]
+    hq = await staff_login(client, "hq")
+    staff = {"username": "nul.name", "password": "long-enough-1", "role": "cashier", "storeIds": [demo["S001"]]}
+    refused = await client.post("/api/v1/admin/staff", headers=hq, json={**staff, "username": "nul\x00name"})
+    assert refused.status_code == 422
+    # An escaped backslash before "u0000" is text, not a NUL: taken.
+    taken = await client.post("/api/v1/admin/staff", headers=hq, json={**staff, "password": "long-enough-\\u0000"})
+    assert taken.status_code == 201, taken.text
+
+
+async def test_a_nul_character_in_a_path_or_query_is_refused(client, demo):
+    hq = await staff_login(client, "hq")
+    for path in ("/api/v1/share/ab%00cd", "/api/v1/avatars/ab%00cd.jpg"):
+        answer = await client.get(path)
+        assert answer.status_code in (400, 404, 422) and answer.json()["code"] != "internal.error", (path, answer.text)
+    answer = await client.get("/api/v1/admin/groupbuy/campaigns/1/demand?format=c%00sv", headers=hq)
+    assert answer.status_code in (400, 404, 422), answer.text

@@ -31,6 +31,8 @@ async def test_the_whole_api_keeps_to_its_document(demo, unused_tcp_port, tmp_pa
         async with httpx.AsyncClient(base_url=served.base) as client:
             staff = (await staff_login(client, "hq"))["Authorization"].removeprefix("Bearer ")
             member = (await member_login(client, openid="o-fuzzer"))["accessToken"]
+        document = httpx.get(f"{served.base}/schema/openapi.json").json()
+        operations = sum(len(item) for item in document["paths"].values())
         config = tmp_path / "schemathesis.toml"
         config.write_text(
             f'[auth.openapi.memberBearer]\nbearer = "{member}"\n\n[auth.openapi.staffBearer]\nbearer = "{staff}"\n'
@@ -56,5 +58,5 @@ async def test_the_whole_api_keeps_to_its_document(demo, unused_tcp_port, tmp_pa
         )
     report = run.stdout[-12_000:] + run.stderr[-2_000:]
     assert run.returncode == 0, report
-    assert "Tested: 53" in report  # every operation of the document was run
+    assert f"Tested: {operations}" in report  # every operation of the document was run
     assert [line for line in served.lines if " 500 " in line or "Traceback" in line] == []

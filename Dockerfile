@@ -6,7 +6,7 @@ FROM node:20-slim AS docs
 WORKDIR /src
 COPY scripts/lib.sh scripts/
 COPY assets/docs/bundles.txt assets/docs/*.LICENSE assets/docs/
-RUN bash -c 'source scripts/lib.sh && fetch_docs_bundles'
+RUN bash -euo pipefail -c 'source scripts/lib.sh && fetch_docs_bundles'
 
 FROM python:3.11-slim
 

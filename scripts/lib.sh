@@ -98,31 +98,39 @@ create_database() {
 }
 
 # fetch_docs_bundles: the docs pages' scripts, pinned in assets/docs/bundles.txt, into assets/docs/vendor/ (npm pack,
-# the integrity checked against the pin). A bundle already there at its pinned version is kept.
+# the integrity checked against the pin). A bundle already there as pinned is kept; any failure returns 1 and
+# leaves no stamp, whether or not the caller runs under set -e.
 fetch_docs_bundles() {
-  local docs=assets/docs dir spec integrity files stamp work got
+  local docs=assets/docs dir spec integrity files
   while read -r dir spec integrity files; do
     case "$dir" in '' | '#'*) continue ;; esac
-    stamp="$docs/vendor/$dir/.pinned"
-    [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$spec $integrity" ] && continue
-    command -v npm >/dev/null 2>&1 || ensure_commands npm:npm
+    [ -n "$files" ] || { say "bundles.txt: $dir names no files"; return 1; }
+    [ "$(cat "$docs/vendor/$dir/.pinned" 2>/dev/null)" = "$spec $integrity $files" ] && continue
+    command -v npm >/dev/null 2>&1 || ensure_commands npm:npm || return 1
     say "fetching $spec for the docs pages"
-    work=$(mktemp -d)
-    got=$(cd "$work" && npm pack --silent --json "$spec" \
-      | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s)[0].integrity))')
-    if [ "$got" != "$integrity" ]; then
-      say "$spec has integrity $got, not the pinned $integrity"; rm -rf "$work"; return 1
-    fi
-    rm -rf "$docs/vendor/$dir"; mkdir -p "$docs/vendor/$dir"
-    # shellcheck disable=SC2086  # files is a list of paths
-    tar -xzf "$work"/*.tgz -C "$work" $(printf 'package/%s ' $files)
-    local file
-    for file in $files; do
-      case "$file" in LICENSE | NOTICE) cp "$work/package/$file" "$docs/vendor/$dir/$file.txt" ;;  # for a browser to show
-      *) cp "$work/package/$file" "$docs/vendor/$dir/" ;; esac
-    done
-    [ -f "$docs/$dir.LICENSE" ] && cp "$docs/$dir.LICENSE" "$docs/vendor/$dir/LICENSE.txt"
+    local work status=0
+    work=$(mktemp -d) || return 1
+    _fetch_docs_bundle "$work" "$docs" "$dir" "$spec" "$integrity" "$files" || status=1
     rm -rf "$work"
-    echo "$spec $integrity" > "$stamp"
+    [ "$status" -eq 0 ] || return 1
   done < "$docs/bundles.txt"
+}
+
+_fetch_docs_bundle() {
+  local work=$1 docs=$2 dir=$3 spec=$4 integrity=$5 files=$6 got file
+  got=$(cd "$work" && npm pack --silent --json "$spec" \
+    | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s)[0].integrity))') \
+    || { say "npm pack $spec failed"; return 1; }
+  [ "$got" = "$integrity" ] || { say "$spec has integrity $got, not the pinned $integrity"; return 1; }
+  rm -rf "${docs:?}/vendor/$dir" && mkdir -p "$docs/vendor/$dir" || return 1
+  # shellcheck disable=SC2086  # files is a list of paths
+  tar -xzf "$work"/*.tgz -C "$work" $(printf 'package/%s ' $files) || return 1
+  for file in $files; do
+    case "$file" in
+      LICENSE | NOTICE) cp "$work/package/$file" "$docs/vendor/$dir/$file.txt" || return 1 ;;  # a browser shows .txt
+      *) cp "$work/package/$file" "$docs/vendor/$dir/" || return 1 ;;
+    esac
+  done
+  if [ -f "$docs/$dir.LICENSE" ]; then cp "$docs/$dir.LICENSE" "$docs/vendor/$dir/LICENSE.txt" || return 1; fi
+  echo "$spec $integrity $files" > "$docs/vendor/$dir/.pinned"
 }

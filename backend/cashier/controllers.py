@@ -27,7 +27,6 @@ from backend.orders.controllers import landing_for, order_out
 from backend.orders.schemas import OrderOut
 from backend.orders.service import OrderRecord
 from backend.payments import refunds
-from backend.payments.errors import RefundNotFound
 from backend.payments.refunds import RefundRecord
 from backend.points import service as points
 from backend.points.effects import refund_key
@@ -70,7 +69,7 @@ class CashierOrderController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post(operation_id="CreateTillOrder", responses=openapi.errors(404, 502, 503))
+    @post(operation_id="CreateTillOrder", responses=openapi.replayed(OrderOut) | openapi.errors(404, 502, 503))
     async def create(
         self,
         services: NamedDependency[Services],
@@ -158,7 +157,11 @@ class CashierOrderController(Controller):
         )
         return await till_order_out(order)
 
-    @post("/{order_id:int}/refunds", operation_id="RefundTillOrder", responses=openapi.errors(502, 503))
+    @post(
+        "/{order_id:int}/refunds",
+        operation_id="RefundTillOrder",
+        responses=openapi.replayed(RefundOut) | openapi.errors(502, 503),
+    )
     async def refund(
         self,
         services: NamedDependency[Services],
@@ -193,10 +196,7 @@ class CashierOrderController(Controller):
         `Location` when it was asked for). An order of a store this staff account does not act for, or a refund
         of another order, does not exist."""
         order = await _store_order(staff, order_id)
-        refund = await refunds.find_refund(refund_id)
-        if refund is None or refund.order != order.id:
-            raise RefundNotFound(refund_id=refund_id)
-        return await refund_out(refund)
+        return await refund_out(await refunds.refund_of(order.id, refund_id))
 
 
 class StorePaymentController(Controller):

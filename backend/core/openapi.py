@@ -72,6 +72,13 @@ ERRORS = {
 }
 
 
+def replayed(answer: type) -> dict[int, ResponseSpec]:
+    """The 200 of a create sent again with the same idempotency key: what the first request made, no `Location`."""
+    return {
+        200: ResponseSpec(data_container=answer, description="A replay: what the first request with this key made.")
+    }
+
+
 def errors(*statuses: int) -> dict[int, ResponseSpec]:
     """The error answers an operation gives beyond those its shape implies (see `document`), for its decorator's
     `responses`: a 404 for an object its body names, a 401 for credentials it checks itself."""

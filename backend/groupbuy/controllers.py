@@ -346,7 +346,11 @@ class CashierGroupBuyController(Controller):
     tags = ["Cashier"]
     dependencies = {"staff": Provide(provide_current_staff)}
 
-    @post("/{order_id:int}/refunds", operation_id="RefundGroupBuyOrder", responses=openapi.errors(502, 503))
+    @post(
+        "/{order_id:int}/refunds",
+        operation_id="RefundGroupBuyOrder",
+        responses=openapi.replayed(SeatRefundOut) | openapi.errors(502, 503),
+    )
     async def refund(
         self,
         services: NamedDependency[Services],

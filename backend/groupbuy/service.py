@@ -48,7 +48,7 @@ from backend.orders.service import LineItem
 from backend.orders.tables import OrderKind, OrderStatus
 from backend.payments import refunds
 from backend.payments import service as payments
-from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid, RefundNotFound
+from backend.payments.errors import OrderNotRefundable, RefundExceedsPaid
 from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
@@ -928,10 +928,7 @@ async def _seat_for_staff(order_id: int, acts_for: Callable[[int], bool]) -> Non
 async def seat_refund(order_id: int, refund_id: int, *, acts_for: Callable[[int], bool]) -> RefundRecord:
     """A refund of a seat's order, for staff of its pickup store or HQ."""
     await _seat_for_staff(order_id, acts_for)
-    refund = await refunds.find_refund(refund_id)
-    if refund is None or refund.order != order_id:
-        raise RefundNotFound(refund_id=refund_id)
-    return refund
+    return await refunds.refund_of(order_id, refund_id)
 
 
 async def refund_after_success(

@@ -29,6 +29,7 @@ from backend.payments.errors import (
     OrderNotRefundable,
     RefundConflict,
     RefundExceedsPaid,
+    RefundNotFound,
     RefundRejected,
     TooManyRefunds,
 )
@@ -73,6 +74,14 @@ class RefundRecord:
 async def find_refund(refund_id: int) -> RefundRecord | None:
     row = await PaymentRefund.select().where(PaymentRefund.id == refund_id).first()
     return RefundRecord.of(row) if row is not None else None
+
+
+async def refund_of(order_id: int, refund_id: int) -> RefundRecord:
+    """A refund of this order; a refund of another order does not exist."""
+    refund = await find_refund(refund_id)
+    if refund is None or refund.order != order_id:
+        raise RefundNotFound(refund_id=refund_id)
+    return refund
 
 
 async def refund_by_key(order_id: int, idempotency_key: str) -> RefundRecord | None:

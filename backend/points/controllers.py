@@ -4,6 +4,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import JSONBody
 
+from backend.core import openapi
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
 from backend.core.idempotency import idempotency_key
@@ -92,7 +93,11 @@ class AdminPointsController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": Provide(provide_hq_admin)}
 
-    @post("/members/{member_id:int}/points-adjustments", operation_id="AdjustMemberPoints")
+    @post(
+        "/members/{member_id:int}/points-adjustments",
+        operation_id="AdjustMemberPoints",
+        responses=openapi.replayed(PostedOut) | openapi.errors(404),
+    )
     async def adjust(
         self,
         services: NamedDependency[Services],
@@ -117,7 +122,10 @@ class AdminPointsController(Controller):
             reason=f"{data.reason} (by {staff.username})",
             idempotency_key=key,
         )
-        return created(posted_out(posted), f"{self.path}/members/{member_id}/points-entries/{posted.entry_id}")
+        answer = posted_out(posted)
+        if posted.replayed:
+            return Response(answer, status_code=200)
+        return created(answer, f"{self.path}/members/{member_id}/points-entries/{posted.entry_id}")
 
     @get("/members/{member_id:int}/points-entries/{entry_id:int}", operation_id="GetMemberPointsEntry")
     async def get_entry(self, staff: NamedDependency[CurrentStaff], member_id: PathId, entry_id: PathId) -> EntryOut:

@@ -9,7 +9,7 @@ balance == sum of entries == sum of unexpired lot remainders, balance >= 0, debt
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from typing import Any
@@ -95,6 +95,7 @@ class Posted:
     debt_delta: int
     balance: int
     debt: int
+    replayed: bool = field(default=False, compare=False)  # the answer of an earlier request with the same key
 
 
 # Reading ---------------------------------------------------------------------
@@ -254,6 +255,7 @@ async def _existing(keys: list[str], expected_hash: str) -> list[dict[str, Any]]
 
 
 def _posted(row: dict[str, Any]) -> Posted:
+    """What an earlier posting under the same key posted (a replay's answer)."""
     return Posted(
         entry_id=row["id"],
         kind=EntryKind(row["kind"]),
@@ -261,6 +263,7 @@ def _posted(row: dict[str, Any]) -> Posted:
         debt_delta=row["debt_delta"],
         balance=row["balance_after"],
         debt=row["debt_after"],
+        replayed=True,
     )
 
 

@@ -147,6 +147,13 @@ async def test_refunds_staff_and_adjustments_say_where_to_read_them_and_only_the
         assert read.json()["id" if what in ("staff", "adjustment") else "refundId"] == response.json()[made_id]
     assert (await client.get(refund.headers["location"], headers=cashier1)).json() == refund.json()
     assert (await client.get(adjusted.headers["location"], headers=hq)).json()["delta"] == 10
+    replayed = await client.post(
+        f"/api/v1/admin/members/{paid['memberId']}/points-adjustments",
+        headers=hq,
+        json={"delta": 10, "reason": "goodwill", "idempotencyKey": "located-a1"},
+    )
+    assert replayed.status_code == 200 and "location" not in replayed.headers
+    assert replayed.json()["entryId"] == adjusted.json()["entryId"]
     # Another store's staff, another order and another member find nothing there.
     refund_id = refund.json()["refundId"]
     assert (await client.get(refund.headers["location"], headers=cashier2)).status_code == 404

@@ -8,6 +8,7 @@ import pytest
 
 from backend.orders.tables import Order
 from backend.sandbox.tables import SandboxTrade
+from backend.stores.tables import Staff
 from tests.cashier.test_till_checkout import ORDERS, payment_code
 from tests.conftest import member_login, staff_login
 
@@ -80,12 +81,15 @@ async def test_text_with_a_nul_character_is_refused_and_changes_nothing(client, 
     assert (response.status_code, response.json()["code"]) == (422, "request.invalid"), response.text
     assert "NUL" in response.json()["details"]["fields"][0]["message"]
     hq = await staff_login(client, "hq")
+    before = await Staff.count()
     staff = {"username": "nul.name", "password": "long-enough-1", "role": "cashier", "storeIds": [demo["S001"]]}
-    refused = await client.post("/api/v1/admin/staff", headers=hq, json={**staff, "username": "nul\x00name"})
-    assert refused.status_code == 422
+    refused = await client.post("/api/v1/admin/staff", headers=hq, json={**staff, "password": "long-enough-\x00"})
+    assert refused.status_code == 422 and "NUL" in refused.json()["details"]["fields"][0]["message"]
+    assert await Staff.count() == before
     # An escaped backslash before "u0000" is text, not a NUL: taken.
     taken = await client.post("/api/v1/admin/staff", headers=hq, json={**staff, "password": "long-enough-\\u0000"})
     assert taken.status_code == 201, taken.text
+    assert await Staff.count() == before + 1
 
 
 async def test_a_nul_character_in_a_path_or_query_is_refused(client, demo):

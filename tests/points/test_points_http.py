@@ -73,7 +73,7 @@ async def test_hq_adjusts_once_per_key(client, demo):
     assert first.json()["balance"] == 50 and first.json()["kind"] == "adjust"
     assert first.json()["entryId"] == (await PointsEntry.select(PointsEntry.id).first())["id"]
     again = await client.post(ADJUST.format(member_id), json=body, headers=hq)
-    assert again.status_code == 201 and again.json() == first.json()
+    assert again.status_code == 200 and again.json() == first.json()  # a replay: no new entry
     changed = await client.post(ADJUST.format(member_id), json={**body, "delta": 60}, headers=hq)
     assert changed.status_code == 409 and changed.json()["code"] == "points.idempotency_conflict"
     assert await PointsEntry.count() == 1

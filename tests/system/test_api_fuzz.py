@@ -13,6 +13,7 @@ Three of schemathesis's checks are left out, each for a reason:
   and with a valid body is 401 (ignored_auth, which stays in, checks that).
 """
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from tests.conftest import member_login, served_process, staff_login
 
 CHECKS = "all"
 LEFT_OUT = "positive_data_acceptance,allow_header_conformance,missing_required_header"
-EXAMPLES = 30  # per operation and phase: about 3,000 requests in all, under a minute on either deployment
+EXAMPLES = 30  # per operation and phase: about 3,000 requests in all, 15-30 s on either deployment
 
 
 async def test_the_whole_api_keeps_to_its_document(demo, unused_tcp_port, tmp_path):
@@ -58,5 +59,5 @@ async def test_the_whole_api_keeps_to_its_document(demo, unused_tcp_port, tmp_pa
         )
     report = run.stdout[-12_000:] + run.stderr[-2_000:]
     assert run.returncode == 0, report
-    assert f"Tested: {operations}" in report  # every operation of the document was run
+    assert re.search(rf"Tested: {operations}\b", report)  # every operation of the document was run
     assert [line for line in served.lines if " 500 " in line or "Traceback" in line] == []

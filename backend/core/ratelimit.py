@@ -2,16 +2,27 @@
 
 Business limits (login failures, code guesses) are separate counters keyed by
 member, staff or till; this one only keeps a single client from flooding the API.
+It fails open: a KV that does not answer (Redis down, or slower than its timeout)
+lets the request through, counted as a KV error and logged at most every few
+seconds, since refusing or failing every request would turn a guard into an outage.
+The business limits fail closed: they guard secrets.
 """
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
+from redis.exceptions import RedisError
 
+from backend.core import metrics
 from backend.core.errors import error_body
 from backend.core.kv import KV
+
+logger = logging.getLogger(__name__)
+_LOG_EVERY_SECONDS = 10.0
 
 WINDOW_SECONDS = 60
 # WeChat Pay posts notifications from a few addresses, and retries what it cannot deliver.
@@ -57,14 +68,22 @@ class RateLimitMiddleware:
 
     def __init__(self, app: ASGIApp, *, kv: KV, limit: int) -> None:
         self.app, self.kv, self.limit = app, kv, limit
+        self._logged_at = -math.inf
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self.limit == 0 or scope["path"].startswith(EXEMPT_PREFIXES):
             await self.app(scope, receive, send)
             return
-        retry_after = await hit_window(
-            self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit, window=WINDOW_SECONDS
-        )
+        try:
+            retry_after = await hit_window(
+                self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit, window=WINDOW_SECONDS
+            )
+        except RedisError as error:
+            retry_after = None
+            metrics.ERRORS.labels("kv").inc()
+            if (now := time.monotonic()) - self._logged_at >= _LOG_EVERY_SECONDS:
+                self._logged_at = now
+                logger.warning("rate limit not applied: the KV did not answer", extra={"error": repr(error)})
         if retry_after is None:
             await self.app(scope, receive, send)
             return

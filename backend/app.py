@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
 from backend.core import openapi
-from backend.core.auth import TokenIssuer
+from backend.core.auth import TokenIssuer, authorise
 from backend.core.bodies import StrictBodyRequest
 from backend.core.db import close_database, open_database
 from backend.core.errors import EXCEPTION_HANDLERS
@@ -184,6 +184,7 @@ def create_app(
             DefineMiddleware(RateLimitMiddleware, kv=kv, limit=settings.rate_limit_per_minute),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        before_request=authorise(services),
         request_class=StrictBodyRequest,
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

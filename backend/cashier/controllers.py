@@ -1,7 +1,7 @@
 import time
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from backend.cashier import service
@@ -15,6 +15,7 @@ from backend.cashier.schemas import (
     TillOrderCreate,
 )
 from backend.core import openapi
+from backend.core.auth import caller
 from backend.core.errors import DomainError
 from backend.core.idempotency import idempotency_key
 from backend.core.paging import PathId
@@ -67,7 +68,7 @@ async def _store_order(staff: CurrentStaff, order_id: int) -> OrderRecord:
 class CashierOrderController(Controller):
     path = "/api/v1/cashier/orders"
     tags = ["Cashier"]
-    dependencies = {"staff": Provide(provide_current_staff)}
+    dependencies = {"staff": caller(provide_current_staff)}
 
     @post(operation_id="CreateTillOrder", responses=openapi.replayed(OrderOut) | openapi.errors(404, 502, 503))
     async def create(
@@ -202,7 +203,7 @@ class CashierOrderController(Controller):
 class StorePaymentController(Controller):
     path = "/api/v1/stores/{store_id:int}/payments"
     tags = ["Shopper"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @post(operation_id="PayAtStore", responses=openapi.errors(502, 503))
     async def create(

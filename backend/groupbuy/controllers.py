@@ -2,13 +2,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.openapi.spec import Schema
 from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
 from backend.core import openapi
+from backend.core.auth import caller
 from backend.core.errors import error_body
 from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
 from backend.core.responses import created
@@ -156,7 +157,7 @@ class GroupBuySeatController(Controller):
     path = "/api/v1/groupbuy"
     tags = ["Group-buy"]
     # The member's account is checked by take_seat once the stock gate has let the request through.
-    dependencies = {"member": Provide(provide_signed_member)}
+    dependencies = {"member": caller(provide_signed_member)}
 
     @get("/campaigns/{campaign_id:int}/groups", operation_id="ListFormingGroups")
     async def list_groups(self, campaign_id: PathId, limit: Limit = 20, cursor: GroupCursor = None) -> GroupsPage:
@@ -231,7 +232,7 @@ class GroupBuySeatController(Controller):
 class MyGroupBuyController(Controller):
     path = "/api/v1/me/groupbuy"
     tags = ["Group-buy"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @get("/orders", operation_id="ListMyGroupBuyOrders")
     async def my_orders(
@@ -267,7 +268,7 @@ class MyGroupBuyController(Controller):
 class AdminGroupBuyController(Controller):
     path = "/api/v1/admin/groupbuy"
     tags = ["HQ"]
-    dependencies = {"staff": Provide(provide_hq_admin)}
+    dependencies = {"staff": caller(provide_hq_admin)}
 
     @get(
         "/campaigns/{campaign_id:int}/demand",
@@ -344,7 +345,7 @@ def seat_refund_out(refund: RefundRecord) -> SeatRefundOut:
 class CashierGroupBuyController(Controller):
     path = "/api/v1/cashier/groupbuy/orders"
     tags = ["Cashier"]
-    dependencies = {"staff": Provide(provide_current_staff)}
+    dependencies = {"staff": caller(provide_current_staff)}
 
     @post(
         "/{order_id:int}/refunds",
@@ -391,7 +392,7 @@ class CashierGroupBuyController(Controller):
 class PickupController(Controller):
     path = "/api/v1/cashier/pickups"
     tags = ["Cashier"]
-    dependencies = {"staff": Provide(provide_current_staff)}
+    dependencies = {"staff": caller(provide_current_staff)}
 
     @post(operation_id="PickUpGroupBuyOrder", status_code=200, responses=openapi.errors(404))
     async def pick_up(self, staff: NamedDependency[CurrentStaff], data: JSONBody[PickupCreate]) -> SeatOut:

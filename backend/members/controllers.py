@@ -3,11 +3,11 @@ import time
 import msgspec
 from litestar import Controller, Request, get, patch, post
 from litestar.datastructures import CacheControlHeader
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from backend.core import openapi
-from backend.core.auth import PrincipalKind
+from backend.core.auth import PrincipalKind, caller
 from backend.core.ratelimit import client_address
 from backend.members import service
 from backend.members.auth import CurrentMember, provide_current_member
@@ -84,7 +84,7 @@ class MiniProgramAuthController(Controller):
 class MeController(Controller):
     path = "/api/v1/me"
     tags = ["Shopper"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @get(operation_id="GetMe")
     async def get_me(self, member: NamedDependency[CurrentMember]) -> MemberOut:
@@ -144,7 +144,7 @@ class MeController(Controller):
 class CashierMemberController(Controller):
     path = "/api/v1/cashier"
     tags = ["Cashier"]
-    dependencies = {"staff": Provide(provide_current_staff)}
+    dependencies = {"staff": caller(provide_current_staff)}
 
     @post("/member-lookups", operation_id="LookUpMemberCode", status_code=200, responses=openapi.errors(404))
     async def look_up(
@@ -185,7 +185,7 @@ class CashierMemberController(Controller):
 class AdminMemberController(Controller):
     path = "/api/v1/admin/members"
     tags = ["HQ"]
-    dependencies = {"staff": Provide(provide_hq_admin)}
+    dependencies = {"staff": caller(provide_hq_admin)}
 
     @post("/merge", operation_id="MergeMembers", status_code=200, responses=openapi.errors(404))
     async def merge(self, staff: NamedDependency[CurrentStaff], data: JSONBody[MemberMergeRequest]) -> MemberOut:

@@ -1,9 +1,10 @@
 from typing import Annotated
 
 from litestar import Controller, get
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import QueryParameter
 
+from backend.core.auth import caller
 from backend.core.paging import Cursor, Limit, PathId, before
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.orders import service
@@ -71,7 +72,7 @@ def _fields(line: LineRecord) -> dict:
 class MyOrdersController(Controller):
     path = "/api/v1/me/orders"
     tags = ["Shopper"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @get(operation_id="ListMyOrders")
     async def list_orders(

@@ -1,10 +1,11 @@
 from datetime import timedelta
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from backend.core import openapi
+from backend.core.auth import caller
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
 from backend.core.idempotency import idempotency_key
@@ -61,7 +62,7 @@ def posted_out(posted: Posted) -> PostedOut:
 class MyPointsController(Controller):
     path = "/api/v1/me/points"
     tags = ["Shopper"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @get(operation_id="GetMyPoints")
     async def get_points(self, member: NamedDependency[CurrentMember]) -> PointsOut:
@@ -91,7 +92,7 @@ class MyPointsController(Controller):
 class AdminPointsController(Controller):
     path = "/api/v1/admin"
     tags = ["HQ"]
-    dependencies = {"staff": Provide(provide_hq_admin)}
+    dependencies = {"staff": caller(provide_hq_admin)}
 
     @post(
         "/members/{member_id:int}/points-adjustments",

@@ -1,10 +1,11 @@
 from typing import Annotated, Literal
 
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
 from backend.core import metrics, openapi
+from backend.core.auth import caller
 from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
@@ -19,7 +20,7 @@ MEDIA_TYPES = {"png": "image/png", "jpeg": "image/jpeg"}
 class PosterController(Controller):
     path = "/api/v1/me"
     tags = ["Referrals"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @get(
         "/posters",

@@ -1,8 +1,9 @@
 from litestar import Controller, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from backend.core import openapi
+from backend.core.auth import caller
 from backend.core.paging import PathId
 from backend.core.responses import created
 from backend.members.auth import CurrentMember, provide_current_member
@@ -91,7 +92,7 @@ class ShareController(Controller):
 class MyReferralController(Controller):
     path = "/api/v1/me"
     tags = ["Referrals"]
-    dependencies = {"member": Provide(provide_current_member)}
+    dependencies = {"member": caller(provide_current_member)}
 
     @post("/share-links", operation_id="CreateShareLink", status_code=200, responses=openapi.errors(404))
     async def share_link(
@@ -133,7 +134,7 @@ class MyReferralController(Controller):
 class AdminReferralController(Controller):
     path = "/api/v1/admin/referral-campaigns"
     tags = ["HQ"]
-    dependencies = {"staff": Provide(provide_hq_admin)}
+    dependencies = {"staff": caller(provide_hq_admin)}
 
     @post(operation_id="CreateReferralCampaign")
     async def create_campaign(

@@ -1,9 +1,9 @@
 from litestar import Controller, Request, Response, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
 from backend.core import openapi
-from backend.core.auth import PrincipalKind
+from backend.core.auth import PrincipalKind, caller
 from backend.core.errors import NotFound
 from backend.core.paging import PathId
 from backend.core.ratelimit import client_address
@@ -111,7 +111,7 @@ class StoreController(Controller):
 class AdminStoreController(Controller):
     path = "/api/v1/admin"
     tags = ["HQ"]
-    dependencies = {"staff": Provide(provide_hq_admin)}
+    dependencies = {"staff": caller(provide_hq_admin)}
 
     @post("/stores", operation_id="CreateStore")
     async def create_store(
@@ -148,7 +148,7 @@ class AdminStoreController(Controller):
 class CashierStoreController(Controller):
     path = "/api/v1/cashier"
     tags = ["Cashier"]
-    dependencies = {"staff": Provide(provide_current_staff)}
+    dependencies = {"staff": caller(provide_current_staff)}
 
     @get("/me", operation_id="GetCurrentStaff")
     async def current_staff(self, staff: NamedDependency[CurrentStaff]) -> StaffOut:

@@ -99,3 +99,19 @@ async def test_a_nul_character_in_a_path_or_query_is_refused(client, demo):
         assert answer.status_code in (400, 404, 422) and answer.json()["code"] != "internal.error", (path, answer.text)
     answer = await client.get("/api/v1/admin/groupbuy/campaigns/1/demand?format=c%00sv", headers=hq)
     assert answer.status_code in (400, 404, 422), answer.text
+
+
+async def test_the_token_and_its_role_are_checked_before_the_body(client, demo):
+    """A request without the right token is 401, and one with the wrong role 403, whatever its body holds."""
+    bad_body = {"storeId": "S001", "amountFen": "lots"}
+    unsigned = await client.post(ORDERS, json=bad_body)
+    assert (unsigned.status_code, unsigned.json()["code"]) == (401, "auth.unauthenticated"), unsigned.text
+    shopper = await member_login(client, openid="oTokenFirst0000000000001")
+    wrong_kind = await client.post(ORDERS, headers=shopper["headers"], json=bad_body)
+    assert wrong_kind.status_code == 403, wrong_kind.text
+    cashier1 = await staff_login(client, "cashier1")
+    wrong_role = await client.post("/api/v1/admin/staff", headers=cashier1, json={"username": 7})
+    assert (wrong_role.status_code, wrong_role.json()["code"]) == (403, "auth.forbidden"), wrong_role.text
+    # With the right token the same body is the 422 it deserves.
+    assert (await client.post(ORDERS, headers=cashier1, json=bad_body)).status_code == 422
+    assert await Order.count() == 0

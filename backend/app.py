@@ -15,6 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
+from backend.catalogue.controllers import AdminCatalogueController, CatalogueController
 from backend.core import openapi
 from backend.core.auth import TokenIssuer, authorise
 from backend.core.bodies import StrictBodyRequest
@@ -112,6 +113,8 @@ def create_app(
     route_handlers: list[object] = [
         SystemController,
         docs.assets_router(),
+        CatalogueController,
+        AdminCatalogueController,
         StaffAuthController,
         MiniProgramAuthController,
         MeController,

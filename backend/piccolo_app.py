@@ -4,6 +4,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from backend.catalogue.tables import Category, Product, Sku
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.orders.tables import Order, OrderLine
@@ -51,6 +52,9 @@ TABLES = [
     ReferralReward,
     ReferrerDay,
     MemberAvatar,
+    Category,
+    Product,
+    Sku,
 ]
 
 APP_CONFIG = AppConfig(

@@ -1,0 +1,77 @@
+from datetime import datetime
+from typing import Annotated
+
+import msgspec
+
+from backend.catalogue.tables import ProductStatus
+from backend.core.paging import Id
+from backend.core.schema import Struct
+
+MAX_PRICE_FEN = 100_000_000  # 100万元: a price past it is a typo
+SkuCode = Annotated[str, msgspec.Meta(pattern=r"^[0-9A-Za-z_.-]{1,64}$")]
+Barcode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,32}$")]
+PriceFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRICE_FEN)]
+Title = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+Description = Annotated[str, msgspec.Meta(max_length=2000)]
+
+
+class CategoryCreate(Struct):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    parent_id: Id | None = None
+    sort: Annotated[int, msgspec.Meta(ge=0, le=10_000)] = 0
+
+
+class CategoryOut(Struct):
+    id: int
+    name: str
+    parent_id: int | None
+    depth: int
+    sort: int
+
+
+class CategoriesOut(Struct):
+    """The tree, depth first: each category follows its parent, siblings by `sort`, then name."""
+
+    items: list[CategoryOut]
+
+
+class SkuCreate(Struct):
+    code: SkuCode
+    spec: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    price_fen: PriceFen
+    member_price_fen: PriceFen | None = None
+    barcode: Barcode = ""
+
+
+class ProductCreate(Struct):
+    title: Title
+    skus: Annotated[list[SkuCreate], msgspec.Meta(min_length=1, max_length=50)]
+    description: Description = ""
+    category_id: Id | None = None
+
+
+class ProductUpdate(Struct):
+    title: Title | msgspec.UnsetType = msgspec.UNSET
+    description: Description | msgspec.UnsetType = msgspec.UNSET
+    category_id: Id | None | msgspec.UnsetType = msgspec.UNSET
+    status: ProductStatus | msgspec.UnsetType = msgspec.UNSET
+
+
+class SkuOut(Struct):
+    id: int
+    code: str
+    spec: str
+    price_fen: int
+    member_price_fen: int | None
+    barcode: str
+
+
+class ProductOut(Struct):
+    id: int
+    title: str
+    description: str
+    category_id: int | None
+    status: ProductStatus
+    skus: list[SkuOut]
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,53 @@
+from enum import Enum
+
+from piccolo.columns import BigInt, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
+from piccolo.columns.defaults.timestamptz import TimestamptzNow
+from piccolo.constraints import Check
+from piccolo.table import Table
+
+MAX_DEPTH = 3  # 生鲜 > 水果 > 榴莲
+
+
+class ProductStatus(str, Enum):
+    on_sale = "on_sale"
+    off_sale = "off_sale"
+
+
+class Category(Table, tablename="catalogue_category"):
+    """A node of the chain's category tree; `depth` is 1 at the top."""
+
+    name = Varchar(length=50)
+    # NO ACTION, checked at the end of a statement: a parent with children stays, a whole tree can go at once
+    parent = ForeignKey("self", null=True, on_delete=OnDelete.no_action, index=True)
+    depth = Integer(default=1)
+    sort = Integer(default=0)
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    category_depth_in_range = Check((depth >= 1) & (depth <= MAX_DEPTH))
+
+
+class Product(Table, tablename="catalogue_product"):
+    title = Varchar(length=100)
+    description = Text(default="")
+    category = ForeignKey(Category, null=True, on_delete=OnDelete.restrict, index=True)
+    status = Varchar(length=16, choices=ProductStatus, default=ProductStatus.on_sale)
+    created_at = Timestamptz(default=TimestamptzNow())
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class Sku(Table, tablename="catalogue_sku"):
+    """What is sold and counted: a product in one spec ("1 kg", "红色 L"), at HQ's price."""
+
+    product = ForeignKey(Product, null=False, on_delete=OnDelete.restrict, index=True)
+    code = Varchar(length=64, unique=True)
+    spec = Varchar(length=50)
+    price_fen = BigInt()
+    member_price_fen = BigInt(null=True, default=None)
+    barcode = Varchar(length=32, default="")
+    created_at = Timestamptz(default=TimestamptzNow())
+
+    sku_prices_sane = Check(
+        '"price_fen" >= 0 AND ("member_price_fen" IS NULL OR ("member_price_fen" >= 0 '
+        'AND "member_price_fen" <= "price_fen"))'
+    )

@@ -15,7 +15,7 @@ from litestar.openapi import OpenAPIConfig
 
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
-from backend.catalogue.controllers import AdminCatalogueController, CatalogueController
+from backend.catalogue.controllers import AdminCatalogueController, CatalogueController, StoreInventoryController
 from backend.core import openapi
 from backend.core.auth import TokenIssuer, authorise
 from backend.core.bodies import StrictBodyRequest
@@ -115,6 +115,7 @@ def create_app(
         docs.assets_router(),
         CatalogueController,
         AdminCatalogueController,
+        StoreInventoryController,
         StaffAuthController,
         MiniProgramAuthController,
         MeController,

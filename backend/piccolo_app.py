@@ -4,7 +4,7 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from backend.catalogue.tables import Category, Product, Sku
+from backend.catalogue.tables import Category, Product, Sku, StoreInventory
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.orders.tables import Order, OrderLine
@@ -55,6 +55,7 @@ TABLES = [
     Category,
     Product,
     Sku,
+    StoreInventory,
 ]
 
 APP_CONFIG = AppConfig(

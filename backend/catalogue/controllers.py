@@ -1,4 +1,6 @@
-from litestar import Controller, Response, get, patch, post
+from typing import Annotated
+
+from litestar import Controller, Response, get, patch, post, put
 from litestar.di import NamedDependency
 from litestar.params import JSONBody
 
@@ -8,6 +10,8 @@ from backend.catalogue.schemas import (
     CategoriesOut,
     CategoryCreate,
     CategoryOut,
+    InventoryOut,
+    InventoryPut,
     ProductCreate,
     ProductOut,
     ProductUpdate,
@@ -15,9 +19,12 @@ from backend.catalogue.schemas import (
 )
 from backend.catalogue.service import CategoryRecord, ProductRecord
 from backend.core.auth import caller
-from backend.core.paging import PathId
+from backend.core.errors import NotFound
+from backend.core.paging import PathId, query_id
 from backend.core.responses import created
-from backend.stores.auth import CurrentStaff, provide_hq_admin
+from backend.stores import service as stores
+from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
+from backend.stores.tables import StaffRole
 
 
 def category_out(category: CategoryRecord) -> CategoryOut:
@@ -41,6 +48,7 @@ def product_out(product: ProductRecord) -> ProductOut:
                 price_fen=sku.price_fen,
                 member_price_fen=sku.member_price_fen,
                 barcode=sku.barcode,
+                stock_left=sku.stock_left,
             )
             for sku in product.skus
         ],
@@ -71,11 +79,19 @@ class CatalogueController(Controller):
         return category_out(found)
 
     @get("/products/{product_id:int}", operation_id="GetProduct")
-    async def product(self, product_id: PathId) -> ProductOut:
+    async def product(
+        self, product_id: PathId, store_id: Annotated[int | None, query_id("storeId")] = None
+    ) -> ProductOut:
         """A product on sale.
 
-        A product on sale with its SKUs at HQ's prices (no token needed); one off sale does not exist here."""
-        found = await service.get_product(product_id, on_sale_only=True)
+        A product on sale with its SKUs (no token needed): at HQ's prices, or with `storeId` at that store's
+        prices with the stock it sells now (`stockLeft`). One off sale, or a store that is not open, does not
+        exist here."""
+        if store_id is not None:
+            store = await stores.get_store(store_id)
+            if store is None or not store.active:
+                raise ProductNotFound(product_id=product_id, store_id=store_id)
+        found = await service.get_product(product_id, on_sale_only=True, store_id=store_id)
         if found is None:
             raise ProductNotFound(product_id=product_id)
         return product_out(found)
@@ -116,3 +132,24 @@ class AdminCatalogueController(Controller):
 
         HQ edits a product's title, description or category, or takes it off sale (`status`) and back on."""
         return product_out(await service.update_product(product_id, data))
+
+
+class StoreInventoryController(Controller):
+    path = "/api/v1/admin/stores/{store_id:int}/inventory"
+    tags = ["HQ"]
+    dependencies = {"staff": caller(provide_current_staff)}
+
+    @put(operation_id="PutStoreInventory")
+    async def put_inventory(
+        self, staff: NamedDependency[CurrentStaff], store_id: PathId, data: JSONBody[InventoryPut]
+    ) -> InventoryOut:
+        """Set a store's stock and prices.
+
+        The store's stock (`onHand`), whether it sells each SKU now (`available`) and its own price (`priceFen`,
+        null for HQ's), for up to 5,000 SKUs in one request, all or nothing; SKUs not named keep theirs. HQ sets
+        any store's, a store manager only their own (another store does not exist for them)."""
+        staff.require_role(StaffRole.hq_admin, StaffRole.store_manager)
+        staff.ensure_store(store_id)
+        if await stores.get_store(store_id) is None:
+            raise NotFound("No such store.", store_id=store_id)
+        return InventoryOut(store_id=store_id, items=await service.put_inventory(store_id, data.items))

@@ -35,3 +35,9 @@ class SkusInvalid(DomainError):
     code = "catalogue.skus_invalid"
     status_code = 422
     default_message = "The SKUs do not add up."
+
+
+class UnknownSkus(DomainError):
+    code = "catalogue.unknown_skus"
+    status_code = 422
+    default_message = "Some of the SKUs do not exist, or are named twice."

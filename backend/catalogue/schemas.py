@@ -57,13 +57,33 @@ class ProductUpdate(Struct):
     status: ProductStatus | msgspec.UnsetType = msgspec.UNSET
 
 
+MAX_INVENTORY_ITEMS = 5_000  # a store's whole range in one request
+
+
+class InventoryItem(Struct):
+    sku_id: Id
+    on_hand: Annotated[int, msgspec.Meta(ge=0, le=10_000_000)]
+    available: bool = True
+    price_fen: PriceFen | None = None  # the store's own price; null: HQ's
+
+
+class InventoryPut(Struct):
+    items: Annotated[list[InventoryItem], msgspec.Meta(min_length=1, max_length=MAX_INVENTORY_ITEMS)]
+
+
+class InventoryOut(Struct):
+    store_id: int
+    items: int  # rows written, new or updated
+
+
 class SkuOut(Struct):
     id: int
     code: str
     spec: str
-    price_fen: int
+    price_fen: int  # at the store when one was named, else HQ's
     member_price_fen: int | None
     barcode: str
+    stock_left: int | None = None  # at the store when one was named; 0 where it does not sell the SKU now
 
 
 class ProductOut(Struct):

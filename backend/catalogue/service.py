@@ -13,9 +13,10 @@ from backend.catalogue.errors import (
     SkuCodeTaken,
     SkusInvalid,
     UnknownCategory,
+    UnknownSkus,
 )
-from backend.catalogue.schemas import CategoryCreate, ProductCreate, ProductUpdate
-from backend.catalogue.tables import MAX_DEPTH, Category, Product, ProductStatus, Sku
+from backend.catalogue.schemas import CategoryCreate, InventoryItem, ProductCreate, ProductUpdate
+from backend.catalogue.tables import MAX_DEPTH, Category, Product, ProductStatus, Sku, StoreInventory
 from backend.core.clock import utcnow
 from backend.core.db import is_unique_violation, write_transaction
 
@@ -39,6 +40,7 @@ class SkuRecord:
     price_fen: int
     member_price_fen: int | None
     barcode: str
+    stock_left: int | None = None  # at the store the product was read for
 
 
 @dataclass(slots=True)
@@ -166,7 +168,10 @@ async def update_product(product_id: int, data: ProductUpdate) -> ProductRecord:
     return product
 
 
-async def get_product(product_id: int, *, on_sale_only: bool = False) -> ProductRecord | None:
+async def get_product(
+    product_id: int, *, on_sale_only: bool = False, store_id: int | None = None
+) -> ProductRecord | None:
+    """The product with its SKUs; for a store, each at the store's price with the stock it sells now."""
     query = Product.select(
         Product.id,
         Product.title,
@@ -186,7 +191,20 @@ async def get_product(product_id: int, *, on_sale_only: bool = False) -> Product
         .where(Sku.product == product_id)
         .order_by(Sku.id)
     )
-    return ProductRecord(**{**row, "status": ProductStatus(row["status"])}, skus=[SkuRecord(**sku) for sku in skus])
+    records = [SkuRecord(**sku) for sku in skus]
+    if store_id is not None:
+        stocked = {
+            r["sku"]: r
+            for r in await StoreInventory.select(
+                StoreInventory.sku, StoreInventory.on_hand, StoreInventory.available, StoreInventory.price_fen
+            ).where((StoreInventory.store == store_id) & StoreInventory.sku.is_in([s.id for s in records] or [0]))
+        }
+        for sku in records:
+            held = stocked.get(sku.id)
+            sku.stock_left = held["on_hand"] if held is not None and held["available"] else 0
+            if held is not None and held["price_fen"] is not None:
+                sku.price_fen = held["price_fen"]
+    return ProductRecord(**{**row, "status": ProductStatus(row["status"])}, skus=records)
 
 
 def _check_skus(data: ProductCreate) -> None:
@@ -203,3 +221,47 @@ def _check_skus(data: ProductCreate) -> None:
 async def _ensure_category(category_id: int | None) -> None:
     if category_id is not None and not await Category.exists().where(Category.id == category_id):
         raise UnknownCategory(category_id=category_id)
+
+
+# Store inventory -------------------------------------------------------------------------------------
+
+_INVENTORY_BATCH = 1_000  # rows a statement: six parameters each, under either engine's limit
+
+
+async def put_inventory(store_id: int, items: list[InventoryItem]) -> int:
+    """Set the store's stock, availability and own price of each SKU named (other SKUs keep theirs): one
+    transaction, all or nothing. Answers the rows written."""
+    sku_ids = [item.sku_id for item in items]
+    if len(set(sku_ids)) != len(sku_ids):
+        raise UnknownSkus(details={"skuIds": "each SKU once"})
+    now = utcnow()
+    async with write_transaction():
+        known = {row["id"] for row in await Sku.select(Sku.id).where(Sku.id.is_in(sku_ids))}
+        if missing := sorted(set(sku_ids) - known):
+            raise UnknownSkus(details={"skuIds": missing[:50]}, store_id=store_id)
+        for start in range(0, len(items), _INVENTORY_BATCH):
+            batch = items[start : start + _INVENTORY_BATCH]
+            await StoreInventory.insert(
+                *(
+                    StoreInventory(
+                        store=store_id,
+                        sku=item.sku_id,
+                        on_hand=item.on_hand,
+                        available=item.available,
+                        price_fen=item.price_fen,
+                        updated_at=now,
+                    )
+                    for item in batch
+                )
+            ).on_conflict(
+                target=(StoreInventory.store, StoreInventory.sku),
+                action="DO UPDATE",
+                values=[
+                    StoreInventory.on_hand,
+                    StoreInventory.available,
+                    StoreInventory.price_fen,
+                    StoreInventory.updated_at,
+                ],
+            )
+    logger.info("store inventory set", extra={"store_id": store_id, "items": len(items)})
+    return len(items)

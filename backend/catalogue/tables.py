@@ -1,10 +1,12 @@
 from enum import Enum
 
-from piccolo.columns import BigInt, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
-from piccolo.constraints import Check
+from piccolo.constraints import Check, Unique
 from piccolo.table import Table
+
+from backend.stores.tables import Store
 
 MAX_DEPTH = 3  # 生鲜 > 水果 > 榴莲
 
@@ -51,3 +53,17 @@ class Sku(Table, tablename="catalogue_sku"):
         '"price_fen" >= 0 AND ("member_price_fen" IS NULL OR ("member_price_fen" >= 0 '
         'AND "member_price_fen" <= "price_fen"))'
     )
+
+
+class StoreInventory(Table, tablename="catalogue_store_inventory"):
+    """A store's stock of a SKU, whether it sells it now, and its own price (HQ's when null)."""
+
+    store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict)
+    sku = ForeignKey(Sku, null=False, on_delete=OnDelete.restrict, index=True)
+    on_hand = Integer(default=0)
+    available = Boolean(default=True)
+    price_fen = BigInt(null=True, default=None)
+    updated_at = Timestamptz(default=TimestamptzNow())
+
+    one_row_per_store_and_sku = Unique([store, sku])
+    inventory_sane = Check('"on_hand" >= 0 AND ("price_fen" IS NULL OR "price_fen" >= 0)')

@@ -3,7 +3,7 @@ off sale; shoppers read the tree and the products on sale without a token."""
 
 import pytest
 
-from backend.catalogue.tables import Category, Product, Sku
+from backend.catalogue.tables import Category, Product, Sku, StoreInventory
 from tests.conftest import member_login, staff_login
 
 ADMIN = "/api/v1/admin"
@@ -121,3 +121,73 @@ async def test_only_hq_writes_the_catalogue(client, demo):
     assert (missing.status_code, missing.json()["code"]) == (404, "catalogue.product_not_found")
     assert (await client.get("/api/v1/categories/999999")).status_code == 404
     assert await Category.count() == 0
+
+
+async def stocked_product(client, demo, hq) -> dict:
+    return (await client.post(f"{ADMIN}/products", headers=hq, json=product_body())).json()
+
+
+async def test_a_store_sells_at_its_own_price_what_it_has_and_hq_or_its_manager_sets_it(client, demo):
+    hq, manager = await staff_login(client, "hq"), await staff_login(client, "manager1")
+    product = await stocked_product(client, demo, hq)
+    one_kg, two_kg = (sku["id"] for sku in product["skus"])
+    inventory = f"{ADMIN}/stores/{demo['S001']}/inventory"
+    items = [{"skuId": one_kg, "onHand": 12, "priceFen": 18800}, {"skuId": two_kg, "onHand": 5, "available": False}]
+    answer = await client.put(inventory, headers=manager, json={"items": items})  # S001 is manager1's
+    assert answer.status_code == 200 and answer.json() == {"storeId": demo["S001"], "items": 2}, answer.text
+    at_s001 = (await client.get(f"/api/v1/products/{product['id']}?storeId={demo['S001']}")).json()["skus"]
+    assert [(s["priceFen"], s["memberPriceFen"], s["stockLeft"]) for s in at_s001] == [
+        (18800, 17900, 12),  # the store's price; HQ's member price
+        (36900, None, 0),  # HQ's price; not sold there now
+    ]
+    at_s002 = (await client.get(f"/api/v1/products/{product['id']}?storeId={demo['S002']}")).json()["skus"]
+    assert [s["stockLeft"] for s in at_s002] == [0, 0]  # nothing stocked there
+    assert [s.get("stockLeft") for s in (await client.get(f"/api/v1/products/{product['id']}")).json()["skus"]] == [
+        None,
+        None,
+    ]
+    # A second put updates the rows it names and leaves the others.
+    again = await client.put(inventory, headers=hq, json={"items": [{"skuId": one_kg, "onHand": 3}]})
+    assert again.status_code == 200
+    rows = await StoreInventory.select(StoreInventory.on_hand, StoreInventory.price_fen).order_by(StoreInventory.sku)
+    assert rows == [{"on_hand": 3, "price_fen": None}, {"on_hand": 5, "price_fen": None}]
+
+
+async def test_inventory_that_does_not_fit_changes_nothing(client, demo):
+    hq, manager = await staff_login(client, "hq"), await staff_login(client, "manager1")
+    cashier = await staff_login(client, "cashier1")
+    product = await stocked_product(client, demo, hq)
+    sku = product["skus"][0]["id"]
+    s001, s002 = f"{ADMIN}/stores/{demo['S001']}/inventory", f"{ADMIN}/stores/{demo['S002']}/inventory"
+    refusals = [
+        (manager, s002, {"items": [{"skuId": sku, "onHand": 1}]}, 404),  # not the manager's store
+        (cashier, s001, {"items": [{"skuId": sku, "onHand": 1}]}, 403),
+        (hq, f"{ADMIN}/stores/999999/inventory", {"items": [{"skuId": sku, "onHand": 1}]}, 404),
+        (hq, s001, {"items": [{"skuId": sku, "onHand": 1}, {"skuId": 999999, "onHand": 1}]}, 422),
+        (hq, s001, {"items": [{"skuId": sku, "onHand": 1}, {"skuId": sku, "onHand": 2}]}, 422),
+        (hq, s001, {"items": [{"skuId": sku, "onHand": -1}]}, 422),
+        (hq, s001, {"items": []}, 422),
+        (hq, s001, {"items": [{"skuId": sku, "onHand": 1}] * 5_001}, 422),
+    ]
+    for headers, path, body, status in refusals:
+        answer = await client.put(path, headers=headers, json=body)
+        assert answer.status_code == status, (path, body["items"][:2], answer.text)
+    assert await StoreInventory.count() == 0
+    unknown = await client.put(s001, headers=hq, json={"items": [{"skuId": 999999, "onHand": 1}]})
+    assert (unknown.json()["code"], unknown.json()["details"]) == ("catalogue.unknown_skus", {"skuIds": [999999]})
+
+
+async def test_a_whole_range_of_five_thousand_skus_is_one_request(client, demo):
+    hq = await staff_login(client, "hq")
+    for start in range(0, 5_000, 50):
+        skus = [{"code": f"R{i:05d}", "spec": "1", "priceFen": 100 + i} for i in range(start, start + 50)]
+        made = await client.post(f"{ADMIN}/products", headers=hq, json=product_body(title=f"P{start}", skus=skus))
+        assert made.status_code == 201
+    ids = [row["id"] for row in await Sku.select(Sku.id).order_by(Sku.id)]
+    items = [{"skuId": sku_id, "onHand": 7, "priceFen": 99} for sku_id in ids]
+    inventory = f"{ADMIN}/stores/{demo['S003']}/inventory"
+    assert (await client.put(inventory, headers=hq, json={"items": items})).json()["items"] == 5_000
+    assert await StoreInventory.count().where(StoreInventory.on_hand == 7) == 5_000
+    items = [{**item, "onHand": 8} for item in items]
+    assert (await client.put(inventory, headers=hq, json={"items": items})).status_code == 200  # all updates
+    assert await StoreInventory.count().where(StoreInventory.on_hand == 8) == 5_000

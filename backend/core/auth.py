@@ -88,7 +88,9 @@ _NO_CHECK = object()
 def caller(check: Callable[[Request, Any], Awaitable[Any]]) -> Provide:
     """A controller's `member` or `staff` dependency. `check(request, services)` (who the token names, and what
     their role allows) runs in `authorise`, before the request's body and parameters are read: a request without
-    the right token or role is 401 or 403, whatever else is wrong with it. The handler receives what it answered."""
+    the right token or role is 401 or 403, whatever else is wrong with it. The handler receives what it answered.
+    A layer that sets a `before_request` of its own replaces `authorise` for its handlers: their `member` or
+    `staff` is then missing, and the request fails (500), never unchecked."""
 
     # It takes `services` (unused) so that Litestar resolves it after `services`, on its own: two dependencies
     # in one batch would cost a task group on every request.

@@ -106,7 +106,7 @@ fetch_docs_bundles() {
     case "$dir" in '' | '#'*) continue ;; esac
     [ -n "$files" ] || { say "bundles.txt: $dir names no files"; return 1; }
     [ "$(cat "$docs/vendor/$dir/.pinned" 2>/dev/null)" = "$spec $integrity $files" ] && continue
-    command -v npm >/dev/null 2>&1 || ensure_commands npm:npm || return 1
+    ensure_commands npm:npm || return 1
     say "fetching $spec for the docs pages"
     local work status=0
     work=$(mktemp -d) || return 1

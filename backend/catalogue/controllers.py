@@ -88,7 +88,7 @@ class CatalogueController(Controller):
         prices with the stock it sells now (`stockLeft`). One off sale, or a store that is not open, does not
         exist here."""
         if store_id is not None:
-            store = await stores.get_store(store_id)
+            store = await stores.recent_store(store_id)  # the cached read every shopper page uses
             if store is None or not store.active:
                 raise ProductNotFound(product_id=product_id, store_id=store_id)
         found = await service.get_product(product_id, on_sale_only=True, store_id=store_id)

@@ -123,13 +123,13 @@ async def test_only_hq_writes_the_catalogue(client, demo):
     assert await Category.count() == 0
 
 
-async def stocked_product(client, demo, hq) -> dict:
+async def new_product(client, hq) -> dict:
     return (await client.post(f"{ADMIN}/products", headers=hq, json=product_body())).json()
 
 
 async def test_a_store_sells_at_its_own_price_what_it_has_and_hq_or_its_manager_sets_it(client, demo):
     hq, manager = await staff_login(client, "hq"), await staff_login(client, "manager1")
-    product = await stocked_product(client, demo, hq)
+    product = await new_product(client, hq)
     one_kg, two_kg = (sku["id"] for sku in product["skus"])
     inventory = f"{ADMIN}/stores/{demo['S001']}/inventory"
     items = [{"skuId": one_kg, "onHand": 12, "priceFen": 18800}, {"skuId": two_kg, "onHand": 5, "available": False}]
@@ -156,7 +156,7 @@ async def test_a_store_sells_at_its_own_price_what_it_has_and_hq_or_its_manager_
 async def test_inventory_that_does_not_fit_changes_nothing(client, demo):
     hq, manager = await staff_login(client, "hq"), await staff_login(client, "manager1")
     cashier = await staff_login(client, "cashier1")
-    product = await stocked_product(client, demo, hq)
+    product = await new_product(client, hq)
     sku = product["skus"][0]["id"]
     s001, s002 = f"{ADMIN}/stores/{demo['S001']}/inventory", f"{ADMIN}/stores/{demo['S002']}/inventory"
     refusals = [

@@ -31,8 +31,8 @@ from backend.groupbuy.controllers import (
     GroupBuyController,
     GroupBuySeatController,
     MyGroupBuyController,
-    PickupController,
 )
+from backend.mall.controllers import MyMallOrdersController, PickupController, StoreMallOrdersController
 from backend.members.code import MemberCodes
 from backend.members.controllers import (
     AdminMemberController,
@@ -116,6 +116,8 @@ def create_app(
         CatalogueController,
         AdminCatalogueController,
         StoreInventoryController,
+        MyMallOrdersController,
+        StoreMallOrdersController,
         StaffAuthController,
         MiniProgramAuthController,
         MeController,

@@ -13,6 +13,9 @@ import uvicorn
 from msgspec import ValidationError
 from piccolo.apps.migrations.commands.forwards import run_forwards
 
+from backend.catalogue import service as catalogue
+from backend.catalogue.schemas import CategoryCreate, InventoryItem, ProductCreate, SkuCreate
+from backend.catalogue.tables import Product
 from backend.core.clock import utcnow
 from backend.core.db import close_database, is_unique_violation
 from backend.core.http import NoDelayHttpProtocol
@@ -24,16 +27,35 @@ from backend.groupbuy.tables import Campaign
 from backend.referrals import service as referrals
 from backend.referrals.schemas import ReferralCampaignCreate
 from backend.referrals.tables import ReferralCampaign
-from backend.settings import Settings, SettingsError, masked
+from backend.settings import PROJECT_ROOT, Settings, SettingsError, masked
 from backend.stores import service as stores
 from backend.stores.schemas import StaffCreate, StoreCreate
 from backend.stores.tables import Staff, Store
 
-DEMO_STORES = [
-    ("S001", "旗舰店 Flagship", "1 Riverside Road", "08:00-22:00"),
-    ("S002", "社区店 Community", "22 Garden Street", "07:30-21:30"),
-    ("S003", "车站店 Station", "3 Station Square", "06:30-23:00"),
+DEMO_STORES = [  # code, name, address, hours, (latitude, longitude), delivery radius in metres
+    ("S001", "旗舰店 Flagship", "1 Riverside Road", "08:00-22:00", (31.2304, 121.4737), 5000),
+    ("S002", "社区店 Community", "22 Garden Street", "07:30-21:30", (31.2200, 121.4450), 3000),
+    ("S003", "车站店 Station", "3 Station Square", "06:30-23:00", (31.2495, 121.4550), 0),
 ]
+# The demo's fruit range: category, title, photo under assets/products/, SKUs (code, spec, price, member price).
+DEMO_RANGE = [
+    (
+        "热带水果",
+        "猫山王榴莲",
+        "durian-musang-king.jpg",
+        [("D-MSW-1", "1 kg", 19900, 17900), ("D-MSW-2", "2 kg", 36900, None)],
+    ),
+    ("热带水果", "金枕榴莲", "durian-golden-pillow.jpg", [("D-JZ-3", "约 3 kg", 15800, 13800)]),
+    ("热带水果", "台农芒果", "mango-tainong.jpg", [("M-TN-2", "2.5 kg", 4990, 4490)]),
+    ("温带水果", "阿克苏苹果", "apple-aksu.jpg", [("A-AKS-5", "5 kg", 5990, None), ("A-AKS-10", "10 kg", 9990, 8990)]),
+    ("温带水果", "赣南脐橙", "orange-qiyu.jpg", [("O-GN-5", "5 kg", 3990, 3590)]),
+    ("温带水果", "阳光玫瑰葡萄", "grape-shine-muscat.jpg", [("G-SM-1", "1 串 约 700 g", 3980, None)]),
+    ("温带水果", "智利车厘子", "cherry-chile.jpg", [("C-CL-J", "JJ 级 1 kg", 12800, 11800)]),
+    ("温带水果", "佳沛奇异果", "kiwi-zespri.jpg", [("K-ZS-10", "10 个", 5990, None)]),
+    ("浆果瓜类", "丹东草莓", "strawberry-dandong.jpg", [("S-DD-1", "1 kg", 6990, 6490)]),
+    ("浆果瓜类", "8424 西瓜", "watermelon-8424.jpg", [("W-8424", "1 个 约 4 kg", 3290, None)]),
+]
+PRODUCT_PHOTOS = PROJECT_ROOT / "assets" / "products"
 DEMO_STAFF = [
     ("hq", "hq_admin", []),
     ("manager1", "store_manager", ["S001"]),
@@ -95,7 +117,7 @@ async def seed_demo(password: str) -> list[str]:
     """Create the demo stores and staff that are missing; never touches what exists."""
     created = []
     try:
-        for code, name, address, hours in DEMO_STORES:
+        for code, name, address, hours, (latitude, longitude), radius in DEMO_STORES:
             if not await Store.exists().where(Store.code == code):
                 landing, welcome = f"欢迎光临{name.split()[0]}，感谢惠顾。", "已为您开通会员，本次积分已到账。"
                 await stores.create_store(
@@ -103,6 +125,9 @@ async def seed_demo(password: str) -> list[str]:
                         code=code,
                         name=name,
                         address=address,
+                        latitude=latitude,
+                        longitude=longitude,
+                        delivery_radius_m=radius,
                         opening_hours=hours,
                         landing_text=landing,
                         welcome_text=welcome,
@@ -122,6 +147,7 @@ async def seed_demo(password: str) -> list[str]:
                     raise
             created.append(f"staff {username}")
         created += await _seed_campaigns(ids)
+        created += await _seed_range(ids)
     finally:
         await close_database()
     return created
@@ -169,6 +195,43 @@ async def _seed_campaigns(store_ids: dict[str, int]) -> list[str]:
         )
         created.append("group-buy campaign")
     return created
+
+
+async def _seed_range(store_ids: dict[str, int]) -> list[str]:
+    """The fruit range with its photos, stocked at every demo store (S002 a little cheaper), when there is no
+    product yet."""
+    if await Product.exists():
+        return []
+    categories: dict[str, int] = {}
+    fruit = await catalogue.create_category(CategoryCreate(name="生鲜水果", sort=0))
+    for sort, (category, *_) in enumerate(DEMO_RANGE):
+        if category not in categories:
+            made = await catalogue.create_category(CategoryCreate(name=category, parent_id=fruit.id, sort=sort))
+            categories[category] = made.id
+    sku_ids: list[tuple[int, int]] = []
+    for category, title, photo, skus in DEMO_RANGE:
+        image = await catalogue.save_image((PRODUCT_PHOTOS / photo).read_bytes(), max_bytes=catalogue.IMAGE_MAX_BYTES)
+        product = await catalogue.create_product(
+            ProductCreate(
+                title=title,
+                category_id=categories[category],
+                images=[image.url],
+                skus=[
+                    SkuCreate(code=code, spec=spec, price_fen=price, member_price_fen=member_price)
+                    for code, spec, price, member_price in skus
+                ],
+            )
+        )
+        sku_ids += [(sku.id, sku.price_fen) for sku in product.skus]
+    for code, store_id in sorted(store_ids.items()):
+        await catalogue.put_inventory(
+            store_id,
+            [
+                InventoryItem(sku_id=sku_id, on_hand=50 + 10 * n, price_fen=price - 100 if code == "S002" else None)
+                for n, (sku_id, price) in enumerate(sku_ids)
+            ],
+        )
+    return [f"{len(DEMO_RANGE)} products", f"stock at {len(store_ids)} stores"]
 
 
 async def create_store(args: argparse.Namespace) -> None:

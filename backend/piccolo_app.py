@@ -4,8 +4,9 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
-from backend.catalogue.tables import Category, Product, Sku, StoreInventory
+from backend.catalogue.tables import Category, Product, ProductImage, Sku, StoreInventory
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
+from backend.mall.tables import MallOrder, MallRefundLine
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.orders.tables import Order, OrderLine
 from backend.payments.tables import PaymentRefund, PaymentTrade
@@ -41,6 +42,11 @@ TABLES = [
     PaymentTrade,
     PaymentRefund,
     SandboxRefund,
+    Category,
+    Product,
+    Sku,
+    StoreInventory,
+    ProductImage,
     Campaign,
     CampaignStore,
     Group,
@@ -52,10 +58,8 @@ TABLES = [
     ReferralReward,
     ReferrerDay,
     MemberAvatar,
-    Category,
-    Product,
-    Sku,
-    StoreInventory,
+    MallOrder,
+    MallRefundLine,
 ]
 
 APP_CONFIG = AppConfig(

@@ -176,6 +176,7 @@ class Settings:
     poster_limit_per_minute: int = 20
     poster_plan_seconds: float = 2.0
     avatar_max_bytes: int = 2_000_000
+    mall_payment_window_seconds: float = 900.0  # a mall order unpaid this long expires and gives its stock back
     access_log: bool = False
     log_format: str = "text"
     metrics_token: str = field(default="", repr=False)
@@ -288,6 +289,7 @@ class Settings:
             poster_limit_per_minute=_int(env, "POSTER_LIMIT_PER_MINUTE", cls.poster_limit_per_minute, minimum=1),
             poster_plan_seconds=_seconds(env, "POSTER_PLAN_SECONDS", cls.poster_plan_seconds),
             avatar_max_bytes=_int(env, "AVATAR_MAX_BYTES", cls.avatar_max_bytes, minimum=10_000),
+            mall_payment_window_seconds=_seconds(env, "MALL_PAYMENT_WINDOW_SECONDS", cls.mall_payment_window_seconds),
             access_log=_bool(env, "ACCESS_LOG", cls.access_log),
             log_format=_choice(env, "LOG_FORMAT", ("text", "json")),
             metrics_token=_metrics_token(env),

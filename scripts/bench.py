@@ -129,6 +129,116 @@ end
 """
 )
 
+
+def store_id_of(url: str, code: str = "S001") -> int:
+    return next(s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read()) if s["code"] == code)
+
+
+def prepare_browse(url: str, seconds: int) -> str:
+    """The demo range's first page at S001, as every shopper opening the mall asks for it (cached)."""
+    path = f"/api/v1/stores/{store_id_of(url)}/products"
+    page = json.loads(urllib.request.urlopen(url + path).read())
+    if not page["items"]:
+        raise SystemExit("catalogue-browse: the demo range is missing (seed-demo)")
+    return f'wrk.method = "GET"\nwrk.path = "{path}"\nfunction request() return wrk.format(nil, wrk.path) end\n'
+
+
+MALL_SHOPPERS = 200
+
+
+def prepare_mall_orders(url: str, seconds: int, *, part: str = "run") -> str:
+    """Two-line pickup orders at S001 by signed-in shoppers, each with a key of its own, from stock that lasts."""
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    store_id = store_id_of(url)
+    page = json.loads(urllib.request.urlopen(f"{url}/api/v1/stores/{store_id}/products").read())
+    skus = [product["skus"][0]["id"] for product in page["items"][:2]]
+    body = json.dumps({"items": [{"skuId": sku, "onHand": 10_000_000} for sku in skus]}).encode()
+    request = urllib.request.Request(
+        f"{url}/api/v1/admin/stores/{store_id}/inventory",
+        data=body,
+        method="PUT",
+        headers={"content-type": "application/json", "authorization": f"Bearer {hq}"},
+    )
+    urllib.request.urlopen(request, timeout=30).read()
+
+    def sign_in(i: int) -> str:
+        code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": f"oMallBench{i:018d}"})["code"]
+        return post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})["accessToken"]
+
+    if part == "warm-up":
+        progress(f"mall-order-place: signing in {MALL_SHOPPERS} shoppers")
+    with ThreadPoolExecutor(16) as pool:
+        tokens = list(pool.map(sign_in, range(MALL_SHOPPERS)))
+    tokens_file = OUT / "mall-tokens.txt"
+    tokens_file.write_text("\n".join(tokens) + "\n")
+    return (
+        MALL_ORDER_LUA.replace("TOKENS_FILE", str(tokens_file))
+        .replace("STORE_ID", str(store_id))
+        .replace("SKU_A", str(skus[0]))
+        .replace("SKU_B", str(skus[1]))
+        .replace("PART", part)
+    )
+
+
+MALL_ORDER_LUA = (
+    THREAD_LINES_LUA.replace("LINES_FILE", "TOKENS_FILE")
+    + """
+function init(args)
+  read_lines()
+  wrk.method = "POST"
+  wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  n = n + 1
+  local body = string.format(
+    '{"storeId":STORE_ID,"lines":[{"skuId":SKU_A,"quantity":1},{"skuId":SKU_B,"quantity":2}],' ..
+    '"fulfilment":"pickup","idempotencyKey":"bench-PART-%d-%d"}', id, n)
+  local headers = {["Authorization"] = "Bearer " .. lines[(n % #lines) + 1]}
+  return wrk.format(nil, "/api/v1/me/mall-orders", headers, body)
+end
+"""
+)
+
+UPSERT_SKUS, UPSERT_RUNS = 5_000, 5
+
+
+def inventory_upsert(url: str) -> tuple[float, float, float]:
+    """A store's whole range of 5,000 SKUs set in one request, timed end to end (UPSERT_RUNS runs, each every
+    row written again): upserts a second, the median and the slowest in ms."""
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    auth = {"Authorization": f"Bearer {hq}"}
+    progress(f"inventory-upsert-5000: HQ creates {UPSERT_SKUS} SKUs (products of 50)")
+
+    def product(i: int) -> list[int]:
+        skus = [{"code": f"BENCH-{i:03d}-{j:02d}", "spec": f"{j + 1} 份", "priceFen": 100 + j} for j in range(50)]
+        made = post_json(f"{url}/api/v1/admin/products", {"title": f"压测商品 {i}", "skus": skus}, auth)
+        return [sku["id"] for sku in made["skus"]]
+
+    with ThreadPoolExecutor(4) as pool:
+        sku_ids = [sku for skus in pool.map(product, range(UPSERT_SKUS // 50)) for sku in skus]
+    store_id = store_id_of(url, "S003")
+    times = []
+    for run in range(UPSERT_RUNS):
+        items = [
+            {"skuId": sku, "onHand": run * 10 + i % 100, "priceFen": None if i % 3 else 99}
+            for i, sku in enumerate(sku_ids)
+        ]
+        request = urllib.request.Request(
+            f"{url}/api/v1/admin/stores/{store_id}/inventory",
+            data=json.dumps({"items": items}).encode(),
+            method="PUT",
+            headers={"content-type": "application/json", **auth},
+        )
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=60) as response:
+            answer = json.loads(response.read())
+        times.append(time.perf_counter() - start)
+        assert answer["items"] == UPSERT_SKUS, answer
+    times.sort()
+    median = times[len(times) // 2]
+    return 1 / median, median * 1000, times[-1] * 1000
+
+
 FLASH_SEATS, FLASH_ATTEMPTS, FLASH_CONNECTIONS = 100, 2_000, 200
 WARM_UP_SECONDS = 2
 
@@ -752,6 +862,21 @@ SCENARIOS = [
         describes="a till checkout with the sandbox's success wallet, the payer enrolled and earning points",
     ),
     Scenario(
+        "catalogue-browse",
+        "GET",
+        "/api/v1/stores/{storeId}/products",
+        prepare=prepare_browse,
+        describes="a store's first page of its range, as a shopper opens the mall: from the page cache",
+    ),
+    Scenario(
+        "mall-order-place",
+        "POST",
+        "/api/v1/me/mall-orders",
+        prepare=prepare_mall_orders,
+        warm_up=lambda url, seconds: prepare_mall_orders(url, seconds, part="warm-up"),
+        describes="a two-line pickup order: prices, stock taken by guarded updates, the order, its JSAPI trade",
+    ),
+    Scenario(
         "poster-cold-jpeg",
         "GET",
         "/api/v1/me/posters",
@@ -1082,6 +1207,9 @@ def main() -> None:
                 url, args, threads=threads, cpu=load_cpu, var_dir=var_dir, secret_key=secret_key
             )
             progress(f"groupbuy-seat-pay: {results['groupbuy-seat-pay'][0]:.0f} notifications acknowledged/s")
+        if args.only is None or "inventory-upsert-5000" in args.only:
+            results["inventory-upsert-5000"] = inventory_upsert(url)
+            progress(f"inventory-upsert-5000: {results['inventory-upsert-5000'][1] / 1000:.2f} s (median)")
         if args.only is None or "poster-bare-pillow-jpeg" in args.only:
             progress(
                 f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"

@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def test_seed_demo_twice_gives_the_same_data(client):
     first = await seed_demo("demo-password-123")
-    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF) + 2  # and a referral and a group-buy campaign
-    assert first[-2:] == ["referral campaign", "group-buy campaign"]
+    # and a referral and a group-buy campaign, and the fruit range stocked at every store
+    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF) + 4
+    assert first[-4:] == ["referral campaign", "group-buy campaign", "10 products", "stock at 3 stores"]
     assert await seed_demo("a-different-password") == []
     assert sorted(r["code"] for r in await Store.select(Store.code)) == ["S001", "S002", "S003"]
     assert await Staff.count() == 4 and await StaffStore.count() == 3
@@ -28,6 +29,14 @@ async def test_seed_demo_twice_gives_the_same_data(client):
     assert response.status_code == 200
     s002 = (await Store.select(Store.id).where(Store.code == "S002").first())["id"]
     assert response.json()["staff"]["storeIds"] == [s002]
+
+    page = (await client.get(f"/api/v1/stores/{s002}/products", params={"limit": 100})).json()
+    assert len(page["items"]) == 10 and all(p["images"] and p["skus"][0]["stockLeft"] > 0 for p in page["items"])
+    photo = await client.get(page["items"][0]["images"][0])
+    assert photo.status_code == 200 and photo.headers["content-type"] == "image/jpeg"
+    durian = (await client.get(f"/api/v1/stores/{s002}/products", params={"q": "榴莲"})).json()["items"]
+    assert sorted(p["title"] for p in durian) == ["猫山王榴莲", "金枕榴莲"]
+    assert durian[-1]["skus"][0]["priceFen"] == 19900 - 100  # S002's own price
 
 
 def test_demo_password_is_generated_once_or_taken_from_the_environment(tmp_path):

@@ -19,18 +19,6 @@ class AmountOutOfRange(DomainError):
     default_message = "The amount is above what one checkout may take."
 
 
-class PointsNeedMember(DomainError):
-    code = "cashier.points_need_member"
-    status_code = 422
-    default_message = "Points can be redeemed only when the member code was scanned."
-
-
-class PointsNotExact(DomainError):
-    code = "cashier.points_not_exact"
-    status_code = 422
-    default_message = "Those points do not convert to whole fen, or would cover the whole amount."
-
-
 class IdempotencyConflict(DomainError):
     code = "cashier.idempotency_conflict"
     status_code = 409

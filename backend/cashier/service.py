@@ -16,8 +16,6 @@ from backend.cashier.errors import (
     AmountOutOfRange,
     IdempotencyConflict,
     InvalidPaymentCode,
-    PointsNeedMember,
-    PointsNotExact,
     ProviderUnsupported,
     StoreNotFound,
 )
@@ -34,8 +32,7 @@ from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
 from backend.payments.tables import TradeMethod
-from backend.points import service as points
-from backend.points.effects import SOURCE as POINTS_SOURCE
+from backend.points.effects import redeem_for_order, redemption_discount
 from backend.settings import Settings
 from backend.stores import service as stores
 
@@ -88,14 +85,9 @@ def validate_checkout(
 def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy) -> int:
     if amount_fen > policy.max_amount_fen:
         raise AmountOutOfRange(details={"maxAmountFen": policy.max_amount_fen})
-    if not points_to_redeem:
-        return 0
-    if member_id is None:
-        raise PointsNeedMember()
-    discount, remainder = divmod(points_to_redeem * 100, policy.redeem_points_per_yuan)
-    if remainder or discount >= amount_fen:
-        raise PointsNotExact(details={"pointsPerYuan": policy.redeem_points_per_yuan})
-    return discount
+    return redemption_discount(
+        points_to_redeem, amount_fen=amount_fen, member_id=member_id, per_yuan=policy.redeem_points_per_yuan
+    )
 
 
 async def _open_order(
@@ -143,21 +135,10 @@ async def _open_order(
             now=now,
             policy=payment_policy,
         )
-        await _redeem(member_id, points_to_redeem, order_id=order_id, store_id=store_id, now=now)
-    return order_id, trade_id
-
-
-async def _redeem(member_id: int | None, points_to_redeem: int, *, order_id: int, store_id: int, now) -> None:
-    if points_to_redeem and member_id is not None:
-        await points.redeem(
-            member_id,
-            points_to_redeem,
-            store_id=store_id,
-            source_type=POINTS_SOURCE,
-            source_id=str(order_id),
-            idempotency_key=f"{POINTS_SOURCE}:{order_id}:redeem",
-            now=now,
+        await redeem_for_order(
+            order_id, member_id=member_id, points_to_redeem=points_to_redeem, store_id=store_id, now=now
         )
+    return order_id, trade_id
 
 
 async def checkout(

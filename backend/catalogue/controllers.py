@@ -1,26 +1,30 @@
 from typing import Annotated
 
-from litestar import Controller, Response, get, patch, post, put
+from litestar import Controller, Request, Response, get, patch, post, put
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from backend.catalogue import service
-from backend.catalogue.errors import CategoryNotFound, ProductNotFound
+from backend.catalogue.errors import CategoryNotFound, ImageNotFound, ProductNotFound, StoreNotFound
 from backend.catalogue.schemas import (
     CategoriesOut,
     CategoryCreate,
     CategoryOut,
+    ImageOut,
     InventoryOut,
     InventoryPut,
     ProductCreate,
     ProductOut,
     ProductUpdate,
     SkuOut,
+    StoreProductsPage,
 )
 from backend.catalogue.service import CategoryRecord, ProductRecord
+from backend.core import openapi
 from backend.core.auth import caller
 from backend.core.errors import NotFound
-from backend.core.paging import PathId, query_id
+from backend.core.images import IMMUTABLE, UPLOAD_MEDIA_TYPES, is_digest, read_upload
+from backend.core.paging import Cursor, Limit, PathId, before, query_id
 from backend.core.responses import created
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
@@ -40,6 +44,7 @@ def product_out(product: ProductRecord) -> ProductOut:
         description=product.description,
         category_id=product.category,
         status=product.status,
+        images=product.images,
         skus=[
             SkuOut(
                 id=sku.id,
@@ -96,6 +101,37 @@ class CatalogueController(Controller):
             raise ProductNotFound(product_id=product_id)
         return product_out(found)
 
+    @get("/stores/{store_id:int}/products", operation_id="ListStoreProducts")
+    async def store_products(
+        self,
+        store_id: PathId,
+        category_id: Annotated[int | None, query_id("categoryId")] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=50)] = None,
+        limit: Limit = 20,
+        cursor: Cursor = None,
+    ) -> StoreProductsPage:
+        """Browse a store's range.
+
+        Products on sale at the store, newest first (no token needed): within a category and those below it
+        (`categoryId`), or with a word in the title (`q`); each with the SKUs the store sells now at its prices,
+        member price and `stockLeft`. Read from a cache at most a second old: stock shown may lag an order by
+        that much; the order itself is decided by the stock."""
+        store = await stores.recent_store(store_id)
+        if store is None or not store.active:
+            raise StoreNotFound(store_id=store_id)
+        page = await service.store_page(store_id, category_id=category_id, q=q, limit=limit, before_id=before(cursor))
+        return StoreProductsPage(items=[product_out(p) for p in page.products], next_cursor=page.next_cursor)
+
+    @get("/product-images/{name:str}", operation_id="GetProductImage", media_type="image/jpeg")
+    async def image(self, name: FromPath[str]) -> Response[bytes]:
+        """A product photo.
+
+        A photo by the digest of its bytes: public, and never changes."""
+        digest = name.removesuffix(".jpg")
+        if not is_digest(digest) or name == digest:
+            raise ImageNotFound()
+        return Response(await service.image_bytes(digest), media_type="image/jpeg", headers=IMMUTABLE)
+
 
 class AdminCatalogueController(Controller):
     path = "/api/v1/admin"
@@ -124,13 +160,30 @@ class AdminCatalogueController(Controller):
         product = await service.create_product(data)
         return created(product_out(product), f"/api/v1/products/{product.id}")
 
+    @post(
+        "/product-images",
+        operation_id="UploadProductImage",
+        request_max_body_size=service.IMAGE_MAX_BYTES + 64 * 1024,  # a multipart form's own bytes besides
+        operation_class=openapi.operation_with(body=(*UPLOAD_MEDIA_TYPES, "multipart/form-data")),
+        responses=openapi.errors(413, 415),
+    )
+    async def upload_image(self, request: Request, staff: NamedDependency[CurrentStaff]) -> Response[ImageOut]:
+        """Upload a product photo.
+
+        A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form: its type is read
+        from its bytes, its size and pixels judged before it is decoded, and it is re-encoded (a JPEG at most
+        1200 px a side); at most 8 MB. The answer's `url` goes into a product's `images`, served with a year-long
+        cache."""
+        image = await service.save_image(await read_upload(request), max_bytes=service.IMAGE_MAX_BYTES)
+        return created(ImageOut(url=image.url, width=image.width, height=image.height), image.url)
+
     @patch("/products/{product_id:int}", operation_id="UpdateProduct")
     async def update_product(
         self, staff: NamedDependency[CurrentStaff], product_id: PathId, data: JSONBody[ProductUpdate]
     ) -> ProductOut:
         """Edit a product.
 
-        HQ edits a product's title, description or category, or takes it off sale (`status`) and back on."""
+        HQ edits a product's title, description, photos or category, or takes it off sale (`status`) and back on."""
         return product_out(await service.update_product(product_id, data))
 
 

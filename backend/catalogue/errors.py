@@ -41,3 +41,21 @@ class UnknownSkus(DomainError):
     code = "catalogue.unknown_skus"
     status_code = 422
     default_message = "Some of the SKUs do not exist, or are named twice."
+
+
+class UnknownImages(DomainError):
+    code = "catalogue.unknown_images"
+    status_code = 422
+    default_message = "Upload each image first (POST /api/v1/admin/product-images) and send the URL it answered."
+
+
+class ImageNotFound(DomainError):
+    code = "catalogue.image_not_found"
+    status_code = 404
+    default_message = "No such image."
+
+
+class StoreNotFound(DomainError):
+    code = "catalogue.store_not_found"
+    status_code = 404
+    default_message = "No such store, or it is not open."

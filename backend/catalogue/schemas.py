@@ -13,6 +13,9 @@ Barcode = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{0,32}$")]
 PriceFen = Annotated[int, msgspec.Meta(ge=0, le=MAX_PRICE_FEN)]
 Title = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 Description = Annotated[str, msgspec.Meta(max_length=2000)]
+# A photo uploaded here, by the URL its upload answered.
+ImageUrl = Annotated[str, msgspec.Meta(pattern=r"^/api/v1/product-images/[0-9a-f]{64}\.jpg$")]
+Images = Annotated[list[ImageUrl], msgspec.Meta(max_length=9)]
 
 
 class CategoryCreate(Struct):
@@ -48,6 +51,7 @@ class ProductCreate(Struct):
     skus: Annotated[list[SkuCreate], msgspec.Meta(min_length=1, max_length=50)]
     description: Description = ""
     category_id: Id | None = None
+    images: Images = []
 
 
 class ProductUpdate(Struct):
@@ -55,6 +59,7 @@ class ProductUpdate(Struct):
     description: Description | msgspec.UnsetType = msgspec.UNSET
     category_id: Id | None | msgspec.UnsetType = msgspec.UNSET
     status: ProductStatus | msgspec.UnsetType = msgspec.UNSET
+    images: Images | msgspec.UnsetType = msgspec.UNSET
 
 
 MAX_INVENTORY_ITEMS = 5_000  # a store's whole range in one request
@@ -92,6 +97,20 @@ class ProductOut(Struct):
     description: str
     category_id: int | None
     status: ProductStatus
+    images: list[str]  # URLs served here, the first the product's main photo
     skus: list[SkuOut]
     created_at: datetime
     updated_at: datetime
+
+
+class StoreProductsPage(Struct):
+    """Products on sale at the store, newest first; each lists only the SKUs the store sells now."""
+
+    items: list[ProductOut]
+    next_cursor: str | None
+
+
+class ImageOut(Struct):
+    url: str  # for a product's `images`; never changes what it shows
+    width: int
+    height: int

@@ -1,24 +1,31 @@
-"""The chain's catalogue: a category tree, products and their SKUs at HQ's prices."""
+"""The chain's catalogue: a category tree, products with their photos and SKUs at HQ's prices, each store's
+stock and own prices, and the pages a shopper browses a store's range by."""
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import msgspec
+from PIL import Image
 
 from backend.catalogue.errors import (
     CategoryTooDeep,
+    ImageNotFound,
     ProductNotFound,
     SkuCodeTaken,
     SkusInvalid,
     UnknownCategory,
+    UnknownImages,
     UnknownSkus,
 )
 from backend.catalogue.schemas import CategoryCreate, InventoryItem, ProductCreate, ProductUpdate
-from backend.catalogue.tables import MAX_DEPTH, Category, Product, ProductStatus, Sku, StoreInventory
+from backend.catalogue.tables import MAX_DEPTH, Category, Product, ProductImage, ProductStatus, Sku, StoreInventory
 from backend.core.clock import utcnow
-from backend.core.db import is_unique_violation, write_transaction
+from backend.core.db import contains, is_unique_violation, write_transaction
+from backend.core.images import decode_upload, digest_of, jpeg
+from backend.core.recent import Recent
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +57,33 @@ class ProductRecord:
     description: str
     category: int | None
     status: ProductStatus
+    images: list[str]  # their URLs, in the order shown
     skus: list[SkuRecord]
     created_at: datetime
     updated_at: datetime
+
+    @classmethod
+    def of(cls, row: dict[str, Any], skus: list[SkuRecord]) -> "ProductRecord":
+        return cls(
+            **{**row, "status": ProductStatus(row["status"]), "images": [image_url(d) for d in row["images"] or ()]},
+            skus=skus,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRecord:
+    url: str
+    width: int
+    height: int
+
+
+IMAGE_PATH = "/api/v1/product-images/"
+IMAGE_SIDE = 1200  # a product photo is kept at most this wide and high
+IMAGE_MAX_BYTES = 8 * 1024 * 1024  # an upload: a phone's full-size photo
+
+
+def image_url(digest: str) -> str:
+    return f"{IMAGE_PATH}{digest}.jpg"
 
 
 # Categories ------------------------------------------------------------------------------------------
@@ -106,12 +137,14 @@ async def create_product(data: ProductCreate) -> ProductRecord:
     try:
         async with write_transaction():
             await _ensure_category(data.category_id)
+            images = await _image_digests(data.images)
             rows = await Product.insert(
                 Product(
                     title=data.title,
                     description=data.description,
                     category=data.category_id,
                     status=ProductStatus.on_sale,
+                    images=images,
                     created_at=now,
                     updated_at=now,
                 )
@@ -155,6 +188,8 @@ async def update_product(product_id: int, data: ProductUpdate) -> ProductRecord:
         if data.category_id is not msgspec.UNSET:
             await _ensure_category(data.category_id)
             changes[Product.category] = data.category_id
+        if data.images is not msgspec.UNSET:
+            changes[Product.images] = await _image_digests(data.images)
         if changes:
             changes[Product.updated_at] = utcnow()
             updated = await Product.update(changes).where(Product.id == product_id).returning(Product.id)
@@ -162,6 +197,7 @@ async def update_product(product_id: int, data: ProductUpdate) -> ProductRecord:
             updated = await Product.select(Product.id).where(Product.id == product_id)
         if not updated:
             raise ProductNotFound(product_id=product_id)
+    _pages.forget()
     logger.info("product updated", extra={"product_id": product_id, "fields": len(changes)})
     product = await get_product(product_id)
     assert product is not None
@@ -178,6 +214,7 @@ async def get_product(
         Product.description,
         Product.category,
         Product.status,
+        Product.images,
         Product.created_at,
         Product.updated_at,
     ).where(Product.id == product_id)
@@ -204,7 +241,7 @@ async def get_product(
             sku.stock_left = held["on_hand"] if held is not None and held["available"] else 0
             if held is not None and held["price_fen"] is not None:
                 sku.price_fen = held["price_fen"]
-    return ProductRecord(**{**row, "status": ProductStatus(row["status"])}, skus=records)
+    return ProductRecord.of(row, records)
 
 
 def _check_skus(data: ProductCreate) -> None:
@@ -221,6 +258,49 @@ def _check_skus(data: ProductCreate) -> None:
 async def _ensure_category(category_id: int | None) -> None:
     if category_id is not None and not await Category.exists().where(Category.id == category_id):
         raise UnknownCategory(category_id=category_id)
+
+
+async def _image_digests(urls: list[str]) -> list[str]:
+    """The digests of images uploaded here, from their URLs; any other is 422, naming it."""
+    digests = [url.removeprefix(IMAGE_PATH).removesuffix(".jpg") for url in urls]
+    known = set()
+    if digests:
+        known = {
+            r["digest"]
+            for r in await ProductImage.select(ProductImage.digest).where(ProductImage.digest.is_in(digests))
+        }
+    if unknown := [url for url, digest in zip(urls, digests, strict=True) if digest not in known]:
+        raise UnknownImages(details={"images": unknown})
+    return digests
+
+
+# Product photos --------------------------------------------------------------------------------------
+
+
+def reencode_photo(data: bytes, *, max_bytes: int) -> tuple[bytes, int, int]:
+    """A JPEG of the upload at most IMAGE_SIDE a side, its proportions kept; with its width and height."""
+    image = decode_upload(data, max_bytes=max_bytes)
+    image.thumbnail((IMAGE_SIDE, IMAGE_SIDE), Image.Resampling.LANCZOS)
+    return jpeg(image, quality=85), image.width, image.height
+
+
+async def save_image(data: bytes, *, max_bytes: int) -> ImageRecord:
+    """Check and re-encode an upload and keep it under the digest of its bytes (the same photo twice is one)."""
+    image, width, height = await asyncio.to_thread(reencode_photo, data, max_bytes=max_bytes)
+    digest = digest_of(image)
+    async with write_transaction():
+        await ProductImage.insert(
+            ProductImage(digest=digest, image=image, width=width, height=height, created_at=utcnow())
+        ).on_conflict(target=ProductImage.digest, action="DO NOTHING")
+    logger.info("product image saved", extra={"digest": digest, "bytes": len(image)})
+    return ImageRecord(url=image_url(digest), width=width, height=height)
+
+
+async def image_bytes(digest: str) -> bytes:
+    row = await ProductImage.select(ProductImage.image).where(ProductImage.digest == digest).first()
+    if row is None:
+        raise ImageNotFound()
+    return bytes(row["image"])
 
 
 # Store inventory -------------------------------------------------------------------------------------
@@ -263,5 +343,104 @@ async def put_inventory(store_id: int, items: list[InventoryItem]) -> int:
                     StoreInventory.updated_at,
                 ],
             )
+    _pages.forget()
     logger.info("store inventory set", extra={"store_id": store_id, "items": len(items)})
     return len(items)
+
+
+# Browsing a store's range ----------------------------------------------------------------------------
+
+# A store's pages as read at most PAGE_SECONDS ago, in this process: a change of price, stock or product made
+# here forgets them at once, one made in another process is seen within PAGE_SECONDS. Stock shown may be that
+# old; an order is decided by the guarded update of the stock itself.
+PAGE_SECONDS = 1.0
+_pages: Recent[tuple, "StorePage"] = Recent(PAGE_SECONDS, size=5_000)
+
+
+@dataclass(frozen=True, slots=True)
+class StorePage:
+    products: list[ProductRecord]
+    next_cursor: str | None
+
+
+async def _category_and_below(category_id: int) -> list[int]:
+    ids, level = [category_id], [category_id]
+    for _ in range(MAX_DEPTH - 1):
+        level = [r["id"] for r in await Category.select(Category.id).where(Category.parent.is_in(level))]
+        if not level:
+            break
+        ids += level
+    return ids
+
+
+async def store_page(
+    store_id: int, *, category_id: int | None, q: str | None, limit: int, before_id: int | None
+) -> StorePage:
+    """Products on sale at the store (a SKU of theirs it sells now), newest first, each with the SKUs the store
+    sells at its prices and stock; within a category and those below it, or with `q` in the title."""
+    key = (store_id, category_id, q, limit, before_id)
+    return await _pages.read(key, lambda: _store_page(store_id, category_id, q, limit, before_id))
+
+
+async def _store_page(
+    store_id: int, category_id: int | None, q: str | None, limit: int, before_id: int | None
+) -> StorePage:
+    sold_here = StoreInventory.select(StoreInventory.sku).where(
+        (StoreInventory.store == store_id) & StoreInventory.available.eq(True)
+    )
+    query = Product.select(
+        Product.id,
+        Product.title,
+        Product.description,
+        Product.category,
+        Product.status,
+        Product.images,
+        Product.created_at,
+        Product.updated_at,
+    ).where(
+        (Product.status == ProductStatus.on_sale)
+        & Product.id.is_in(Sku.select(Sku.product).where(Sku.id.is_in(sold_here)))
+    )
+    if category_id is not None:
+        query = query.where(Product.category.is_in(await _category_and_below(category_id)))
+    if q is not None:
+        query = query.where(contains(Product.title, q))
+    if before_id is not None:
+        query = query.where(Product.id < before_id)
+    rows = await query.order_by(Product.id, ascending=False).limit(limit + 1)
+    rows, more = rows[:limit], len(rows) > limit
+    skus: dict[int, list[SkuRecord]] = {row["id"]: [] for row in rows}
+    if rows:
+        for sku in await (
+            StoreInventory.select(
+                StoreInventory.sku.id.as_alias("id"),
+                StoreInventory.sku.product.as_alias("product"),
+                StoreInventory.sku.code.as_alias("code"),
+                StoreInventory.sku.spec.as_alias("spec"),
+                StoreInventory.sku.price_fen.as_alias("hq_price_fen"),
+                StoreInventory.sku.member_price_fen.as_alias("member_price_fen"),
+                StoreInventory.sku.barcode.as_alias("barcode"),
+                StoreInventory.price_fen,
+                StoreInventory.on_hand,
+            )
+            .where(
+                (StoreInventory.store == store_id)
+                & StoreInventory.available.eq(True)
+                & StoreInventory.sku.product.is_in(list(skus))
+            )
+            .order_by(StoreInventory.sku)
+        ):
+            price = sku["price_fen"] if sku["price_fen"] is not None else sku["hq_price_fen"]
+            skus[sku["product"]].append(
+                SkuRecord(
+                    id=sku["id"],
+                    code=sku["code"],
+                    spec=sku["spec"],
+                    price_fen=price,
+                    member_price_fen=None if sku["member_price_fen"] is None else min(sku["member_price_fen"], price),
+                    barcode=sku["barcode"],
+                    stock_left=sku["on_hand"],
+                )
+            )
+    products = [ProductRecord.of(row, skus[row["id"]]) for row in rows]
+    return StorePage(products, str(rows[-1]["id"]) if more else None)

@@ -1,6 +1,6 @@
 from enum import Enum
 
-from piccolo.columns import BigInt, Boolean, ForeignKey, Integer, Text, Timestamptz, Varchar
+from piccolo.columns import Array, BigInt, Boolean, Bytea, ForeignKey, Integer, Text, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.columns.defaults.timestamptz import TimestamptzNow
 from piccolo.constraints import Check, Unique
@@ -34,8 +34,22 @@ class Product(Table, tablename="catalogue_product"):
     description = Text(default="")
     category = ForeignKey(Category, null=True, on_delete=OnDelete.restrict, index=True)
     status = Varchar(length=16, choices=ProductStatus, default=ProductStatus.on_sale)
+    images = Array(base_column=Varchar(length=64), default=[])  # digests of ProductImage rows, in order shown
     created_at = Timestamptz(default=TimestamptzNow())
     updated_at = Timestamptz(default=TimestamptzNow())
+
+
+class ProductImage(Table, tablename="catalogue_image"):
+    """A product photo HQ uploaded, re-encoded by us (a JPEG at most 1200 px a side), named by its digest.
+
+    Kept in the database so that every worker on every host serves the same bytes under the same name.
+    """
+
+    digest = Varchar(length=64, unique=True)
+    image = Bytea()
+    width = Integer()
+    height = Integer()
+    created_at = Timestamptz()
 
 
 class Sku(Table, tablename="catalogue_sku"):

@@ -10,6 +10,8 @@ import sqlite3
 from contextlib import AbstractContextManager, nullcontext
 
 import asyncpg
+from piccolo.columns import Column
+from piccolo.columns.combination import Where
 from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
@@ -23,6 +25,7 @@ from backend.settings import check_database_url, sqlite_path
 __all__ = [
     "Prepared",
     "close_database",
+    "contains",
     "engine_from_url",
     "get_engine",
     "heavy_reads",
@@ -48,6 +51,15 @@ def write_transaction() -> BaseTransaction:
     if isinstance(engine, EmbeddedSQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)
     return engine.transaction()
+
+
+def contains(column: Column, text: str) -> Where:
+    """`column` holds `text` (LIKE's wildcards in it dropped, not escaped: the engines escape differently), case
+    aside: PostgreSQL's ILIKE folds any letter's case, SQLite's LIKE only ASCII's (Chinese has none)."""
+    word = " ".join(text.replace("%", " ").replace("_", " ").replace("\\", " ").split())
+    if isinstance(get_engine(), EmbeddedSQLiteEngine):
+        return column.like(f"%{word}%")
+    return column.ilike(f"%{word}%")
 
 
 def heavy_reads() -> AbstractContextManager[None]:

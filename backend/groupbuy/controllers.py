@@ -24,7 +24,6 @@ from backend.groupbuy.schemas import (
     GroupMemberOut,
     GroupOut,
     GroupsPage,
-    PickupCreate,
     SeatCreate,
     SeatOut,
     SeatRefundCreate,
@@ -46,6 +45,7 @@ def campaign_out(campaign: CampaignRecord) -> CampaignOut:
         title=campaign.title,
         product_name=campaign.product_name,
         product_image=campaign.product_image,
+        sku_id=campaign.sku,
         price_fen=campaign.price_fen,
         original_price_fen=campaign.original_price_fen,
         group_size=campaign.group_size,
@@ -387,17 +387,3 @@ class CashierGroupBuyController(Controller):
         Where the refund stands at WeChat Pay (its `Location` when it was asked for): for staff of the order's
         pickup store or HQ; any other order, or a refund of another order, does not exist."""
         return seat_refund_out(await service.seat_refund(order_id, refund_id, acts_for=staff.acts_for))
-
-
-class PickupController(Controller):
-    path = "/api/v1/cashier/pickups"
-    tags = ["Cashier"]
-    dependencies = {"staff": caller(provide_current_staff)}
-
-    @post(operation_id="PickUpGroupBuyOrder", status_code=200, responses=openapi.errors(404))
-    async def pick_up(self, staff: NamedDependency[CurrentStaff], data: JSONBody[PickupCreate]) -> SeatOut:
-        """Hand over a pickup.
-
-        The shopper shows their pickup code at the till: the order is handed over, once, at its own store."""
-        staff.ensure_store(data.store_id)
-        return seat_out(await service.pick_up(store_id=data.store_id, pickup_code=data.pickup_code, staff_id=staff.id))

@@ -25,8 +25,10 @@ ImagePath = Annotated[
 
 
 class CampaignCreate(Struct):
+    """The product is a SKU of the catalogue (`skuId`, its title and spec the product name unless one is given),
+    or free text (`productName`)."""
+
     title: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
-    product_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     price_fen: Fen
     original_price_fen: Fen
     group_size: Annotated[int, msgspec.Meta(ge=2, le=MAX_GROUP_SIZE)]
@@ -42,6 +44,8 @@ class CampaignCreate(Struct):
     # With virtualFill: the share of a group's seats that must be paid by its deadline for it to succeed.
     virtual_fill_percent: Annotated[int, msgspec.Meta(ge=50, le=100)] = 80
     product_image: ImagePath = ""
+    product_name: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    sku_id: Id | None = None
 
 
 class CampaignOut(Struct):
@@ -49,6 +53,7 @@ class CampaignOut(Struct):
     title: str
     product_name: str
     product_image: str
+    sku_id: int | None
     price_fen: int
     original_price_fen: int
     group_size: int

@@ -10,7 +10,6 @@ import csv
 import io
 import logging
 import math
-import secrets
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -19,9 +18,11 @@ from piccolo.columns.combination import Combinable
 from piccolo.query.functions.aggregate import Sum
 from piccolo.query.methods.select import Select
 
+from backend.catalogue.tables import Sku
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
+from backend.core.pickup import new_pickup_code, normalise
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -78,6 +79,7 @@ class CampaignRecord:
     title: str
     product_name: str
     product_image: str
+    sku: int | None
     price_fen: int
     original_price_fen: int
     group_size: int
@@ -189,6 +191,8 @@ def _check_campaign(data: CampaignCreate, now: datetime) -> None:
         problems["pickupStoreIds"] = "name at least one pickup store"
     if data.stock < data.group_size:
         problems["stock"] = "must be enough to fill at least one group"
+    if data.product_name is None and data.sku_id is None:
+        problems["product_name"] = "name the product, or the catalogue's SKU (skuId)"
     if problems:
         raise CampaignInvalid(details={_camel(k): v for k, v in problems.items()})
 
@@ -206,12 +210,19 @@ async def create_campaign(data: CampaignCreate, *, staff_id: int) -> CampaignRec
     missing = sorted(set(store_ids) - {row["id"] for row in found})
     if missing:
         raise CampaignInvalid("Some pickup stores do not exist or are closed.", details={"pickupStoreIds": missing})
+    product_name = data.product_name
+    if data.sku_id is not None:
+        sku = await Sku.select(Sku.spec, Sku.product.title).where(Sku.id == data.sku_id).first()
+        if sku is None:
+            raise CampaignInvalid("No such SKU in the catalogue.", details={"skuId": data.sku_id})
+        product_name = product_name or f"{sku['product.title']} {sku['spec']}"[:100]
     async with write_transaction():
         campaign_id = await insert_row(
             Campaign,
             title=data.title,
-            product_name=data.product_name,
+            product_name=product_name,
             product_image=data.product_image,
+            sku=data.sku_id,
             price_fen=data.price_fen,
             original_price_fen=data.original_price_fen,
             group_size=data.group_size,
@@ -484,7 +495,14 @@ async def _take_seat(
                 pay_by=pay_by,
                 idempotency_key=out_trade_no,
                 now=now,
-                lines=(LineItem(title=campaign.product_name, quantity=quantity, unit_price_fen=campaign.price_fen),),
+                lines=(
+                    LineItem(
+                        title=campaign.product_name,
+                        quantity=quantity,
+                        unit_price_fen=campaign.price_fen,
+                        sku_id=campaign.sku,
+                    ),
+                ),
             )
             trade_id = await payments.open_trade(
                 order_id,
@@ -656,20 +674,6 @@ async def member_seats(member_id: int, *, limit: int, before_order: int | None) 
 
 
 # Success: every seat paid before the deadline (or enough of them, with virtual fill) ------------------
-
-PICKUP_ALPHABET = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"  # no 0/O, 1/I/L: read aloud and typed at a till
-PICKUP_CODE_LENGTH = 12  # 31**12, about 59 bits: not guessable at any rate the API allows
-
-
-def new_pickup_code() -> str:
-    """One draw from the system's randomness, written in the alphabet's base (a choice per character reads the
-    randomness twelve times)."""
-    number, digits = secrets.randbelow(len(PICKUP_ALPHABET) ** PICKUP_CODE_LENGTH), []
-    for _ in range(PICKUP_CODE_LENGTH):
-        number, digit = divmod(number, len(PICKUP_ALPHABET))
-        digits.append(PICKUP_ALPHABET[digit])
-    return "".join(digits)
-
 
 _SEAT_PAID = Prepared(
     lambda order_id: (
@@ -997,7 +1001,7 @@ def refund_reason(refund: RefundRecord) -> str:
 
 async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> SeatView:
     """Hand the goods over: once, and only at the seat's own pickup store; any other code is unknown here."""
-    code = pickup_code.strip().upper()
+    code = normalise(pickup_code)
     now = utcnow()
     async with write_transaction():
         done = (

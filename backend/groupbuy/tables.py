@@ -5,6 +5,7 @@ from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check, Unique
 from piccolo.table import Table
 
+from backend.catalogue.tables import Sku
 from backend.members.tables import Member
 from backend.orders.tables import Order
 from backend.stores.tables import Staff, Store
@@ -23,6 +24,7 @@ class Campaign(Table, tablename="groupbuy_campaign"):
     title = Varchar(length=100)
     product_name = Varchar(length=100)
     product_image = Varchar(length=200, default="")
+    sku = ForeignKey(Sku, null=True, on_delete=OnDelete.restrict)  # the catalogue's SKU it sells, when HQ named one
     price_fen = BigInt()
     original_price_fen = BigInt()
     group_size = Integer()

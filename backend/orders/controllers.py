@@ -9,7 +9,7 @@ from backend.core.paging import Cursor, Limit, PathId, before
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.orders import service
 from backend.orders.errors import OrderNotFound
-from backend.orders.schemas import LandingOut, OrderLineOut, OrderOut, OrdersPage
+from backend.orders.schemas import AddressOut, LandingOut, OrderLineOut, OrderOut, OrdersPage
 from backend.orders.service import ChannelFields, LineRecord, OrderRecord
 from backend.orders.tables import OrderKind, OrderStatus
 from backend.stores.service import StoreRecord
@@ -61,6 +61,10 @@ def order_out(
         group_id=channel.group_id,
         pickup_store_id=channel.pickup_store_id,
         pickup_code=channel.pickup_code,
+        fulfilment=channel.fulfilment,
+        address=None
+        if not channel.address_text
+        else AddressOut(name=channel.address_name or "", phone=channel.address_phone or "", text=channel.address_text),
         lines=None if lines is None else [OrderLineOut(**_fields(line)) for line in lines],
     )
 

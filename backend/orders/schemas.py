@@ -18,6 +18,12 @@ class OrderLineOut(Struct):
     amount_fen: int
 
 
+class AddressOut(Struct):
+    name: str
+    phone: str
+    text: str
+
+
 class OrderOut(Struct):
     """An order of any channel. `status` is the channel's own word where it has one (a group-buy seat's),
     else `paymentStatus`; `payableFen` is what the payer is asked for, `paidFen` what was received."""
@@ -47,7 +53,10 @@ class OrderOut(Struct):
     # A group-buy order's own fields
     group_id: int | None = None
     pickup_store_id: int | None = None
-    pickup_code: str | None = None  # only once its group has succeeded
+    pickup_code: str | None = None  # a seat's once its group has succeeded, a mall order's once it is ready
+    # A mall order's own fields
+    fulfilment: str | None = None  # pickup or delivery
+    address: AddressOut | None = None  # a delivery's
     lines: list[OrderLineOut] | None = None  # an order's detail lists them; a page of orders does not
 
 

@@ -193,12 +193,17 @@ async def has_paid_order(member_id: int) -> bool:
 
 @dataclass(slots=True)
 class ChannelFields:
-    """A channel's own words on an order, where it has them (a group-buy seat's status, group, pickup)."""
+    """A channel's own words on an order, where it has them (a group-buy seat's status, group, pickup; a mall
+    order's fulfilment and where it is delivered)."""
 
     status: str | None = None
     group_id: int | None = None
     pickup_code: str | None = None
     pickup_store_id: int | None = None
+    fulfilment: str | None = None
+    address_name: str | None = None
+    address_phone: str | None = None
+    address_text: str | None = None
 
 
 _CHANNEL_FIELDS = frozenset(field.name for field in fields(ChannelFields))

@@ -224,6 +224,28 @@ async def create_jsapi(
     return params
 
 
+async def pay_params_again(
+    trade: TradeRecord, *, payer_openid: str, description: str, provider: PaymentProvider
+) -> dict[str, str] | None:
+    """For a replayed request: the wx.requestPayment parameters of a trade still open, asked for again with the
+    same out_trade_no and amount (WeChat Pay answers the same prepay order). None when the trade is no longer
+    open or WeChat Pay does not answer now; unlike the first ask, that ends nothing."""
+    now = utcnow()
+    if trade.status not in OPEN or trade.expires_at <= now:
+        return None
+    try:
+        return await provider.create_jsapi(
+            out_trade_no=trade.out_trade_no,
+            amount_fen=trade.amount_fen,
+            payer_openid=payer_openid,
+            description=description[:127],
+            expires_in_seconds=max(1, math.ceil((trade.expires_at - now).total_seconds())),
+        )
+    except NOT_DONE as error:
+        logger.warning("JSAPI parameters not given again", extra={"trade_id": trade.id, "error": repr(error)})
+        return None
+
+
 _PREPAID = Prepared(
     lambda trade_id: PaymentTrade.update({PaymentTrade.status: TradeStatus.paying}).where(
         (PaymentTrade.id == trade_id) & (PaymentTrade.status == TradeStatus.created)

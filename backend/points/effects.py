@@ -12,6 +12,7 @@ from backend.members import merges
 from backend.orders.outcomes import ClosedOrder, Effects, PaidOrder, RefundedOrder, on_closed, on_paid, on_refunded
 from backend.orders.tables import OrderKind
 from backend.points import service as points
+from backend.points.errors import PointsNeedMember, PointsNotExact
 from backend.stores import service as stores
 
 SOURCE = "order"  # points entries of an order: source ("order", its id), keys "order:{id}:..."
@@ -39,6 +40,35 @@ async def earn_for_order(
             enrolled_now=enrolled_now,
         )
     return earned
+
+
+def redemption_discount(points_to_redeem: int, *, amount_fen: int, member_id: int | None, per_yuan: int) -> int:
+    """The fen `points_to_redeem` take off an order of `amount_fen`: whole fen, and never all of it."""
+    if not points_to_redeem:
+        return 0
+    if member_id is None:
+        raise PointsNeedMember()
+    discount, remainder = divmod(points_to_redeem * 100, per_yuan)
+    if remainder or discount >= amount_fen:
+        raise PointsNotExact(details={"pointsPerYuan": per_yuan})
+    return discount
+
+
+async def redeem_for_order(
+    order_id: int, *, member_id: int | None, points_to_redeem: int, store_id: int, now: datetime
+) -> None:
+    """Inside the transaction that places the order: its points are taken now, and come back if it is not paid
+    (`release_redeemed`) or in proportion when it is refunded (`reverse_in_proportion`)."""
+    if points_to_redeem and member_id is not None:
+        await points.redeem(
+            member_id,
+            points_to_redeem,
+            store_id=store_id,
+            source_type=SOURCE,
+            source_id=str(order_id),
+            idempotency_key=f"{SOURCE}:{order_id}:redeem",
+            now=now,
+        )
 
 
 @on_paid()

@@ -6,6 +6,7 @@ from litestar.params import FromPath, QueryParameter
 
 from backend.core import metrics, openapi
 from backend.core.auth import caller
+from backend.core.images import IMMUTABLE, UPLOAD_MEDIA_TYPES, is_digest, read_upload
 from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
 from backend.members.auth import CurrentMember, provide_current_member
@@ -73,7 +74,7 @@ class PosterController(Controller):
         "/avatar",
         operation_id="UploadMyAvatar",
         status_code=200,
-        operation_class=openapi.operation_with(body=("image/jpeg", "image/png", "image/webp", "multipart/form-data")),
+        operation_class=openapi.operation_with(body=(*UPLOAD_MEDIA_TYPES, "multipart/form-data")),
         responses=openapi.errors(415),
     )
     async def upload_avatar(
@@ -83,12 +84,7 @@ class PosterController(Controller):
 
         A JPEG, PNG or WebP, as the request body or as the `file` field of a multipart form (what
         wx.uploadFile sends). Checked and re-encoded to a square JPEG; the upload itself is not kept."""
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()
-            upload = form.get("file")
-            data = await upload.read() if hasattr(upload, "read") else b""
-        else:
-            data = await request.body()
+        data = await read_upload(request)
         url = await service.set_avatar(member.id, data, max_bytes=services.settings.avatar_max_bytes)
         services.posters.forget_member(member.id)  # the next poster shows the new face at once
         return {"avatarUrl": url}
@@ -104,10 +100,6 @@ class AvatarController(Controller):
 
         An avatar by the digest of its bytes: public, and never changes."""
         digest = name.removesuffix(".jpg")
-        if len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+        if not is_digest(digest):
             raise AvatarNotFound()
-        return Response(
-            await service.avatar_image(digest),
-            media_type="image/jpeg",
-            headers={"Cache-Control": "public, max-age=31536000, immutable"},
-        )
+        return Response(await service.avatar_image(digest), media_type="image/jpeg", headers=IMMUTABLE)

@@ -2,12 +2,11 @@
 pixels' inputs; avatars a member uploads, checked and re-encoded before anything is kept."""
 
 import asyncio
+import functools
 import hashlib
-import io
 import json
 import os
 import time
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -15,13 +14,14 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, write_transaction
+from backend.core.images import decode_upload, digest_of, is_digest, jpeg
 from backend.groupbuy.tables import Group
 from backend.members.tables import Member
-from backend.posters.errors import AvatarNotFound, ImageTooLarge, NotAnImage
+from backend.posters.errors import AvatarNotFound
 from backend.posters.render import FONTS, PosterInput, render
 from backend.posters.tables import MemberAvatar
 from backend.posters.templates import Template, load_templates
@@ -31,7 +31,6 @@ from backend.settings import PROJECT_ROOT
 PRODUCT_DIR = PROJECT_ROOT / "assets" / "products"
 SHOWN_IN = ZoneInfo("Asia/Shanghai")  # dates on a poster are the shopper's
 AVATAR_SIDE = 256
-AVATAR_MAX_PIXELS = 25_000_000  # 5000 x 5000: a photo from any phone; larger is refused before decoding
 AVATAR_PATH = "/api/v1/avatars/"
 FONTS_DIGEST = hashlib.sha256(
     b"".join(path.name.encode() + str(path.stat().st_size).encode() for path in FONTS)
@@ -234,41 +233,20 @@ async def draw(poster: PosterPlan, image_format: str) -> bytes:
 # Avatars -----------------------------------------------------------------------------------------------
 
 
-def reencode_avatar(data: bytes) -> bytes:
+def reencode_avatar(data: bytes, *, max_bytes: int) -> bytes:
     """A square JPEG of the upload, or an error; the upload itself is never kept or served."""
-    try:
-        opened = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError:  # Pillow's own guard, from the header, far past ours
-        raise ImageTooLarge(f"At most {AVATAR_MAX_PIXELS:,} pixels.") from None
-    except (UnidentifiedImageError, OSError):
-        raise NotAnImage() from None
-    with opened:
-        if opened.format not in ("JPEG", "PNG", "WEBP"):
-            raise NotAnImage(details={"format": opened.format})
-        width, height = opened.size
-        if width * height > AVATAR_MAX_PIXELS:  # decided from the header, before a pixel is decoded
-            raise ImageTooLarge(f"At most {AVATAR_MAX_PIXELS:,} pixels.", details={"width": width, "height": height})
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                opened.load()
-            image = ImageOps.exif_transpose(opened).convert("RGB")
-        except (Image.DecompressionBombWarning, Image.DecompressionBombError):
-            raise ImageTooLarge() from None
-        except (OSError, SyntaxError, ValueError):
-            raise NotAnImage("The image is damaged.") from None
-    square = ImageOps.fit(image, (AVATAR_SIDE, AVATAR_SIDE), Image.Resampling.LANCZOS)
-    out = io.BytesIO()
-    square.save(out, "JPEG", quality=88)
-    return out.getvalue()
+    square = ImageOps.fit(
+        decode_upload(data, max_bytes=max_bytes), (AVATAR_SIDE, AVATAR_SIDE), Image.Resampling.LANCZOS
+    )
+    return jpeg(square)
 
 
 async def set_avatar(member_id: int, data: bytes, *, max_bytes: int) -> str:
     """Check and re-encode the upload, then keep it as the member's avatar; answers its URL."""
-    if len(data) > max_bytes:
-        raise ImageTooLarge(f"At most {max_bytes:,} bytes.", details={"maxBytes": max_bytes})
-    image = await asyncio.get_running_loop().run_in_executor(_renderers, reencode_avatar, data)
-    digest = hashlib.sha256(image).hexdigest()
+    image = await asyncio.get_running_loop().run_in_executor(
+        _renderers, functools.partial(reencode_avatar, data, max_bytes=max_bytes)
+    )
+    digest = digest_of(image)
     url = f"{AVATAR_PATH}{digest}.jpg"
     now = utcnow()
     async with write_transaction():
@@ -289,6 +267,6 @@ async def is_avatar_of(member_id: int, url: str) -> bool:
     """Whether `url` is an avatar this server gave out to this member (what their profile may show)."""
     name = url.removeprefix(AVATAR_PATH)
     digest = name.removesuffix(".jpg")
-    if name == url or len(digest) != 64 or not all(c in "0123456789abcdef" for c in digest):
+    if name == url or not is_digest(digest):
         return False
     return await MemberAvatar.exists().where((MemberAvatar.member == member_id) & (MemberAvatar.digest == digest))

@@ -45,6 +45,7 @@ def store_detail_out(store: StoreRecord) -> StoreDetailOut:
         longitude=store.longitude,
         opening_hours=store.opening_hours,
         points_per_yuan=store.points_per_yuan,
+        delivery_radius_m=store.delivery_radius_m,
         landing_text=store.landing_text,
         welcome_text=store.welcome_text,
         landing_url=store.landing_url,

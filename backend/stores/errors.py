@@ -7,6 +7,12 @@ class StoreCodeTaken(DomainError):
     default_message = "Another store already has that code."
 
 
+class DeliveryNeedsLocation(DomainError):
+    code = "stores.delivery_needs_location"
+    status_code = 422
+    default_message = "A store that delivers needs its latitude and longitude: the radius is measured from there."
+
+
 class UsernameTaken(DomainError):
     code = "staff.username_taken"
     status_code = 409

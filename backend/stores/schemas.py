@@ -21,6 +21,8 @@ class StoreCreate(Struct):
     longitude: Annotated[float, msgspec.Meta(ge=-180, le=180)] | None = None
     opening_hours: ShortText = ""
     points_per_yuan: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 1
+    # Mall orders are delivered within this many metres of the store's geo point (which it then needs); 0: pickup only.
+    delivery_radius_m: Annotated[int, msgspec.Meta(ge=0, le=100_000)] = 0
     landing_text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
     # Shown besides the landing text only to a payer whom the payment made a member ("you are a member now").
     welcome_text: Annotated[str, msgspec.Meta(max_length=2000)] = ""
@@ -39,6 +41,7 @@ class StoreOut(Struct):
 
 class StoreDetailOut(StoreOut):
     points_per_yuan: int
+    delivery_radius_m: int
     landing_text: str
     welcome_text: str
     landing_url: str

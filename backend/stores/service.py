@@ -10,6 +10,7 @@ from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.core.recent import Recent
 from backend.stores.errors import (
+    DeliveryNeedsLocation,
     InvalidCredentials,
     StoreCodeTaken,
     StoresRequired,
@@ -34,6 +35,7 @@ class StoreRecord:
     longitude: float | None
     opening_hours: str
     points_per_yuan: int
+    delivery_radius_m: int
     landing_text: str
     welcome_text: str
     landing_url: str
@@ -52,6 +54,8 @@ class StaffRecord:
 
 
 async def create_store(data: StoreCreate) -> StoreRecord:
+    if data.delivery_radius_m and (data.latitude is None or data.longitude is None):
+        raise DeliveryNeedsLocation(details={"deliveryRadiusM": data.delivery_radius_m})
     try:
         async with write_transaction():
             rows = await Store.insert(
@@ -63,6 +67,7 @@ async def create_store(data: StoreCreate) -> StoreRecord:
                     longitude=data.longitude,
                     opening_hours=data.opening_hours,
                     points_per_yuan=data.points_per_yuan,
+                    delivery_radius_m=data.delivery_radius_m,
                     landing_text=data.landing_text,
                     welcome_text=data.welcome_text,
                     landing_url=data.landing_url,

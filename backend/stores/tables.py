@@ -21,6 +21,7 @@ class Store(Table, tablename="store"):
     longitude = DoublePrecision(null=True, default=None)
     opening_hours = Varchar(length=100, default="")
     points_per_yuan = Integer(default=1)
+    delivery_radius_m = Integer(default=0)  # mall orders delivered within this distance of the store; 0: pickup only
     landing_text = Text(default="")  # shown to every payer after paying here
     welcome_text = Text(default="")  # shown besides to a payer this payment made a member
     landing_url = Varchar(length=500, default="")
@@ -28,6 +29,7 @@ class Store(Table, tablename="store"):
     created_at = Timestamptz(default=TimestamptzNow())
 
     points_rate_in_range = Check((points_per_yuan >= 0) & (points_per_yuan <= 1000))
+    delivery_radius_in_range = Check((delivery_radius_m >= 0) & (delivery_radius_m <= 100_000))
 
 
 class Staff(Table, tablename="staff"):

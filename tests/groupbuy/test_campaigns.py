@@ -120,3 +120,39 @@ async def test_only_hq_creates_campaigns_and_only_with_open_stores(client, demo)
     unknown = await client.post(ADMIN, headers=hq, json=campaign_body(demo, pickupStoreIds=[demo["S001"], 999999]))
     assert unknown.status_code == 422 and unknown.json()["details"]["pickupStoreIds"] == [999999]
     assert await Campaign.count() == 0
+
+
+async def test_a_campaign_may_sell_a_catalogue_sku_and_its_seats_name_it(client, demo):
+    hq = await staff_login(client, "hq")
+    product = await client.post(
+        "/api/v1/admin/products",
+        headers=hq,
+        json={"title": "金枕榴莲", "skus": [{"code": "JZ-3KG", "spec": "约 3 kg", "priceFen": 15800}]},
+    )
+    sku_id = product.json()["skus"][0]["id"]
+    body = campaign_body(demo, skuId=sku_id)
+    del body["productName"]
+    made = await client.post(ADMIN, headers=hq, json=body)
+    assert made.status_code == 201, made.text
+    assert (made.json()["skuId"], made.json()["productName"]) == (sku_id, "金枕榴莲 约 3 kg")
+    free_text = await client.post(ADMIN, headers=hq, json=campaign_body(demo))
+    assert (free_text.json()["skuId"], free_text.json()["productName"]) == (None, "金枕榴莲 (约 3 kg)")
+
+    shopper = await member_login(client, openid="oSkuCampaign00000000000000")
+    seat = await client.post(
+        f"/api/v1/groupbuy/campaigns/{made.json()['id']}/groups",
+        headers=shopper["headers"],
+        json={"pickupStoreId": demo["S001"]},
+    )
+    assert seat.status_code == 201, seat.text
+    order = await client.get(f"/api/v1/me/orders/{seat.json()['order']['id']}", headers=shopper["headers"])
+    assert [(line["skuId"], line["title"]) for line in order.json()["lines"]] == [(sku_id, "金枕榴莲 约 3 kg")]
+
+    unknown = await client.post(ADMIN, headers=hq, json=campaign_body(demo, skuId=999_999))
+    assert (unknown.status_code, unknown.json()["details"]) == (422, {"skuId": 999_999})
+    nameless = campaign_body(demo)
+    del nameless["productName"]
+    neither = await client.post(ADMIN, headers=hq, json=nameless)
+    assert (neither.status_code, neither.json()["code"]) == (422, "groupbuy.campaign_invalid")
+    assert "productName" in neither.json()["details"]
+    assert await Campaign.count() == 2

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from backend.groupbuy.service import PICKUP_ALPHABET
+from backend.core.pickup import PICKUP_ALPHABET
 from backend.groupbuy.tables import Campaign, Group, MemberUnits, Seat
 from backend.orders.tables import Order
 from backend.payments.policy import PaymentPolicy

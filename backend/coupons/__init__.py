@@ -1,0 +1,1 @@
+"""Coupons: templates, campaigns, a member's coupons used once on an order."""

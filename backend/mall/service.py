@@ -1,0 +1,671 @@
+"""Mini-program mall orders: placed against a store's stock, paid by JSAPI, prepared, picked up or delivered.
+
+A mall order is an order of kind `mall`: its money moves through `payments/` like every order's, and what
+happens to the mall order when its order is paid, closed or refunded is registered in `mall.effects`. What
+stays here is its own: taking the stock of every line with the order (all or nothing), giving it back
+once, the store's work on it (ready, a pickup code, picked up or delivered), and refunds by line.
+
+    pending_payment -> paid -> ready -> picked_up | delivered
+    pending_payment -> cancelled (closed unpaid: expired or cancelled by the shopper; stock back)
+    paid -> cancelled (by the shopper before it was prepared: refunded in full, stock back)
+    any paid state -> refunded (every unit refunded) | partially_refunded (some, after it was handed over)
+"""
+
+import hashlib
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from backend.catalogue.tables import ProductStatus, StoreInventory
+from backend.core.clock import utcnow
+from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
+from backend.core.idempotency import request_hash
+from backend.core.pickup import new_pickup_code, normalise
+from backend.coupons.errors import CouponNotUsable
+from backend.mall.errors import (
+    AddressRequired,
+    IdempotencyConflict,
+    LinesInvalid,
+    MallOrderNotFound,
+    NoDelivery,
+    NothingToPay,
+    OutOfStock,
+    OutsideDeliveryArea,
+    RefundLinesInvalid,
+    SkusNotSold,
+    StoreNotFound,
+    WrongStatus,
+)
+from backend.mall.schemas import AddressIn, LineIn, MallOrderCreate, RefundLineIn
+from backend.mall.tables import HANDED_OVER, Fulfilment, MallOrder, MallRefundLine, MallStatus
+from backend.members import service as members
+from backend.orders import service as orders
+from backend.orders.service import LineItem, LineRecord, OrderRecord
+from backend.orders.tables import OrderKind, OrderLine, OrderStatus
+from backend.payments import refunds
+from backend.payments import service as payments
+from backend.payments.errors import OrderNotRefundable, RefundConflict, RefundExceedsPaid
+from backend.payments.numbers import new_out_trade_no
+from backend.payments.policy import PaymentPolicy
+from backend.payments.provider import PaymentProvider
+from backend.payments.refunds import RefundRecord
+from backend.payments.tables import RefundStatus, TradeMethod
+from backend.points.effects import redeem_for_order, redemption_discount
+from backend.stores import service as stores
+from backend.stores.service import StoreRecord
+
+logger = logging.getLogger(__name__)
+
+CANCELLED_BY_SHOPPER = "CANCELLED"  # the closed order's failure reason when its shopper cancelled it unpaid
+CANCEL_KEY = "mall:cancel"  # the refund's idempotency key when the shopper cancels a paid order
+EARTH_RADIUS_M = 6_371_000
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    order: OrderRecord
+    pay_params: dict[str, str] | None
+    created: bool  # False: a replay of an earlier request with the same key
+
+
+@dataclass(frozen=True, slots=True)
+class MallOrderRecord:
+    order: int
+    store: int
+    fulfilment: Fulfilment
+    status: MallStatus
+    pickup_code: str | None
+    handed_over_at: datetime | None
+
+
+def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> int:
+    """Metres along the earth's surface between two points (haversine)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lng2 - lng1) / 2) ** 2
+    return round(2 * EARTH_RADIUS_M * math.asin(math.sqrt(a)))
+
+
+def _order_key(member_id: int, key: str) -> str:
+    """The order's idempotency key: the member's own, unique per member (the order's is unique per store)."""
+    return "mall-" + hashlib.sha256(f"{member_id}:{key}".encode()).hexdigest()[:40]
+
+
+def _check_delivery(store: StoreRecord, data: MallOrderCreate) -> int | None:
+    """The distance of a delivery's address from the store, within its radius; None for a pickup."""
+    if data.fulfilment is Fulfilment.pickup:
+        return None
+    if data.address is None:
+        raise AddressRequired()
+    if not store.delivery_radius_m or store.latitude is None or store.longitude is None:
+        raise NoDelivery(store_id=store.id)
+    distance = distance_m(store.latitude, store.longitude, data.address.latitude, data.address.longitude)
+    if distance > store.delivery_radius_m:
+        raise OutsideDeliveryArea(details={"distanceM": distance, "deliveryRadiusM": store.delivery_radius_m})
+    return distance
+
+
+# Placing --------------------------------------------------------------------------------------------
+
+_TAKE_STOCK = Prepared(
+    lambda quantity, store_id, sku_id, enough: (
+        StoreInventory.update({StoreInventory.on_hand: StoreInventory.on_hand - quantity})
+        .where(
+            (StoreInventory.store == store_id)
+            & (StoreInventory.sku == sku_id)
+            & (StoreInventory.on_hand >= enough)
+            & StoreInventory.available.eq(True)
+        )
+        .returning(StoreInventory.id)
+    )
+)
+
+
+async def _priced_lines(store_id: int, lines: list[LineIn]) -> tuple[LineItem, ...]:
+    """Each line at the store's price now (its own, else HQ's); a SKU it does not sell now is 422, named."""
+    sku_ids = [line.sku_id for line in lines]
+    if len(set(sku_ids)) != len(sku_ids):
+        raise LinesInvalid(details={"skuIds": "each SKU once"})
+    rows = await StoreInventory.select(
+        StoreInventory.sku,
+        StoreInventory.price_fen,
+        StoreInventory.sku.price_fen.as_alias("hq_price_fen"),
+        StoreInventory.sku.spec.as_alias("spec"),
+        StoreInventory.sku.product.title.as_alias("title"),
+    ).where(
+        (StoreInventory.store == store_id)
+        & StoreInventory.sku.is_in(sku_ids)
+        & StoreInventory.available.eq(True)
+        & (StoreInventory.sku.product.status == ProductStatus.on_sale)
+    )
+    sold = {row["sku"]: row for row in rows}
+    if missing := [sku_id for sku_id in sku_ids if sku_id not in sold]:
+        raise SkusNotSold(details={"skuIds": missing}, store_id=store_id)
+    priced = []
+    for line in lines:
+        row = sold[line.sku_id]
+        price = row["price_fen"] if row["price_fen"] is not None else row["hq_price_fen"]
+        # The member price applies to members entitled to it, which only a paid membership makes: nobody yet.
+        priced.append(
+            LineItem(
+                title=f"{row['title']} {row['spec']}"[:100],
+                quantity=line.quantity,
+                unit_price_fen=price,
+                sku_id=line.sku_id,
+            )
+        )
+    return tuple(priced)
+
+
+def _digest(data: MallOrderCreate) -> str:
+    address = data.address
+    return request_hash(
+        store_id=data.store_id,
+        lines=sorted((line.sku_id, line.quantity) for line in data.lines),
+        fulfilment=data.fulfilment.value,
+        address=None
+        if address is None
+        else [address.name, address.phone, address.text, address.latitude, address.longitude],
+        points=data.points_to_redeem,
+        coupon=data.coupon_id,
+    )
+
+
+async def place(
+    member_id: int,
+    data: MallOrderCreate,
+    *,
+    pay_within: float,
+    redeem_points_per_yuan: int,
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> Placed:
+    """Place the member's order at a store and ask WeChat Pay for its money: the order, its trade, the stock
+    of every line and the points it redeems in one transaction, or nothing. The same key again answers the
+    order it made (a different request under it is 409)."""
+    if data.coupon_id is not None:
+        raise CouponNotUsable(details={"couponId": data.coupon_id, "reason": "not_found"})
+    store = await stores.recent_store(data.store_id)
+    if store is None or not store.active:
+        raise StoreNotFound(store_id=data.store_id)
+    key, digest = _order_key(member_id, data.idempotency_key), _digest(data)
+    replayed = await _replay(member_id, data.store_id, key, digest, store=store, provider=provider, policy=policy)
+    if replayed is not None:
+        return replayed
+    distance = _check_delivery(store, data)
+    lines = await _priced_lines(store.id, data.lines)
+    amount_fen = sum(line.amount_fen for line in lines)
+    if amount_fen < 1:
+        raise NothingToPay(store_id=store.id)
+    discount = redemption_discount(
+        data.points_to_redeem, amount_fen=amount_fen, member_id=member_id, per_yuan=redeem_points_per_yuan
+    )
+    openid = await members.payer_openid(member_id, policy.app_id)
+    now = utcnow()
+    out_trade_no = new_out_trade_no(now)
+    pay_by = now + timedelta(seconds=pay_within)
+    address = data.address if distance is not None else None
+    try:
+        async with write_transaction():
+            order_id = await orders.place_order(
+                kind=OrderKind.mall,
+                store_id=store.id,
+                member_id=member_id,
+                amount_fen=amount_fen,
+                discount_fen=discount,
+                points_redeemed=data.points_to_redeem,
+                out_trade_no=out_trade_no,
+                pay_by=pay_by,
+                idempotency_key=key,
+                request_hash=digest,
+                now=now,
+                lines=lines,
+            )
+            trade_id = await payments.open_trade(
+                order_id,
+                method=TradeMethod.jsapi,
+                out_trade_no=out_trade_no,
+                amount_fen=amount_fen - discount,
+                expires_at=pay_by,
+                now=now,
+                policy=policy,
+            )
+            # SKU by SKU in one order, so that two orders of the same SKUs on PostgreSQL never wait for each other
+            for line in sorted(lines, key=lambda line: line.sku_id or 0):
+                if not await _TAKE_STOCK.run(line.quantity, store.id, line.sku_id, line.quantity):
+                    raise OutOfStock(details={"skuId": line.sku_id}, store_id=store.id)
+            await insert_row(
+                MallOrder,
+                order=order_id,
+                store=store.id,
+                fulfilment=data.fulfilment,
+                status=MallStatus.pending_payment,
+                stock_held=1,
+                **_address_columns(address, distance),
+                created_at=now,
+            )
+            await redeem_for_order(
+                order_id, member_id=member_id, points_to_redeem=data.points_to_redeem, store_id=store.id, now=now
+            )
+    except Exception as error:
+        if not is_unique_violation(error):
+            raise
+        raced = await _replay(member_id, data.store_id, key, digest, store=store, provider=provider, policy=policy)
+        assert raced is not None
+        return raced
+    # WeChat Pay not taking the order ends it failed at once: its stock and points go back with it.
+    pay_params = await payments.create_jsapi(
+        trade_id,
+        out_trade_no=out_trade_no,
+        amount_fen=amount_fen - discount,
+        payer_openid=openid,
+        description=f"{store.name} {lines[0].title}",
+        expires_at=pay_by,
+        provider=provider,
+    )
+    logger.info("mall order placed", extra={"order_id": order_id, "store_id": store.id, "lines": len(lines)})
+    order = await orders.find_order(order_id)
+    assert order is not None
+    return Placed(order, pay_params, created=True)
+
+
+def _address_columns(address: AddressIn | None, distance: int | None) -> dict:
+    if address is None:
+        return {}
+    return {
+        "address_name": address.name,
+        "address_phone": address.phone,
+        "address_text": address.text,
+        "address_latitude": address.latitude,
+        "address_longitude": address.longitude,
+        "distance_m": distance,
+    }
+
+
+async def _replay(
+    member_id: int,
+    store_id: int,
+    key: str,
+    digest: str,
+    *,
+    store: StoreRecord,
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> Placed | None:
+    existing = await orders.find_by_key(store_id, key)
+    if existing is None:
+        return None
+    if existing.request_hash != digest or existing.member != member_id:
+        raise IdempotencyConflict(order_id=existing.id)
+    pay_params = None
+    if existing.status is OrderStatus.paying:
+        trade = await payments.trade_of(existing.id)
+        if trade is not None:
+            openid = await members.payer_openid(member_id, policy.app_id)
+            pay_params = await payments.pay_params_again(
+                trade, payer_openid=openid, description=store.name, provider=provider
+            )
+    return Placed(existing, pay_params, created=False)
+
+
+# Reading ------------------------------------------------------------------------------------------
+
+_MALL_ORDER = Prepared(
+    lambda order_id: (
+        MallOrder.select(
+            MallOrder.order,
+            MallOrder.store,
+            MallOrder.fulfilment,
+            MallOrder.status,
+            MallOrder.pickup_code,
+            MallOrder.handed_over_at,
+        )
+        .where(MallOrder.order == order_id)
+        .first()
+    )
+)
+
+
+async def get_mall_order(order_id: int) -> MallOrderRecord | None:
+    row = await _MALL_ORDER.run(order_id)
+    if row is None:
+        return None
+    return MallOrderRecord(**{**row, "fulfilment": Fulfilment(row["fulfilment"]), "status": MallStatus(row["status"])})
+
+
+async def for_staff(order_id: int, acts_for: Callable[[int], bool]) -> MallOrderRecord:
+    """The mall order, for staff of its store or HQ; any other does not exist."""
+    found = await get_mall_order(order_id)
+    if found is None or not acts_for(found.store):
+        raise MallOrderNotFound(order_id=order_id)
+    return found
+
+
+async def _of_member(order_id: int, member_id: int) -> OrderRecord:
+    order = await orders.find_order(order_id)
+    if order is None or order.kind is not OrderKind.mall or order.member != member_id:
+        raise MallOrderNotFound(order_id=order_id)
+    return order
+
+
+TO_PREPARE = (MallStatus.paid, MallStatus.ready)
+
+
+async def store_orders(
+    store_id: int, *, statuses: tuple[MallStatus, ...], limit: int, before_id: int | None
+) -> list[int]:
+    """The store's mall orders in those statuses, oldest first (the order they are prepared in); their ids."""
+    query = MallOrder.select(MallOrder.order).where(
+        (MallOrder.store == store_id) & MallOrder.status.is_in(list(statuses))
+    )
+    if before_id is not None:  # the cursor: the last order of the page before
+        query = query.where(MallOrder.order > before_id)
+    return [row["order"] for row in await query.order_by(MallOrder.order).limit(limit)]
+
+
+# The store's work ---------------------------------------------------------------------------------
+
+
+async def mark_ready(order_id: int, *, acts_for: Callable[[int], bool], staff_id: int) -> None:
+    """The store has prepared a paid order: a pickup order gets its code (single-use, this store's only). The
+    same again is the same."""
+    found = await for_staff(order_id, acts_for)
+    code = new_pickup_code() if found.fulfilment is Fulfilment.pickup else None
+    async with write_transaction():
+        done = (
+            await MallOrder.update(
+                {MallOrder.status: MallStatus.ready, MallOrder.pickup_code: code, MallOrder.ready_at: utcnow()}
+            )
+            .where((MallOrder.order == order_id) & (MallOrder.status == MallStatus.paid))
+            .returning(MallOrder.id)
+        )
+    if done:
+        logger.info("mall order ready", extra={"order_id": order_id, "staff_id": staff_id})
+    elif (current := await for_staff(order_id, acts_for)).status is not MallStatus.ready:
+        raise WrongStatus(details={"status": current.status.value}, order_id=order_id)
+
+
+async def mark_delivered(order_id: int, *, acts_for: Callable[[int], bool], staff_id: int) -> None:
+    """A delivery order has reached the shopper (prepared or not). The same again is the same."""
+    found = await for_staff(order_id, acts_for)
+    if found.fulfilment is not Fulfilment.delivery:
+        raise WrongStatus("A pickup order is handed over with its pickup code.", order_id=order_id)
+    async with write_transaction():
+        done = (
+            await MallOrder.update(
+                {
+                    MallOrder.status: MallStatus.delivered,
+                    MallOrder.handed_over_at: utcnow(),
+                    MallOrder.handed_over_by: staff_id,
+                }
+            )
+            .where((MallOrder.order == order_id) & MallOrder.status.is_in(list(TO_PREPARE)))
+            .returning(MallOrder.id)
+        )
+    if done:
+        logger.info("mall order delivered", extra={"order_id": order_id, "staff_id": staff_id})
+    elif (current := await for_staff(order_id, acts_for)).status is not MallStatus.delivered:
+        raise WrongStatus(details={"status": current.status.value}, order_id=order_id)
+
+
+async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> int | None:
+    """Hand a ready pickup order over at its own store, once; answers its order id, or None when no mall order
+    of this store has that code (a handed-over one raises)."""
+    code = normalise(pickup_code)
+    now = utcnow()
+    async with write_transaction():
+        done = (
+            await MallOrder.update(
+                {
+                    MallOrder.status: MallStatus.picked_up,
+                    MallOrder.handed_over_at: now,
+                    MallOrder.handed_over_by: staff_id,
+                }
+            )
+            .where(
+                (MallOrder.pickup_code == code) & (MallOrder.store == store_id) & (MallOrder.status == MallStatus.ready)
+            )
+            .returning(MallOrder.order)
+        )
+    if done:
+        logger.info("mall order picked up", extra={"order_id": done[0]["order"], "staff_id": staff_id})
+        return done[0]["order"]
+    found = (
+        await MallOrder.select(MallOrder.order, MallOrder.status)
+        .where((MallOrder.pickup_code == code) & (MallOrder.store == store_id))
+        .first()
+    )
+    if found is None:
+        return None
+    raise WrongStatus(details={"status": found["status"]}, order_id=found["order"])
+
+
+# The shopper cancels -------------------------------------------------------------------------------
+
+
+async def cancel(order_id: int, *, member_id: int, provider: PaymentProvider, policy: PaymentPolicy) -> OrderRecord:
+    """Unpaid: closed at WeChat Pay first (no money can land on it then), its stock and points back. Paid and
+    not prepared yet: refunded in full, its stock back. The same again is the same; anything later is 409."""
+    order = await _of_member(order_id, member_id)
+    found = await get_mall_order(order_id)
+    assert found is not None
+    if found.status is MallStatus.pending_payment:
+        trade = await payments.trade_of(order_id)
+        assert trade is not None
+        await payments.give_back(trade.id, reason=CANCELLED_BY_SHOPPER, provider=provider, policy=policy)
+        found = await get_mall_order(order_id)
+        assert found is not None
+    if found.status is MallStatus.paid:
+        await _refund_lines(
+            order_id,
+            lines=None,
+            idempotency_key=CANCEL_KEY,
+            reason="用户取消订单",
+            staff_id=None,
+            mark_cancelled=True,
+            provider=provider,
+            policy=policy,
+        )
+    elif found.status is not MallStatus.cancelled and await refunds.refund_by_key(order_id, CANCEL_KEY) is None:
+        raise WrongStatus(
+            "Only an order not prepared yet can be cancelled; ask the store.", details={"status": found.status.value}
+        )
+    order = await orders.find_order(order_id)
+    assert order is not None
+    return order
+
+
+# Refunds, by line ----------------------------------------------------------------------------------
+
+
+async def refund(
+    order_id: int,
+    *,
+    lines: list[RefundLineIn] | None,
+    idempotency_key: str,
+    reason: str,
+    staff_id: int,
+    acts_for: Callable[[int], bool],
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> tuple[RefundRecord, bool]:
+    """Staff refund some lines of a paid order, or every unit left; answers (refund, created)."""
+    await for_staff(order_id, acts_for)
+    return await _refund_lines(
+        order_id,
+        lines=lines,
+        idempotency_key=idempotency_key,
+        reason=reason or "商城订单退款",
+        staff_id=staff_id,
+        mark_cancelled=False,
+        provider=provider,
+        policy=policy,
+    )
+
+
+async def refund_lines(refund_id: int) -> list[tuple[int, int]]:
+    """(line id, quantity) of a refund."""
+    rows = (
+        await MallRefundLine.select(MallRefundLine.line, MallRefundLine.quantity)
+        .where(MallRefundLine.refund == refund_id)
+        .order_by(MallRefundLine.line)
+    )
+    return [(row["line"], row["quantity"]) for row in rows]
+
+
+async def _left_to_refund(order_id: int) -> dict[int, tuple[LineRecord, int]]:
+    """Each line with the units no refund (under way or done) has taken yet."""
+    taken: dict[int, int] = {}
+    for row in await MallRefundLine.select(MallRefundLine.line, MallRefundLine.quantity).where(
+        (MallRefundLine.line.order == order_id) & (MallRefundLine.refund.status != RefundStatus.failed)
+    ):
+        taken[row["line"]] = taken.get(row["line"], 0) + row["quantity"]
+    return {line.id: (line, line.quantity - taken.get(line.id, 0)) for line in await orders.order_lines(order_id)}
+
+
+def _units(lines: list[RefundLineIn] | None, left: dict[int, tuple[LineRecord, int]]) -> dict[int, int]:
+    if lines is None:
+        return {line_id: units for line_id, (_, units) in left.items() if units}
+    asked: dict[int, int] = {}
+    for line in lines:
+        if line.line_id in asked or line.line_id not in left or line.quantity > left[line.line_id][1]:
+            raise RefundLinesInvalid(
+                details={"lines": [{"lineId": i, "left": units} for i, (_, units) in left.items()]}
+            )
+        asked[line.line_id] = line.quantity
+    return asked
+
+
+def _amount(order: OrderRecord, units: dict[int, int], left: dict[int, tuple[LineRecord, int]]) -> int:
+    """The fen these units paid: their share of what the order paid (its discounts spread over its lines);
+    the refund that takes the last units takes what is left, so every fen comes back exactly once."""
+    if all(units.get(line_id, 0) == left_units for line_id, (_, left_units) in left.items()):
+        return order.paid_fen - order.refunded_fen
+    gross = sum(left[line_id][0].unit_price_fen * quantity for line_id, quantity in units.items())
+    return gross * order.paid_fen // order.amount_fen
+
+
+async def _refund_lines(
+    order_id: int,
+    *,
+    lines: list[RefundLineIn] | None,
+    idempotency_key: str,
+    reason: str,
+    staff_id: int | None,
+    mark_cancelled: bool,
+    provider: PaymentProvider,
+    policy: PaymentPolicy,
+) -> tuple[RefundRecord, bool]:
+    created = False
+    existing = await refunds.refund_by_key(order_id, idempotency_key)
+    if existing is None:
+        try:
+            async with write_transaction():
+                await orders.hold(order_id)  # refunds of one order count their units in turn
+                order = await orders.find_order(order_id)
+                assert order is not None
+                if mark_cancelled and not await MallOrder.update({MallOrder.status: MallStatus.cancelled}).where(
+                    (MallOrder.order == order_id) & (MallOrder.status == MallStatus.paid)
+                ).returning(MallOrder.id):
+                    raise WrongStatus("The store has prepared it meanwhile; ask the store.", order_id=order_id)
+                left = await _left_to_refund(order_id)
+                units = _units(lines, left)
+                if not units:
+                    raise OrderNotRefundable(order_id=order_id)
+                refund_id = await refunds.create_refund(
+                    order,
+                    amount_fen=_amount(order, units, left),
+                    idempotency_key=idempotency_key,
+                    reason=reason,
+                    staff_id=staff_id,
+                    policy=policy,
+                    now=utcnow(),
+                )
+                for line_id, quantity in sorted(units.items()):
+                    await insert_row(MallRefundLine, refund=refund_id, line=line_id, quantity=quantity)
+            created = True
+            logger.info("mall order refund asked", extra={"order_id": order_id, "refund_id": refund_id})
+        except RefundExceedsPaid:
+            raise OrderNotRefundable(order_id=order_id) from None
+        except Exception as error:
+            if not is_unique_violation(error):
+                raise  # else: the same refund, asked for a moment ago
+        existing = await refunds.refund_by_key(order_id, idempotency_key)
+        assert existing is not None
+    elif lines is not None and sorted((line.line_id, line.quantity) for line in lines) != await refund_lines(
+        existing.id
+    ):
+        raise RefundConflict(refund_id=existing.id)
+    if existing.status is RefundStatus.processing:
+        await refunds.submit(existing.id, provider=provider, policy=policy)
+        existing = await refunds.find_refund(existing.id)
+        assert existing is not None
+    return existing, created
+
+
+# What the order's outcomes do to the mall order (registered in mall.effects) ---------------------------
+
+_PAID = Prepared(
+    lambda order_id: MallOrder.update({MallOrder.status: MallStatus.paid}).where(
+        (MallOrder.order == order_id) & (MallOrder.status == MallStatus.pending_payment)
+    )
+)
+_GIVE_BACK = Prepared(
+    lambda quantity, store_id, sku_id: StoreInventory.update(
+        {StoreInventory.on_hand: StoreInventory.on_hand + quantity}
+    ).where((StoreInventory.store == store_id) & (StoreInventory.sku == sku_id))
+)
+
+
+async def order_paid(order_id: int) -> None:
+    await _PAID.run(order_id)
+
+
+async def _give_back(store_id: int, units: list[tuple[int, int]]) -> None:
+    for sku_id, quantity in sorted(units):
+        await _GIVE_BACK.run(quantity, store_id, sku_id)
+
+
+async def order_closed(order_id: int) -> None:
+    """Inside the transaction that closed the order unpaid: the mall order is cancelled and its stock goes
+    back, once (the guarded update of `stock_held`)."""
+    released = (
+        await MallOrder.update({MallOrder.status: MallStatus.cancelled, MallOrder.stock_held: 0})
+        .where(
+            (MallOrder.order == order_id)
+            & (MallOrder.stock_held == 1)
+            & (MallOrder.status == MallStatus.pending_payment)
+        )
+        .returning(MallOrder.store)
+    )
+    if not released:
+        return
+    lines = await OrderLine.select(OrderLine.sku_id, OrderLine.quantity).where(OrderLine.order == order_id)
+    await _give_back(released[0]["store"], [(line["sku_id"], line["quantity"]) for line in lines])
+    logger.info("mall order closed unpaid, stock back", extra={"order_id": order_id})
+
+
+async def order_refunded(order_id: int, *, refund_id: int, fully: bool) -> None:
+    """Inside the transaction that recorded a refund done: its units go back to stock when the goods never
+    left the store; the mall order reads refunded when every fen is back (partially refunded once handed over)."""
+    found = await get_mall_order(order_id)
+    if found is None:
+        return
+    units = await MallRefundLine.select(MallRefundLine.line.sku_id.as_alias("sku_id"), MallRefundLine.quantity).where(
+        MallRefundLine.refund == refund_id
+    )
+    if units and found.handed_over_at is None:
+        await _give_back(found.store, [(row["sku_id"], row["quantity"]) for row in units])
+    if fully:
+        status = MallStatus.refunded
+    elif found.status in HANDED_OVER:
+        status = MallStatus.partially_refunded
+    else:
+        return  # the rest is still to be prepared or collected
+    await MallOrder.update({MallOrder.status: status}).where(MallOrder.order == order_id)
+
+
+async def refund_for_staff(order_id: int, refund_id: int, *, acts_for: Callable[[int], bool]) -> RefundRecord:
+    await for_staff(order_id, acts_for)
+    return await refunds.refund_of(order_id, refund_id)

@@ -1,0 +1,68 @@
+from enum import Enum
+
+from piccolo.columns import DoublePrecision, ForeignKey, Integer, Timestamptz, Varchar
+from piccolo.columns.base import OnDelete
+from piccolo.constraints import Check
+from piccolo.table import Table
+
+from backend.orders.tables import Order, OrderLine
+from backend.payments.tables import PaymentRefund
+from backend.stores.tables import Staff, Store
+
+
+class Fulfilment(str, Enum):
+    pickup = "pickup"  # the shopper collects it at the store with a pickup code
+    delivery = "delivery"  # the store brings it to the shopper's address
+
+
+class MallStatus(str, Enum):
+    pending_payment = "pending_payment"
+    paid = "paid"  # for the store to prepare
+    ready = "ready"  # prepared: a pickup order has its pickup code
+    picked_up = "picked_up"
+    delivered = "delivered"
+    cancelled = "cancelled"  # closed unpaid (stock back), or cancelled paid before it was prepared (refunded)
+    partially_refunded = "partially_refunded"
+    refunded = "refunded"
+
+
+HANDED_OVER = (MallStatus.picked_up, MallStatus.delivered)
+
+
+class MallOrder(Table, tablename="mall_order"):
+    """A mini-program mall order's own part: how it reaches the shopper and where it stands at the store.
+
+    The money is the order's; the stock each line took is given back once, by the guarded update of
+    `stock_held` (placed: 1; given back: 0), when the order closes unpaid or is cancelled before it was
+    prepared. Units refunded later go back to stock only while the goods never left the store.
+    """
+
+    order = ForeignKey(Order, null=False, on_delete=OnDelete.restrict, unique=True)
+    store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict, index=True)
+    fulfilment = Varchar(length=16, choices=Fulfilment)
+    status = Varchar(length=24, choices=MallStatus, default=MallStatus.pending_payment)
+    stock_held = Integer(default=1)
+    address_name = Varchar(length=50, default="")
+    address_phone = Varchar(length=20, default="")
+    address_text = Varchar(length=200, default="")
+    address_latitude = DoublePrecision(null=True, default=None)
+    address_longitude = DoublePrecision(null=True, default=None)
+    distance_m = Integer(null=True, default=None)  # from the store, for a delivery
+    pickup_code = Varchar(length=16, null=True, default=None, unique=True)  # given when a pickup order is ready
+    ready_at = Timestamptz(null=True, default=None)
+    handed_over_at = Timestamptz(null=True, default=None)
+    handed_over_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
+    created_at = Timestamptz()
+
+    mall_order_stock_held_is_a_flag = Check((stock_held >= 0) & (stock_held <= 1))
+
+
+class MallRefundLine(Table, tablename="mall_refund_line"):
+    """How many units of an order line a refund gives back; the units of a line's refunds that did not fail
+    never pass its quantity (checked under the order's row, in the refund's transaction)."""
+
+    refund = ForeignKey(PaymentRefund, null=False, on_delete=OnDelete.restrict, index=True)
+    line = ForeignKey(OrderLine, null=False, on_delete=OnDelete.restrict, index=True)
+    quantity = Integer()
+
+    mall_refund_line_quantity_positive = Check(quantity >= 1)

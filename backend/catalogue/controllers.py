@@ -199,8 +199,10 @@ class StoreInventoryController(Controller):
         """Set a store's stock and prices.
 
         The store's stock (`onHand`), whether it sells each SKU now (`available`) and its own price (`priceFen`,
-        null for HQ's), for up to 5,000 SKUs in one request, all or nothing; SKUs not named keep theirs. HQ sets
-        any store's, a store manager only their own (another store does not exist for them)."""
+        null for HQ's), for up to 5,000 SKUs in one request, all or nothing; SKUs not named keep theirs. `onHand` is
+        what the store can still sell: units held by unpaid mall orders are not in it, and come back onto it if
+        those orders are not paid. HQ sets any store's, a store manager only their own (another store does not
+        exist for them)."""
         staff.require_role(StaffRole.hq_admin, StaffRole.store_manager)
         staff.ensure_store(store_id)
         if await stores.get_store(store_id) is None:

@@ -23,6 +23,7 @@ class Recent(Generic[K, V]):
     def __init__(self, seconds: float, *, size: int = 100_000) -> None:
         self.seconds, self.size = seconds, size
         self._answers: dict[K, tuple[float, V]] = {}
+        self._generation = 0  # raised by forget(): a load begun before it is not kept
         Recent._all.add(self)
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -33,19 +34,30 @@ class Recent(Generic[K, V]):
         return kept[1]  # type: ignore[index]
 
     async def read(self, key: K, load: Callable[[], Awaitable[V]]) -> V:
-        """The answer kept for `key`, else what `load()` answers now (kept from then on, None included)."""
-        kept = self._answers.get(key, _MISSING)
-        if kept is not _MISSING and kept[0] > time.monotonic():  # type: ignore[index]
-            return kept[1]  # type: ignore[index]
-        return self.put(key, await load())
+        """The answer kept for `key`, else what `load()` answers now (kept from then on, None included).
 
-    def put(self, key: K, value: V) -> V:
-        if len(self._answers) >= self.size:
-            self._answers.clear()  # cheaper than an LRU, and only ever costs a few reads again
-        self._answers[key] = (time.monotonic() + self.seconds, value)
+        Kept for `seconds` from when the load began, and not at all when something was forgotten meanwhile:
+        an answer is never older than `seconds`, nor older than a forget() that came after its read began."""
+        began, generation = time.monotonic(), self._generation
+        kept = self._answers.get(key, _MISSING)
+        if kept is not _MISSING and kept[0] > began:  # type: ignore[index]
+            return kept[1]  # type: ignore[index]
+        value = await load()
+        if generation == self._generation:
+            self._keep(key, value, began + self.seconds)
         return value
 
+    def put(self, key: K, value: V) -> V:
+        self._keep(key, value, time.monotonic() + self.seconds)
+        return value
+
+    def _keep(self, key: K, value: V, until: float) -> None:
+        if len(self._answers) >= self.size:
+            self._answers.clear()  # cheaper than an LRU, and only ever costs a few reads again
+        self._answers[key] = (until, value)
+
     def forget(self, key: K | None = None) -> None:
+        self._generation += 1
         if key is None:
             self._answers.clear()
         else:

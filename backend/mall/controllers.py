@@ -34,17 +34,16 @@ from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff
 
 
-async def mall_order_out(order_id: int, *, lines: bool = True) -> OrderOut:
+async def mall_order_out(order_id: int, *, member_id: int | None = None) -> OrderOut:
     """An order as its member's order list shows it (the mall order's own fields beside), with its lines."""
-    order = await orders.find_order(order_id)
-    assert order is not None and order.member is not None
-    view = await orders.member_order(order.member, order_id)
+    if member_id is None:
+        order = await orders.find_order(order_id)
+        assert order is not None and order.member is not None
+        member_id = order.member
+    view = await orders.member_order(member_id, order_id)
     assert view is not None
     return order_out(
-        view.order,
-        store_name=view.store_name,
-        channel=view.channel,
-        lines=await orders.order_lines(order_id) if lines else None,
+        view.order, store_name=view.store_name, channel=view.channel, lines=await orders.order_lines(order_id)
     )
 
 
@@ -97,8 +96,17 @@ class MyMallOrdersController(Controller):
             provider=services.payment_provider,
             policy=services.payment_policy,
         )
+        if placed.channel is not None:  # a new order: shown as written, without reading it back
+            shown = order_out(
+                placed.order,
+                store_name=placed.store_name,
+                channel=placed.channel,
+                lines=await orders.order_lines(placed.order.id),
+            )
+        else:
+            shown = await mall_order_out(placed.order.id, member_id=member.id)
         answer = MallOrderPlaced(
-            order=await mall_order_out(placed.order.id),
+            order=shown,
             pay_params=PayParams.of(placed.pay_params) if placed.pay_params else None,
             pay_by=placed.order.pay_by,
         )
@@ -117,7 +125,7 @@ class MyMallOrdersController(Controller):
         order = await service.cancel(
             order_id, member_id=member.id, provider=services.payment_provider, policy=services.payment_policy
         )
-        return await mall_order_out(order.id)
+        return await mall_order_out(order.id, member_id=member.id)
 
 
 class StoreMallOrdersController(Controller):

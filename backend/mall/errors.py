@@ -71,3 +71,9 @@ class NothingToPay(DomainError):
     code = "mall.nothing_to_pay"
     status_code = 422
     default_message = "These lines cost nothing: an order is paid for at least 1 fen."
+
+
+class NothingToRefund(DomainError):
+    code = "mall.nothing_to_refund"
+    status_code = 409
+    default_message = "Nothing of this order is left to refund (or the units named paid nothing)."

@@ -7,8 +7,8 @@ once, the store's work on it (ready, a pickup code, picked up or delivered), and
 
     pending_payment -> paid -> ready -> picked_up | delivered
     pending_payment -> cancelled (closed unpaid: expired or cancelled by the shopper; stock back)
-    paid -> cancelled (by the shopper before it was prepared: refunded in full, stock back)
-    any paid state -> refunded (every unit refunded) | partially_refunded (some, after it was handed over)
+    paid | ready -> cancelled (every unit asked back before hand-over) -> refunded (the money back, stock back)
+    any paid state -> refunded (every fen back) | partially_refunded (some, after it was handed over)
 """
 
 import hashlib
@@ -31,6 +31,7 @@ from backend.mall.errors import (
     MallOrderNotFound,
     NoDelivery,
     NothingToPay,
+    NothingToRefund,
     OutOfStock,
     OutsideDeliveryArea,
     RefundLinesInvalid,
@@ -42,11 +43,11 @@ from backend.mall.schemas import AddressIn, LineIn, MallOrderCreate, RefundLineI
 from backend.mall.tables import HANDED_OVER, Fulfilment, MallOrder, MallRefundLine, MallStatus
 from backend.members import service as members
 from backend.orders import service as orders
-from backend.orders.service import LineItem, LineRecord, OrderRecord
+from backend.orders.service import ChannelFields, LineItem, LineRecord, OrderRecord
 from backend.orders.tables import OrderKind, OrderLine, OrderStatus
 from backend.payments import refunds
 from backend.payments import service as payments
-from backend.payments.errors import OrderNotRefundable, RefundConflict, RefundExceedsPaid
+from backend.payments.errors import AlreadyPaid, RefundConflict, RefundExceedsPaid, RefundRejected
 from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
@@ -59,7 +60,8 @@ from backend.stores.service import StoreRecord
 logger = logging.getLogger(__name__)
 
 CANCELLED_BY_SHOPPER = "CANCELLED"  # the closed order's failure reason when its shopper cancelled it unpaid
-CANCEL_KEY = "mall:cancel"  # the refund's idempotency key when the shopper cancels a paid order
+# A shopper's cancel of a paid order: its refund's key, outside what a request's key can be ([0-9A-Za-z_.:-]).
+CANCEL_KEY = "#cancel"
 EARTH_RADIUS_M = 6_371_000
 
 
@@ -68,6 +70,8 @@ class Placed:
     order: OrderRecord
     pay_params: dict[str, str] | None
     created: bool  # False: a replay of an earlier request with the same key
+    channel: ChannelFields | None = None  # a new order's own fields, as they were just written
+    store_name: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +112,23 @@ def _check_delivery(store: StoreRecord, data: MallOrderCreate) -> int | None:
 
 # Placing --------------------------------------------------------------------------------------------
 
+_SOLD_HERE = Prepared(
+    lambda store_id, sku_id: (
+        StoreInventory.select(
+            StoreInventory.price_fen,
+            StoreInventory.sku.price_fen.as_alias("hq_price_fen"),
+            StoreInventory.sku.spec.as_alias("spec"),
+            StoreInventory.sku.product.title.as_alias("title"),
+        )
+        .where(
+            (StoreInventory.store == store_id)
+            & (StoreInventory.sku == sku_id)
+            & StoreInventory.available.eq(True)
+            & (StoreInventory.sku.product.status == ProductStatus.on_sale)
+        )
+        .first()
+    )
+)
 _TAKE_STOCK = Prepared(
     lambda quantity, store_id, sku_id, enough: (
         StoreInventory.update({StoreInventory.on_hand: StoreInventory.on_hand - quantity})
@@ -127,19 +148,10 @@ async def _priced_lines(store_id: int, lines: list[LineIn]) -> tuple[LineItem, .
     sku_ids = [line.sku_id for line in lines]
     if len(set(sku_ids)) != len(sku_ids):
         raise LinesInvalid(details={"skuIds": "each SKU once"})
-    rows = await StoreInventory.select(
-        StoreInventory.sku,
-        StoreInventory.price_fen,
-        StoreInventory.sku.price_fen.as_alias("hq_price_fen"),
-        StoreInventory.sku.spec.as_alias("spec"),
-        StoreInventory.sku.product.title.as_alias("title"),
-    ).where(
-        (StoreInventory.store == store_id)
-        & StoreInventory.sku.is_in(sku_ids)
-        & StoreInventory.available.eq(True)
-        & (StoreInventory.sku.product.status == ProductStatus.on_sale)
-    )
-    sold = {row["sku"]: row for row in rows}
+    sold = {}
+    for sku_id in sku_ids:  # one indexed read each (an order has a few lines): prepared, unlike an IN list
+        if (row := await _SOLD_HERE.run(store_id, sku_id)) is not None:
+            sold[sku_id] = row
     if missing := [sku_id for sku_id in sku_ids if sku_id not in sold]:
         raise SkusNotSold(details={"skuIds": missing}, store_id=store_id)
     priced = []
@@ -264,10 +276,41 @@ async def place(
         expires_at=pay_by,
         provider=provider,
     )
-    logger.info("mall order placed", extra={"order_id": order_id, "store_id": store.id, "lines": len(lines)})
-    order = await orders.find_order(order_id)
-    assert order is not None
-    return Placed(order, pay_params, created=True)
+    # As written (the order is counted in the metrics as placed): no read back, no log line, on the hot path.
+    order = OrderRecord(
+        id=order_id,
+        kind=OrderKind.mall,
+        store=store.id,
+        staff=None,
+        member=member_id,
+        status=OrderStatus.paying,
+        amount_fen=amount_fen,
+        discount_fen=discount,
+        payable_fen=amount_fen - discount,
+        paid_fen=0,
+        refunded_fen=0,
+        points_redeemed=data.points_to_redeem,
+        points_earned=0,
+        coupon_id=None,
+        member_enrolled=False,
+        scene="",
+        out_trade_no=out_trade_no,
+        pay_by=pay_by,
+        idempotency_key=key,
+        request_hash=digest,
+        failure_reason="",
+        created_at=now,
+        paid_at=None,
+    )
+    channel = ChannelFields(
+        status=MallStatus.pending_payment.value,
+        pickup_store_id=store.id,
+        fulfilment=data.fulfilment.value,
+        address_name=address.name if address else "",
+        address_phone=address.phone if address else "",
+        address_text=address.text if address else "",
+    )
+    return Placed(order, pay_params, created=True, channel=channel, store_name=store.name)
 
 
 def _address_columns(address: AddressIn | None, distance: int | None) -> dict:
@@ -446,28 +489,39 @@ async def pick_up(*, store_id: int, pickup_code: str, staff_id: int) -> int | No
 
 async def cancel(order_id: int, *, member_id: int, provider: PaymentProvider, policy: PaymentPolicy) -> OrderRecord:
     """Unpaid: closed at WeChat Pay first (no money can land on it then), its stock and points back. Paid and
-    not prepared yet: refunded in full, its stock back. The same again is the same; anything later is 409."""
-    order = await _of_member(order_id, member_id)
+    not prepared yet: refunded in full, its stock back when the money is. The same again is the same (a cancel
+    whose refund WeChat Pay refused asks again); once the store has prepared it, 409."""
+    await _of_member(order_id, member_id)
     found = await get_mall_order(order_id)
     assert found is not None
     if found.status is MallStatus.pending_payment:
         trade = await payments.trade_of(order_id)
         assert trade is not None
-        await payments.give_back(trade.id, reason=CANCELLED_BY_SHOPPER, provider=provider, policy=policy)
+        try:
+            await payments.give_back(trade.id, reason=CANCELLED_BY_SHOPPER, provider=provider, policy=policy)
+        except AlreadyPaid:
+            pass  # the money arrived meanwhile: the order is paid, and is refunded below
         found = await get_mall_order(order_id)
         assert found is not None
-    if found.status is MallStatus.paid:
-        await _refund_lines(
-            order_id,
-            lines=None,
-            idempotency_key=CANCEL_KEY,
-            reason="用户取消订单",
-            staff_id=None,
-            mark_cancelled=True,
-            provider=provider,
-            policy=policy,
-        )
-    elif found.status is not MallStatus.cancelled and await refunds.refund_by_key(order_id, CANCEL_KEY) is None:
+    if found.status in (MallStatus.paid, MallStatus.cancelled):
+        order = await orders.find_order(order_id)
+        assert order is not None
+        if order.status in orders.REFUNDABLE and order.refunded_fen < order.paid_fen:
+            # A cancel refund WeChat Pay refused leaves the money here: the next cancel asks under a new key.
+            failed = await refunds.failed_refunds(order_id, key_prefix=CANCEL_KEY)
+            refund, _ = await _refund_lines(
+                order_id,
+                lines=None,
+                idempotency_key=f"{CANCEL_KEY}:{failed + 1}",
+                reason="用户取消订单",
+                staff_id=None,
+                for_shopper=True,
+                provider=provider,
+                policy=policy,
+            )
+            if refund.status is RefundStatus.failed:
+                raise RefundRejected(order_id=order_id, refund_id=refund.id, failure=refund.failure)
+    elif found.status is not MallStatus.cancelled:
         raise WrongStatus(
             "Only an order not prepared yet can be cancelled; ask the store.", details={"status": found.status.value}
         )
@@ -498,7 +552,7 @@ async def refund(
         idempotency_key=idempotency_key,
         reason=reason or "商城订单退款",
         staff_id=staff_id,
-        mark_cancelled=False,
+        for_shopper=False,
         provider=provider,
         policy=policy,
     )
@@ -540,10 +594,30 @@ def _units(lines: list[RefundLineIn] | None, left: dict[int, tuple[LineRecord, i
 def _amount(order: OrderRecord, units: dict[int, int], left: dict[int, tuple[LineRecord, int]]) -> int:
     """The fen these units paid: their share of what the order paid (its discounts spread over its lines);
     the refund that takes the last units takes what is left, so every fen comes back exactly once."""
-    if all(units.get(line_id, 0) == left_units for line_id, (_, left_units) in left.items()):
+    if _takes_the_rest(units, left):
         return order.paid_fen - order.refunded_fen
     gross = sum(left[line_id][0].unit_price_fen * quantity for line_id, quantity in units.items())
     return gross * order.paid_fen // order.amount_fen
+
+
+def _takes_the_rest(units: dict[int, int], left: dict[int, tuple[LineRecord, int]]) -> bool:
+    return all(units.get(line_id, 0) == left_units for line_id, (_, left_units) in left.items())
+
+
+# Takes the mall order's row (PostgreSQL's lock; SQLite writes one at a time) and reads it: a pickup or a
+# delivery at this moment goes first, or finds the order taken back.
+_HOLD = Prepared(
+    lambda order_id: (
+        MallOrder.update({MallOrder.stock_held: MallOrder.stock_held})
+        .where(MallOrder.order == order_id)
+        .returning(MallOrder.status, MallOrder.handed_over_at)
+    )
+)
+_TAKEN_BACK = Prepared(
+    lambda order_id: MallOrder.update({MallOrder.status: MallStatus.cancelled}).where(
+        (MallOrder.order == order_id) & MallOrder.status.is_in(list(TO_PREPARE))
+    )
+)
 
 
 async def _refund_lines(
@@ -553,10 +627,13 @@ async def _refund_lines(
     idempotency_key: str,
     reason: str,
     staff_id: int | None,
-    mark_cancelled: bool,
+    for_shopper: bool,
     provider: PaymentProvider,
     policy: PaymentPolicy,
 ) -> tuple[RefundRecord, bool]:
+    """A refund of some units (or all left), asked for in one transaction with its lines: whether they go back
+    to stock is decided now (the goods have not left the store), and a refund of every unit left of an order not
+    handed over takes the order back from the store at once (`cancelled`: not prepared or handed over since)."""
     created = False
     existing = await refunds.refund_by_key(order_id, idempotency_key)
     if existing is None:
@@ -565,17 +642,18 @@ async def _refund_lines(
                 await orders.hold(order_id)  # refunds of one order count their units in turn
                 order = await orders.find_order(order_id)
                 assert order is not None
-                if mark_cancelled and not await MallOrder.update({MallOrder.status: MallStatus.cancelled}).where(
-                    (MallOrder.order == order_id) & (MallOrder.status == MallStatus.paid)
-                ).returning(MallOrder.id):
+                (mall,) = await _HOLD.run(order_id)
+                if for_shopper and mall["status"] not in (MallStatus.paid, MallStatus.cancelled):
                     raise WrongStatus("The store has prepared it meanwhile; ask the store.", order_id=order_id)
                 left = await _left_to_refund(order_id)
                 units = _units(lines, left)
-                if not units:
-                    raise OrderNotRefundable(order_id=order_id)
+                amount = _amount(order, units, left) if units else 0
+                if amount < 1:  # nothing left, or units that paid nothing (a free gift)
+                    raise NothingToRefund(details={"refundableFen": order.paid_fen - order.refunded_fen})
+                restock = mall["handed_over_at"] is None
                 refund_id = await refunds.create_refund(
                     order,
-                    amount_fen=_amount(order, units, left),
+                    amount_fen=amount,
                     idempotency_key=idempotency_key,
                     reason=reason,
                     staff_id=staff_id,
@@ -583,18 +661,20 @@ async def _refund_lines(
                     now=utcnow(),
                 )
                 for line_id, quantity in sorted(units.items()):
-                    await insert_row(MallRefundLine, refund=refund_id, line=line_id, quantity=quantity)
+                    await insert_row(MallRefundLine, refund=refund_id, line=line_id, quantity=quantity, restock=restock)
+                if restock and _takes_the_rest(units, left):
+                    await _TAKEN_BACK.run(order_id)
             created = True
             logger.info("mall order refund asked", extra={"order_id": order_id, "refund_id": refund_id})
         except RefundExceedsPaid:
-            raise OrderNotRefundable(order_id=order_id) from None
+            raise NothingToRefund(order_id=order_id) from None
         except Exception as error:
             if not is_unique_violation(error):
                 raise  # else: the same refund, asked for a moment ago
         existing = await refunds.refund_by_key(order_id, idempotency_key)
         assert existing is not None
-    elif lines is not None and sorted((line.line_id, line.quantity) for line in lines) != await refund_lines(
-        existing.id
+    elif existing.reason != reason[:80] or (
+        lines is not None and sorted((line.line_id, line.quantity) for line in lines) != await refund_lines(existing.id)
     ):
         raise RefundConflict(refund_id=existing.id)
     if existing.status is RefundStatus.processing:
@@ -647,16 +727,17 @@ async def order_closed(order_id: int) -> None:
 
 
 async def order_refunded(order_id: int, *, refund_id: int, fully: bool) -> None:
-    """Inside the transaction that recorded a refund done: its units go back to stock when the goods never
-    left the store; the mall order reads refunded when every fen is back (partially refunded once handed over)."""
+    """Inside the transaction that recorded a refund done: its units go back to stock if the goods had not left
+    the store when it was asked for; the mall order reads refunded when every fen is back, partially refunded
+    when some are and the rest was handed over."""
     found = await get_mall_order(order_id)
     if found is None:
         return
-    units = await MallRefundLine.select(MallRefundLine.line.sku_id.as_alias("sku_id"), MallRefundLine.quantity).where(
-        MallRefundLine.refund == refund_id
-    )
-    if units and found.handed_over_at is None:
-        await _give_back(found.store, [(row["sku_id"], row["quantity"]) for row in units])
+    restocked = await MallRefundLine.select(
+        MallRefundLine.line.sku_id.as_alias("sku_id"), MallRefundLine.quantity
+    ).where((MallRefundLine.refund == refund_id) & MallRefundLine.restock.eq(True))
+    if restocked:
+        await _give_back(found.store, [(row["sku_id"], row["quantity"]) for row in restocked])
     if fully:
         status = MallStatus.refunded
     elif found.status in HANDED_OVER:

@@ -1,6 +1,6 @@
 from enum import Enum
 
-from piccolo.columns import DoublePrecision, ForeignKey, Integer, Timestamptz, Varchar
+from piccolo.columns import Boolean, DoublePrecision, ForeignKey, Integer, Timestamptz, Varchar
 from piccolo.columns.base import OnDelete
 from piccolo.constraints import Check
 from piccolo.table import Table
@@ -21,7 +21,9 @@ class MallStatus(str, Enum):
     ready = "ready"  # prepared: a pickup order has its pickup code
     picked_up = "picked_up"
     delivered = "delivered"
-    cancelled = "cancelled"  # closed unpaid (stock back), or cancelled paid before it was prepared (refunded)
+    # Closed unpaid (stock back); or, paid, every unit asked back before it was handed over: refunded once the
+    # money is back (stock back then), never prepared or handed over meanwhile
+    cancelled = "cancelled"
     partially_refunded = "partially_refunded"
     refunded = "refunded"
 
@@ -59,10 +61,12 @@ class MallOrder(Table, tablename="mall_order"):
 
 class MallRefundLine(Table, tablename="mall_refund_line"):
     """How many units of an order line a refund gives back; the units of a line's refunds that did not fail
-    never pass its quantity (checked under the order's row, in the refund's transaction)."""
+    never pass its quantity (checked under the order's row, in the refund's transaction). `restock`: the goods
+    had not left the store when the refund was asked for, so the units go back to stock when it succeeds."""
 
     refund = ForeignKey(PaymentRefund, null=False, on_delete=OnDelete.restrict, index=True)
     line = ForeignKey(OrderLine, null=False, on_delete=OnDelete.restrict, index=True)
     quantity = Integer()
+    restock = Boolean(default=False)
 
     mall_refund_line_quantity_positive = Check(quantity >= 1)

@@ -165,9 +165,9 @@ async def find_by_key(store_id: int, idempotency_key: str) -> OrderRecord | None
     return OrderRecord.of(row) if row is not None else None
 
 
-async def order_lines(order_id: int) -> list[LineRecord]:
-    rows = (
-        await OrderLine.select(
+_LINES = Prepared(
+    lambda order_id: (
+        OrderLine.select(
             OrderLine.id,
             OrderLine.sku_id,
             OrderLine.title,
@@ -178,7 +178,11 @@ async def order_lines(order_id: int) -> list[LineRecord]:
         .where(OrderLine.order == order_id)
         .order_by(OrderLine.id)
     )
-    return [LineRecord(**row) for row in rows]
+)
+
+
+async def order_lines(order_id: int) -> list[LineRecord]:
+    return [LineRecord(**row) for row in await _LINES.run(order_id)]
 
 
 async def has_paid_order(member_id: int) -> bool:

@@ -93,6 +93,15 @@ async def refund_by_key(order_id: int, idempotency_key: str) -> RefundRecord | N
     return RefundRecord.of(row) if row is not None else None
 
 
+async def failed_refunds(order_id: int, *, key_prefix: str) -> int:
+    """How many of the order's refunds under keys starting with `key_prefix` failed (each retry is a new key)."""
+    return await PaymentRefund.count().where(
+        (PaymentRefund.order == order_id)
+        & PaymentRefund.idempotency_key.like(f"{key_prefix}%")
+        & (PaymentRefund.status == RefundStatus.failed)
+    )
+
+
 def refund_digest(*, amount_fen: int, reason: str) -> str:
     return request_hash(amount_fen=amount_fen, reason=reason)
 

@@ -26,3 +26,21 @@ async def test_an_answer_is_loaded_once_while_fresh_then_again():
     Recent.forget_everything()
     await recent.read(1, lambda: load(1))
     assert loads == [1, 2, 1, 2, 1]
+
+
+async def test_a_read_begun_before_a_forget_is_not_kept():
+    recent: Recent[str, int] = Recent(60)
+    loading, value = asyncio.Event(), 1
+
+    async def slow_load() -> int:
+        answer = value
+        await loading.wait()
+        return answer
+
+    reader = asyncio.create_task(recent.read("page", slow_load))
+    await asyncio.sleep(0)
+    value = 2
+    recent.forget()  # a change lands while the first read is still loading the old answer
+    loading.set()
+    assert await reader == 1  # that reader gets what it read
+    assert await recent.read("page", slow_load) == 2  # but it was not kept for the next

@@ -40,6 +40,7 @@ async def test_a_pickup_order_is_placed_paid_prepared_collected_and_refunded_by_
     )
     assert body["payParams"]["package"].startswith("prepay_id=") and body["payBy"] == order["payBy"]
     assert placed.headers["location"] == f"/api/v1/me/orders/{order['id']}"
+    assert (await client.get(placed.headers["location"], headers=amy["headers"])).json() == order  # as written
     assert (await stock(demo["S002"], mall["small"]), await stock(demo["S002"], mall["large"])) == (18, 19)
     again = await place(client, amy, demo["S002"], [(mall["small"], 2), (mall["large"], 1)], "amy-order-1")
     assert again.status_code == 200 and again.json()["order"]["id"] == order["id"]

@@ -3,6 +3,7 @@ from enum import Enum
 from piccolo.columns.base import OnDelete
 from piccolo.columns.base import OnUpdate
 from piccolo.columns.column_types import Array
+from piccolo.columns.column_types import Boolean
 from piccolo.columns.column_types import Bytea
 from piccolo.columns.column_types import DoublePrecision
 from piccolo.columns.column_types import ForeignKey
@@ -94,7 +95,7 @@ class Store(Table, tablename="store", schema=None):
     )
 
 
-ID = "2026-12-01T21:20:49:905133"
+ID = "2026-12-01T21:44:29:250630"
 VERSION = "1.38.0"
 DESCRIPTION = ""
 
@@ -179,6 +180,27 @@ async def forwards():
         column_class=Integer,
         params={
             "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="MallRefundLine",
+        tablename="mall_refund_line",
+        column_name="restock",
+        db_column_name="restock",
+        column_class_name="Boolean",
+        column_class=Boolean,
+        params={
+            "default": False,
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -702,30 +724,6 @@ async def forwards():
     )
 
     manager.add_column(
-        table_class_name="Campaign",
-        tablename="groupbuy_campaign",
-        column_name="sku",
-        db_column_name="sku",
-        column_class_name="ForeignKey",
-        column_class=ForeignKey,
-        params={
-            "references": Sku,
-            "on_delete": OnDelete.restrict,
-            "on_update": OnUpdate.cascade,
-            "target_column": None,
-            "null": True,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
         table_class_name="Product",
         tablename="catalogue_product",
         column_name="images",
@@ -747,6 +745,30 @@ async def forwards():
                 secret=False,
             ),
             "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="Campaign",
+        tablename="groupbuy_campaign",
+        column_name="sku",
+        db_column_name="sku",
+        column_class_name="ForeignKey",
+        column_class=ForeignKey,
+        params={
+            "references": Sku,
+            "on_delete": OnDelete.restrict,
+            "on_update": OnUpdate.cascade,
+            "target_column": None,
+            "null": True,
             "primary_key": False,
             "unique": False,
             "index": False,

@@ -354,7 +354,7 @@ async def put_inventory(store_id: int, items: list[InventoryItem]) -> int:
 # here forgets them at once, one made in another process is seen within PAGE_SECONDS. Stock shown may be that
 # old; an order is decided by the guarded update of the stock itself.
 PAGE_SECONDS = 1.0
-_pages: Recent[tuple, "StorePage"] = Recent(PAGE_SECONDS, size=500)  # a page is up to 100 products
+_pages: Recent[tuple, "StorePage"] = Recent(PAGE_SECONDS, size=500, coalesce=True)  # a page is up to 100 products
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ few seconds: a change made in this process forgets it at once, one made elsewher
 within `seconds`.
 """
 
+import asyncio
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Hashable
@@ -20,10 +21,11 @@ _MISSING = object()
 class Recent(Generic[K, V]):
     _all: "weakref.WeakSet[Recent]" = weakref.WeakSet()
 
-    def __init__(self, seconds: float, *, size: int = 100_000) -> None:
-        self.seconds, self.size = seconds, size
+    def __init__(self, seconds: float, *, size: int = 100_000, coalesce: bool = False) -> None:
+        self.seconds, self.size, self.coalesce = seconds, size, coalesce
         self._answers: dict[K, tuple[float, V]] = {}
         self._generation = 0  # raised by forget(): a load begun before it is not kept
+        self._loading: dict[K, tuple[int, asyncio.Future[V]]] = {}  # loads under way, by key (with `coalesce`)
         Recent._all.add(self)
 
     def get(self, key: K, default: V | None = None) -> V | None:
@@ -37,12 +39,37 @@ class Recent(Generic[K, V]):
         """The answer kept for `key`, else what `load()` answers now (kept from then on, None included).
 
         Kept for `seconds` from when the load began, and not at all when something was forgotten meanwhile:
-        an answer is never older than `seconds`, nor older than a forget() that came after its read began."""
+        an answer is never older than `seconds`, nor older than a forget() that came after its read began.
+        With `coalesce`, reads of a key while it is being loaded wait for that load rather than each loading it
+        again: when a busy answer expires, one query, not one per waiting request (for answers many requests
+        share, such as a store's page; answers per payer gain nothing from it)."""
         began, generation = time.monotonic(), self._generation
         kept = self._answers.get(key, _MISSING)
         if kept is not _MISSING and kept[0] > began:  # type: ignore[index]
             return kept[1]  # type: ignore[index]
+        if self.coalesce:
+            return await self._coalesced(key, load, began, generation)
         value = await load()
+        if generation == self._generation:
+            self._keep(key, value, began + self.seconds)
+        return value
+
+    async def _coalesced(self, key: K, load: Callable[[], Awaitable[V]], began: float, generation: int) -> V:
+        loop, pending = asyncio.get_running_loop(), self._loading.get(key)
+        if pending is not None and pending[0] == generation and pending[1].get_loop() is loop:
+            return await asyncio.shield(pending[1])
+        future: asyncio.Future[V] = loop.create_future()
+        self._loading[key] = (generation, future)
+        try:
+            value = await load()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # its waiters raise it; nobody else need retrieve it
+            raise
+        finally:
+            if self._loading.get(key, (0, None))[1] is future:
+                del self._loading[key]
+        future.set_result(value)
         if generation == self._generation:
             self._keep(key, value, began + self.seconds)
         return value

@@ -44,3 +44,27 @@ async def test_a_read_begun_before_a_forget_is_not_kept():
     loading.set()
     assert await reader == 1  # that reader gets what it read
     assert await recent.read("page", slow_load) == 2  # but it was not kept for the next
+
+
+async def test_reads_of_a_key_being_loaded_wait_for_that_one_load():
+    recent: Recent[str, int] = Recent(60, coalesce=True)
+    loads, release = [], asyncio.Event()
+
+    async def load() -> int:
+        loads.append(1)
+        await release.wait()
+        return len(loads)
+
+    readers = [asyncio.create_task(recent.read("page", load)) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    assert await asyncio.gather(*readers) == [1] * 20 and loads == [1]
+
+    async def broken() -> int:
+        await asyncio.sleep(0)
+        raise RuntimeError("the database went away")
+
+    failing = [asyncio.create_task(recent.read("other", broken)) for _ in range(3)]
+    outcomes = await asyncio.gather(*failing, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [RuntimeError] * 3
+    assert await recent.read("other", load) == 2  # a failed load is not kept

@@ -204,20 +204,24 @@ async def update_product(product_id: int, data: ProductUpdate) -> ProductRecord:
     return product
 
 
+# A product's own columns, as ProductRecord.of takes them.
+_PRODUCT_COLUMNS = (
+    Product.id,
+    Product.title,
+    Product.description,
+    Product.category,
+    Product.status,
+    Product.images,
+    Product.created_at,
+    Product.updated_at,
+)
+
+
 async def get_product(
     product_id: int, *, on_sale_only: bool = False, store_id: int | None = None
 ) -> ProductRecord | None:
     """The product with its SKUs; for a store, each at the store's price with the stock it sells now."""
-    query = Product.select(
-        Product.id,
-        Product.title,
-        Product.description,
-        Product.category,
-        Product.status,
-        Product.images,
-        Product.created_at,
-        Product.updated_at,
-    ).where(Product.id == product_id)
+    query = Product.select(*_PRODUCT_COLUMNS).where(Product.id == product_id)
     if on_sale_only:
         query = query.where(Product.status == ProductStatus.on_sale)
     row = await query.first()
@@ -388,16 +392,7 @@ async def _store_page(
     sold_here = StoreInventory.select(StoreInventory.sku).where(
         (StoreInventory.store == store_id) & StoreInventory.available.eq(True)
     )
-    query = Product.select(
-        Product.id,
-        Product.title,
-        Product.description,
-        Product.category,
-        Product.status,
-        Product.images,
-        Product.created_at,
-        Product.updated_at,
-    ).where(
+    query = Product.select(*_PRODUCT_COLUMNS).where(
         (Product.status == ProductStatus.on_sale)
         & Product.id.is_in(Sku.select(Sku.product).where(Sku.id.is_in(sold_here)))
     )

@@ -2,6 +2,7 @@
 
 from datetime import timedelta
 
+from backend.catalogue.tables import StoreInventory
 from backend.core.clock import utcnow
 from backend.orders.tables import Order
 from backend.payments.tables import PaymentTrade
@@ -72,3 +73,13 @@ async def make_due(order_id: int) -> None:
         PaymentTrade.order == order_id
     )
     await Order.update({Order.pay_by: past}).where(Order.id == order_id)
+
+
+async def on_hand(store_id: int, sku_id: int) -> int:
+    """What the store can still sell of the SKU."""
+    row = (
+        await StoreInventory.select(StoreInventory.on_hand)
+        .where((StoreInventory.store == store_id) & (StoreInventory.sku == sku_id))
+        .first()
+    )
+    return row["on_hand"]

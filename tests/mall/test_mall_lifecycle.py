@@ -15,16 +15,7 @@ from backend.stores.schemas import StoreCreate
 from backend.stores.tables import StaffStore
 from tests.conftest import staff_login, without_constraint
 from tests.groupbuy.test_seats import shoppers
-from tests.mall.helpers import ADMIN, ORDERS, STORE_ORDERS, confirm, make_due, place, range_at_stores, shopper
-
-
-async def on_hand(store_id: int, sku_id: int) -> int:
-    row = (
-        await StoreInventory.select(StoreInventory.on_hand)
-        .where((StoreInventory.store == store_id) & (StoreInventory.sku == sku_id))
-        .first()
-    )
-    return row["on_hand"]
+from tests.mall.helpers import ADMIN, ORDERS, STORE_ORDERS, confirm, make_due, on_hand, place, range_at_stores, shopper
 
 
 async def test_bad_orders_are_refused_with_their_codes_and_change_nothing(client, demo):

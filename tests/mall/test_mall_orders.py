@@ -1,21 +1,11 @@
 """A shopper orders from a store's range, pays in the sandbox, and collects it; the store prepares it, hands
 it over and refunds it by line; stock follows every step once."""
 
-from backend.catalogue.tables import StoreInventory
 from backend.mall.tables import MallOrder
 from backend.orders.tables import Order
 from backend.points.tables import PointsAccount
 from tests.conftest import staff_login
-from tests.mall.helpers import STORE_ORDERS, confirm, place, range_at_stores, shopper
-
-
-async def stock(store_id: int, sku_id: int) -> int:
-    row = (
-        await StoreInventory.select(StoreInventory.on_hand)
-        .where((StoreInventory.store == store_id) & (StoreInventory.sku == sku_id))
-        .first()
-    )
-    return row["on_hand"]
+from tests.mall.helpers import STORE_ORDERS, confirm, on_hand, place, range_at_stores, shopper
 
 
 async def test_a_pickup_order_is_placed_paid_prepared_collected_and_refunded_by_line(client, demo):
@@ -41,10 +31,10 @@ async def test_a_pickup_order_is_placed_paid_prepared_collected_and_refunded_by_
     assert body["payParams"]["package"].startswith("prepay_id=") and body["payBy"] == order["payBy"]
     assert placed.headers["location"] == f"/api/v1/me/orders/{order['id']}"
     assert (await client.get(placed.headers["location"], headers=amy["headers"])).json() == order  # as written
-    assert (await stock(demo["S002"], mall["small"]), await stock(demo["S002"], mall["large"])) == (18, 19)
+    assert (await on_hand(demo["S002"], mall["small"]), await on_hand(demo["S002"], mall["large"])) == (18, 19)
     again = await place(client, amy, demo["S002"], [(mall["small"], 2), (mall["large"], 1)], "amy-order-1")
     assert again.status_code == 200 and again.json()["order"]["id"] == order["id"]
-    assert await stock(demo["S002"], mall["small"]) == 18  # the replay took nothing
+    assert await on_hand(demo["S002"], mall["small"]) == 18  # the replay took nothing
 
     await confirm(client, order["outTradeNo"])
     mine = (await client.get(f"/api/v1/me/orders/{order['id']}", headers=amy["headers"])).json()
@@ -98,7 +88,7 @@ async def test_a_pickup_order_is_placed_paid_prepared_collected_and_refunded_by_
     assert refund["pointsReversed"] == 36900 * 2 // 100  # that line's points
     after = await PointsAccount.select(PointsAccount.balance).where(PointsAccount.member == amy["member"]["id"]).first()
     assert account["balance"] - after["balance"] == 738
-    assert await stock(demo["S002"], mall["large"]) == 19  # handed over: the unit does not go back to the shelf
+    assert await on_hand(demo["S002"], mall["large"]) == 19  # handed over: the unit does not go back to the shelf
     mine = (await client.get(f"/api/v1/me/orders/{order['id']}", headers=amy["headers"])).json()
     assert (mine["status"], mine["paymentStatus"], mine["refundedFen"]) == (
         "partially_refunded",

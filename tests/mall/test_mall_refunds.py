@@ -5,7 +5,6 @@ from datetime import timedelta
 
 import pytest
 
-from backend.catalogue.tables import StoreInventory
 from backend.core.clock import utcnow
 from backend.mall import service
 from backend.mall.tables import MallOrder
@@ -18,7 +17,7 @@ from backend.payments.tables import PaymentRefund
 from backend.sandbox.tables import SandboxRefund
 from tests.cashier.test_refunds import AnswersProcessing, Unreachable
 from tests.conftest import staff_login
-from tests.mall.helpers import ADMIN, STORE_ORDERS, confirm, place, range_at_stores, shopper
+from tests.mall.helpers import ADMIN, STORE_ORDERS, confirm, on_hand, place, range_at_stores, shopper
 
 
 class RefusesRefunds(Unreachable):
@@ -26,15 +25,6 @@ class RefusesRefunds(Unreachable):
 
     async def refund(self, **call):
         return RefundResult(RefundState.closed)
-
-
-async def on_hand(store_id: int, sku_id: int) -> int:
-    row = (
-        await StoreInventory.select(StoreInventory.on_hand)
-        .where((StoreInventory.store == store_id) & (StoreInventory.sku == sku_id))
-        .first()
-    )
-    return row["on_hand"]
 
 
 async def paid_order(client, demo, mall, name: str, quantity: int = 1) -> tuple[dict, dict]:

@@ -57,11 +57,21 @@ class Recent(Generic[K, V]):
     async def _coalesced(self, key: K, load: Callable[[], Awaitable[V]], began: float, generation: int) -> V:
         loop, pending = asyncio.get_running_loop(), self._loading.get(key)
         if pending is not None and pending[0] == generation and pending[1].get_loop() is loop:
-            return await asyncio.shield(pending[1])
+            try:
+                return await asyncio.shield(pending[1])
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if not pending[1].cancelled() or (task is not None and task.cancelling()):
+                    raise
+                # The load waited for was cancelled with its own request, not this one: load for this one.
+                return await self.read(key, load)
         future: asyncio.Future[V] = loop.create_future()
         self._loading[key] = (generation, future)
         try:
             value = await load()
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
         except BaseException as error:
             future.set_exception(error)
             future.exception()  # its waiters raise it; nobody else need retrieve it

@@ -68,3 +68,22 @@ async def test_reads_of_a_key_being_loaded_wait_for_that_one_load():
     outcomes = await asyncio.gather(*failing, return_exceptions=True)
     assert [type(o) for o in outcomes] == [RuntimeError] * 3
     assert await recent.read("other", load) == 2  # a failed load is not kept
+
+
+async def test_a_load_cancelled_with_its_request_leaves_the_others_to_load_for_themselves():
+    recent: Recent[str, int] = Recent(60, coalesce=True)
+    started, loads = asyncio.Event(), []
+
+    async def load() -> int:
+        loads.append(1)
+        started.set()
+        await asyncio.sleep(0 if len(loads) > 1 else 10)
+        return len(loads)
+
+    first = asyncio.create_task(recent.read("page", load))
+    await started.wait()
+    second = asyncio.create_task(recent.read("page", load))
+    await asyncio.sleep(0)
+    first.cancel()  # its client went away mid-load
+    assert await second == 2 and loads == [1, 1]
+    assert first.cancelled()

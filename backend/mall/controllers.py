@@ -1,9 +1,11 @@
 from typing import Annotated
 
+import msgspec
 from litestar import Controller, Request, Response, get, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
+from backend.cashier.controllers import refund_out
 from backend.cashier.schemas import PayParams
 from backend.core import openapi
 from backend.core.auth import caller
@@ -28,8 +30,6 @@ from backend.orders import service as orders
 from backend.orders.controllers import order_out
 from backend.orders.schemas import OrderOut
 from backend.payments.refunds import RefundRecord
-from backend.points import service as points
-from backend.points.effects import refund_key
 from backend.services import Services
 from backend.stores.auth import CurrentStaff, provide_current_staff
 
@@ -48,21 +48,8 @@ async def mall_order_out(order_id: int, *, member_id: int | None = None) -> Orde
 
 
 async def mall_refund_out(refund: RefundRecord) -> MallRefundOut:
-    taken, given = await points.reversed_under(refund_key(refund.order, refund.id))
-    return MallRefundOut(
-        refund_id=refund.id,
-        order_id=refund.order,
-        out_refund_no=refund.out_refund_no,
-        amount_fen=refund.amount_fen,
-        status=refund.status,
-        lines=[
-            RefundLineOut(line_id=line, quantity=quantity) for line, quantity in await service.refund_lines(refund.id)
-        ],
-        points_reversed=taken,
-        points_restored=given,
-        created_at=refund.created_at,
-        settled_at=refund.settled_at,
-    )
+    lines = [RefundLineOut(line_id=line, quantity=quantity) for line, quantity in await service.refund_lines(refund.id)]
+    return MallRefundOut(**msgspec.structs.asdict(await refund_out(refund)), lines=lines)
 
 
 class MyMallOrdersController(Controller):

@@ -3,13 +3,12 @@ from typing import Annotated
 
 import msgspec
 
-from backend.cashier.schemas import PayParams
+from backend.cashier.schemas import PayParams, RefundOut
 from backend.core.idempotency import IdempotencyKey
 from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.mall.tables import Fulfilment
 from backend.orders.schemas import OrderOut
-from backend.payments.tables import RefundStatus
 
 MAX_LINES = 50
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=999)]
@@ -71,14 +70,7 @@ class RefundLineOut(Struct):
     quantity: int
 
 
-class MallRefundOut(Struct):
-    refund_id: int
-    order_id: int
-    out_refund_no: str
-    amount_fen: int
-    status: RefundStatus
+class MallRefundOut(RefundOut):
+    """A refund as the till shows one, with the units of each line it gives back."""
+
     lines: list[RefundLineOut]
-    points_reversed: int
-    points_restored: int
-    created_at: datetime
-    settled_at: datetime | None

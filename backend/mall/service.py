@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from backend.catalogue.tables import ProductStatus, StoreInventory
 from backend.core.clock import utcnow
@@ -80,8 +80,6 @@ class MallOrderRecord:
     store: int
     fulfilment: Fulfilment
     status: MallStatus
-    pickup_code: str | None
-    handed_over_at: datetime | None
 
 
 def distance_m(lat1: float, lng1: float, lat2: float, lng2: float) -> int:
@@ -253,7 +251,6 @@ async def place(
                 store=store.id,
                 fulfilment=data.fulfilment,
                 status=MallStatus.pending_payment,
-                stock_held=1,
                 **_address_columns(address, distance),
                 created_at=now,
             )
@@ -361,8 +358,6 @@ _MALL_ORDER = Prepared(
             MallOrder.store,
             MallOrder.fulfilment,
             MallOrder.status,
-            MallOrder.pickup_code,
-            MallOrder.handed_over_at,
         )
         .where(MallOrder.order == order_id)
         .first()
@@ -608,7 +603,7 @@ def _takes_the_rest(units: dict[int, int], left: dict[int, tuple[LineRecord, int
 # delivery at this moment goes first, or finds the order taken back.
 _HOLD = Prepared(
     lambda order_id: (
-        MallOrder.update({MallOrder.stock_held: MallOrder.stock_held})
+        MallOrder.update({MallOrder.status: MallOrder.status})
         .where(MallOrder.order == order_id)
         .returning(MallOrder.status, MallOrder.handed_over_at)
     )
@@ -709,14 +704,10 @@ async def _give_back(store_id: int, units: list[tuple[int, int]]) -> None:
 
 async def order_closed(order_id: int) -> None:
     """Inside the transaction that closed the order unpaid: the mall order is cancelled and its stock goes
-    back, once (the guarded update of `stock_held`)."""
+    back, once: the guarded update out of `pending_payment` (a second sweeper, or a payment, finds it moved on)."""
     released = (
-        await MallOrder.update({MallOrder.status: MallStatus.cancelled, MallOrder.stock_held: 0})
-        .where(
-            (MallOrder.order == order_id)
-            & (MallOrder.stock_held == 1)
-            & (MallOrder.status == MallStatus.pending_payment)
-        )
+        await MallOrder.update({MallOrder.status: MallStatus.cancelled})
+        .where((MallOrder.order == order_id) & (MallOrder.status == MallStatus.pending_payment))
         .returning(MallOrder.store)
     )
     if not released:

@@ -34,16 +34,15 @@ HANDED_OVER = (MallStatus.picked_up, MallStatus.delivered)
 class MallOrder(Table, tablename="mall_order"):
     """A mini-program mall order's own part: how it reaches the shopper and where it stands at the store.
 
-    The money is the order's; the stock each line took is given back once, by the guarded update of
-    `stock_held` (placed: 1; given back: 0), when the order closes unpaid or is cancelled before it was
-    prepared. Units refunded later go back to stock only while the goods never left the store.
+    The money is the order's. The stock its lines took goes back once when it closes unpaid (the guarded
+    update out of `pending_payment`), and a refund's units go back with the refund when the goods had not
+    left the store (`MallRefundLine.restock`).
     """
 
     order = ForeignKey(Order, null=False, on_delete=OnDelete.restrict, unique=True)
     store = ForeignKey(Store, null=False, on_delete=OnDelete.restrict, index=True)
     fulfilment = Varchar(length=16, choices=Fulfilment)
     status = Varchar(length=24, choices=MallStatus, default=MallStatus.pending_payment)
-    stock_held = Integer(default=1)
     address_name = Varchar(length=50, default="")
     address_phone = Varchar(length=20, default="")
     address_text = Varchar(length=200, default="")
@@ -56,7 +55,8 @@ class MallOrder(Table, tablename="mall_order"):
     handed_over_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 
-    mall_order_stock_held_is_a_flag = Check((stock_held >= 0) & (stock_held <= 1))
+    mall_order_pickup_code_only_for_pickup = Check('"pickup_code" IS NULL OR "fulfilment" = \'pickup\'')
+    mall_order_delivery_has_an_address = Check("\"fulfilment\" = 'pickup' OR \"address_text\" <> ''")
 
 
 class MallRefundLine(Table, tablename="mall_refund_line"):

@@ -95,7 +95,7 @@ class Store(Table, tablename="store", schema=None):
     )
 
 
-ID = "2026-12-01T21:44:29:250630"
+ID = "2026-12-01T23:10:07:775469"
 VERSION = "1.38.0"
 DESCRIPTION = ""
 
@@ -113,14 +113,14 @@ async def forwards():
     )
 
     manager.add_table(
-        class_name="MallOrder", tablename="mall_order", schema=None, columns=None
-    )
-
-    manager.add_table(
         class_name="ProductImage",
         tablename="catalogue_image",
         schema=None,
         columns=None,
+    )
+
+    manager.add_table(
+        class_name="MallOrder", tablename="mall_order", schema=None, columns=None
     )
 
     manager.add_column(
@@ -201,6 +201,112 @@ async def forwards():
         column_class=Boolean,
         params={
             "default": False,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ProductImage",
+        tablename="catalogue_image",
+        column_name="digest",
+        db_column_name="digest",
+        column_class_name="Varchar",
+        column_class=Varchar,
+        params={
+            "length": 64,
+            "default": "",
+            "null": False,
+            "primary_key": False,
+            "unique": True,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ProductImage",
+        tablename="catalogue_image",
+        column_name="image",
+        db_column_name="image",
+        column_class_name="Bytea",
+        column_class=Bytea,
+        params={
+            "default": b"",
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ProductImage",
+        tablename="catalogue_image",
+        column_name="width",
+        db_column_name="width",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ProductImage",
+        tablename="catalogue_image",
+        column_name="height",
+        db_column_name="height",
+        column_class_name="Integer",
+        column_class=Integer,
+        params={
+            "default": 0,
+            "null": False,
+            "primary_key": False,
+            "unique": False,
+            "index": False,
+            "index_method": IndexMethod.btree,
+            "choices": None,
+            "db_column_name": None,
+            "secret": False,
+        },
+        schema=None,
+    )
+
+    manager.add_column(
+        table_class_name="ProductImage",
+        tablename="catalogue_image",
+        column_name="created_at",
+        db_column_name="created_at",
+        column_class_name="Timestamptz",
+        column_class=Timestamptz,
+        params={
+            "default": TimestamptzNow(),
             "null": False,
             "primary_key": False,
             "unique": False,
@@ -313,27 +419,6 @@ async def forwards():
                     "refunded": "refunded",
                 },
             ),
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="MallOrder",
-        tablename="mall_order",
-        column_name="stock_held",
-        db_column_name="stock_held",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 1,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
             "db_column_name": None,
             "secret": False,
         },
@@ -578,112 +663,6 @@ async def forwards():
         schema=None,
     )
 
-    manager.add_column(
-        table_class_name="ProductImage",
-        tablename="catalogue_image",
-        column_name="digest",
-        db_column_name="digest",
-        column_class_name="Varchar",
-        column_class=Varchar,
-        params={
-            "length": 64,
-            "default": "",
-            "null": False,
-            "primary_key": False,
-            "unique": True,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ProductImage",
-        tablename="catalogue_image",
-        column_name="image",
-        db_column_name="image",
-        column_class_name="Bytea",
-        column_class=Bytea,
-        params={
-            "default": b"",
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ProductImage",
-        tablename="catalogue_image",
-        column_name="width",
-        db_column_name="width",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ProductImage",
-        tablename="catalogue_image",
-        column_name="height",
-        db_column_name="height",
-        column_class_name="Integer",
-        column_class=Integer,
-        params={
-            "default": 0,
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
-    manager.add_column(
-        table_class_name="ProductImage",
-        tablename="catalogue_image",
-        column_name="created_at",
-        db_column_name="created_at",
-        column_class_name="Timestamptz",
-        column_class=Timestamptz,
-        params={
-            "default": TimestamptzNow(),
-            "null": False,
-            "primary_key": False,
-            "unique": False,
-            "index": False,
-            "index_method": IndexMethod.btree,
-            "choices": None,
-            "db_column_name": None,
-            "secret": False,
-        },
-        schema=None,
-    )
-
     manager.add_constraint(
         table_class_name="MallRefundLine",
         tablename="mall_refund_line",
@@ -696,9 +675,22 @@ async def forwards():
     manager.add_constraint(
         table_class_name="MallOrder",
         tablename="mall_order",
-        constraint_name="mall_order_stock_held_is_a_flag",
+        constraint_name="mall_order_pickup_code_only_for_pickup",
         constraint_class=Check,
-        params={"condition": '("stock_held" >= 0 AND "stock_held" <= 1)'},
+        params={
+            "condition": '"pickup_code" IS NULL OR "fulfilment" = \'pickup\''
+        },
+        schema=None,
+    )
+
+    manager.add_constraint(
+        table_class_name="MallOrder",
+        tablename="mall_order",
+        constraint_name="mall_order_delivery_has_an_address",
+        constraint_class=Check,
+        params={
+            "condition": "\"fulfilment\" = 'pickup' OR \"address_text\" <> ''"
+        },
         schema=None,
     )
 

@@ -41,6 +41,7 @@ from backend.members.controllers import (
     MiniProgramAuthController,
 )
 from backend.members.wechat import WeChatCode2Session, WeChatPhoneNumbers
+from backend.membership.controllers import AdminMemberTagController, AdminSegmentController, AdminTagController
 from backend.orders.controllers import MyOrdersController
 from backend.payments.controllers import WeChatPayNotifyController
 from backend.payments.policy import PaymentPolicy
@@ -126,6 +127,9 @@ def create_app(
         CashierStoreController,
         CashierMemberController,
         AdminMemberController,
+        AdminTagController,
+        AdminMemberTagController,
+        AdminSegmentController,
         MyPointsController,
         AdminPointsController,
         CashierOrderController,

@@ -8,6 +8,7 @@ from backend.catalogue.tables import Category, Product, ProductImage, Sku, Store
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.mall.tables import MallOrder, MallRefundLine
 from backend.members.tables import Member, MemberIdentity, MemberMerge
+from backend.membership.tables import MemberTag, Segment, Tag
 from backend.orders.tables import Order, OrderLine
 from backend.payments.tables import PaymentRefund, PaymentTrade
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
@@ -60,6 +61,9 @@ TABLES = [
     MemberAvatar,
     MallOrder,
     MallRefundLine,
+    Tag,
+    MemberTag,
+    Segment,
 ]
 
 APP_CONFIG = AppConfig(

@@ -8,7 +8,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.params import JSONBody, QueryParameter
 
 from backend.cashier.schemas import PayParams
-from backend.core import openapi
+from backend.core import openapi, spreadsheet
 from backend.core.auth import caller
 from backend.core.errors import error_body
 from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
@@ -288,8 +288,8 @@ class AdminGroupBuyController(Controller):
         if format_ == "csv":
             return Response(
                 service.demand_csv(report),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="groupbuy-{campaign_id}-demand.csv"'},
+                media_type=spreadsheet.MEDIA_TYPE,
+                headers=spreadsheet.attachment(f"groupbuy-{campaign_id}-demand.csv"),
             )
         return Response(
             DemandOut(

@@ -23,6 +23,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
 from backend.core.pickup import new_pickup_code, normalise
+from backend.core.spreadsheet import BOM, text_cell
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -1153,7 +1154,7 @@ def demand_csv(report: Demand) -> bytes:
         writer.writerow(
             [
                 row.store_code,
-                _cell(row.store_name),
+                text_cell(row.store_name),
                 row.pickup_date.isoformat(),
                 row.firm_units,
                 row.tentative_units,
@@ -1173,9 +1174,4 @@ def demand_csv(report: Demand) -> bytes:
             totals.virtual_seats,
         ]
     )
-    return "\ufeff".encode() + out.getvalue().encode()
-
-
-def _cell(text: str) -> str:
-    """A cell a spreadsheet shows as text, never runs as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+    return (BOM + out.getvalue()).encode()

@@ -1,10 +1,11 @@
-"""python -m backend serve | migrate | check-config | seed-demo | create-store | create-staff"""
+"""python -m backend serve | migrate | check-config | seed-demo | seed-members | create-store | create-staff"""
 
 import argparse
 import asyncio
 import os
 import secrets
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,18 +13,21 @@ import asyncpg
 import uvicorn
 from msgspec import ValidationError
 from piccolo.apps.migrations.commands.forwards import run_forwards
+from piccolo.engine.postgres import PostgresEngine
+from piccolo.querystring import QueryString
 
 from backend.catalogue import service as catalogue
 from backend.catalogue.schemas import CategoryCreate, InventoryItem, ProductCreate, SkuCreate
 from backend.catalogue.tables import Product
 from backend.core.clock import utcnow
-from backend.core.db import close_database, is_unique_violation
+from backend.core.db import close_database, get_engine, is_unique_violation, write_transaction
 from backend.core.http import NoDelayHttpProtocol
 from backend.core.logs import logging_config
 from backend.core.metrics import prepare_multiprocess
 from backend.groupbuy import service as groupbuy
 from backend.groupbuy.schemas import CampaignCreate
 from backend.groupbuy.tables import Campaign
+from backend.membership.tables import Tag
 from backend.referrals import service as referrals
 from backend.referrals.schemas import ReferralCampaignCreate
 from backend.referrals.tables import ReferralCampaign
@@ -234,6 +238,96 @@ async def _seed_range(store_ids: dict[str, int]) -> list[str]:
     return [f"{len(DEMO_RANGE)} products", f"stock at {len(store_ids)} stores"]
 
 
+SEED_TAG = ("压测会员 seeded", "bench")  # name, group of the tag the seeded members hold
+
+
+def _series(count_mark: str, *, postgres: bool) -> tuple[str, str]:
+    """(WITH prefix, FROM item) of the numbers 1..count as `s.i`: generate_series on PostgreSQL, a recursive
+    common table expression on SQLite."""
+    if postgres:
+        return "", f"generate_series(1, {count_mark}) AS s(i)"
+    return f"WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < {count_mark}) ", "s"
+
+
+def _minutes_before(now_mark: str, minutes: str, *, postgres: bool) -> str:
+    if postgres:
+        return f"(CAST({now_mark} AS timestamptz) - ({minutes}) * interval '1 minute')"
+    return f"strftime('%Y-%m-%d %H:%M:%S+00:00', {now_mark}, '-' || ({minutes}) || ' minutes')"
+
+
+async def seed_members(count: int) -> str:
+    """`count` members for a benchmark, in a few set-based statements: enrolled at the stores there are (one
+    made when there is none) over the last year, 95% holding the seed tag, 90% with a paid till order in the
+    last 80 days and a third of those an older one too."""
+    started = time.perf_counter()
+    engine = get_engine()
+    postgres = isinstance(engine, PostgresEngine)
+    now = utcnow()
+    try:
+        if not await Store.exists():
+            await stores.create_store(StoreCreate(code="SEED", name="压测门店 Seed"))
+        name, group = SEED_TAG
+        await Tag.insert(Tag(name=name, group_name=group, created_at=now)).on_conflict(action="DO NOTHING")
+        tag_id = (await Tag.select(Tag.id).where((Tag.name == name) & (Tag.group_name == group)).first())["id"]
+        async with write_transaction():
+            base = (await engine.run_querystring(QueryString('SELECT COALESCE(MAX("id"), 0) AS "n" FROM "member"')))[0][
+                "n"
+            ]
+            with_, numbers = _series("{}", postgres=postgres)
+            enrolled = _minutes_before("{}", "s.i % 525600", postgres=postgres)
+            await engine.run_querystring(
+                QueryString(
+                    with_ + 'INSERT INTO "member" ("nickname", "avatar_url", "status", "enrolled_store", '
+                    '"enrolled_via", "merged_into", "created_at") '
+                    f"SELECT 'seed-' || s.i, '', 'active', st.\"id\", CASE s.i % 3 WHEN 0 THEN 'cashier' "
+                    f"WHEN 1 THEN 'miniprogram' ELSE 'referral' END, NULL, {enrolled} FROM {numbers} "
+                    'JOIN (SELECT "id", ROW_NUMBER() OVER (ORDER BY "id") - 1 AS "n" FROM "store") st '
+                    'ON st."n" = s.i % (SELECT COUNT(*) FROM "store")',
+                    *((now, count) if postgres else (count, now)),  # in the order their marks appear
+                )
+            )
+            await engine.run_querystring(
+                QueryString(
+                    'INSERT INTO "member_tag" ("member", "tag", "created_at", "created_by") '
+                    'SELECT "id", {}, {}, NULL FROM "member" WHERE "id" > {} AND "id" % 20 <> 0',
+                    tag_id,
+                    now,
+                    base,
+                )
+            )
+            for suffix, where, minutes in (
+                ("a", '"id" % 10 <> 0', '(CAST("id" AS BIGINT) * 7919) % 115200'),  # within 80 days
+                (
+                    "b",
+                    '"id" % 10 <> 0 AND "id" % 3 = 0',
+                    '144000 + (CAST("id" AS BIGINT) * 104729) % 288000',
+                ),  # 100 to 300 days
+            ):
+                at = _minutes_before("{}", minutes, postgres=postgres)
+                await engine.run_querystring(
+                    QueryString(
+                        'INSERT INTO "sale_order" ("kind", "store", "staff", "member", "status", "amount_fen", '
+                        '"discount_fen", "payable_fen", "paid_fen", "refunded_fen", "points_redeemed", '
+                        '"points_earned", "coupon_id", "member_enrolled", "scene", "out_trade_no", "pay_by", '
+                        '"idempotency_key", "request_hash", "failure_reason", "created_at", "paid_at") '
+                        'SELECT \'till\', o."store", NULL, o."id", \'paid\', o."fen", 0, o."fen", '
+                        "o.\"fen\", 0, 0, 0, NULL, FALSE, '', "
+                        f"'SEED{suffix}' || o.\"id\", o.\"at\", 'seed-{suffix}-' || o.\"id\", '', '', "
+                        'o."at", o."at" FROM (SELECT "id", "enrolled_store" AS "store", '
+                        f'1000 + ("id" * 37) % 40000 AS "fen", {at} AS "at" FROM "member" '
+                        f'WHERE "id" > {{}} AND {where}) o',
+                        now,
+                        base,
+                    )
+                )
+        if postgres:
+            await engine.run_ddl('ANALYZE "member", "member_tag", "sale_order"')
+    finally:
+        await close_database()
+    seconds = time.perf_counter() - started
+    return f"{count} members seeded in {seconds:.1f} s (tag {tag_id}: {name} / {group})"
+
+
 async def create_store(args: argparse.Namespace) -> None:
     try:
         row = await stores.create_store(StoreCreate(code=args.code, name=args.name, address=args.address))
@@ -285,6 +379,8 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("migrate", help="apply the database migrations (concurrent runs wait for each other)")
     commands.add_parser("check-config", help="print the settings in effect (secrets masked); non-zero on a problem")
     commands.add_parser("seed-demo", help="create the demo stores and staff (idempotent)")
+    seed = commands.add_parser("seed-members", help="add members with tags and orders, for a benchmark")
+    seed.add_argument("--count", type=int, required=True)
     store = commands.add_parser("create-store", help="create a store")
     store.add_argument("--code", required=True)
     store.add_argument("--name", required=True)
@@ -313,6 +409,8 @@ def main(argv: list[str] | None = None) -> None:
             print("demo data: " + (", ".join(created) if created else "already present"))
             if generated:
                 print(f"demo staff password (generated, kept in var/demo_password): {password}")
+        elif args.command == "seed-members":
+            print(asyncio.run(seed_members(args.count)))
         elif args.command == "create-store":
             asyncio.run(create_store(args))
         elif args.command == "create-staff":

@@ -239,6 +239,45 @@ def inventory_upsert(url: str) -> tuple[float, float, float]:
     return 1 / median, median * 1000, times[-1] * 1000
 
 
+SEGMENT_MEMBERS, SEGMENT_RUNS = 1_200_000, 5
+SEGMENT_TAG = "压测会员 seeded"  # the tag `python -m backend seed-members` puts on 95% of the members it adds
+
+
+def segment_count(url: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """A segment of over a million members counted by the server (PostgreSQL): members seeded by set-based SQL,
+    then HQ's segment of the seed tag and a paid order in the last 90 days read SEGMENT_RUNS times for its
+    `count` (and a first page of one): reads a second, the median and the slowest in ms."""
+    progress(f"segment-count-1m: seeding {SEGMENT_MEMBERS:,} members with tags and orders")
+    seeded = subprocess.run(
+        [PYTHON, "-m", "backend", "seed-members", "--count", str(SEGMENT_MEMBERS)],
+        env=env,
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    progress(f"segment-count-1m: {seeded}")
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    auth = {"Authorization": f"Bearer {hq}"}
+    request = urllib.request.Request(f"{url}/api/v1/admin/tags", headers=auth)
+    with urllib.request.urlopen(request, timeout=30) as response:
+        tag_id = next(t["id"] for t in json.loads(response.read())["items"] if t["name"] == SEGMENT_TAG)
+    rules = {"tagIds": [tag_id], "lastPaidWithinDays": 90}
+    segment = post_json(f"{url}/api/v1/admin/segments", {"name": "压测人群 90 天内消费", "rules": rules}, auth)
+    times, count = [], 0
+    for _ in range(SEGMENT_RUNS):
+        request = urllib.request.Request(f"{url}/api/v1/admin/segments/{segment['id']}/members?limit=1", headers=auth)
+        start = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=120) as response:
+            count = json.loads(response.read())["count"]
+        times.append(time.perf_counter() - start)
+    assert count > 1_000_000, count
+    times.sort()
+    median = times[len(times) // 2]
+    progress(f"segment-count-1m: {count:,} members counted in {median:.2f} s (median of {SEGMENT_RUNS})")
+    return 1 / median, median * 1000, times[-1] * 1000
+
+
 FLASH_SEATS, FLASH_ATTEMPTS, FLASH_CONNECTIONS = 100, 2_000, 200
 WARM_UP_SECONDS = 2
 
@@ -1210,6 +1249,11 @@ def main() -> None:
         if args.only is None or "inventory-upsert-5000" in args.only:
             results["inventory-upsert-5000"] = inventory_upsert(url)
             progress(f"inventory-upsert-5000: {results['inventory-upsert-5000'][1] / 1000:.2f} s (median)")
+        if args.only is None or "segment-count-1m" in args.only:
+            if args.deployment == "scale-out":
+                results["segment-count-1m"] = segment_count(url, env)
+            else:
+                progress("segment-count-1m: PostgreSQL's, measured with --deployment scale-out")
         if args.only is None or "poster-bare-pillow-jpeg" in args.only:
             progress(
                 f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"

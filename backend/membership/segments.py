@@ -5,8 +5,8 @@ be run as it is or nested in another statement: `QueryString(f"... IN ({sql})", 
 
 What the rules mean, in one place:
 - a member counts while active: one merged into another is the survivor, and only the survivor matches;
-- a *paid order* is one with money received that was not refunded in full (`paid_at` set and
-  `refunded_fen < paid_fen`); recency and order counts look at paid orders only;
+- a *paid order* is one with money received that was not refunded in full (status `paid` or
+  `partially_refunded`); recency, order counts and spend look at paid orders only;
 - *spend* is Σ(`paid_fen` − `refunded_fen`) of the member's orders paid in the window: what they kept paying
   for. A member with no such order spent 0.
 """
@@ -17,10 +17,13 @@ from typing import Any
 from backend.members.tables import MemberStatus
 from backend.membership.errors import UnknownTier
 from backend.membership.schemas import SegmentRules
+from backend.orders.tables import OrderStatus
 
 DEFAULT_SPEND_WINDOW_DAYS = 90  # a spend rule without `spendWindowDays` looks back this far
 
-_PAID = 'o."member" IS NOT NULL AND o."paid_at" IS NOT NULL AND o."refunded_fen" < o."paid_fen"'
+# Written out, not bound: the database then reads a member's paid orders from the index kept of them alone.
+_PAID_STATUSES = ", ".join(f"'{status.value}'" for status in (OrderStatus.paid, OrderStatus.partially_refunded))
+_PAID = f'o."member" IS NOT NULL AND o."status" IN ({_PAID_STATUSES})'
 _SPEND = 'CAST(SUM(o."paid_fen" - o."refunded_fen") AS BIGINT)'
 
 

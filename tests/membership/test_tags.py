@@ -1,5 +1,7 @@
 """Tags: HQ makes them; HQ tags any member, a store manager only their stores' members."""
 
+import asyncio
+
 import pytest
 
 from backend.members.service import merge_members
@@ -132,3 +134,23 @@ async def test_a_merge_moves_tags_to_the_survivor_once_each(client, demo):
     assert rows == [{"member": survivor, "tag": t["id"]} for t in (vip, durian, mango)]
     gone = await client.post(f"{ADMIN}/members/{merged}/tags", headers=hq, json={"tagIds": [vip["id"]]})
     assert gone.status_code == 404  # a merged member is its survivor now
+
+
+async def test_many_staff_tagging_one_member_at_once_put_each_tag_on_once(client, demo):
+    hq = await staff_login(client, "hq")
+    manager = await staff_login(client, "manager1")
+    vip, durian = await make_tag(client, hq, "VIP"), await make_tag(client, hq, "榴莲控")
+    member_id = await a_member(demo["S001"])
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                f"{ADMIN}/members/{member_id}/tags",
+                headers=hq if i % 2 else manager,
+                json={"tagIds": [vip["id"], durian["id"]] if i % 3 else [durian["id"]]},
+            )
+            for i in range(30)
+        )
+    )
+    assert [a.status_code for a in answers] == [200] * 30
+    rows = await MemberTag.select(MemberTag.tag).where(MemberTag.member == member_id).order_by(MemberTag.tag)
+    assert rows == [{"tag": vip["id"]}, {"tag": durian["id"]}]

@@ -25,6 +25,7 @@ from backend.core.kv import KV, kv_from_url
 from backend.core.logs import logging_config
 from backend.core.ratelimit import RateLimitMiddleware
 from backend.core.requestid import request_id_middleware
+from backend.coupons.controllers import AdminCouponController, CouponCampaignController, MyCouponsController
 from backend.groupbuy.controllers import (
     AdminGroupBuyController,
     CashierGroupBuyController,
@@ -118,6 +119,9 @@ def create_app(
         AdminCatalogueController,
         StoreInventoryController,
         MyMallOrdersController,
+        AdminCouponController,
+        CouponCampaignController,
+        MyCouponsController,
         StoreMallOrdersController,
         StaffAuthController,
         MiniProgramAuthController,

@@ -5,6 +5,7 @@ from pathlib import Path
 from piccolo.conf.apps import AppConfig
 
 from backend.catalogue.tables import Category, Product, ProductImage, Sku, StoreInventory
+from backend.coupons.tables import Coupon, CouponCampaign, CouponIssue, CouponTemplate
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.mall.tables import MallOrder, MallRefundLine
 from backend.members.tables import Member, MemberIdentity, MemberMerge
@@ -64,6 +65,10 @@ TABLES = [
     Tag,
     MemberTag,
     Segment,
+    CouponTemplate,
+    CouponCampaign,
+    Coupon,
+    CouponIssue,
 ]
 
 APP_CONFIG = AppConfig(

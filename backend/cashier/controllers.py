@@ -93,6 +93,8 @@ class CashierOrderController(Controller):
             "member_code": data.member_code,
             "points_to_redeem": data.points_to_redeem,
         }
+        if data.coupon_id is not None:  # only then: a retry of an order placed before coupons hashes as it did
+            replayed["coupon_id"] = data.coupon_id
         member_id, taken = None, None
         if data.member_code:
             # A retry is answered before the member code is looked at: the first request spent it. Without a
@@ -123,6 +125,7 @@ class CashierOrderController(Controller):
                 provider=services.payment_provider,
                 payment_policy=services.payment_policy,
                 policy=services.checkout_policy,
+                coupon_id=data.coupon_id,
                 scene=data.scene or "",
             )
         except DomainError:
@@ -228,6 +231,7 @@ class StorePaymentController(Controller):
             provider=services.payment_provider,
             payment_policy=services.payment_policy,
             policy=services.checkout_policy,
+            coupon_id=data.coupon_id,
         )
         answer = StorePaymentOut(
             order_id=order.id,

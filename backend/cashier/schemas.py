@@ -19,6 +19,7 @@ class TillOrderCreate(Struct):
     idempotency_key: IdempotencyKey | None = None  # or the Idempotency-Key header
     member_code: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{18}$")] | None = None
     points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+    coupon_id: Id | None = None  # the member's (named by memberCode)
     till_id: TillId | None = None
     # A referral poster's scene the cashier scanned: the payer enrolled by this payment is the sharer's referral.
     scene: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
@@ -27,6 +28,7 @@ class TillOrderCreate(Struct):
 class StorePaymentCreate(Struct):
     amount_fen: Annotated[int, msgspec.Meta(gt=0, le=10**12)]
     points_to_redeem: Annotated[int, msgspec.Meta(ge=0, le=10**9)] = 0
+    coupon_id: Id | None = None
 
 
 class PayParams(Struct):

@@ -22,6 +22,9 @@ from backend.cashier.errors import (
 from backend.core.clock import utcnow
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
+from backend.coupons import service as coupons
+from backend.coupons.errors import CouponNotUsable
+from backend.coupons.service import NO_COUPON, Applied
 from backend.members import service as members
 from backend.orders import service as orders
 from backend.orders.service import OrderRecord
@@ -70,24 +73,39 @@ async def replayed_order(
     return await await_outcome(existing.id, policy)
 
 
-def validate_checkout(
-    *, amount_fen: int, auth_code: str, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy
-) -> int:
-    """Everything that can be refused before a provider call; answers the fen the points take off."""
+def validate_payment_code(auth_code: str) -> None:
     kind = classify_payment_code(auth_code)
     if kind is None:
         raise InvalidPaymentCode()
     if kind is PaymentCodeKind.alipay:
         raise ProviderUnsupported()
-    return points_discount(amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem, policy=policy)
 
 
-def points_discount(*, amount_fen: int, member_id: int | None, points_to_redeem: int, policy: CheckoutPolicy) -> int:
+async def discounts(
+    kind: OrderKind,
+    *,
+    store_id: int,
+    amount_fen: int,
+    member_id: int | None,
+    points_to_redeem: int,
+    coupon_id: int | None,
+    policy: CheckoutPolicy,
+    now: datetime,
+) -> tuple[Applied, int]:
+    """What the coupon takes off the amount, then the fen the points take off what is left; refused before any
+    provider call."""
     if amount_fen > policy.max_amount_fen:
         raise AmountOutOfRange(details={"maxAmountFen": policy.max_amount_fen})
-    return redemption_discount(
-        points_to_redeem, amount_fen=amount_fen, member_id=member_id, per_yuan=policy.redeem_points_per_yuan
+    coupon = await coupons.apply(
+        coupon_id, member_id=member_id, channel=kind, store_id=store_id, amount_fen=amount_fen, now=now
     )
+    points = redemption_discount(
+        points_to_redeem,
+        amount_fen=amount_fen - coupon.discount_fen,
+        member_id=member_id,
+        per_yuan=policy.redeem_points_per_yuan,
+    )
+    return coupon, points
 
 
 async def _open_order(
@@ -104,12 +122,13 @@ async def _open_order(
     idempotency_key: str,
     now: datetime,
     payment_policy: PaymentPolicy,
+    coupon: Applied = NO_COUPON,
     staff_id: int | None = None,
     request_hash: str = "",
     scene: str = "",
 ) -> tuple[int, int]:
-    """In one write transaction: the order, the trade that asks for its money, and the points it takes off
-    (reserved with it, given back if it is not paid). Answers (order id, trade id)."""
+    """In one write transaction: the order, the trade that asks for its money, and the points and coupon it takes
+    off (reserved with it, given back if it is not paid). Answers (order id, trade id). `discount_fen` is both."""
     async with write_transaction():
         order_id = await orders.place_order(
             kind=kind,
@@ -119,6 +138,8 @@ async def _open_order(
             amount_fen=amount_fen,
             discount_fen=discount_fen,
             points_redeemed=points_to_redeem,
+            coupon_id=coupon.coupon_id,
+            coupon_discount_fen=coupon.discount_fen,
             out_trade_no=out_trade_no,
             pay_by=pay_by,
             idempotency_key=idempotency_key,
@@ -138,6 +159,7 @@ async def _open_order(
         await redeem_for_order(
             order_id, member_id=member_id, points_to_redeem=points_to_redeem, store_id=store_id, now=now
         )
+        await coupons.use(coupon, member_id=member_id, order_id=order_id, now=now)
     return order_id, trade_id
 
 
@@ -154,18 +176,32 @@ async def checkout(
     provider: PaymentProvider,
     payment_policy: PaymentPolicy,
     policy: CheckoutPolicy,
+    coupon_id: int | None = None,
     scene: str = "",
 ) -> tuple[OrderRecord, bool]:
     """Take a payment-code payment; answers the order once it is settled or the inline wait is over, and
     whether this request created it (a concurrent duplicate gets the first request's order)."""
-    discount = validate_checkout(
-        amount_fen=amount_fen,
-        auth_code=auth_code,
-        member_id=member_id,
-        points_to_redeem=points_to_redeem,
-        policy=policy,
-    )
+    validate_payment_code(auth_code)
     now = utcnow()
+    try:
+        coupon, points = await discounts(
+            OrderKind.till,
+            store_id=store_id,
+            amount_fen=amount_fen,
+            member_id=member_id,
+            points_to_redeem=points_to_redeem,
+            coupon_id=coupon_id,
+            policy=policy,
+            now=now,
+        )
+    except CouponNotUsable:
+        # The same checkout sent twice at once: the first one's order took the coupon a moment ago
+        existing = await orders.find_by_key(store_id, idempotency_key)
+        if existing is None:
+            raise
+        check_replay(existing, **request)
+        return await await_outcome(existing.id, policy), False
+    discount = coupon.discount_fen + points
     out_trade_no = new_out_trade_no(now)
     expires_at = now + timedelta(seconds=payment_policy.payment_timeout)
     try:
@@ -182,6 +218,7 @@ async def checkout(
             idempotency_key=idempotency_key,
             now=now,
             payment_policy=payment_policy,
+            coupon=coupon,
             staff_id=staff_id,
             request_hash=request_hash(**request),
             scene=scene,
@@ -274,19 +311,28 @@ async def pay_at_store(
     provider: PaymentProvider,
     payment_policy: PaymentPolicy,
     policy: CheckoutPolicy,
+    coupon_id: int | None = None,
 ) -> tuple[OrderRecord, dict[str, str]]:
     """A mini-program order at a store: answers the order and the wx.requestPayment parameters.
 
     The order is paid only by a verified notification or a query, never by the client saying so.
     """
-    discount = points_discount(
-        amount_fen=amount_fen, member_id=member_id, points_to_redeem=points_to_redeem, policy=policy
+    now = utcnow()
+    coupon, points = await discounts(
+        OrderKind.store_code,
+        store_id=store_id,
+        amount_fen=amount_fen,
+        member_id=member_id,
+        points_to_redeem=points_to_redeem,
+        coupon_id=coupon_id,
+        policy=policy,
+        now=now,
     )
+    discount = coupon.discount_fen + points
     store = await stores.recent_store(store_id)
     if store is None or not store.active:
         raise StoreNotFound(store_id=store_id)
     openid = await members.payer_openid(member_id, payment_policy.app_id)
-    now = utcnow()
     out_trade_no = new_out_trade_no(now)
     pay_by = now + timedelta(seconds=payment_policy.jsapi_pay_within)
     order_id, trade_id = await _open_order(
@@ -302,6 +348,7 @@ async def pay_at_store(
         idempotency_key=out_trade_no,
         now=now,
         payment_policy=payment_policy,
+        coupon=coupon,
     )
     pay_params = await payments.create_jsapi(
         trade_id,

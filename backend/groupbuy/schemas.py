@@ -74,6 +74,7 @@ class CampaignOut(Struct):
 class SeatCreate(Struct):
     pickup_store_id: Id
     quantity: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+    coupon_id: Id | None = None
 
 
 class GroupMemberOut(Struct):

@@ -24,6 +24,7 @@ from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violati
 from backend.core.kv import GATE_SHORT, KV
 from backend.core.pickup import new_pickup_code, normalise
 from backend.core.spreadsheet import BOM, text_cell
+from backend.coupons import service as coupons
 from backend.groupbuy.errors import (
     AlreadyInGroup,
     AlreadyPickedUp,
@@ -410,6 +411,7 @@ async def take_seat(
     quantity: int,
     campaign_id: int | None = None,
     group_id: int | None = None,
+    coupon_id: int | None = None,
     provider: PaymentProvider,
     policy: PaymentPolicy,
     kv: KV,
@@ -436,6 +438,7 @@ async def take_seat(
             quantity=quantity,
             campaign_id=campaign_id,
             group_id=group_id,
+            coupon_id=coupon_id,
             provider=provider,
             policy=policy,
         )
@@ -454,6 +457,7 @@ async def _take_seat(
     quantity: int,
     campaign_id: int,
     group_id: int | None,
+    coupon_id: int | None,
     provider: PaymentProvider,
     policy: PaymentPolicy,
 ) -> tuple[GroupView, SeatView, dict[str, str]]:
@@ -468,6 +472,19 @@ async def _take_seat(
     openid = await members.payer_openid(member_id, policy.app_id)
     out_trade_no = new_out_trade_no(now)
     amount_fen = campaign.price_fen * quantity
+    line = LineItem(
+        title=campaign.product_name, quantity=quantity, unit_price_fen=campaign.price_fen, sku_id=campaign.sku
+    )
+    coupon = await coupons.apply(
+        coupon_id,
+        member_id=member_id,
+        channel=OrderKind.groupbuy,
+        store_id=pickup_store_id,
+        amount_fen=amount_fen,
+        lines=(line,),
+        now=now,
+    )
+    payable_fen = amount_fen - coupon.discount_fen
     try:
         async with write_transaction():
             if group_id is None:
@@ -492,24 +509,20 @@ async def _take_seat(
                 store_id=pickup_store_id,
                 member_id=member_id,
                 amount_fen=amount_fen,
+                discount_fen=coupon.discount_fen,
+                coupon_id=coupon.coupon_id,
+                coupon_discount_fen=coupon.discount_fen,
                 out_trade_no=out_trade_no,
                 pay_by=pay_by,
                 idempotency_key=out_trade_no,
                 now=now,
-                lines=(
-                    LineItem(
-                        title=campaign.product_name,
-                        quantity=quantity,
-                        unit_price_fen=campaign.price_fen,
-                        sku_id=campaign.sku,
-                    ),
-                ),
+                lines=(line,),
             )
             trade_id = await payments.open_trade(
                 order_id,
                 method=TradeMethod.jsapi,
                 out_trade_no=out_trade_no,
-                amount_fen=amount_fen,
+                amount_fen=payable_fen,
                 expires_at=pay_by,
                 now=now,
                 policy=policy,
@@ -527,6 +540,7 @@ async def _take_seat(
                 created_at=now,
             )
             await _reserve(campaign, member_id=member_id, quantity=quantity, now=now)
+            await coupons.use(coupon, member_id=member_id, order_id=order_id, now=now)
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -535,7 +549,7 @@ async def _take_seat(
     pay_params = await payments.create_jsapi(
         trade_id,
         out_trade_no=out_trade_no,
-        amount_fen=amount_fen,
+        amount_fen=payable_fen,
         payer_openid=openid,
         description=campaign.product_name,
         expires_at=pay_by,

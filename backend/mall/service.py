@@ -23,7 +23,7 @@ from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.core.pickup import new_pickup_code, normalise
-from backend.coupons.errors import CouponNotUsable
+from backend.coupons import service as coupons
 from backend.mall.errors import (
     AddressRequired,
     IdempotencyConflict,
@@ -194,8 +194,6 @@ async def place(
     """Place the member's order at a store and ask WeChat Pay for its money: the order, its trade, the stock
     of every line and the points it redeems in one transaction, or nothing. The same key again answers the
     order it made (a different request under it is 409)."""
-    if data.coupon_id is not None:
-        raise CouponNotUsable(details={"couponId": data.coupon_id, "reason": "not_found"})
     store = await stores.recent_store(data.store_id)
     if store is None or not store.active:
         raise StoreNotFound(store_id=data.store_id)
@@ -208,11 +206,23 @@ async def place(
     amount_fen = sum(line.amount_fen for line in lines)
     if amount_fen < 1:
         raise NothingToPay(store_id=store.id)
-    discount = redemption_discount(
-        data.points_to_redeem, amount_fen=amount_fen, member_id=member_id, per_yuan=redeem_points_per_yuan
+    now = utcnow()
+    coupon = await coupons.apply(
+        data.coupon_id,
+        member_id=member_id,
+        channel=OrderKind.mall,
+        store_id=store.id,
+        amount_fen=amount_fen,
+        lines=lines,
+        now=now,
+    )
+    discount = coupon.discount_fen + redemption_discount(
+        data.points_to_redeem,
+        amount_fen=amount_fen - coupon.discount_fen,
+        member_id=member_id,
+        per_yuan=redeem_points_per_yuan,
     )
     openid = await members.payer_openid(member_id, policy.app_id)
-    now = utcnow()
     out_trade_no = new_out_trade_no(now)
     pay_by = now + timedelta(seconds=pay_within)
     address = data.address if distance is not None else None
@@ -225,6 +235,8 @@ async def place(
                 amount_fen=amount_fen,
                 discount_fen=discount,
                 points_redeemed=data.points_to_redeem,
+                coupon_id=coupon.coupon_id,
+                coupon_discount_fen=coupon.discount_fen,
                 out_trade_no=out_trade_no,
                 pay_by=pay_by,
                 idempotency_key=key,
@@ -257,6 +269,7 @@ async def place(
             await redeem_for_order(
                 order_id, member_id=member_id, points_to_redeem=data.points_to_redeem, store_id=store.id, now=now
             )
+            await coupons.use(coupon, member_id=member_id, order_id=order_id, now=now)
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -288,7 +301,8 @@ async def place(
         refunded_fen=0,
         points_redeemed=data.points_to_redeem,
         points_earned=0,
-        coupon_id=None,
+        coupon_id=coupon.coupon_id,
+        coupon_discount_fen=coupon.discount_fen,
         member_enrolled=False,
         scene="",
         out_trade_no=out_trade_no,

@@ -9,7 +9,7 @@ from backend.core.db import Prepared, insert_row, is_unique_violation, write_tra
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.core.recent import Recent
-from backend.members import merges
+from backend.members import enrolments, merges
 from backend.members.code import STEP_SECONDS, MemberCodes
 from backend.members.errors import (
     AlreadyMerged,
@@ -119,6 +119,7 @@ async def find_or_enrol_wechat_member(
                 member_id = await insert_row(Member, enrolled_via=channel, enrolled_store=store_id)
                 for kind, value in names:
                     await insert_row(MemberIdentity, member=member_id, kind=kind, value=value)
+                await enrolments.enrolled(enrolments.Enrolled(member_id, channel, store_id, utcnow()))
         except Exception as error:
             if not is_unique_violation(error):
                 raise
@@ -128,7 +129,7 @@ async def find_or_enrol_wechat_member(
     raise RuntimeError("enrolment kept racing with concurrent requests")
 
 
-async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bool]:
+async def enrol_payer(session: WeChatSession, *, store_id: int, now: datetime) -> tuple[int, bool]:
     """Inside the caller's write transaction: the member paying with this openid, enrolled if new.
 
     A concurrent enrolment of the same payer breaks the identity's unique constraint; the
@@ -140,6 +141,7 @@ async def enrol_payer(session: WeChatSession, *, store_id: int) -> tuple[int, bo
         return member_id, False
     member_id = await insert_row(Member, enrolled_via=EnrolmentChannel.cashier, enrolled_store=store_id)
     await insert_row(MemberIdentity, member=member_id, kind=IdentityKind.wechat_openid, value=value)
+    await enrolments.enrolled(enrolments.Enrolled(member_id, EnrolmentChannel.cashier, store_id, now))
     return member_id, True  # the caller logs the enrolment with the payment that made it
 
 

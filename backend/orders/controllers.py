@@ -50,6 +50,7 @@ def order_out(
         points_redeemed=order.points_redeemed,
         points_earned=order.points_earned,
         coupon_id=order.coupon_id,
+        coupon_discount_fen=order.coupon_discount_fen,
         out_trade_no=order.out_trade_no,
         member_id=order.member,
         member_enrolled=order.member_enrolled,

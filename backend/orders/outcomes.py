@@ -44,6 +44,7 @@ class ClosedOrder:
     status: OrderStatus  # failed or cancelled
     failure_reason: str
     points_redeemed: int
+    coupon_id: int | None
     closed_at: datetime
 
 
@@ -58,6 +59,7 @@ class RefundedOrder:
     refunded_fen: int  # every refund of the order that has succeeded, this one included
     paid_fen: int
     late: bool  # money that arrived after the order had closed unpaid: no member effect ever ran on it
+    coupon_id: int | None
     settled_at: datetime
 
     @property

@@ -42,6 +42,7 @@ class OrderOut(Struct):
     points_redeemed: int
     points_earned: int
     coupon_id: int | None
+    coupon_discount_fen: int  # the coupon's part of discountFen (the rest is the points')
     out_trade_no: str
     member_id: int | None
     member_enrolled: bool

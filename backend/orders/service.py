@@ -55,6 +55,7 @@ class OrderRecord:
     points_redeemed: int
     points_earned: int
     coupon_id: int | None
+    coupon_discount_fen: int
     member_enrolled: bool
     scene: str
     out_trade_no: str
@@ -110,11 +111,14 @@ async def place_order(
     staff_id: int | None = None,
     discount_fen: int = 0,
     points_redeemed: int = 0,
+    coupon_id: int | None = None,
+    coupon_discount_fen: int = 0,
     request_hash: str = "",
     scene: str = "",
     lines: tuple[LineItem, ...] = (),
 ) -> int:
-    """Inside the caller's write transaction: a new order waiting for its money; answers its id."""
+    """Inside the caller's write transaction: a new order waiting for its money; answers its id. `discount_fen` is
+    every discount (the coupon's `coupon_discount_fen` and the points')."""
     order_id = await insert_row(
         Order,
         kind=kind,
@@ -126,6 +130,8 @@ async def place_order(
         discount_fen=discount_fen,
         payable_fen=amount_fen - discount_fen,
         points_redeemed=points_redeemed,
+        coupon_id=coupon_id,
+        coupon_discount_fen=coupon_discount_fen,
         scene=scene,
         out_trade_no=out_trade_no,
         pay_by=pay_by,
@@ -359,7 +365,7 @@ async def record_paid(
     member_id, enrolled = row["member"], False
     if member_id is None and payer_openid:
         member_id, enrolled = await members.enrol_payer(
-            WeChatSession(app_id=app_id, openid=payer_openid, unionid=None), store_id=row["store"]
+            WeChatSession(app_id=app_id, openid=payer_openid, unionid=None), store_id=row["store"], now=now
         )
     kind = OrderKind(row["kind"])
     paid = PaidOrder(
@@ -388,7 +394,7 @@ _CLAIM_CLOSED = Prepared(
     lambda order_id, status, reason: (
         Order.update({Order.status: status, Order.failure_reason: reason})
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
-        .returning(Order.kind, Order.store, Order.member, Order.points_redeemed)
+        .returning(Order.kind, Order.store, Order.member, Order.points_redeemed, Order.coupon_id)
     )
 )
 
@@ -411,6 +417,7 @@ async def record_closed(order_id: int, *, status: OrderStatus, failure_reason: s
         status=status,
         failure_reason=failure_reason,
         points_redeemed=row["points_redeemed"],
+        coupon_id=row["coupon_id"],
         closed_at=now,
     )
     await on_closed.run(closed, kind)
@@ -466,7 +473,9 @@ async def record_refunded(
 ) -> None:
     """A refund is done: the order's status follows the sum of its refunds, and every refunded handler runs."""
     order = (
-        await Order.select(Order.kind, Order.store, Order.member, Order.paid_fen).where(Order.id == order_id).first()
+        await Order.select(Order.kind, Order.store, Order.member, Order.paid_fen, Order.coupon_id)
+        .where(Order.id == order_id)
+        .first()
     )
     if late:  # received and given back at once: counted on the order only now
         await Order.update(
@@ -487,6 +496,7 @@ async def record_refunded(
         refunded_fen=refunded_total,
         paid_fen=order["paid_fen"],
         late=late,
+        coupon_id=order["coupon_id"],
         settled_at=now,
     )
     await on_refunded.run(refunded, kind)

@@ -48,7 +48,8 @@ class Order(Table, tablename="sale_order"):
     refunded_fen = BigInt(default=0)
     points_redeemed = BigInt(default=0)
     points_earned = BigInt(default=0)
-    coupon_id = Integer(null=True, default=None)
+    coupon_id = Integer(null=True, default=None)  # the coupon the order uses (coupons keep which order uses each)
+    coupon_discount_fen = BigInt(default=0)  # the coupon's part of discount_fen
     member_enrolled = Boolean(default=False)  # this payment made the payer a member
     scene = Varchar(length=32, default="")  # a share link's scene the payer came by: a referral if they are new
     out_trade_no = Varchar(length=32)  # of the payment trade asking for the money now
@@ -62,6 +63,10 @@ class Order(Table, tablename="sale_order"):
     sale_order_one_per_key = Unique([store, idempotency_key])
     sale_order_amounts_add_up = Check(
         (amount_fen > 0) & (discount_fen >= 0) & (payable_fen > 0) & (points_redeemed >= 0) & (points_earned >= 0)
+    )
+    sale_order_coupon_within_discount = Check(
+        '"coupon_discount_fen" >= 0 AND "coupon_discount_fen" <= "discount_fen" '
+        'AND ("coupon_id" IS NOT NULL OR "coupon_discount_fen" = 0)'
     )
     sale_order_payable_is_amount_less_discount = Check('"payable_fen" = "amount_fen" - "discount_fen"')
     sale_order_refunds_within_paid = Check(

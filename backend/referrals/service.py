@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
+from backend.coupons import service as coupons
 from backend.groupbuy.tables import Group
 from backend.members.tables import Member
 from backend.orders import service as orders
@@ -318,11 +319,15 @@ _QUALIFY = Prepared(
 
 async def on_paid_order(member_id: int, order_id: int, *, now: datetime) -> None:
     """Inside the transaction that records a paid order of any kind: a bound referral's first paid order
-    makes its rewards, held until the holding period is over (or posted now when it is 0)."""
+    makes its rewards, held until the holding period is over (or posted now when it is 0), and the coupons of
+    the referral reward campaigns running now."""
     qualified = await _QUALIFY.run(member_id, order_id, now)
-    if not qualified or qualified[0]["campaign"] is None:
+    if not qualified:
         return
     referral = qualified[0]
+    await coupons.reward_referral(referral["id"], referrer_id=referral["referrer"], referee_id=member_id, now=now)
+    if referral["campaign"] is None:
+        return
     campaign = await _CAMPAIGN.run(referral["campaign"])
     release_at = now + timedelta(days=campaign["holding_period_days"])
     if campaign["referrer_points"]:

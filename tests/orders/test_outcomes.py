@@ -77,10 +77,10 @@ async def test_an_order_is_paid_once_however_often_it_is_recorded(demo):
 async def test_a_merge_that_moved_the_order_while_its_payment_was_recorded_stands(demo):
     async with write_transaction():
         merged, _ = await members.enrol_payer(
-            WeChatSession("wx", "oMergedMeanwhile00000001", None), store_id=demo["S001"]
+            WeChatSession("wx", "oMergedMeanwhile00000001", None), store_id=demo["S001"], now=utcnow()
         )
         survivor, _ = await members.enrol_payer(
-            WeChatSession("wx", "oSurvivorMeanwhile000001", None), store_id=demo["S001"]
+            WeChatSession("wx", "oSurvivorMeanwhile000001", None), store_id=demo["S001"], now=utcnow()
         )
     order_id = await new_order(demo["S001"], "outcome-merged-1", member_id=merged)
 

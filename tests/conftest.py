@@ -79,11 +79,26 @@ def migrated_database() -> None:
     asyncio.run(run())
 
 
+_sequences: list[str] = []  # every table's id sequence, on PostgreSQL
+
+
 async def wipe_tables() -> None:
+    """Every table emptied, children first, and (on PostgreSQL) every id sequence started again: DELETE and setval
+    take a few milliseconds where TRUNCATE, which makes every table and index anew, takes a fifth of a second."""
     engine = get_engine()
-    names = ", ".join(f'"{table._meta.tablename}"' for table in TABLES)
     if isinstance(engine, PostgresEngine):
-        await engine.run_querystring(QueryString(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        if not _sequences:
+            rows = await engine.run_querystring(
+                QueryString(
+                    "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name) AS seq "
+                    "FROM information_schema.columns WHERE table_schema = 'public' AND column_default LIKE 'nextval%'"
+                )
+            )
+            _sequences.extend(row["seq"] for row in rows)
+        async with engine.transaction():
+            for table in reversed(TABLES):
+                await engine.run_ddl(f'DELETE FROM "{table._meta.tablename}"')
+            await engine.run_ddl("SELECT " + ", ".join(f"setval('{seq}', 1, false)" for seq in _sequences))
     else:
         for table in reversed(TABLES):
             await engine.run_ddl(f'DELETE FROM "{table._meta.tablename}"')

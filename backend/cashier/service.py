@@ -23,7 +23,6 @@ from backend.core.clock import utcnow
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.coupons import service as coupons
-from backend.coupons.errors import CouponNotUsable
 from backend.coupons.service import NO_COUPON, Applied
 from backend.members import service as members
 from backend.orders import service as orders
@@ -183,24 +182,16 @@ async def checkout(
     whether this request created it (a concurrent duplicate gets the first request's order)."""
     validate_payment_code(auth_code)
     now = utcnow()
-    try:
-        coupon, points = await discounts(
-            OrderKind.till,
-            store_id=store_id,
-            amount_fen=amount_fen,
-            member_id=member_id,
-            points_to_redeem=points_to_redeem,
-            coupon_id=coupon_id,
-            policy=policy,
-            now=now,
-        )
-    except CouponNotUsable:
-        # The same checkout sent twice at once: the first one's order took the coupon a moment ago
-        existing = await orders.find_by_key(store_id, idempotency_key)
-        if existing is None:
-            raise
-        check_replay(existing, **request)
-        return await await_outcome(existing.id, policy), False
+    coupon, points = await discounts(
+        OrderKind.till,
+        store_id=store_id,
+        amount_fen=amount_fen,
+        member_id=member_id,
+        points_to_redeem=points_to_redeem,
+        coupon_id=coupon_id,
+        policy=policy,
+        now=now,
+    )
     discount = coupon.discount_fen + points
     out_trade_no = new_out_trade_no(now)
     expires_at = now + timedelta(seconds=payment_policy.payment_timeout)

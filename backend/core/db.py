@@ -8,6 +8,7 @@ Piccolo's internals; this module re-exports what the domains use of them.
 import asyncio
 import sqlite3
 from contextlib import AbstractContextManager, nullcontext
+from typing import Any
 
 import asyncpg
 from piccolo.columns import Column
@@ -16,6 +17,7 @@ from piccolo.engine.base import BaseTransaction, Engine
 from piccolo.engine.postgres import PostgresEngine
 from piccolo.engine.sqlite import TransactionType
 from piccolo.querystring import QueryString
+from piccolo.table import Table
 
 from backend.core.sqlite.engine import EmbeddedSQLiteEngine
 from backend.core.sqlite.engine import heavy_reads as sqlite_heavy_reads
@@ -29,6 +31,7 @@ __all__ = [
     "engine_from_url",
     "get_engine",
     "heavy_reads",
+    "hold",
     "insert_row",
     "is_unique_violation",
     "open_database",
@@ -43,6 +46,13 @@ def engine_from_url(url: str) -> Engine:
         path.parent.mkdir(parents=True, exist_ok=True)
         return EmbeddedSQLiteEngine(str(path))
     return PostgresEngine(config={"dsn": url})
+
+
+async def hold(table: type[Table], row_id: int, column: Column) -> Any:
+    """Inside a write transaction: take the row (PostgreSQL's row lock; SQLite writes one at a time), so that what is
+    read and decided about it is not changed by a concurrent transaction meanwhile; answers `column` as held."""
+    rows = await table.update({column: column}).where(table.id == row_id).returning(column)
+    return rows[0][column._meta.name] if rows else None
 
 
 def write_transaction() -> BaseTransaction:

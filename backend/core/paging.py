@@ -1,5 +1,6 @@
 """Cursor paging, newest first: the cursor is the last id of the page before."""
 
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 import msgspec
@@ -25,3 +26,21 @@ def query_id(name: str) -> QueryParameter:
 def before(cursor: str | None) -> int | None:
     """The id a page starts before, within what an id can be."""
     return None if cursor is None else min(int(cursor), ID_MAX)
+
+
+# Paging by a moment and an id (soonest deadline first, or expiring first): the cursor is the page before's last
+# (moment, id), the moment in whole microseconds since the epoch, exact (no float on the way).
+TimeCursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,17}_[0-9]{1,18}$")]
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
+
+
+def time_cursor(moment: datetime, row_id: int) -> str:
+    return f"{(moment - _EPOCH) // _MICROSECOND}_{row_id}"
+
+
+def after_time(cursor: str | None) -> tuple[datetime, int] | None:
+    """The (moment, id) a page starts after."""
+    if cursor is None:
+        return None
+    micros, _, row_id = cursor.partition("_")
+    return _EPOCH + int(micros) * _MICROSECOND, min(int(row_id), ID_MAX)

@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated
 
 from litestar import Controller, Response, get, post
@@ -9,7 +9,7 @@ from backend.core import openapi
 from backend.core.auth import caller
 from backend.core.clock import utcnow
 from backend.core.errors import NotFound
-from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
+from backend.core.paging import Cursor, Limit, PathId, TimeCursor, after_time, before, time_cursor
 from backend.core.responses import created
 from backend.coupons import service
 from backend.coupons.schemas import (
@@ -244,22 +244,6 @@ class CouponCampaignController(Controller):
 
 
 _SHOWN = "^(usable|used|expired)$"
-CouponCursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,17}\.[0-9]{1,10}$")]
-
-
-_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
-
-
-def _cursor_of(coupon: CouponRecord) -> str:
-    """Where the next page starts: after this coupon's (valid_until, id)."""
-    return f"{(coupon.valid_until - _EPOCH) // _MICROSECOND}.{coupon.id}"
-
-
-def _after(cursor: str | None) -> tuple[datetime, int] | None:
-    if cursor is None:
-        return None
-    micros, coupon_id = cursor.split(".")
-    return _EPOCH + int(micros) * _MICROSECOND, min(int(coupon_id), ID_MAX)
 
 
 class MyCouponsController(Controller):
@@ -273,15 +257,15 @@ class MyCouponsController(Controller):
         member: NamedDependency[CurrentMember],
         status: Annotated[str, QueryParameter(pattern=_SHOWN)] = "usable",
         limit: Limit = 50,
-        cursor: CouponCursor = None,
+        cursor: TimeCursor = None,
     ) -> CouponsPage:
         """My coupons.
 
         By `status`: `usable` ones expiring soonest first (the default), `expired` and `used` ones latest validity
         first; paged by `cursor`."""
         now = utcnow()
-        items = await service.member_coupons(member.id, shown=status, limit=limit, after=_after(cursor))
+        items = await service.member_coupons(member.id, shown=status, limit=limit, after=after_time(cursor))
         return CouponsPage(
             items=[coupon_out(c, now) for c in items],
-            next_cursor=_cursor_of(items[-1]) if len(items) == limit else None,
+            next_cursor=time_cursor(items[-1].valid_until, items[-1].id) if len(items) == limit else None,
         )

@@ -43,12 +43,6 @@ class WrongTrigger(DomainError):
     default_message = "The campaign's coupons are not given this way."
 
 
-class NotInAudience(DomainError):
-    code = "coupons.not_in_audience"
-    status_code = 403
-    default_message = "The campaign is for other members."
-
-
 class ClaimLimitReached(DomainError):
     code = "coupons.limit_reached"
     status_code = 409
@@ -59,9 +53,3 @@ class SoldOut(DomainError):
     code = "coupons.sold_out"
     status_code = 409
     default_message = "Every coupon of this campaign is given out."
-
-
-class IssueConflict(DomainError):
-    code = "coupons.issue_running"
-    status_code = 409
-    default_message = "That issue is being run by another request; ask again for its progress."

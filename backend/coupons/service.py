@@ -19,7 +19,7 @@ from piccolo.querystring import QueryString
 
 from backend.catalogue.tables import Product, Sku
 from backend.core.clock import utcnow
-from backend.core.db import Prepared, get_engine, insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, get_engine, heavy_reads, hold, insert_row, is_unique_violation, write_transaction
 from backend.core.recent import Recent
 from backend.coupons.errors import (
     CampaignInvalid,
@@ -27,7 +27,6 @@ from backend.coupons.errors import (
     CampaignNotOpen,
     ClaimLimitReached,
     CouponNotUsable,
-    NotInAudience,
     SoldOut,
     TemplateInvalid,
     TemplateNotFound,
@@ -48,6 +47,7 @@ from backend.coupons.tables import (
 from backend.members.tables import MemberStatus
 from backend.membership import segments
 from backend.membership import service as membership
+from backend.membership.segments import marks
 from backend.orders.service import LineItem
 from backend.orders.tables import OrderKind
 from backend.stores import service as stores
@@ -98,6 +98,10 @@ class TemplateRecord:
     def face_fen(self) -> int | None:
         """What one coupon is worth at most: its value, or a percent coupon's cap (None: no cap)."""
         return self.value_fen if self.kind is CouponKind.fixed else self.max_discount_fen
+
+    def expired(self, now: datetime) -> bool:
+        """Its fixed window is over: a coupon issued now would be expired already."""
+        return self.valid_until is not None and self.valid_until <= now
 
     def counted_fen(self, value_fen: int | None) -> int:
         """What one coupon of it at `value_fen` counts against a campaign's budget: its face value, or a percent
@@ -287,10 +291,16 @@ def _check_value_rule(rule: ValueRule, template: TemplateRecord, problems: dict[
         problems["valueRule.spendBands"] = "give at least one band"
     elif rule.by == "segment" and not rule.segment_bands:
         problems["valueRule.segmentBands"] = "give at least one band"
+    elif (rule.by == "spend" and rule.segment_bands) or (rule.by == "segment" and rule.spend_bands):
+        problems["valueRule"] = f"by {rule.by}: give only {rule.by}Bands"
     elif rule.by == "spend" and len({band.min_spend_fen for band in rule.spend_bands or ()}) != len(
         rule.spend_bands or ()
     ):
         problems["valueRule.spendBands"] = "each band starts at its own minSpendFen"
+    elif rule.by == "segment" and len({band.segment_id for band in rule.segment_bands or ()}) != len(
+        rule.segment_bands or ()
+    ):
+        problems["valueRule.segmentBands"] = "name each segment once"
 
 
 async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> CampaignRecord:
@@ -305,8 +315,10 @@ async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> Campa
         problems["endsAt"] = "must be after startsAt"
     elif data.ends_at <= utcnow():
         problems["endsAt"] = "is past already"
-    if template.valid_until is not None and template.valid_until <= utcnow():
+    if template.expired(utcnow()):
         problems["templateId"] = "the template's coupons are no longer valid"
+    elif template.valid_until is not None and data.ends_at.tzinfo is not None and data.ends_at > template.valid_until:
+        problems["endsAt"] = "must not be after the template's validUntil: its coupons would be expired already"
     if data.reward_to is not None and data.trigger is not CouponTrigger.referral_reward:
         problems["rewardTo"] = "only a referral_reward campaign rewards a referrer or referee"
     if data.value_rule is not None:
@@ -346,7 +358,11 @@ async def _check_segments(data: CouponCampaignCreate) -> dict[str, str]:
 
 _running: Recent[CouponTrigger, tuple[CampaignRecord, ...]] = Recent(CAMPAIGNS_SECONDS)
 _RUNNING = Prepared(
-    lambda trigger, now: _campaign_select().where((CouponCampaign.trigger == trigger) & (CouponCampaign.ends_at > now))
+    lambda trigger, now: (
+        _campaign_select()
+        .where((CouponCampaign.trigger == trigger) & (CouponCampaign.ends_at > now))
+        .order_by(CouponCampaign.id)
+    )
 )
 
 
@@ -367,7 +383,7 @@ class Refused(Exception):
     """A grant that the limits refuse: the member holds their share, or the campaign gave out all it may."""
 
     def __init__(self, why: str) -> None:
-        self.why = why  # "limit" | "sold_out" | "budget" | "raced" (a concurrent grant took its slot)
+        self.why = why  # "limit" | "sold_out" | "budget" | "expired" | "raced" (a concurrent grant took its slot)
         super().__init__(why)
 
 
@@ -426,22 +442,33 @@ def _new_coupon(
 
 
 async def grant(
-    campaign: CampaignRecord, member_id: int, *, grant_key: str, face_fen: int | None, now: datetime
+    campaign: CampaignRecord,
+    member_id: int,
+    *,
+    grant_key: str,
+    face_fen: int | None,
+    now: datetime,
+    slot: int | None = None,
 ) -> int:
     """Inside the caller's write transaction: one coupon of the campaign for the member, at `face_fen` (a fixed
-    coupon's value by the campaign's rule; None: the template's). Raises Refused when a limit says no (nothing
-    written); answers the coupon's id."""
+    coupon's value by the campaign's rule; None: the template's), in the member's next slot of the template (as
+    counted by the caller, or now). Raises Refused when a limit says no (nothing written); answers the coupon's id.
+
+    The template's row is taken before the campaign's, by every grant and issue, so that transactions granting from
+    several campaigns of one template never wait for each other in a circle."""
     template = campaign.template
-    slot = await _HELD.run(member_id, template.id) + 1
+    if template.expired(now):
+        raise Refused("expired")
+    slot = slot if slot is not None else await _HELD.run(member_id, template.id) + 1
     if slot > template.per_member_limit:
         raise Refused("limit")
     value_fen = face_fen if face_fen is not None else template.value_fen
     counted = template.counted_fen(value_fen)
-    if not await _take_campaign(campaign, counted):
-        raise Refused("budget")
     if not await _take_template(template):
-        await _give_back_counts(campaign, counted)
         raise Refused("sold_out")
+    if not await _take_campaign(campaign, counted):
+        await _give_back_counts(campaign, template, counted, campaign_counted=False)
+        raise Refused("budget")
     # Nothing, rather than a failed transaction, when a concurrent grant took the slot or the why meanwhile: the
     # transaction may be a payment's, which must not fail for a coupon
     inserted = (
@@ -452,22 +479,26 @@ async def grant(
         .returning(Coupon.id)
     )
     if not inserted:
-        await _give_back_counts(campaign, counted)
-        await CouponTemplate.update({CouponTemplate.issued_count: CouponTemplate.issued_count - 1}).where(
-            CouponTemplate.id == template.id
-        )
+        await _give_back_counts(campaign, template, counted)
         raise Refused("raced")
     return inserted[0]["id"]
 
 
-async def _give_back_counts(campaign: CampaignRecord, counted_fen: int) -> None:
-    """A grant refused after the campaign counted it: its count and budget back, the transaction goes on."""
-    await CouponCampaign.update(
-        {
-            CouponCampaign.budget_used_fen: CouponCampaign.budget_used_fen - counted_fen,
-            CouponCampaign.issued_count: CouponCampaign.issued_count - 1,
-        }
-    ).where(CouponCampaign.id == campaign.id)
+async def _give_back_counts(
+    campaign: CampaignRecord, template: TemplateRecord, counted_fen: int, *, campaign_counted: bool = True
+) -> None:
+    """A grant refused after it was counted: the template's count (and the campaign's count and budget) back, the
+    transaction goes on."""
+    await CouponTemplate.update({CouponTemplate.issued_count: CouponTemplate.issued_count - 1}).where(
+        CouponTemplate.id == template.id
+    )
+    if campaign_counted:
+        await CouponCampaign.update(
+            {
+                CouponCampaign.budget_used_fen: CouponCampaign.budget_used_fen - counted_fen,
+                CouponCampaign.issued_count: CouponCampaign.issued_count - 1,
+            }
+        ).where(CouponCampaign.id == campaign.id)
 
 
 async def grant_quietly(
@@ -492,10 +523,6 @@ async def grant_valued(campaign: CampaignRecord, member_id: int, *, grant_key: s
     return await grant_quietly(campaign, member_id, grant_key=grant_key, face_fen=faces[member_id], now=now)
 
 
-def _marks(values: list[Any]) -> str:
-    return ", ".join("{}" for _ in values)
-
-
 async def _run(sql: str, args: list[Any]) -> list[dict[str, Any]]:
     return [dict(row) for row in await get_engine().run_querystring(QueryString(sql, *args))]
 
@@ -506,7 +533,7 @@ async def _matching(segment_id: int, member_ids: list[int], *, now: datetime) ->
     if segment is None or not member_ids:
         return set()
     sql, args = segments.members_matching(segment.rules, now=now)
-    rows = await _run(f'SELECT x."id" FROM ({sql}) x WHERE x."id" IN ({_marks(member_ids)})', [*args, *member_ids])
+    rows = await _run(f'SELECT x."id" FROM ({sql}) x WHERE x."id" IN ({marks(member_ids)})', [*args, *member_ids])
     return {row["id"] for row in rows}
 
 
@@ -530,7 +557,7 @@ async def face_values(campaign: CampaignRecord, member_ids: list[int], *, now: d
     if rule.by == "spend":
         sql, args = segments.spend_by_member(rule.window_days, now=now)
         rows = await _run(
-            f'SELECT s."member", s."spend_fen" FROM ({sql}) s WHERE s."member" IN ({_marks(member_ids)})',
+            f'SELECT s."member", s."spend_fen" FROM ({sql}) s WHERE s."member" IN ({marks(member_ids)})',
             [*args, *member_ids],
         )
         spent = {row["member"]: row["spend_fen"] for row in rows}
@@ -578,13 +605,20 @@ async def claim(campaign_id: int, member_id: int) -> "CouponRecord":
             async with write_transaction():
                 slot = await _HELD.run(member_id, campaign.template.id) + 1
                 coupon_id = await grant(
-                    campaign, member_id, grant_key=f"claim:{campaign.id}:{slot}", face_fen=faces[member_id], now=now
+                    campaign,
+                    member_id,
+                    grant_key=f"claim:{campaign.id}:{slot}",
+                    face_fen=faces[member_id],
+                    now=now,
+                    slot=slot,
                 )
         except Refused as refused:
             if refused.why == "raced":
                 continue
             if refused.why == "limit":
                 raise ClaimLimitReached(details={"perMemberLimit": campaign.template.per_member_limit}) from None
+            if refused.why == "expired":
+                raise CampaignNotOpen(details={"validUntil": str(campaign.template.valid_until)}) from None
             raise SoldOut(details={"campaignId": campaign.id}) from None
         coupon = await get_coupon(coupon_id)
         assert coupon is not None
@@ -593,7 +627,8 @@ async def claim(campaign_id: int, member_id: int) -> "CouponRecord":
 
 
 def _not_for_you(campaign: CampaignRecord) -> Exception:
-    return NotInAudience(campaign_id=campaign.id)
+    """A campaign for other members does not exist for this one."""
+    return CampaignNotFound(campaign_id=campaign.id)
 
 
 async def _ensure_audience(campaign: CampaignRecord, member_id: int, *, now: datetime) -> None:
@@ -614,7 +649,6 @@ async def claimable(member_id: int) -> list[CampaignRecord]:
 # Manual issues to a segment --------------------------------------------------------------------------
 
 ISSUE_BATCH = 500  # members per transaction: the write lock is held for one batch at a time
-ISSUE_ATTEMPTS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -666,7 +700,7 @@ async def issue(campaign_id: int, *, idempotency_key: str, staff_id: int) -> tup
     if existing is not None:
         issue_id = existing["id"]
     else:
-        if not campaign.runs(now):
+        if not campaign.runs(now) or campaign.template.expired(now):
             raise CampaignNotOpen(
                 details={"startsAt": campaign.starts_at.isoformat(), "endsAt": campaign.ends_at.isoformat()}
             )
@@ -691,14 +725,8 @@ async def issue(campaign_id: int, *, idempotency_key: str, staff_id: int) -> tup
                 .first()
             )
             issue_id = raced["id"]
-    for _ in range(ISSUE_ATTEMPTS):
-        try:
-            while await _issue_batch(issue_id, campaign, now=now):
-                pass
-            break
-        except Exception as error:  # a claim gave one of the batch's members a coupon of the template meanwhile
-            if not is_unique_violation(error):
-                raise
+    while await _issue_batch(issue_id, campaign, now=now):
+        pass
     issued = await get_issue(issue_id)
     assert issued is not None
     if began:
@@ -716,57 +744,51 @@ _HELD_BY = (
 
 
 async def _issue_batch(issue_id: int, campaign: CampaignRecord, *, now: datetime) -> bool:
-    """One batch of an issue, in one short transaction from where its cursor stands (taken by a compare-and-set:
-    a second runner of the same issue waits for this batch and carries on after it). Answers whether any is left."""
+    """One batch of an issue. Who is in it, and at what value, is read first and outside any write (a segment's
+    rules may read many rows); then one short transaction takes the batch from where the issue's cursor stood (a
+    compare-and-set: a second runner of the same issue finds it moved, and reads again), holds the template's and
+    the campaign's rows and issues. Answers whether any is left."""
     template = campaign.template
-    async with write_transaction():
-        current = (
-            await CouponIssue.select(CouponIssue.status, CouponIssue.cursor).where(CouponIssue.id == issue_id).first()
+    current = await CouponIssue.select(CouponIssue.status, CouponIssue.cursor).where(CouponIssue.id == issue_id).first()
+    if current["status"] != IssueStatus.running:
+        return False
+    cursor = current["cursor"]
+    segment = await membership.find_segment(campaign.segment_id) if campaign.segment_id is not None else None
+    if segment is not None:
+        sql, args = segments.members_matching(segment.rules, now=now)
+    else:  # a manual campaign without a segment is for every member
+        sql, args = 'SELECT m."id" FROM "member" m WHERE m."status" = {}', [MemberStatus.active.value]
+    with heavy_reads():
+        rows = await _run(
+            f'SELECT x."id" FROM ({sql}) x WHERE x."id" > {{}} ORDER BY x."id" LIMIT {{}}', [*args, cursor, ISSUE_BATCH]
         )
-        if current["status"] != IssueStatus.running:
-            return False
-        cursor = current["cursor"]
-        if (
-            not await CouponIssue.update({CouponIssue.updated_at: now})
+        member_ids = [row["id"] for row in rows]
+        faces = await face_values(campaign, member_ids, now=now)
+    async with write_transaction():
+        moved = (
+            await CouponIssue.update({CouponIssue.updated_at: now})
             .where(
                 (CouponIssue.id == issue_id)
                 & (CouponIssue.cursor == cursor)
                 & (CouponIssue.status == IssueStatus.running)
             )
             .returning(CouponIssue.id)
-        ):
-            return True  # another runner moved it on meanwhile: look again
-        segment = await membership.find_segment(campaign.segment_id) if campaign.segment_id is not None else None
-        if segment is not None:
-            sql, args = segments.members_matching(segment.rules, now=now)
-        else:
-            sql, args = 'SELECT m."id" FROM "member" m WHERE m."status" = {}', [MemberStatus.active.value]
-        rows = await _run(
-            f'SELECT x."id" FROM ({sql}) x WHERE x."id" > {{}} ORDER BY x."id" LIMIT {{}}', [*args, cursor, ISSUE_BATCH]
         )
-        member_ids = [row["id"] for row in rows]
+        if not moved:
+            return True  # another runner took this batch meanwhile: look again
         if not member_ids:
             await CouponIssue.update({CouponIssue.status: IssueStatus.done}).where(CouponIssue.id == issue_id)
             return False
-        faces = await face_values(campaign, member_ids, now=now)
+        # The template's and campaign's rows held (PostgreSQL's row locks, the template's first as every grant takes
+        # them; SQLite writes one at a time): the total limit, the budget and the members' slots stay as read here
+        issued_so_far = await hold(CouponTemplate, template.id, CouponTemplate.issued_count)
+        spent = await hold(CouponCampaign, campaign.id, CouponCampaign.budget_used_fen)
+        budget_left = None if campaign.budget_fen is None else campaign.budget_fen - spent
+        total_left = None if template.total_limit is None else template.total_limit - issued_so_far
         held = {
             row["member"]: row["held"]
-            for row in await _run(_HELD_BY.format(_marks(member_ids)), [template.id, *member_ids])
+            for row in await _run(_HELD_BY.format(marks(member_ids)), [template.id, *member_ids])
         }
-        # The campaign's and template's rows held (PostgreSQL's row locks; SQLite writes one at a time), so that
-        # what is left of the budget and the total limit does not move before this batch takes its share
-        spent = (
-            await CouponCampaign.update({CouponCampaign.budget_used_fen: CouponCampaign.budget_used_fen})
-            .where(CouponCampaign.id == campaign.id)
-            .returning(CouponCampaign.budget_used_fen)
-        )
-        budget_left = None if campaign.budget_fen is None else campaign.budget_fen - spent[0]["budget_used_fen"]
-        issued_so_far = (
-            await CouponTemplate.update({CouponTemplate.issued_count: CouponTemplate.issued_count})
-            .where(CouponTemplate.id == template.id)
-            .returning(CouponTemplate.issued_count)
-        )
-        total_left = None if template.total_limit is None else template.total_limit - issued_so_far[0]["issued_count"]
         coupons, skipped, counted_fen, reached, stop = [], 0, 0, cursor, None
         for member_id in member_ids:
             slot = held.get(member_id, 0) + 1
@@ -785,10 +807,14 @@ async def _issue_batch(issue_id: int, campaign: CampaignRecord, *, now: datetime
                 _new_coupon(campaign, member_id, slot=slot, grant_key=f"issue:{issue_id}", value_fen=value_fen, now=now)
             )
             counted_fen, reached = counted_fen + counted, member_id
+        issued = 0
         if coupons:
-            await Coupon.insert(*coupons)
-            taken = await _take_template(template, len(coupons)) and await _take_campaign(
-                campaign, counted_fen, len(coupons)
+            inserted = await Coupon.insert(*coupons).on_conflict(action="DO NOTHING").returning(Coupon.value_fen)
+            issued = len(inserted)
+            skipped += len(coupons) - issued  # a slot a grant took a moment before this batch held the template
+            counted_fen = sum(template.counted_fen(row["value_fen"]) for row in inserted)
+            taken = issued == 0 or (
+                await _take_template(template, issued) and await _take_campaign(campaign, counted_fen, issued)
             )
             if not taken:  # the rows are held: only a bug gets here
                 raise RuntimeError("coupon limits moved while an issue's batch held them")
@@ -797,7 +823,7 @@ async def _issue_batch(issue_id: int, campaign: CampaignRecord, *, now: datetime
             {
                 CouponIssue.cursor: reached,
                 CouponIssue.status: status,
-                CouponIssue.issued: CouponIssue.issued + len(coupons),
+                CouponIssue.issued: CouponIssue.issued + issued,
                 CouponIssue.skipped: CouponIssue.skipped + skipped,
                 CouponIssue.issued_fen: CouponIssue.issued_fen + counted_fen,
                 CouponIssue.updated_at: now,
@@ -998,19 +1024,29 @@ async def give_back(coupon_id: int, order_id: int) -> bool:
 
 
 async def move_coupons(survivor_id: int, merged_id: int) -> int:
-    """The merged member's coupons become the survivor's, each after the survivor's own of its template (their
-    slots), and each why kept apart from the survivor's (a welcome coupon each: both are kept)."""
-    table = Coupon._meta.tablename
-    rows = await get_engine().run_querystring(
-        QueryString(
-            f'UPDATE "{table}" SET "member" = {{}}, "grant_key" = "grant_key" || {{}}, '
-            f'"slot" = "slot" + COALESCE((SELECT MAX(c2."slot") FROM "{table}" c2 '
-            f'WHERE c2."member" = {{}} AND c2."template" = "{table}"."template"), 0) '
-            f'WHERE "member" = {{}} RETURNING "id"',
-            survivor_id,
-            f"~m{merged_id}",
-            survivor_id,
-            merged_id,
+    """The merged member's coupons become the survivor's, each template's after the survivor's own of it (their
+    slots stay 1..n), and each why kept apart from the survivor's (a welcome coupon each: both are kept)."""
+    held = {
+        row["template"]: row["slots"]
+        for row in await _run(
+            'SELECT c."template", MAX(c."slot") AS "slots" FROM "coupon" c WHERE c."member" = {} GROUP BY c."template"',
+            [survivor_id],
         )
-    )
-    return len(rows)
+    }
+    moved = 0
+    for template_id in {
+        row["template"] for row in await Coupon.select(Coupon.template).where(Coupon.member == merged_id)
+    }:
+        rows = (
+            await Coupon.update(
+                {
+                    Coupon.member: survivor_id,
+                    Coupon.slot: Coupon.slot + held.get(template_id, 0),
+                    Coupon.grant_key: Coupon.grant_key + f"~m{merged_id}",
+                }
+            )
+            .where((Coupon.member == merged_id) & (Coupon.template == template_id))
+            .returning(Coupon.id)
+        )
+        moved += len(rows)
+    return moved

@@ -1,4 +1,3 @@
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get, post
@@ -11,7 +10,7 @@ from backend.cashier.schemas import PayParams
 from backend.core import openapi, spreadsheet
 from backend.core.auth import caller
 from backend.core.errors import error_body
-from backend.core.paging import ID_MAX, Cursor, Limit, PathId, before
+from backend.core.paging import Cursor, Limit, PathId, TimeCursor, after_time, before, time_cursor
 from backend.core.responses import created
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
@@ -104,23 +103,6 @@ def seat_out(seat: SeatView, pay_params: dict[str, str] | None = None) -> SeatOu
     )
 
 
-_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)
-
-
-def _group_cursor(group: GroupView) -> str:
-    return f"{(group.expires_at - _EPOCH) // _MICROSECOND}_{group.id}"  # exact: no float on the way
-
-
-def _after(cursor: str | None) -> tuple[datetime, int] | None:
-    if cursor is None:
-        return None
-    micros, _, group_id = cursor.partition("_")
-    return _EPOCH + int(micros) * _MICROSECOND, min(int(group_id), ID_MAX)
-
-
-GroupCursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,17}_[0-9]{1,18}$")]
-
-
 class GroupBuyController(Controller):
     path = "/api/v1/groupbuy"
     tags = ["Group-buy"]
@@ -160,16 +142,16 @@ class GroupBuySeatController(Controller):
     dependencies = {"member": caller(provide_signed_member)}
 
     @get("/campaigns/{campaign_id:int}/groups", operation_id="ListFormingGroups")
-    async def list_groups(self, campaign_id: PathId, limit: Limit = 20, cursor: GroupCursor = None) -> GroupsPage:
+    async def list_groups(self, campaign_id: PathId, limit: Limit = 20, cursor: TimeCursor = None) -> GroupsPage:
         """Groups still forming.
 
         Groups of the campaign still forming that a shopper may join, soonest deadline first (no sign-in)."""
         await service.get_campaign(campaign_id)
-        groups = await service.forming_groups(campaign_id, limit=limit + 1, after=_after(cursor))
+        groups = await service.forming_groups(campaign_id, limit=limit + 1, after=after_time(cursor))
         items = groups[:limit]
         return GroupsPage(
             items=[group_out(group) for group in items],
-            next_cursor=_group_cursor(items[-1]) if len(groups) > limit else None,
+            next_cursor=time_cursor(items[-1].expires_at, items[-1].id) if len(groups) > limit else None,
         )
 
     @post("/campaigns/{campaign_id:int}/groups", operation_id="OpenGroupBuyGroup", responses=openapi.errors(502, 503))

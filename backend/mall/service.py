@@ -24,6 +24,7 @@ from backend.core.db import Prepared, insert_row, is_unique_violation, write_tra
 from backend.core.idempotency import request_hash
 from backend.core.pickup import new_pickup_code, normalise
 from backend.coupons import service as coupons
+from backend.coupons.errors import CouponNotUsable
 from backend.mall.errors import (
     AddressRequired,
     IdempotencyConflict,
@@ -207,15 +208,22 @@ async def place(
     if amount_fen < 1:
         raise NothingToPay(store_id=store.id)
     now = utcnow()
-    coupon = await coupons.apply(
-        data.coupon_id,
-        member_id=member_id,
-        channel=OrderKind.mall,
-        store_id=store.id,
-        amount_fen=amount_fen,
-        lines=lines,
-        now=now,
-    )
+    try:
+        coupon = await coupons.apply(
+            data.coupon_id,
+            member_id=member_id,
+            channel=OrderKind.mall,
+            store_id=store.id,
+            amount_fen=amount_fen,
+            lines=lines,
+            now=now,
+        )
+    except CouponNotUsable:
+        # The same order sent twice at once: the first one took the coupon a moment ago
+        raced = await _replay(member_id, data.store_id, key, digest, store=store, provider=provider, policy=policy)
+        if raced is None:
+            raise
+        return raced
     discount = coupon.discount_fen + redemption_discount(
         data.points_to_redeem,
         amount_fen=amount_fen - coupon.discount_fen,

@@ -27,7 +27,8 @@ _PAID = f'o."member" IS NOT NULL AND o."status" IN ({_PAID_STATUSES})'
 _SPEND = 'CAST(SUM(o."paid_fen" - o."refunded_fen") AS BIGINT)'
 
 
-def _marks(values: list[Any]) -> str:
+def marks(values: list[Any]) -> str:
+    """A placeholder for each value, for an IN list."""
     return ", ".join("{}" for _ in values)
 
 
@@ -51,13 +52,13 @@ def conditions(rules: SegmentRules, *, now: datetime) -> tuple[list[str], list[A
     where: list[str] = ['m."status" = {}']
     args: list[Any] = [MemberStatus.active.value]
     if rules.tag_ids:
-        where.append(f'm."id" IN (SELECT t."member" FROM "member_tag" t WHERE t."tag" IN ({_marks(rules.tag_ids)}))')
+        where.append(f'm."id" IN (SELECT t."member" FROM "member_tag" t WHERE t."tag" IN ({marks(rules.tag_ids)}))')
         args += rules.tag_ids
     if rules.store_ids:
-        where.append(f'm."enrolled_store" IN ({_marks(rules.store_ids)})')
+        where.append(f'm."enrolled_store" IN ({marks(rules.store_ids)})')
         args += rules.store_ids
     if channels := rules.channels:
-        where.append(f'm."enrolled_via" IN ({_marks(channels)})')
+        where.append(f'm."enrolled_via" IN ({marks(channels)})')
         args += [channel.value for channel in channels]
     _spend(rules, now, where, args)
     if rules.min_orders is not None:

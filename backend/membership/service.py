@@ -110,10 +110,9 @@ async def ensure_member_visible(member_id: int, store_ids: frozenset[int] | None
     args: list[Any] = [member_id, MemberStatus.active.value]
     if store_ids is not None:
         ids = sorted(store_ids)
-        marks = ", ".join("{}" for _ in ids)
         sql += (
-            f' AND (m."enrolled_store" IN ({marks}) OR EXISTS (SELECT 1 FROM "sale_order" o '
-            f'WHERE o."member" = m."id" AND o."store" IN ({marks})))'
+            f' AND (m."enrolled_store" IN ({segments.marks(ids)}) OR EXISTS (SELECT 1 FROM "sale_order" o '
+            f'WHERE o."member" = m."id" AND o."store" IN ({segments.marks(ids)})))'
             if ids
             else " AND 1 = 0"
         )

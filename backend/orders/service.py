@@ -23,6 +23,7 @@ from piccolo.table import Table
 
 from backend.core import metrics
 from backend.core.db import Prepared, get_engine, insert_row
+from backend.core.db import hold as db_hold
 from backend.core.paging import ID_MAX
 from backend.members import merges
 from backend.members import service as members
@@ -459,8 +460,8 @@ async def reserve_refund(order: OrderRecord, amount_fen: int) -> Reservation:
 
 async def hold(order_id: int) -> None:
     """Inside a write transaction: take the order's row, so that what is summed next about it (its refunds)
-    is not changed by a concurrent transaction meanwhile (PostgreSQL's row lock; SQLite writes one at a time)."""
-    await Order.update({Order.refunded_fen: Order.refunded_fen}).where(Order.id == order_id)
+    is not changed by a concurrent transaction meanwhile."""
+    await db_hold(Order, order_id, Order.refunded_fen)
 
 
 async def release_refund(order_id: int, amount_fen: int) -> None:

@@ -183,7 +183,7 @@ async def test_one_issue_key_run_twice_at_once_issues_once(client, demo, monkeyp
     monkeypatch.setattr(service, "ISSUE_BATCH", 7)  # several batches, so that the two runs interleave
     hq = await staff_login(client, "hq")
     everyone = await members(40)
-    made = await template(client, hq, minSpendFen=0)
+    made = await template(client, hq, minSpendFen=0, perMemberLimit=3)  # a second run would have room to issue
     manual = await campaign(client, made["id"], "manual", hq)
     path = f"{ADMIN}/coupon-campaigns/{manual['id']}/issues"
     answers = await asyncio.gather(
@@ -193,9 +193,12 @@ async def test_one_issue_key_run_twice_at_once_issues_once(client, demo, monkeyp
     assert {(a.json()["issued"], a.json()["status"]) for a in answers} == {(40, "done")}
     assert await Coupon.count() == 40 and await CouponIssue.count() == 1
     assert {row["member"] for row in await Coupon.select(Coupon.member)} == set(everyone)
-    # A second key issues to the same members again, within the per-member limit of 1: nobody.
+    # A second key is a second issue: each member's second coupon of the template, and no third run of either.
     other = await client.post(path, headers=hq, json={"idempotencyKey": "issue-twice-second"})
-    assert (other.json()["issued"], other.json()["skipped"]) == (0, 40)
+    assert (other.json()["issued"], other.json()["skipped"]) == (40, 0)
+    assert await Coupon.count() == 80
+    slots = sorted((row["member"], row["slot"]) for row in await Coupon.select(Coupon.member, Coupon.slot))
+    assert slots == sorted((member, slot) for member in everyone for slot in (1, 2))
 
 
 async def test_a_referral_that_qualifies_gives_the_referrer_and_referee_their_coupons(client, demo):
@@ -215,14 +218,58 @@ async def test_a_referral_that_qualifies_gives_the_referrer_and_referee_their_co
 
 
 async def test_a_merged_members_coupons_become_the_survivors(client, demo):
-    made = await template(client, minSpendFen=0, perMemberLimit=2)
+    made = await template(client, minSpendFen=0, perMemberLimit=5)
     claim_campaign = await campaign(client, made["id"], "claim")
-    survivor, merged = headers_of(older := await members(2))
-    for who in (survivor, merged):
-        answer = await client.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=who)
-        assert answer.status_code == 201, answer.text
+    older = await members(2)
+    survivor, merged = headers_of(older)
+    for who, times in ((survivor, 1), (merged, 2)):
+        for _ in range(times):
+            answer = await client.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=who)
+            assert answer.status_code == 201, answer.text
     await merge_members(older[0], older[1], reason=MergeReason.phone)
-    rows = await Coupon.select(Coupon.member, Coupon.slot).order_by(Coupon.id)
-    assert [(row["member"], row["slot"]) for row in rows] == [(older[0], 1), (older[0], 2)]
+    rows = await Coupon.select(Coupon.member, Coupon.slot).order_by(Coupon.slot)
+    assert [(row["member"], row["slot"]) for row in rows] == [(older[0], 1), (older[0], 2), (older[0], 3)]
     again = await client.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=survivor)
-    assert (again.status_code, again.json()["code"]) == (409, "coupons.limit_reached")
+    assert again.status_code == 201, again.text  # the fourth slot: the survivor's slots follow on from 1..3
+    assert sorted(row["slot"] for row in await Coupon.select(Coupon.slot)) == [1, 2, 3, 4]
+
+
+async def test_a_campaign_for_a_segment_is_for_its_members_alone(client, demo):
+    hq = await staff_login(client, "hq")
+    inside, outside = await members(2)
+    tag = (await client.post(f"{ADMIN}/tags", headers=hq, json={"name": "会员日"})).json()
+    assert (
+        await client.post(f"{ADMIN}/members/{inside}/tags", headers=hq, json={"tagIds": [tag["id"]]})
+    ).status_code in (200, 201)
+    segment = (
+        await client.post(f"{ADMIN}/segments", headers=hq, json={"name": "会员日", "rules": {"tagIds": [tag["id"]]}})
+    ).json()
+    made = await template(client, hq, minSpendFen=0)
+    claim_campaign = await campaign(client, made["id"], "claim", hq, segmentId=segment["id"])
+    inside_headers, outside_headers = headers_of([inside, outside])
+    assert [
+        c["id"] for c in (await client.get("/api/v1/coupon-campaigns", headers=outside_headers)).json()["items"]
+    ] == []
+    refused = await client.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=outside_headers)
+    assert (refused.status_code, refused.json()["code"]) == (404, "coupons.campaign_not_found")
+    listed = await client.get("/api/v1/coupon-campaigns", headers=inside_headers)
+    assert [c["id"] for c in listed.json()["items"]] == [claim_campaign["id"]]
+    claimed = await client.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=inside_headers)
+    assert claimed.status_code == 201, claimed.text
+    assert [row["member"] for row in await Coupon.select(Coupon.member)] == [inside]
+    # A campaign may not outlast its template's fixed window: its coupons would be expired already.
+    windowed = await template(
+        client,
+        hq,
+        validDays=None,
+        validFrom=utcnow().isoformat(),
+        validUntil=(utcnow() + timedelta(days=1)).isoformat(),
+    )
+    late = await client.post(
+        f"{ADMIN}/coupon-campaigns",
+        headers=hq,
+        json={"templateId": windowed["id"], "trigger": "claim", "startsAt": utcnow().isoformat(),
+              "endsAt": (utcnow() + timedelta(days=2)).isoformat()},
+    )  # fmt: skip
+    assert (late.status_code, late.json()["code"]) == (422, "coupons.campaign_invalid")
+    assert "endsAt" in late.json()["details"]

@@ -88,16 +88,14 @@ async def test_a_walk_in_payer_leaves_with_the_welcome_coupon_uses_it_and_a_full
         ["till"],
     )
     # The next checkout with the member's code uses it: 10 yuan off 60, points on the 50 paid.
-    second = await scan(
-        till,
-        cashier1,
-        demo["S001"],
-        await payment_code(till, openid),
-        "welcome-0002",
-        amount=6000,
-        memberCode=await member_code(till, member),
-        couponId=coupon["id"],
-    )
+    second_request = {
+        "auth_code": await payment_code(till, openid),
+        "key": "welcome-0002",
+        "amount": 6000,
+        "memberCode": await member_code(till, member),
+        "couponId": coupon["id"],
+    }
+    second = await scan(till, cashier1, demo["S001"], **second_request)
     body = second.json()
     assert second.status_code == 201, second.text
     assert (body["status"], body["couponId"], body["couponDiscountFen"], body["discountFen"]) == (
@@ -108,6 +106,8 @@ async def test_a_walk_in_payer_leaves_with_the_welcome_coupon_uses_it_and_a_full
     )
     assert (body["payableFen"], body["paidFen"], body["pointsEarned"]) == (5000, 5000, 100)
     assert await coupons_of(till, member) == []
+    replayed = await scan(till, cashier1, demo["S001"], **second_request)  # the till retries: the same order
+    assert (replayed.status_code, replayed.json()["id"], replayed.json()["couponId"]) == (200, body["id"], coupon["id"])
     (used,) = await coupons_of(till, member, "used")
     assert (used["orderId"], used["status"]) == (body["id"], "used")
     # A partial refund keeps it used; the refund that makes the order whole gives it back.
@@ -135,7 +135,8 @@ async def test_every_refusal_names_its_reason_and_places_nothing(till, demo):
     member = await member_login(till, openid="oRefusedCoupons00000000001")
     other = await member_login(till, openid="oOtherCouponHolder00000001")
     for made in (only_s002, mall_only, big_spend, soon):
-        claim_campaign = await campaign(till, made["id"], "claim", hq)
+        within = {"endsAt": made["validUntil"]} if made["validUntil"] else {}  # a campaign ends within its window
+        claim_campaign = await campaign(till, made["id"], "claim", hq, **within)
         answer = await till.post(f"/api/v1/coupon-campaigns/{claim_campaign['id']}/claims", headers=member["headers"])
         assert answer.status_code == 201, answer.text
         claimed[made["title"]] = answer.json()["id"]
@@ -262,6 +263,13 @@ async def test_store_code_mall_and_group_buy_orders_take_coupons(till, demo):
         assert answer.status_code == 201, answer.text
         return answer.json()["id"]
 
+    # The durian's coupon is not for a payment without products.
+    at_store = await till.post(
+        f"/api/v1/stores/{demo['S001']}/payments",
+        headers=buyer["headers"],
+        json={"amountFen": 50_000, "couponId": (durian_coupon := await claim(0))},
+    )
+    assert (at_store.status_code, at_store.json()["details"]["reason"]) == (422, "products")
     # Store code: 5 yuan off 20.
     paid_here = await till.post(
         f"/api/v1/stores/{demo['S001']}/payments",
@@ -272,7 +280,6 @@ async def test_store_code_mall_and_group_buy_orders_take_coupons(till, demo):
     assert (paid_here.json()["payableFen"], paid_here.json()["amountFen"]) == (1500, 2000)
     # The mall: 20% off the durian, capped at 50 yuan; a percent coupon for the durian alone is not for the
     # till (no products there) — and the order cancelled unpaid gives it back.
-    durian_coupon = await claim(0)
     placed = await place(till, buyer, demo["S001"], [(stock["small"], 2)], "coupon-mall-1", couponId=durian_coupon)
     assert placed.status_code == 201, placed.text
     order = placed.json()["order"]

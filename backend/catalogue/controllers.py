@@ -30,6 +30,8 @@ from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.tables import StaffRole
 
+SEARCH_WORD = r"^[^\x00-\x1f\x7f]+$"  # no control characters: PostgreSQL cannot hold a NUL, no title has the others
+
 
 def category_out(category: CategoryRecord) -> CategoryOut:
     return CategoryOut(
@@ -106,7 +108,7 @@ class CatalogueController(Controller):
         self,
         store_id: PathId,
         category_id: Annotated[int | None, query_id("categoryId")] = None,
-        q: Annotated[str | None, QueryParameter(min_length=1, max_length=50)] = None,
+        q: Annotated[str | None, QueryParameter(min_length=1, max_length=50, pattern=SEARCH_WORD)] = None,
         limit: Limit = 20,
         cursor: Cursor = None,
     ) -> StoreProductsPage:

@@ -22,8 +22,9 @@ _decoders: dict[Any, msgspec.json.Decoder | None] = {}
 
 def _decoder(route_handler: Any) -> msgspec.json.Decoder | None:
     """The strict decoder of the handler's `data` type, or None when it takes no typed body; one per handler
-    function (which every app built in the process shares)."""
-    key = route_handler.fn
+    function (which every app built in the process shares: a controller's handler is keyed by its function,
+    not by the method bound to one app's controller, which would keep that app alive)."""
+    key = getattr(route_handler.fn, "__func__", route_handler.fn)
     if key not in _decoders:
         data = route_handler.parsed_fn_signature.parameters.get("data")
         _decoders[key] = msgspec.json.Decoder(data.annotation, strict=True) if data is not None else None

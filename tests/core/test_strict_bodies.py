@@ -2,15 +2,19 @@
 422 naming the field, and makes nothing; a body nested 100,000 deep or a list past its bound is refused at
 once, never a 500."""
 
+import gc
 import json
 
 import pytest
+from litestar import Litestar
 
+from backend.app import create_app
 from backend.orders.tables import Order
 from backend.sandbox.tables import SandboxTrade
+from backend.settings import Settings
 from backend.stores.tables import Staff
 from tests.cashier.test_till_checkout import ORDERS, payment_code
-from tests.conftest import member_login, staff_login
+from tests.conftest import member_login, serve, staff_login
 
 NOT_INTEGERS = ['"1000"', "1e3", "1000.0", "true", '"1e3"', "null"]
 
@@ -115,3 +119,22 @@ async def test_the_token_and_its_role_are_checked_before_the_body(client, demo):
     # With the right token the same body is the 422 it deserves.
     assert (await client.post(ORDERS, headers=cashier1, json=bad_body)).status_code == 422
     assert await Order.count() == 0
+
+
+async def test_an_app_that_decoded_bodies_is_not_kept_alive_by_its_decoders(demo):
+    """The decoders are shared by every app of the process: one that is done with is collected, not held by
+    its controllers' handlers (a process that builds apps, as the suite does, would grow without end)."""
+
+    def apps() -> int:
+        gc.collect()
+        return sum(isinstance(thing, Litestar) for thing in gc.get_objects())
+
+    before = apps()
+    async with serve(create_app(Settings.from_env(), in_process_notifications=True)) as client:
+        cashier1 = await staff_login(client, "cashier1")
+        code = await payment_code(client, "oStrictKept0000000000001")
+        body = {"storeId": demo["S001"], "amountFen": 1000, "authCode": code, "idempotencyKey": "kept-0001"}
+        assert (await client.post(ORDERS, headers=cashier1, json=body)).status_code == 201
+        assert apps() == before + 1
+    del client
+    assert apps() == before

@@ -42,13 +42,20 @@ from backend.members.controllers import (
     MiniProgramAuthController,
 )
 from backend.members.wechat import WeChatCode2Session, WeChatPhoneNumbers
-from backend.membership.controllers import AdminMemberTagController, AdminSegmentController, AdminTagController
+from backend.membership.controllers import (
+    AdminMemberTagController,
+    AdminSegmentController,
+    AdminTagController,
+    AdminTierController,
+    MyMembershipController,
+)
 from backend.orders.controllers import MyOrdersController
 from backend.payments.controllers import WeChatPayNotifyController
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
 from backend.payments.wechatpay import WeChatPayProvider
 from backend.payments.wechatpay_protocol import load_private_key, load_public_key
+from backend.plans.controllers import AdminPlanController, MyPurchasesController, PlanController
 from backend.points.controllers import AdminPointsController, MyPointsController
 from backend.posters.controllers import AvatarController, PosterController
 from backend.posters.service import PosterCache
@@ -134,6 +141,11 @@ def create_app(
         AdminTagController,
         AdminMemberTagController,
         AdminSegmentController,
+        AdminTierController,
+        MyMembershipController,
+        AdminPlanController,
+        PlanController,
+        MyPurchasesController,
         MyPointsController,
         AdminPointsController,
         CashierOrderController,

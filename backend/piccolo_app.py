@@ -9,9 +9,10 @@ from backend.coupons.tables import Coupon, CouponCampaign, CouponIssue, CouponTe
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
 from backend.mall.tables import MallOrder, MallRefundLine
 from backend.members.tables import Member, MemberIdentity, MemberMerge
-from backend.membership.tables import MemberTag, Segment, Tag
+from backend.membership.tables import MembershipPlan, MemberTag, PaidMembership, Segment, Tag, Tier
 from backend.orders.tables import Order, OrderLine
 from backend.payments.tables import PaymentRefund, PaymentTrade
+from backend.plans.tables import MembershipPurchase
 from backend.points.tables import PointsAccount, PointsEntry, PointsLot, PointsLotUse
 from backend.posters.tables import MemberAvatar
 from backend.referrals.tables import Referral, ReferralCampaign, ReferralReward, ReferrerDay, ShareLink
@@ -69,6 +70,10 @@ TABLES = [
     CouponCampaign,
     Coupon,
     CouponIssue,
+    Tier,
+    MembershipPlan,
+    PaidMembership,
+    MembershipPurchase,
 ]
 
 APP_CONFIG = AppConfig(

@@ -12,6 +12,7 @@ from backend.payments import refunds
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
+from backend.plans import service as plans
 from backend.points import service as points
 from backend.referrals import service as referrals
 
@@ -28,6 +29,7 @@ async def sweep_once(
         "refunds_stepped": await refunds.advance_due(provider=provider, policy=policy, now=now),
         "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=policy, now=now),
         "referral_rewards_released": await referrals.release_due(now=now),
+        "plan_coupon_rounds": await plans.issue_due_coupons(now=now),
     }
 
 

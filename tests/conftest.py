@@ -91,7 +91,8 @@ async def wipe_tables() -> None:
             rows = await engine.run_querystring(
                 QueryString(
                     "SELECT pg_get_serial_sequence(quote_ident(table_name), column_name) AS seq "
-                    "FROM information_schema.columns WHERE table_schema = 'public' AND column_default LIKE 'nextval%'"
+                    "FROM information_schema.columns WHERE table_schema = 'public' AND column_default LIKE 'nextval%' "
+                    "AND table_name <> 'migration'"  # the migrations' own record is kept, and numbered on
                 )
             )
             _sequences.extend(row["seq"] for row in rows)

@@ -481,6 +481,7 @@ async def old_rows() -> dict[str, int]:
 async def facts(ids: dict[str, int]) -> dict:
     """What the rows became, and what the new code does with them."""
     report: dict = {"ids": ids}
+    report["members"] = await select('SELECT "id", "growth_fen", "tier_code" FROM "member" ORDER BY "id"')
     report["orders"] = await select('SELECT * FROM "sale_order" ORDER BY "id"')
     report["trades"] = await select('SELECT * FROM "payment_trade" ORDER BY "id"')
     report["refunds"] = await select('SELECT * FROM "payment_refund" ORDER BY "id"')

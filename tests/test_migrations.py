@@ -62,6 +62,16 @@ async def test_the_order_core_migration_carries_every_row_on_this_engine(tmp_pat
     orders = {row["id"]: row for row in report["orders"]}
     seats = {row["id"]: row for row in report["seats"]}
 
+    # Each member's growth is what their orders received, less what went back; nobody holds a tier before a ladder.
+    grown: dict[int, int] = {}
+    for order in orders.values():
+        if order["member"] is not None and order["paid_at"] is not None:
+            grown[order["member"]] = grown.get(order["member"], 0) + order["paid_fen"] - order["refunded_fen"]
+    assert {row["id"]: row["growth_fen"] for row in report["members"]} == {
+        row["id"]: grown.get(row["id"], 0) for row in report["members"]
+    }
+    assert any(grown.values()) and {row["tier_code"] for row in report["members"]} == {""}
+
     # Every till order under its own id, every seat an order numbered after them and after every seat's
     # own id (what the API called the seat before); nothing left behind.
     assert report["legacy_tables"] == []

@@ -23,8 +23,9 @@ from backend.core.clock import utcnow
 from backend.core.db import is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.coupons import service as coupons
-from backend.coupons.service import NO_COUPON, Applied
+from backend.coupons.service import Applied
 from backend.members import service as members
+from backend.membership import standing
 from backend.orders import service as orders
 from backend.orders.service import OrderRecord
 from backend.orders.tables import OrderKind, OrderStatus
@@ -80,6 +81,20 @@ def validate_payment_code(auth_code: str) -> None:
         raise ProviderUnsupported()
 
 
+@dataclass(frozen=True, slots=True)
+class Discounts:
+    """What comes off a payment, in this order: the member's tier's discount, the coupon (its minimum spend judged
+    on what the tier left), then the points (on what is left after both)."""
+
+    tier_fen: int
+    coupon: Applied
+    points_fen: int
+
+    @property
+    def total_fen(self) -> int:
+        return self.tier_fen + self.coupon.discount_fen + self.points_fen
+
+
 async def discounts(
     kind: OrderKind,
     *,
@@ -90,21 +105,23 @@ async def discounts(
     coupon_id: int | None,
     policy: CheckoutPolicy,
     now: datetime,
-) -> tuple[Applied, int]:
-    """What the coupon takes off the amount, then the fen the points take off what is left; refused before any
-    provider call."""
+) -> Discounts:
+    """Every discount of a till or store-code payment, refused before any provider call."""
     if amount_fen > policy.max_amount_fen:
         raise AmountOutOfRange(details={"maxAmountFen": policy.max_amount_fen})
+    tier_fen = 0
+    if member_id is not None and (percent := await standing.tier_discount_percent(member_id)):
+        tier_fen = amount_fen * percent // 100
     coupon = await coupons.apply(
-        coupon_id, member_id=member_id, channel=kind, store_id=store_id, amount_fen=amount_fen, now=now
+        coupon_id, member_id=member_id, channel=kind, store_id=store_id, amount_fen=amount_fen - tier_fen, now=now
     )
     points = redemption_discount(
         points_to_redeem,
-        amount_fen=amount_fen - coupon.discount_fen,
+        amount_fen=amount_fen - tier_fen - coupon.discount_fen,
         member_id=member_id,
         per_yuan=policy.redeem_points_per_yuan,
     )
-    return coupon, points
+    return Discounts(tier_fen=tier_fen, coupon=coupon, points_fen=points)
 
 
 async def _open_order(
@@ -114,20 +131,19 @@ async def _open_order(
     store_id: int,
     member_id: int | None,
     amount_fen: int,
-    discount_fen: int,
+    off: Discounts,
     points_to_redeem: int,
     out_trade_no: str,
     pay_by: datetime,
     idempotency_key: str,
     now: datetime,
     payment_policy: PaymentPolicy,
-    coupon: Applied = NO_COUPON,
     staff_id: int | None = None,
     request_hash: str = "",
     scene: str = "",
 ) -> tuple[int, int]:
     """In one write transaction: the order, the trade that asks for its money, and the points and coupon it takes
-    off (reserved with it, given back if it is not paid). Answers (order id, trade id). `discount_fen` is both."""
+    off (reserved with it, given back if it is not paid). Answers (order id, trade id)."""
     async with write_transaction():
         order_id = await orders.place_order(
             kind=kind,
@@ -135,10 +151,11 @@ async def _open_order(
             staff_id=staff_id,
             member_id=member_id,
             amount_fen=amount_fen,
-            discount_fen=discount_fen,
+            discount_fen=off.total_fen,
             points_redeemed=points_to_redeem,
-            coupon_id=coupon.coupon_id,
-            coupon_discount_fen=coupon.discount_fen,
+            coupon_id=off.coupon.coupon_id,
+            coupon_discount_fen=off.coupon.discount_fen,
+            tier_discount_fen=off.tier_fen,
             out_trade_no=out_trade_no,
             pay_by=pay_by,
             idempotency_key=idempotency_key,
@@ -150,7 +167,7 @@ async def _open_order(
             order_id,
             method=method,
             out_trade_no=out_trade_no,
-            amount_fen=amount_fen - discount_fen,
+            amount_fen=amount_fen - off.total_fen,
             expires_at=pay_by,
             now=now,
             policy=payment_policy,
@@ -158,7 +175,7 @@ async def _open_order(
         await redeem_for_order(
             order_id, member_id=member_id, points_to_redeem=points_to_redeem, store_id=store_id, now=now
         )
-        await coupons.use(coupon, member_id=member_id, order_id=order_id, now=now)
+        await coupons.use(off.coupon, member_id=member_id, order_id=order_id, now=now)
     return order_id, trade_id
 
 
@@ -182,7 +199,7 @@ async def checkout(
     whether this request created it (a concurrent duplicate gets the first request's order)."""
     validate_payment_code(auth_code)
     now = utcnow()
-    coupon, points = await discounts(
+    off = await discounts(
         OrderKind.till,
         store_id=store_id,
         amount_fen=amount_fen,
@@ -192,7 +209,7 @@ async def checkout(
         policy=policy,
         now=now,
     )
-    discount = coupon.discount_fen + points
+    discount = off.total_fen
     out_trade_no = new_out_trade_no(now)
     expires_at = now + timedelta(seconds=payment_policy.payment_timeout)
     try:
@@ -202,14 +219,13 @@ async def checkout(
             store_id=store_id,
             member_id=member_id,
             amount_fen=amount_fen,
-            discount_fen=discount,
+            off=off,
             points_to_redeem=points_to_redeem,
             out_trade_no=out_trade_no,
             pay_by=expires_at,
             idempotency_key=idempotency_key,
             now=now,
             payment_policy=payment_policy,
-            coupon=coupon,
             staff_id=staff_id,
             request_hash=request_hash(**request),
             scene=scene,
@@ -309,7 +325,7 @@ async def pay_at_store(
     The order is paid only by a verified notification or a query, never by the client saying so.
     """
     now = utcnow()
-    coupon, points = await discounts(
+    off = await discounts(
         OrderKind.store_code,
         store_id=store_id,
         amount_fen=amount_fen,
@@ -319,7 +335,7 @@ async def pay_at_store(
         policy=policy,
         now=now,
     )
-    discount = coupon.discount_fen + points
+    discount = off.total_fen
     store = await stores.recent_store(store_id)
     if store is None or not store.active:
         raise StoreNotFound(store_id=store_id)
@@ -332,14 +348,13 @@ async def pay_at_store(
         store_id=store_id,
         member_id=member_id,
         amount_fen=amount_fen,
-        discount_fen=discount,
+        off=off,
         points_to_redeem=points_to_redeem,
         out_trade_no=out_trade_no,
         pay_by=pay_by,
         idempotency_key=out_trade_no,
         now=now,
         payment_policy=payment_policy,
-        coupon=coupon,
     )
     pay_params = await payments.create_jsapi(
         trade_id,

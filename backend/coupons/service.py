@@ -414,15 +414,21 @@ async def _take_template(template: TemplateRecord, count: int = 1) -> bool:
 
 
 def _new_coupon(
-    campaign: CampaignRecord, member_id: int, *, slot: int, grant_key: str, value_fen: int | None, now: datetime
+    template: TemplateRecord,
+    member_id: int,
+    *,
+    campaign_id: int | None,
+    slot: int,
+    grant_key: str,
+    value_fen: int | None,
+    now: datetime,
 ) -> Coupon:
-    """A coupon of the campaign for the member, on its template's terms as they are now."""
-    template = campaign.template
+    """A coupon of the template for the member, on its terms as they are now."""
     valid_from, valid_until = template.validity(now)
     return Coupon(
         member=member_id,
         template=template.id,
-        campaign=campaign.id,
+        campaign=campaign_id,
         slot=slot,
         grant_key=grant_key,
         title=template.title,
@@ -439,6 +445,13 @@ def _new_coupon(
         status=CouponStatus.usable,
         created_at=now,
     )
+
+
+async def _insert_coupon(coupon: Coupon) -> int | None:
+    # Nothing, rather than a failed transaction, when a concurrent grant took the slot or the why meanwhile: the
+    # transaction may be a payment's, which must not fail for a coupon
+    inserted = await Coupon.insert(coupon).on_conflict(action="DO NOTHING").returning(Coupon.id)
+    return inserted[0]["id"] if inserted else None
 
 
 async def grant(
@@ -469,19 +482,62 @@ async def grant(
     if not await _take_campaign(campaign, counted):
         await _give_back_counts(campaign, template, counted, campaign_counted=False)
         raise Refused("budget")
-    # Nothing, rather than a failed transaction, when a concurrent grant took the slot or the why meanwhile: the
-    # transaction may be a payment's, which must not fail for a coupon
-    inserted = (
-        await Coupon.insert(
-            _new_coupon(campaign, member_id, slot=slot, grant_key=grant_key, value_fen=value_fen, now=now)
+    coupon_id = await _insert_coupon(
+        _new_coupon(
+            template, member_id, campaign_id=campaign.id, slot=slot, grant_key=grant_key, value_fen=value_fen, now=now
         )
-        .on_conflict(action="DO NOTHING")
-        .returning(Coupon.id)
     )
-    if not inserted:
+    if coupon_id is None:
         await _give_back_counts(campaign, template, counted)
         raise Refused("raced")
-    return inserted[0]["id"]
+    return coupon_id
+
+
+async def grant_benefit(template_id: int, member_id: int, *, grant_key: str, now: datetime) -> int | None:
+    """Inside the caller's write transaction: a coupon of the template that a paid plan gives, once per `grant_key`.
+    A benefit is not a campaign's: the template's per-member limit does not count it, its total limit and window
+    do (a coupon they refuse is not given, and the transaction goes on). Answers the coupon's id, or None."""
+    row = (
+        await CouponTemplate.select(*(getattr(CouponTemplate, c) for c in _TEMPLATE_COLUMNS))
+        .where(CouponTemplate.id == template_id)
+        .first()
+    )
+    if row is None:
+        return None
+    template = TemplateRecord.of(row)
+    if template.expired(now) or not await _take_template(template):
+        logger.info("plan coupon not granted", extra={"template_id": template_id, "member_id": member_id})
+        return None
+    slot = await _HELD.run(member_id, template.id) + 1
+    coupon_id = await _insert_coupon(
+        _new_coupon(
+            template, member_id, campaign_id=None, slot=slot, grant_key=grant_key, value_fen=template.value_fen, now=now
+        )
+    )
+    if coupon_id is None:  # granted under this key already (or its slot was taken meanwhile)
+        await CouponTemplate.update({CouponTemplate.issued_count: CouponTemplate.issued_count - 1}).where(
+            CouponTemplate.id == template.id
+        )
+    return coupon_id
+
+
+async def withdraw(member_id: int, *, grant_key_prefix: str, now: datetime) -> int:
+    """Inside the caller's write transaction: the member's usable coupons granted under keys with that prefix end now
+    (they show as expired); answers how many."""
+    keys = Coupon.grant_key.like(f"{grant_key_prefix}%")
+    usable = (Coupon.status == CouponStatus.usable) & (Coupon.valid_until > now)
+    withdrawn = (
+        await Coupon.update({Coupon.valid_until: now})
+        .where((Coupon.member == member_id) & keys & usable)
+        .returning(Coupon.id)
+    )
+    return len(withdrawn)
+
+
+async def used_under(member_id: int, *, grant_key_prefix: str) -> int:
+    """How many of the member's coupons granted under keys with that prefix are used."""
+    keys = Coupon.grant_key.like(f"{grant_key_prefix}%")
+    return await Coupon.count().where((Coupon.member == member_id) & keys & (Coupon.status == CouponStatus.used))
 
 
 async def _give_back_counts(
@@ -804,7 +860,15 @@ async def _issue_batch(issue_id: int, campaign: CampaignRecord, *, now: datetime
                 stop = IssueStatus.limit_reached
                 break
             coupons.append(
-                _new_coupon(campaign, member_id, slot=slot, grant_key=f"issue:{issue_id}", value_fen=value_fen, now=now)
+                _new_coupon(
+                    template,
+                    member_id,
+                    campaign_id=campaign.id,
+                    slot=slot,
+                    grant_key=f"issue:{issue_id}",
+                    value_fen=value_fen,
+                    now=now,
+                )
             )
             counted_fen, reached = counted_fen + counted, member_id
         issued = 0

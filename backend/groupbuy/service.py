@@ -747,15 +747,17 @@ async def _succeeded(group_id: int, *, now: datetime) -> None:
     """The sale is firm: each paid seat gets its pickup code, and its order earns its points now."""
     for seat in await _PAID_SEATS.run(group_id):
         await _SEAT_SUCCEEDED.run(new_pickup_code(), seat["id"])
-        earned = await earn_for_order(
+        effects = await earn_for_order(
             seat["order"],
             member_id=seat["order.member"],
             store_id=seat["order.store"],
             paid_fen=seat["order.payable_fen"],
             now=now,
         )
-        if earned:
-            await orders.note_points_earned(seat["order"], earned)
+        if effects.points_earned:
+            await orders.note_points_earned(
+                seat["order"], effects.points_earned, multiplier_percent=effects.points_multiplier_percent
+            )
     logger.info("group-buy group succeeded", extra={"group_id": group_id})
 
 

@@ -43,7 +43,9 @@ from backend.mall.errors import (
 from backend.mall.schemas import AddressIn, LineIn, MallOrderCreate, RefundLineIn
 from backend.mall.tables import HANDED_OVER, Fulfilment, MallOrder, MallRefundLine, MallStatus
 from backend.members import service as members
+from backend.membership import standing
 from backend.orders import service as orders
+from backend.orders.outcomes import NO_MULTIPLIER
 from backend.orders.service import ChannelFields, LineItem, LineRecord, OrderRecord
 from backend.orders.tables import OrderKind, OrderLine, OrderStatus
 from backend.payments import refunds
@@ -52,7 +54,7 @@ from backend.payments.errors import AlreadyPaid, RefundConflict, RefundExceedsPa
 from backend.payments.numbers import new_out_trade_no
 from backend.payments.policy import PaymentPolicy
 from backend.payments.provider import PaymentProvider
-from backend.payments.refunds import RefundRecord
+from backend.payments.refunds import SHOPPER_CANCEL_KEY, RefundRecord
 from backend.payments.tables import RefundStatus, TradeMethod
 from backend.points.effects import redeem_for_order, redemption_discount
 from backend.stores import service as stores
@@ -61,8 +63,6 @@ from backend.stores.service import StoreRecord
 logger = logging.getLogger(__name__)
 
 CANCELLED_BY_SHOPPER = "CANCELLED"  # the closed order's failure reason when its shopper cancelled it unpaid
-# A shopper's cancel of a paid order: its refund's key, outside what a request's key can be ([0-9A-Za-z_.:-]).
-CANCEL_KEY = "#cancel"
 EARTH_RADIUS_M = 6_371_000
 
 
@@ -116,6 +116,7 @@ _SOLD_HERE = Prepared(
         StoreInventory.select(
             StoreInventory.price_fen,
             StoreInventory.sku.price_fen.as_alias("hq_price_fen"),
+            StoreInventory.sku.member_price_fen.as_alias("member_price_fen"),
             StoreInventory.sku.spec.as_alias("spec"),
             StoreInventory.sku.product.title.as_alias("title"),
         )
@@ -142,8 +143,10 @@ _TAKE_STOCK = Prepared(
 )
 
 
-async def _priced_lines(store_id: int, lines: list[LineIn]) -> tuple[LineItem, ...]:
-    """Each line at the store's price now (its own, else HQ's); a SKU it does not sell now is 422, named."""
+async def _priced_lines(store_id: int, lines: list[LineIn], *, member_prices: bool) -> tuple[tuple[LineItem, ...], int]:
+    """Each line at the store's price now (its own, else HQ's), or at the member price where the member has member
+    prices and the SKU one (never above the store's); a SKU it does not sell now is 422, named. Answers the lines and
+    what member prices saved on them."""
     sku_ids = [line.sku_id for line in lines]
     if len(set(sku_ids)) != len(sku_ids):
         raise LinesInvalid(details={"skuIds": "each SKU once"})
@@ -153,11 +156,13 @@ async def _priced_lines(store_id: int, lines: list[LineIn]) -> tuple[LineItem, .
             sold[sku_id] = row
     if missing := [sku_id for sku_id in sku_ids if sku_id not in sold]:
         raise SkusNotSold(details={"skuIds": missing}, store_id=store_id)
-    priced = []
+    priced, saved = [], 0
     for line in lines:
         row = sold[line.sku_id]
         price = row["price_fen"] if row["price_fen"] is not None else row["hq_price_fen"]
-        # The member price applies to members entitled to it, which only a paid membership makes: nobody yet.
+        if member_prices and row["member_price_fen"] is not None and row["member_price_fen"] < price:
+            saved += (price - row["member_price_fen"]) * line.quantity
+            price = row["member_price_fen"]
         priced.append(
             LineItem(
                 title=f"{row['title']} {row['spec']}"[:100],
@@ -166,7 +171,7 @@ async def _priced_lines(store_id: int, lines: list[LineIn]) -> tuple[LineItem, .
                 sku_id=line.sku_id,
             )
         )
-    return tuple(priced)
+    return tuple(priced), saved
 
 
 def _digest(data: MallOrderCreate) -> str:
@@ -203,11 +208,11 @@ async def place(
     if replayed is not None:
         return replayed
     distance = _check_delivery(store, data)
-    lines = await _priced_lines(store.id, data.lines)
+    now = utcnow()
+    lines, saved = await _priced_lines(store.id, data.lines, member_prices=await standing.member_prices(member_id, now))
     amount_fen = sum(line.amount_fen for line in lines)
     if amount_fen < 1:
         raise NothingToPay(store_id=store.id)
-    now = utcnow()
     try:
         coupon = await coupons.apply(
             data.coupon_id,
@@ -245,6 +250,7 @@ async def place(
                 points_redeemed=data.points_to_redeem,
                 coupon_id=coupon.coupon_id,
                 coupon_discount_fen=coupon.discount_fen,
+                member_price_saved_fen=saved,
                 out_trade_no=out_trade_no,
                 pay_by=pay_by,
                 idempotency_key=key,
@@ -312,6 +318,9 @@ async def place(
         coupon_id=coupon.coupon_id,
         coupon_discount_fen=coupon.discount_fen,
         member_enrolled=False,
+        tier_discount_fen=0,
+        member_price_saved_fen=saved,
+        points_multiplier_percent=NO_MULTIPLIER,
         scene="",
         out_trade_no=out_trade_no,
         pay_by=pay_by,
@@ -525,11 +534,11 @@ async def cancel(order_id: int, *, member_id: int, provider: PaymentProvider, po
         assert order is not None
         if order.status in orders.REFUNDABLE and order.refunded_fen < order.paid_fen:
             # A cancel refund WeChat Pay refused leaves the money here: the next cancel asks under a new key.
-            failed = await refunds.failed_refunds(order_id, key_prefix=CANCEL_KEY)
+            failed = await refunds.failed_refunds(order_id, key_prefix=SHOPPER_CANCEL_KEY)
             refund, _ = await _refund_lines(
                 order_id,
                 lines=None,
-                idempotency_key=f"{CANCEL_KEY}:{failed + 1}",
+                idempotency_key=f"{SHOPPER_CANCEL_KEY}:{failed + 1}",
                 reason="用户取消订单",
                 staff_id=None,
                 for_shopper=True,

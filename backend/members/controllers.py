@@ -8,6 +8,7 @@ from litestar.params import JSONBody
 
 from backend.core import openapi
 from backend.core.auth import PrincipalKind, caller
+from backend.core.clock import utcnow
 from backend.core.ratelimit import client_address
 from backend.members import service
 from backend.members.auth import CurrentMember, provide_current_member
@@ -22,9 +23,12 @@ from backend.members.schemas import (
     MiniProgramLogin,
     MiniProgramLoginOut,
     PhoneBind,
+    TierBrief,
 )
 from backend.members.service import MemberProfile
 from backend.members.tables import EnrolmentChannel, MergeReason
+from backend.membership import standing
+from backend.membership.standing import Standing
 from backend.points import service as points
 from backend.posters import service as posters
 from backend.referrals import service as referrals
@@ -35,10 +39,18 @@ from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_
 async def member_out(member_id: int) -> MemberOut:
     profile = await service.member_profile(member_id)
     balance, _ = await points.balance_of(member_id)
-    return _out(profile, balance)
+    return _out(profile, balance, await standing.standing(member_id, utcnow()))
 
 
-def _out(profile: MemberProfile, balance: int) -> MemberOut:
+def _out(profile: MemberProfile, balance: int, held: Standing) -> MemberOut:
+    tier = None
+    if held.tier is not None:
+        tier = TierBrief(
+            code=held.tier.code,
+            name=held.tier.name,
+            growth=held.growth_fen,
+            next_tier_growth=held.next_tier.min_growth if held.next_tier is not None else None,
+        )
     return MemberOut(
         id=profile.id,
         nickname=profile.nickname,
@@ -48,6 +60,8 @@ def _out(profile: MemberProfile, balance: int) -> MemberOut:
         enrolled_store_id=profile.enrolled_store_id,
         enrolled_via=profile.enrolled_via,
         created_at=profile.created_at,
+        tier=tier,
+        paid_member_until=held.paid.active_until if held.paid is not None else None,
     )
 
 

@@ -24,7 +24,7 @@ class Moved:
 
 Handler = Callable[[int, int, datetime], Awaitable[Moved | None]]  # (survivor_id, merged_id, now)
 
-POINTS, ORDERS, CHANNELS, REFERRALS, TAGS, COUPONS = 0, 10, 20, 30, 40, 50
+POINTS, ORDERS, CHANNELS, REFERRALS, TAGS, STANDING, COUPONS = 0, 10, 20, 30, 40, 45, 50
 _handlers: list[tuple[int, Handler]] = []
 
 

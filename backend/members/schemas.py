@@ -13,6 +13,13 @@ class MiniProgramLogin(Struct):
     scene: Annotated[str, msgspec.Meta(min_length=1, max_length=32, pattern=r"^[0-9A-Za-z]+$")] | None = None
 
 
+class TierBrief(Struct):
+    code: str
+    name: str
+    growth: int
+    next_tier_growth: int | None
+
+
 class MemberOut(Struct):
     id: int
     nickname: str
@@ -22,6 +29,8 @@ class MemberOut(Struct):
     enrolled_store_id: int | None
     enrolled_via: EnrolmentChannel
     created_at: datetime
+    tier: TierBrief | None = None  # None while HQ has set no ladder
+    paid_member_until: datetime | None = None  # the paid membership's end, while it is active
 
 
 class MiniProgramLoginOut(Struct):

@@ -41,6 +41,10 @@ class Member(Table, tablename="member"):
     enrolled_via = Varchar(length=16, choices=EnrolmentChannel)
     merged_into = ForeignKey("self", null=True, on_delete=OnDelete.no_action)
     created_at = Timestamptz(default=TimestamptzNow())
+    # Kept by `membership.tiers` in the transaction of every payment and refund: the fen paid less refunds, and
+    # the rung of the tier ladder it reaches ("" while HQ has set no ladder).
+    growth_fen = BigInt(default=0)
+    tier_code = Varchar(length=32, default="", index=True)
 
 
 class MemberIdentity(Table, tablename="member_identity"):

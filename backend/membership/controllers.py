@@ -1,6 +1,6 @@
 from typing import Annotated, Literal
 
-from litestar import Controller, Response, delete, get, post
+from litestar import Controller, Response, delete, get, post, put
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIType, Schema
 from litestar.params import JSONBody, QueryParameter
@@ -11,11 +11,17 @@ from backend.core.auth import caller
 from backend.core.clock import utcnow
 from backend.core.paging import Cursor, Limit, PathId, before
 from backend.core.responses import created
-from backend.membership import service
+from backend.members.auth import CurrentMember, provide_current_member
+from backend.membership import service, standing
 from backend.membership.errors import SegmentNotFound
 from backend.membership.schemas import (
+    LadderIn,
+    LadderOut,
+    MembershipOut,
     MemberTagsAdd,
     MemberTagsOut,
+    MemberTierOut,
+    PaidOut,
     SegmentCreate,
     SegmentMemberOut,
     SegmentMembersPage,
@@ -24,8 +30,10 @@ from backend.membership.schemas import (
     TagCreate,
     TagOut,
     TagsOut,
+    TierOut,
 )
 from backend.membership.service import SegmentRecord, TagRecord
+from backend.membership.standing import Standing, TierRecord
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.tables import StaffRole
 
@@ -196,3 +204,68 @@ async def _segment(segment_id: int) -> SegmentRecord:
     if segment is None:
         raise SegmentNotFound(segment_id=segment_id)
     return segment
+
+
+def tier_out(tier: TierRecord) -> TierOut:
+    return TierOut(
+        code=tier.code,
+        name=tier.name,
+        min_growth=tier.min_growth,
+        points_multiplier_percent=tier.points_multiplier_percent,
+        discount_percent=tier.discount_percent,
+    )
+
+
+def membership_out(held: Standing) -> MembershipOut:
+    tier = None
+    if held.tier is not None:
+        tier = MemberTierOut(
+            code=held.tier.code,
+            name=held.tier.name,
+            growth=held.growth_fen,
+            next_tier_growth=held.next_tier.min_growth if held.next_tier is not None else None,
+            points_multiplier_percent=held.tier.points_multiplier_percent,
+            discount_percent=held.tier.discount_percent,
+        )
+    paid = None
+    if held.paid is not None:
+        paid = PaidOut(plan_id=held.paid.plan_id, active_until=held.paid.active_until, started_at=held.paid.started_at)
+    return MembershipOut(tier=tier, growth=held.growth_fen, paid=paid)
+
+
+class AdminTierController(Controller):
+    path = "/api/v1/admin/tiers"
+    tags = ["HQ"]
+    dependencies = {"staff": caller(provide_hq_admin)}
+
+    @put(operation_id="SetTiers", responses=openapi.errors(422))
+    async def set_tiers(self, staff: NamedDependency[CurrentStaff], data: JSONBody[LadderIn]) -> LadderOut:
+        """Set the tier ladder.
+
+        The whole ladder, in place of the one before: each tier's `code`, `name`, the growth it starts at
+        (`minGrowth`, fen paid less refunds; the lowest starts at 0), its points multiplier in percent and its
+        discount off till and store-code payments. Every member is re-tiered at once (`membersRetiered`); an empty
+        list sets tiers off."""
+        tiers, changed = await standing.set_ladder(data.tiers, staff_id=staff.id)
+        return LadderOut(tiers=[tier_out(tier) for tier in tiers], members_retiered=changed)
+
+    @get(operation_id="GetTiers")
+    async def get_tiers(self, staff: NamedDependency[CurrentStaff]) -> LadderOut:
+        """Get the tier ladder.
+
+        The tiers HQ has set, lowest first (none: tiers are off)."""
+        return LadderOut(tiers=[tier_out(tier) for tier in await standing.ladder()], members_retiered=0)
+
+
+class MyMembershipController(Controller):
+    path = "/api/v1/me/membership"
+    tags = ["Shopper"]
+    dependencies = {"member": caller(provide_current_member)}
+
+    @get(operation_id="GetMyMembership")
+    async def mine(self, member: NamedDependency[CurrentMember]) -> MembershipOut:
+        """My tier and paid membership.
+
+        The tier my growth reaches (fen paid less refunds), with the growth the next tier starts at, and my paid
+        membership while it is active (`paid`: its plan and `activeUntil`; null otherwise)."""
+        return membership_out(await standing.standing(member.id, utcnow()))

@@ -59,3 +59,9 @@ class RuleIncomplete(DomainError):
     code = "segments.rule_incomplete"
     status_code = 422
     default_message = "A rule is missing what it applies to."
+
+
+class LadderInvalid(DomainError):
+    code = "tiers.invalid"
+    status_code = 422
+    default_message = "The ladder does not hold together: see details."

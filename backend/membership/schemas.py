@@ -93,3 +93,55 @@ class SegmentMembersPage(Struct):
     count: int
     items: list[SegmentMemberOut]
     next_cursor: str | None
+
+
+# Tiers and the member's standing ------------------------------------------------------------------------
+
+Growth = Annotated[int, msgspec.Meta(ge=0, le=10**12)]
+Multiplier = Annotated[int, msgspec.Meta(ge=100, le=1000)]  # percent: 150 earns half as many points again
+
+
+class TierIn(Struct):
+    code: TierCode
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=50)]
+    min_growth: Growth
+    points_multiplier_percent: Multiplier = 100
+    discount_percent: Annotated[int, msgspec.Meta(ge=0, le=50)] = 0  # off a till or store-code payment
+
+
+class LadderIn(Struct):
+    tiers: Annotated[list[TierIn], msgspec.Meta(max_length=20)]
+
+
+class TierOut(Struct):
+    code: str
+    name: str
+    min_growth: int
+    points_multiplier_percent: int
+    discount_percent: int
+
+
+class LadderOut(Struct):
+    tiers: list[TierOut]
+    members_retiered: int
+
+
+class MemberTierOut(Struct):
+    code: str
+    name: str
+    growth: int
+    next_tier_growth: int | None  # the growth the next tier starts at; None at the top
+    points_multiplier_percent: int
+    discount_percent: int
+
+
+class PaidOut(Struct):
+    plan_id: int
+    active_until: datetime
+    started_at: datetime
+
+
+class MembershipOut(Struct):
+    tier: MemberTierOut | None  # None while HQ has set no ladder
+    growth: int
+    paid: PaidOut | None

@@ -42,7 +42,10 @@ class OrderOut(Struct):
     points_redeemed: int
     points_earned: int
     coupon_id: int | None
-    coupon_discount_fen: int  # the coupon's part of discountFen (the rest is the points')
+    coupon_discount_fen: int  # the coupon's part of discountFen
+    tier_discount_fen: int  # the member's tier's part of discountFen (the rest is the points')
+    member_price_saved_fen: int  # what the mall's member prices saved on the lines (their prices are those)
+    points_multiplier_percent: int  # what pointsEarned was earned at: 100, or the tier's or paid plan's
     out_trade_no: str
     member_id: int | None
     member_enrolled: bool

@@ -58,6 +58,9 @@ class OrderRecord:
     coupon_id: int | None
     coupon_discount_fen: int
     member_enrolled: bool
+    tier_discount_fen: int
+    member_price_saved_fen: int
+    points_multiplier_percent: int
     scene: str
     out_trade_no: str
     pay_by: datetime
@@ -114,12 +117,15 @@ async def place_order(
     points_redeemed: int = 0,
     coupon_id: int | None = None,
     coupon_discount_fen: int = 0,
+    tier_discount_fen: int = 0,
+    member_price_saved_fen: int = 0,
     request_hash: str = "",
     scene: str = "",
     lines: tuple[LineItem, ...] = (),
 ) -> int:
     """Inside the caller's write transaction: a new order waiting for its money; answers its id. `discount_fen` is
-    every discount (the coupon's `coupon_discount_fen` and the points')."""
+    every discount (the tier's `tier_discount_fen`, the coupon's `coupon_discount_fen` and the points');
+    `member_price_saved_fen` is what member prices saved on the lines, whose prices they are."""
     order_id = await insert_row(
         Order,
         kind=kind,
@@ -133,6 +139,8 @@ async def place_order(
         points_redeemed=points_redeemed,
         coupon_id=coupon_id,
         coupon_discount_fen=coupon_discount_fen,
+        tier_discount_fen=tier_discount_fen,
+        member_price_saved_fen=member_price_saved_fen,
         scene=scene,
         out_trade_no=out_trade_no,
         pay_by=pay_by,
@@ -319,13 +327,14 @@ _PAYING = Prepared(
 # stands (a merge may have moved the order to its survivor meanwhile); a payer is written only onto an
 # order that had none.
 _MARK_PAID = Prepared(
-    lambda paid_fen, now, earned, order_id: (
+    lambda paid_fen, now, earned, multiplier, order_id: (
         Order.update(
             {
                 Order.status: OrderStatus.paid,
                 Order.paid_fen: paid_fen,
                 Order.paid_at: now,
                 Order.points_earned: Order.points_earned + earned,
+                Order.points_multiplier_percent: multiplier,
             }
         )
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying))
@@ -333,7 +342,7 @@ _MARK_PAID = Prepared(
     )
 )
 _MARK_PAID_BY = Prepared(
-    lambda paid_fen, now, member_id, enrolled, earned, order_id: (
+    lambda paid_fen, now, member_id, enrolled, earned, multiplier, order_id: (
         Order.update(
             {
                 Order.status: OrderStatus.paid,
@@ -342,6 +351,7 @@ _MARK_PAID_BY = Prepared(
                 Order.member: member_id,
                 Order.member_enrolled: enrolled,
                 Order.points_earned: Order.points_earned + earned,
+                Order.points_multiplier_percent: multiplier,
             }
         )
         .where((Order.id == order_id) & (Order.status == OrderStatus.paying) & Order.member.is_null())
@@ -382,9 +392,11 @@ async def record_paid(
     )
     effects = await on_paid.run(paid, kind)
     if row["member"] is None and member_id is not None:
-        marked = await _MARK_PAID_BY.run(paid_fen, now, member_id, enrolled, effects.points_earned, order_id)
+        marked = await _MARK_PAID_BY.run(
+            paid_fen, now, member_id, enrolled, effects.points_earned, effects.points_multiplier_percent, order_id
+        )
     else:
-        marked = await _MARK_PAID.run(paid_fen, now, effects.points_earned, order_id)
+        marked = await _MARK_PAID.run(paid_fen, now, effects.points_earned, effects.points_multiplier_percent, order_id)
     if not marked:  # the order left `paying` while this transaction held its trade: only a bug gets here
         raise RuntimeError(f"order {order_id} stopped waiting for its money while its payment was recorded")
     metrics.count_order(kind.value, "paid")
@@ -505,15 +517,16 @@ async def record_refunded(
 
 
 _NOTE_EARNED = Prepared(
-    lambda points, order_id: Order.update({Order.points_earned: Order.points_earned + points}).where(
-        Order.id == order_id
-    )
+    lambda points, multiplier, order_id: Order.update(
+        {Order.points_earned: Order.points_earned + points, Order.points_multiplier_percent: multiplier}
+    ).where(Order.id == order_id)
 )
 
 
-async def note_points_earned(order_id: int, points: int) -> None:
-    """Points a channel had earned on the order later than its payment (a seat, when its group succeeds)."""
-    await _NOTE_EARNED.run(points, order_id)
+async def note_points_earned(order_id: int, points: int, *, multiplier_percent: int) -> None:
+    """Points a channel had earned on the order later than its payment (a seat, when its group succeeds), and the
+    multiplier they were earned at."""
+    await _NOTE_EARNED.run(points, multiplier_percent, order_id)
 
 
 # Merges: the merged member's orders become the survivor's -------------------------------------------

@@ -42,7 +42,7 @@ class Order(Table, tablename="sale_order"):
     member = ForeignKey(Member, null=True, on_delete=OnDelete.restrict, index=True)
     status = Varchar(length=24, choices=OrderStatus, default=OrderStatus.paying)
     amount_fen = BigInt()
-    discount_fen = BigInt(default=0)  # points redeemed and coupon, taken off the amount
+    discount_fen = BigInt(default=0)  # the tier's discount, the coupon and points redeemed, taken off the amount
     payable_fen = BigInt()
     paid_fen = BigInt(default=0)
     refunded_fen = BigInt(default=0)
@@ -51,6 +51,12 @@ class Order(Table, tablename="sale_order"):
     coupon_id = Integer(null=True, default=None)  # the coupon the order uses (coupons keep which order uses each)
     coupon_discount_fen = BigInt(default=0)  # the coupon's part of discount_fen
     member_enrolled = Boolean(default=False)  # this payment made the payer a member
+    # What the member's standing gave the order: the tier's discount (a part of discount_fen, at the till and the
+    # store code), what the mall's member prices saved on its lines (their prices are those), and the points
+    # multiplier its points were earned at (the higher of tier and paid plan; 100 until then, or without one).
+    tier_discount_fen = BigInt(default=0)
+    member_price_saved_fen = BigInt(default=0)
+    points_multiplier_percent = Integer(default=100)
     scene = Varchar(length=32, default="")  # a share link's scene the payer came by: a referral if they are new
     out_trade_no = Varchar(length=32)  # of the payment trade asking for the money now
     pay_by = Timestamptz()  # paid by then or not at all: reversed, closed or given back
@@ -67,6 +73,10 @@ class Order(Table, tablename="sale_order"):
     sale_order_coupon_within_discount = Check(
         '"coupon_discount_fen" >= 0 AND "coupon_discount_fen" <= "discount_fen" '
         'AND ("coupon_id" IS NOT NULL OR "coupon_discount_fen" = 0)'
+    )
+    sale_order_member_benefits = Check(
+        '"tier_discount_fen" >= 0 AND "tier_discount_fen" + "coupon_discount_fen" <= "discount_fen" '
+        'AND "member_price_saved_fen" >= 0 AND "points_multiplier_percent" >= 100'
     )
     sale_order_payable_is_amount_less_discount = Check('"payable_fen" = "amount_fen" - "discount_fen"')
     sale_order_refunds_within_paid = Check(

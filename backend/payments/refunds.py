@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 MAX_REFUNDS = 50  # of one trade, at WeChat Pay
 LATE_PAYMENT_KEY = "late-payment"
 REVERSAL_KEY = "#reversal"  # no request's key can be this: theirs are [0-9A-Za-z_.:-]
+SHOPPER_CANCEL_KEY = "#cancel"  # a shopper's cancel of a paid order: its refunds' keys, `#cancel:1`, `#cancel:2`...
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ A group-buy seat earns when its group succeeds (the sale is firm then): the grou
 from datetime import datetime
 
 from backend.members import merges
+from backend.membership import standing
 from backend.orders.outcomes import ClosedOrder, Effects, PaidOrder, RefundedOrder, on_closed, on_paid, on_refunded
 from backend.orders.tables import OrderKind
 from backend.points import service as points
@@ -24,10 +25,12 @@ def refund_key(order_id: int, refund_id: int) -> str:
 
 async def earn_for_order(
     order_id: int, *, member_id: int, store_id: int, paid_fen: int, now: datetime, enrolled_now: bool = False
-) -> int:
-    """Points for what an order paid, at its store's rate, once per order; answers how many."""
+) -> Effects:
+    """Points for what an order paid, at its store's rate times the member's multiplier (their tier's or paid
+    plan's), once per order; answers how many, and the multiplier."""
     store = await stores.recent_store(store_id)
-    earned = paid_fen * store.points_per_yuan // 100
+    multiplier = await standing.earn_multiplier(member_id, now)
+    earned = paid_fen * store.points_per_yuan * multiplier // 10_000
     if earned:
         await points.earn(
             member_id,
@@ -39,7 +42,7 @@ async def earn_for_order(
             now=now,
             enrolled_now=enrolled_now,
         )
-    return earned
+    return Effects(points_earned=earned, points_multiplier_percent=multiplier)
 
 
 def redemption_discount(points_to_redeem: int, *, amount_fen: int, member_id: int | None, per_yuan: int) -> int:
@@ -75,7 +78,7 @@ async def redeem_for_order(
 async def earn_on_payment(order: PaidOrder) -> Effects | None:
     if order.member_id is None or order.kind is OrderKind.groupbuy:
         return None
-    earned = await earn_for_order(
+    return await earn_for_order(
         order.id,
         member_id=order.member_id,
         store_id=order.store_id,
@@ -83,7 +86,6 @@ async def earn_on_payment(order: PaidOrder) -> Effects | None:
         now=order.paid_at,
         enrolled_now=order.member_enrolled,
     )
-    return Effects(points_earned=earned)
 
 
 @on_closed()

@@ -32,7 +32,10 @@ async def test_first_login_enrols_and_me_answers(client):
         "enrolledStoreId",
         "enrolledVia",
         "createdAt",
+        "tier",
+        "paidMemberUntil",
     }
+    assert me.json()["tier"] is None and me.json()["paidMemberUntil"] is None  # no ladder, no paid plan
 
 
 async def test_same_openid_is_the_same_member(client):

@@ -141,31 +141,52 @@ def api_json(url: str, path: str, token: str) -> dict:
         return json.loads(response.read())
 
 
-COUPON_CHECKOUTS: dict[str, list[tuple[str, int, int]]] = {}  # part -> (payment code, member id, coupon id)
+# record -> part -> (payment code, member id, coupon id or "-"), for the records of members' checkouts
+MEMBER_CHECKOUTS: dict[str, dict[str, list[tuple[str, int, str]]]] = {}
 
 
-def prepare_coupon_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
-    """Till checkouts by members, each with the member code the till scanned and a coupon of theirs (10 yuan off,
-    issued to them by a manual campaign), each paid by a new wallet of the member's."""
-    from backend.members.code import MemberCodes
-
-    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
-    cashier = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
-        "accessToken"
-    ]
-    store_id = store_id_of(url)
-    wanted = 1_500 * seconds
-    progress(f"checkout-with-coupon: signing in {wanted} members for the {part}, with a payment code each")
+def sign_in_members(url: str, record: str, prefix: str, wanted: int, part: str) -> list[tuple[int, str, str]]:
+    """Members who signed in to the mini-program, each with a payment code of a new wallet: (id, token, code)."""
+    progress(f"{record}: signing in {wanted} members for the {part}, with a payment code each")
 
     def sign_in(i: int) -> tuple[int, str, str]:
-        openid = f"oCoupon{part[0]}{i:020d}"
+        openid = f"o{prefix}{part[0]}{i:020d}"
         code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": openid})["code"]
         login = post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})
         auth_code = post_json(f"{url}/api/v1/sandbox/wallets/{openid}/payment-codes", {})["authCode"]
         return login["member"]["id"], login["accessToken"], auth_code
 
     with ThreadPoolExecutor(16) as pool:
-        signed = list(pool.map(sign_in, range(wanted)))
+        return list(pool.map(sign_in, range(wanted)))
+
+
+def member_checkouts_lua(url: str, record: str, part: str, checkouts: list[tuple[str, int, str]]) -> str:
+    """The wrk script of a record of members' till checkouts. Every part's member codes are worked out now, the
+    warm-up's again: its codes would be stale after the run's preparation (a code is good for 30 to 60 s)."""
+    from backend.members.code import MemberCodes
+
+    MEMBER_CHECKOUTS.setdefault(record, {})[part] = checkouts
+    codes, now = MemberCodes(RUN_SECRET["secret_key"]), time.time()
+    for prepared, rows in MEMBER_CHECKOUTS[record].items():
+        lines = [f"{auth} {codes.code_for(member, now=now)[0]} {coupon}" for auth, member, coupon in rows]
+        (OUT / f"{record}-{prepared}.txt").write_text("\n".join(lines) + "\n")
+    cashier = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
+        "accessToken"
+    ]
+    return (
+        MEMBER_CHECKOUT_LUA.replace("LINES_FILE", str(OUT / f"{record}-{part}.txt"))
+        .replace("TOKEN", cashier)
+        .replace("STORE_ID", str(store_id_of(url)))
+        .replace("PART", part)
+        .replace("RECORD", record)
+    )
+
+
+def prepare_coupon_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
+    """Till checkouts by members, each with the member code the till scanned and a coupon of theirs (10 yuan off,
+    issued to them by a manual campaign), each paid by a new wallet of the member's."""
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    signed = sign_in_members(url, "checkout-with-coupon", "Coupon", 1_500 * seconds, part)
     headers = {"Authorization": f"Bearer {hq}"}
     now = time.time()
     window = {
@@ -208,23 +229,54 @@ def prepare_coupon_checkouts(url: str, seconds: int, *, part: str = "run") -> st
     )
     with ThreadPoolExecutor(16) as pool:
         coupons = list(pool.map(lambda s: api_json(url, "/api/v1/me/coupons", s[1])["items"][0]["id"], signed))
-    COUPON_CHECKOUTS[part] = [
-        (auth_code, member_id, coupon_id) for (member_id, _, auth_code), coupon_id in zip(signed, coupons, strict=True)
-    ]
-    # Every part's member codes now, the warm-up's again: its codes would be stale after the run's preparation
-    codes, now = MemberCodes(RUN_SECRET["secret_key"]), time.time()
-    for prepared, checkouts in COUPON_CHECKOUTS.items():
-        lines = [f"{auth} {codes.code_for(member, now=now)[0]} {coupon}" for auth, member, coupon in checkouts]
-        (OUT / f"coupon-checkouts-{prepared}.txt").write_text("\n".join(lines) + "\n")
-    return (
-        COUPON_CHECKOUT_LUA.replace("LINES_FILE", str(OUT / f"coupon-checkouts-{part}.txt"))
-        .replace("TOKEN", cashier)
-        .replace("STORE_ID", str(store_id))
-        .replace("PART", part)
+    checkouts = [(auth, member, str(coupon)) for (member, _, auth), coupon in zip(signed, coupons, strict=True)]
+    return member_checkouts_lua(url, "checkout-with-coupon", part, checkouts)
+
+
+BENCH_LADDER = [
+    {"code": "normal", "name": "普通会员", "minGrowth": 0},
+    {"code": "silver", "name": "银卡", "minGrowth": 1000, "pointsMultiplierPercent": 150, "discountPercent": 5},
+]
+
+
+def prepare_tiered_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
+    """Till checkouts by members who hold a tier with a discount and a multiplier (their growth from buying the
+    paid plan reached it) and an active paid plan with a higher multiplier, each with their member code."""
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    headers = {"Authorization": f"Bearer {hq}"}
+    request = urllib.request.Request(
+        f"{url}/api/v1/admin/tiers",
+        data=json.dumps({"tiers": BENCH_LADDER}).encode(),
+        method="PUT",
+        headers={"content-type": "application/json", **headers},
     )
+    urllib.request.urlopen(request, timeout=60).read()
+    plans = json.loads(urllib.request.urlopen(f"{url}/api/v1/membership-plans", timeout=10).read())["items"]
+    plan = next((p for p in plans if p["code"] == "BENCH"), None) or post_json(
+        f"{url}/api/v1/admin/membership-plans",
+        {"code": "BENCH", "title": "心享会员 年卡", "priceFen": 1000, "days": 365, "pointsMultiplierPercent": 200},
+        headers,
+    )
+    signed = sign_in_members(url, "checkout-tiered-member", "Tiered", 1_500 * seconds, part)
+    store_id = store_id_of(url)
+    progress(f"checkout-tiered-member: {len(signed)} members buy the paid plan in the sandbox")
+
+    def buy(member: tuple[int, str, str]) -> None:
+        bought = post_json(
+            f"{url}/api/v1/me/memberships",
+            {"planId": plan["id"], "idempotencyKey": f"bench-plan-{member[0]}", "storeId": store_id},
+            {"Authorization": f"Bearer {member[1]}"},
+        )
+        post_json(f"{url}/api/v1/sandbox/payments/{bought['order']['outTradeNo']}/confirm", {})
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(buy, signed))
+    held = api_json(url, "/api/v1/me/membership", signed[0][1])
+    assert held["tier"]["code"] == "silver" and held["paid"] is not None, held
+    return member_checkouts_lua(url, "checkout-tiered-member", part, [(auth, m, "-") for m, _, auth in signed])
 
 
-COUPON_CHECKOUT_LUA = (
+MEMBER_CHECKOUT_LUA = (
     THREAD_LINES_LUA
     + """
 function init(args)
@@ -236,9 +288,10 @@ end
 function request()
   n = n + 1
   local auth, member, coupon = string.match(lines[n], "(%S+) (%S+) (%S+)")
+  local with = coupon == "-" and "" or string.format('"couponId":%s,', coupon)
   local body = string.format(
-    '{"storeId":STORE_ID,"amountFen":3000,"authCode":"%s","memberCode":"%s","couponId":%s,' ..
-    '"idempotencyKey":"coupon-PART-%d-%d"}', auth, member, coupon, id, n)
+    '{"storeId":STORE_ID,"amountFen":3000,"authCode":"%s","memberCode":"%s",%s' ..
+    '"idempotencyKey":"RECORD-PART-%d-%d"}', auth, member, with, id, n)
   return wrk.format(nil, "/api/v1/cashier/orders", nil, body)
 end
 """
@@ -1022,6 +1075,14 @@ SCENARIOS = [
         prepare=prepare_coupon_checkouts,
         warm_up=lambda url, seconds: prepare_coupon_checkouts(url, seconds, part="warm-up"),
         describes="a member's till checkout with their member code and a coupon: checked, used, points on the rest",
+    ),
+    Scenario(
+        "checkout-tiered-member",
+        "POST",
+        "/api/v1/cashier/orders",
+        prepare=prepare_tiered_checkouts,
+        warm_up=lambda url, seconds: prepare_tiered_checkouts(url, seconds, part="warm-up"),
+        describes="a tiered paid member's till checkout by member code: the tier's discount, the plan's multiplier",
     ),
     Scenario(
         "catalogue-browse",

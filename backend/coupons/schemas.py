@@ -7,6 +7,7 @@ from backend.core.idempotency import IdempotencyKey
 from backend.core.paging import Id
 from backend.core.schema import Struct
 from backend.coupons.tables import CouponChannel, CouponKind, CouponTrigger, IssueStatus, RewardTo
+from backend.membership.schemas import TierCode
 
 MAX_FACE_FEN = 100_000_000  # 100万元: past it is a typo
 Fen = Annotated[int, msgspec.Meta(ge=1, le=MAX_FACE_FEN)]
@@ -69,14 +70,21 @@ class SegmentBand(Struct):
     value_fen: Fen
 
 
+class TierBand(Struct):
+    tier_code: TierCode
+    value_fen: Fen
+
+
 class ValueRule(Struct):
     """千人千券: each member's face value. `by: spend`: the band with the highest `minSpendFen` the member's spend in
-    the last `windowDays` reaches; `by: segment`: the first band whose segment holds the member. A member no band
-    gives a value gets `defaultValueFen`, or no coupon when it is unset."""
+    the last `windowDays` reaches; `by: segment`: the first band whose segment holds the member; `by: tier`: the band
+    of the tier the member holds when the coupon is issued. A member no band gives a value gets `defaultValueFen`, or
+    no coupon when it is unset."""
 
     by: Annotated[str, msgspec.Meta(pattern="^(spend|segment|tier)$")]
     spend_bands: Annotated[list[SpendBand], msgspec.Meta(max_length=20)] | None = None
     segment_bands: Annotated[list[SegmentBand], msgspec.Meta(max_length=20)] | None = None
+    tier_bands: Annotated[list[TierBand], msgspec.Meta(max_length=20)] | None = None
     window_days: Annotated[int, msgspec.Meta(ge=1, le=3660)] = 90
     default_value_fen: Fen | None = None
 

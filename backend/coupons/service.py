@@ -45,7 +45,7 @@ from backend.coupons.tables import (
     RewardTo,
 )
 from backend.members.tables import MemberStatus
-from backend.membership import segments
+from backend.membership import segments, standing
 from backend.membership import service as membership
 from backend.membership.segments import marks
 from backend.orders.service import LineItem
@@ -282,25 +282,28 @@ async def list_campaigns(*, limit: int, before_id: int | None) -> list[CampaignR
     return [_campaign_of(row) for row in await query.limit(limit)]
 
 
-def _check_value_rule(rule: ValueRule, template: TemplateRecord, problems: dict[str, str]) -> None:
+def _check_value_rule(rule: ValueRule, template: TemplateRecord, tiers: set[str], problems: dict[str, str]) -> None:
+    """A rule names its own bands only, at least one, each band's key once (and a tier on the ladder)."""
+    bands = {"spend": rule.spend_bands, "segment": rule.segment_bands, "tier": rule.tier_bands}
+    keys = {
+        "spend": [band.min_spend_fen for band in rule.spend_bands or ()],
+        "segment": [band.segment_id for band in rule.segment_bands or ()],
+        "tier": [band.tier_code for band in rule.tier_bands or ()],
+    }[rule.by]
     if template.kind is not CouponKind.fixed:
         problems["valueRule"] = "sets face values: only for a fixed coupon's template"
-    elif rule.by == "tier":
-        problems["valueRule.by"] = "member tiers are not set up: band by spend or segment"
-    elif rule.by == "spend" and not rule.spend_bands:
-        problems["valueRule.spendBands"] = "give at least one band"
-    elif rule.by == "segment" and not rule.segment_bands:
-        problems["valueRule.segmentBands"] = "give at least one band"
-    elif (rule.by == "spend" and rule.segment_bands) or (rule.by == "segment" and rule.spend_bands):
+    elif not bands[rule.by]:
+        problems[f"valueRule.{rule.by}Bands"] = "give at least one band"
+    elif any(given for by, given in bands.items() if by != rule.by):
         problems["valueRule"] = f"by {rule.by}: give only {rule.by}Bands"
-    elif rule.by == "spend" and len({band.min_spend_fen for band in rule.spend_bands or ()}) != len(
-        rule.spend_bands or ()
-    ):
-        problems["valueRule.spendBands"] = "each band starts at its own minSpendFen"
-    elif rule.by == "segment" and len({band.segment_id for band in rule.segment_bands or ()}) != len(
-        rule.segment_bands or ()
-    ):
-        problems["valueRule.segmentBands"] = "name each segment once"
+    elif len(set(keys)) != len(keys):
+        problems[f"valueRule.{rule.by}Bands"] = {
+            "spend": "each band starts at its own minSpendFen",
+            "segment": "name each segment once",
+            "tier": "name each tier once",
+        }[rule.by]
+    elif rule.by == "tier" and (unknown := sorted(set(keys) - tiers)):
+        problems["valueRule.tierBands"] = f"not on the tier ladder: {', '.join(unknown)}"
 
 
 async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> CampaignRecord:
@@ -322,7 +325,8 @@ async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> Campa
     if data.reward_to is not None and data.trigger is not CouponTrigger.referral_reward:
         problems["rewardTo"] = "only a referral_reward campaign rewards a referrer or referee"
     if data.value_rule is not None:
-        _check_value_rule(data.value_rule, template, problems)
+        tiers = {tier.code for tier in await standing.ladder()}
+        _check_value_rule(data.value_rule, template, tiers, problems)
     if data.budget_fen is not None and template.face_fen is None:
         problems["budgetFen"] = "a percent coupon without maxDiscountFen has no face value to count"
     problems.update(await _check_segments(data))
@@ -622,6 +626,12 @@ async def face_values(campaign: CampaignRecord, member_ids: list[int], *, now: d
             reached = next((band for band in bands if spent.get(member_id, 0) >= band.min_spend_fen), None)
             if reached is not None:
                 values[member_id] = reached.value_fen
+    elif rule.by == "tier":
+        held = await _run(
+            f'SELECT m."id", m."tier_code" FROM "member" m WHERE m."id" IN ({marks(member_ids)})', list(member_ids)
+        )
+        by_tier = {band.tier_code: band.value_fen for band in rule.tier_bands or ()}
+        values.update({row["id"]: by_tier[row["tier_code"]] for row in held if row["tier_code"] in by_tier})
     else:
         left = list(member_ids)
         for band in rule.segment_bands or ():

@@ -369,14 +369,9 @@ async def _replay(
         return None
     if existing.request_hash != digest or existing.member != member_id:
         raise IdempotencyConflict(order_id=existing.id)
-    pay_params = None
-    if existing.status is OrderStatus.paying:
-        trade = await payments.trade_of(existing.id)
-        if trade is not None:
-            openid = await members.payer_openid(member_id, policy.app_id)
-            pay_params = await payments.pay_params_again(
-                trade, payer_openid=openid, description=store.name, provider=provider
-            )
+    pay_params = await payments.pay_params_while_paying(
+        existing, description=store.name, provider=provider, policy=policy
+    )
     return Placed(existing, pay_params, created=False)
 
 

@@ -126,11 +126,11 @@ class AdminSegmentController(Controller):
     ) -> Response[SegmentOut]:
         """Create a segment.
 
-        HQ describes members by rules, all of which must hold: `tagIds` (holds any of them), `storeIds`
+        HQ describes members by rules, all of which must hold: `tagIds` (holds any of them), `tierCodes` (holds one
+        of those tiers now; a code not on the ladder is `segments.unknown_tier`), `storeIds`
         (enrolled at one of them), `enrolledVia` (one channel or several), spend in a window (`minSpendFen`,
         `maxSpendFen`, `spendWindowDays`, 90 days when not given), `lastPaidWithinDays`, `lastPaidBeforeDays`
-        (paid before, nothing since), `minOrders`. Who matches is worked out whenever the segment is read.
-        `tierCodes` are refused until tiers exist (`segments.unknown_tier`)."""
+        (paid before, nothing since), `minOrders`. Who matches is worked out whenever the segment is read."""
         segment = await service.create_segment(data, staff_id=staff.id)
         return created(segment_out(segment), f"/api/v1/admin/segments/{segment.id}")
 

@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from backend.members.tables import MemberStatus
-from backend.membership.errors import UnknownTier
 from backend.membership.schemas import SegmentRules
 from backend.orders.tables import OrderStatus
 
@@ -47,10 +46,11 @@ def spend_window_days(rules: SegmentRules) -> int:
 
 def conditions(rules: SegmentRules, *, now: datetime) -> tuple[list[str], list[Any]]:
     """The rules as conditions on `member m`, ANDed by the caller, with their arguments in order."""
-    if rules.tier_codes:
-        raise UnknownTier(details={"tierCodes": rules.tier_codes})
     where: list[str] = ['m."status" = {}']
     args: list[Any] = [MemberStatus.active.value]
+    if rules.tier_codes:  # the tier held now (a code HQ has since taken off the ladder matches nobody)
+        where.append(f'm."tier_code" IN ({marks(rules.tier_codes)})')
+        args += rules.tier_codes
     if rules.tag_ids:
         where.append(f'm."id" IN (SELECT t."member" FROM "member_tag" t WHERE t."tag" IN ({marks(rules.tag_ids)}))')
         args += rules.tag_ids

@@ -19,7 +19,7 @@ from backend.members import merges
 from backend.members.errors import MemberNotFound
 from backend.members.service import mask_phone
 from backend.members.tables import EnrolmentChannel, IdentityKind, Member, MemberIdentity, MemberStatus
-from backend.membership import segments
+from backend.membership import segments, standing
 from backend.membership.errors import (
     NoRules,
     RuleIncomplete,
@@ -170,7 +170,9 @@ async def check_rules(rules: SegmentRules) -> None:
     if rules == SegmentRules():
         raise NoRules()
     if rules.tier_codes:
-        raise UnknownTier(details={"tierCodes": rules.tier_codes})
+        known = {tier.code for tier in await standing.ladder()}
+        if unknown := [code for code in rules.tier_codes if code not in known]:
+            raise UnknownTier(details={"tierCodes": unknown})
     low, high = rules.min_spend_fen, rules.max_spend_fen
     if low is not None and high is not None and low > high:
         raise RulesConflict(details={"minSpendFen": low, "maxSpendFen": high})

@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, insert_row, is_deadlock, is_unique_violation, write_transaction
+from backend.members import service as members
 from backend.orders import service as orders
 from backend.orders.service import OrderRecord
 from backend.orders.tables import OrderStatus
@@ -244,6 +245,20 @@ async def pay_params_again(
     except NOT_DONE as error:
         logger.warning("JSAPI parameters not given again", extra={"trade_id": trade.id, "error": repr(error)})
         return None
+
+
+async def pay_params_while_paying(
+    order: OrderRecord, *, description: str, provider: PaymentProvider, policy: PaymentPolicy
+) -> dict[str, str] | None:
+    """For a replayed request of a member's JSAPI order: its wx.requestPayment parameters again while it waits for
+    its money (None otherwise, as `pay_params_again`)."""
+    if order.status is not OrderStatus.paying or order.member is None:
+        return None
+    trade = await trade_of(order.id)
+    if trade is None:
+        return None
+    openid = await members.payer_openid(order.member, policy.app_id)
+    return await pay_params_again(trade, payer_openid=openid, description=description, provider=provider)
 
 
 _PREPAID = Prepared(

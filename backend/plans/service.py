@@ -270,12 +270,9 @@ async def _replay(
         return None
     if existing.request_hash != digest or existing.member != member_id:
         raise IdempotencyConflict(order_id=existing.id)
-    pay_params = None
-    if existing.status is OrderStatus.paying and (trade := await payments.trade_of(existing.id)) is not None:
-        openid = await members.payer_openid(member_id, policy.app_id)
-        pay_params = await payments.pay_params_again(
-            trade, payer_openid=openid, description=description, provider=provider
-        )
+    pay_params = await payments.pay_params_while_paying(
+        existing, description=description, provider=provider, policy=policy
+    )
     purchase = await find_purchase(existing.id)
     assert purchase is not None
     return Bought(existing, purchase, pay_params, created=False)

@@ -7,6 +7,7 @@ import time
 import pytest
 
 from backend.core.db import insert_row
+from backend.coupons.tables import Coupon
 from backend.members.code import STEP_SECONDS, MemberCodes
 from backend.members.tables import EnrolmentChannel, Member
 from backend.orders.tables import Order
@@ -14,6 +15,7 @@ from backend.settings import Settings
 from tests.cashier.test_refunds import refund
 from tests.cashier.test_till_checkout import payment_code, scan
 from tests.conftest import member_login, staff_login
+from tests.coupons.helpers import ADMIN, campaign, template, window
 from tests.coupons.test_coupons_on_orders import member_code, till  # noqa: F401 (the fixture)
 from tests.mall.helpers import confirm
 
@@ -187,3 +189,54 @@ async def test_only_hq_sets_the_ladder(client, demo):
     assert (await client.put(TIERS, headers=member["headers"], json={"tiers": LADDER})).status_code in (401, 403)
     assert (await client.put(TIERS, json={"tiers": LADDER})).status_code == 401
     assert (await client.get("/api/v1/me/membership")).status_code == 401
+
+
+async def test_segments_and_coupon_values_follow_the_tier_held(client, demo):
+    """A segment of silver and gold members counts those tiers alone; a campaign valued by tier gives each its band
+    (千人千券), normal members none; a tier not on the ladder is refused in either."""
+    grown = {"n1": 0, "n2": 9_999, "s1": 10_000, "s2": 20_000, "g1": 50_000}
+    ids = {
+        name: await insert_row(Member, enrolled_via=EnrolmentChannel.miniprogram, growth_fen=growth)
+        for name, growth in grown.items()
+    }
+    await set_ladder(client)
+    hq = await staff_login(client, "hq")
+    segment = await client.post(
+        f"{ADMIN}/segments", headers=hq, json={"name": "银卡以上", "rules": {"tierCodes": ["silver", "gold"]}}
+    )
+    assert segment.status_code == 201, segment.text
+    listed = (await client.get(f"{ADMIN}/segments/{segment.json()['id']}/members", headers=hq)).json()
+    assert (listed["count"], sorted(item["memberId"] for item in listed["items"])) == (
+        3,
+        sorted(ids[name] for name in ("s1", "s2", "g1")),
+    )
+    unknown = await client.post(
+        f"{ADMIN}/segments", headers=hq, json={"name": "x", "rules": {"tierCodes": ["silver", "platinum"]}}
+    )
+    assert (unknown.status_code, unknown.json()["code"], unknown.json()["details"]) == (
+        422,
+        "segments.unknown_tier",
+        {"tierCodes": ["platinum"]},
+    )
+
+    made = await template(client, hq, title="会员日券", valueFen=500, minSpendFen=0)
+    bands = [{"tierCode": "silver", "valueFen": 1000}, {"tierCode": "gold", "valueFen": 3000}]
+    bad = await client.post(
+        f"{ADMIN}/coupon-campaigns",
+        headers=hq,
+        json={
+            "templateId": made["id"],
+            "trigger": "manual",
+            "valueRule": {"by": "tier", "tierBands": [*bands, {"tierCode": "platinum", "valueFen": 9000}]},
+            **window(),
+        },
+    )
+    assert (bad.status_code, bad.json()["code"]) == (422, "coupons.campaign_invalid")
+    assert "platinum" in bad.json()["details"]["valueRule.tierBands"]
+    manual = await campaign(client, made["id"], "manual", hq, valueRule={"by": "tier", "tierBands": bands})
+    issued = await client.post(
+        f"{ADMIN}/coupon-campaigns/{manual['id']}/issues", headers=hq, json={"idempotencyKey": "by-tier-0001"}
+    )
+    assert issued.status_code in (200, 201), issued.text
+    values = {row["member"]: row["value_fen"] for row in await Coupon.select(Coupon.member, Coupon.value_fen)}
+    assert values == {ids["s1"]: 1000, ids["s2"]: 1000, ids["g1"]: 3000}

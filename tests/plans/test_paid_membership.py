@@ -9,6 +9,8 @@ import pytest
 
 from backend.core.clock import utcnow
 from backend.coupons.tables import Coupon
+from backend.members.service import merge_members
+from backend.members.tables import MergeReason
 from backend.membership.tables import PaidMembership
 from backend.orders.tables import Order
 from backend.payments import service as payments
@@ -319,3 +321,38 @@ async def test_bad_plans_and_purchases_are_refused_and_change_nothing(client, de
         response = await call(path, headers=other["headers"])
         assert (response.status_code, response.json()["code"]) == (404, "membership.purchase_not_found"), path
     assert await Order.count() == 1 and await MembershipPurchase.count() == 1
+
+
+async def test_a_merge_adds_growth_and_keeps_the_later_ending_period(client, demo):
+    await client.put(
+        "/api/v1/admin/tiers",
+        headers=await staff_login(client, "hq"),
+        json={
+            "tiers": [
+                {"code": "normal", "name": "普通", "minGrowth": 0},
+                {"code": "vip", "name": "VIP", "minGrowth": 1500},
+            ]
+        },
+    )
+    short = await make_plan(client, days=30)
+    long = (
+        await client.post(
+            PLANS,
+            headers=await staff_login(client, "hq"),
+            json={"code": "YEAR", "title": "年卡", "priceFen": 1000, "days": 365},
+        )
+    ).json()
+    survivor = await member_login(client, openid="oPlanSurvivor0000000000001")
+    merged = await member_login(client, openid="oPlanMerged000000000000001")
+    for who, plan, key in ((survivor, short, "merge-plan-1"), (merged, long, "merge-plan-2")):
+        bought = await buy(client, who, plan["id"], key, demo["S001"])
+        await confirm(client, bought["order"]["outTradeNo"])
+    their_until = (await paid(client, merged))["activeUntil"]
+    await merge_members(survivor["member"]["id"], merged["member"]["id"], reason=MergeReason.hq)
+    held = (await client.get("/api/v1/me/membership", headers=survivor["headers"])).json()
+    assert (held["growth"], held["tier"]["code"]) == (2000, "vip")
+    assert (held["paid"]["planId"], held["paid"]["activeUntil"]) == (long["id"], their_until)
+    assert await PaidMembership.count() == 1
+    assert {row["member"] for row in await MembershipPurchase.select(MembershipPurchase.member)} == {
+        survivor["member"]["id"]
+    }

@@ -2,8 +2,10 @@
 
 import gc
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from functools import cache
 from typing import TypeVar
 
 import httpx
@@ -86,18 +88,27 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
+@cache
+def _tls() -> ssl.SSLContext:
+    """The TLS context of the app's outbound calls, one per process: loading the CA bundle takes tens of ms."""
+    return httpx.create_ssl_context()
+
+
 def create_app(
     settings: Settings | None = None,
     *,
     kv: KV | None = None,
     freeze_heap: bool = False,
     in_process_notifications: bool = False,
+    build_document: bool = True,
 ) -> Litestar:
     """`in_process_notifications`: the sandbox posts its notifications to this app object directly
-    (tests, which serve no socket) instead of to PAYMENT_NOTIFY_URL over the network."""
+    (tests, which serve no socket) instead of to PAYMENT_NOTIFY_URL over the network. `build_document=False`: an app
+    without its OpenAPI document and `/schema` pages, for the many apps the tests build that never read them
+    (building and checking the document is half of what building an app costs)."""
     settings = settings or get_settings()
     kv = kv or kv_from_url(settings.redis_url, pool_size=settings.redis_pool_size)
-    http = httpx.AsyncClient(headers={"User-Agent": "mall-backend"})
+    http = httpx.AsyncClient(headers={"User-Agent": "mall-backend"}, verify=_tls())
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -220,13 +231,16 @@ def create_app(
             components=openapi.COMPONENTS,
             use_handler_docstrings=True,
             render_plugins=docs.render_plugins(),
-        ),
+        )
+        if build_document
+        else None,
         # internal_error_handler logs every 500 with its request id; a 4xx is the caller's mistake, not ours.
         logging_config=LoggingConfig(log_exceptions="never", **logging_config(settings.log_format)),
         debug=settings.debug,
     )
     openapi.document(app)
-    openapi.close_request_bodies(app.openapi_schema)  # built now: the document is then checked at startup too
+    if build_document:
+        openapi.close_request_bodies(app.openapi_schema)  # built now: the document is then checked at startup too
     if notifier is not None:
         if in_process_notifications:
             notifier.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("127.0.0.1", 50001)))

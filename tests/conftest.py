@@ -206,10 +206,14 @@ async def serve(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture
 def make_client() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]:
-    """A client for an app built with these settings; use as `async with make_client(settings) as client`."""
+    """A client for an app built with these settings; use as `async with make_client(settings) as client`. Its
+    OpenAPI document is not built (half of what building an app costs) unless `document=True`."""
 
-    def build(settings: Settings | None = None, **overrides: object) -> AbstractAsyncContextManager[httpx.AsyncClient]:
-        return serve(create_app(replace(settings or Settings.from_env(), **overrides), in_process_notifications=True))
+    def build(
+        settings: Settings | None = None, *, document: bool = False, **overrides: object
+    ) -> AbstractAsyncContextManager[httpx.AsyncClient]:
+        settings = replace(settings or Settings.from_env(), **overrides)
+        return serve(create_app(settings, in_process_notifications=True, build_document=document))
 
     return build
 
@@ -217,6 +221,13 @@ def make_client() -> Callable[..., AbstractAsyncContextManager[httpx.AsyncClient
 @pytest.fixture
 async def client(make_client) -> AsyncIterator[httpx.AsyncClient]:
     async with make_client() as client:
+        yield client
+
+
+@pytest.fixture
+async def documented_client(make_client) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of an app that serves its OpenAPI document, built and checked as a deployment's is."""
+    async with make_client(document=True) as client:
         yield client
 
 

@@ -9,6 +9,7 @@ import hmac
 import os
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -50,7 +51,14 @@ def _key_file(path: Path) -> RSAPrivateKey:
             pass  # another worker was first: use its key
         finally:
             staging.unlink()
-    return load_private_key(path.read_bytes())
+    return _parsed(path.read_bytes())
+
+
+@lru_cache(maxsize=16)
+def _parsed(pem: bytes) -> RSAPrivateKey:
+    """A key file's key, parsed once per process (parsing checks the RSA key, tens of ms; every app built loads
+    both keys)."""
+    return load_private_key(pem)
 
 
 def _serial(key: RSAPrivateKey) -> str:

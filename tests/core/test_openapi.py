@@ -9,8 +9,8 @@ MEMBER, STAFF = [{"memberBearer": []}], [{"staffBearer": []}]
 
 
 @pytest.fixture
-async def document(client) -> dict:
-    response = await client.get("/schema/openapi.json")
+async def document(documented_client) -> dict:
+    response = await documented_client.get("/schema/openapi.json")
     assert response.status_code == 200
     return response.json()
 

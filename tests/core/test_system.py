@@ -11,7 +11,8 @@ import pytest
 from backend.settings import Settings
 
 
-async def test_health_and_schema(client):
+async def test_health_and_schema(documented_client):
+    client = documented_client
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     schema = await client.get("/schema/openapi.json")
     assert schema.status_code == 200

@@ -116,8 +116,9 @@ async def _licence(page: Page, base: str) -> str:
     return answer.text
 
 
-async def test_a_checkout_without_the_bundles_says_so_on_the_page(client, monkeypatch, tmp_path):
+async def test_a_checkout_without_the_bundles_says_so_on_the_page(documented_client, monkeypatch, tmp_path):
     monkeypatch.setattr(docs, "VENDOR_DIR", tmp_path)
+    client = documented_client
     answer = await client.get("/schema/swagger")
     assert answer.status_code == 200
     assert "scripts are not installed (swagger-ui-bundle.js, swagger-ui.css" in answer.text

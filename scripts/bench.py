@@ -141,35 +141,45 @@ def api_json(url: str, path: str, token: str) -> dict:
         return json.loads(response.read())
 
 
-# record -> part -> (payment code, member id, coupon id or "-"), for the records of members' checkouts
+# record -> part -> (wallet openid, member id, coupon id or "-"), for the records of members' checkouts
 MEMBER_CHECKOUTS: dict[str, dict[str, list[tuple[str, int, str]]]] = {}
 
 
 def sign_in_members(url: str, record: str, prefix: str, wanted: int, part: str) -> list[tuple[int, str, str]]:
-    """Members who signed in to the mini-program, each with a payment code of a new wallet: (id, token, code)."""
-    progress(f"{record}: signing in {wanted} members for the {part}, with a payment code each")
+    """Members who signed in to the mini-program, each paying from a wallet of its own: (id, token, openid)."""
+    progress(f"{record}: signing in {wanted} members for the {part}")
 
     def sign_in(i: int) -> tuple[int, str, str]:
         openid = f"o{prefix}{part[0]}{i:020d}"
         code = post_json(f"{url}/api/v1/sandbox/wechat/login-codes", {"openid": openid})["code"]
         login = post_json(f"{url}/api/v1/auth/miniprogram/login", {"code": code})
-        auth_code = post_json(f"{url}/api/v1/sandbox/wallets/{openid}/payment-codes", {})["authCode"]
-        return login["member"]["id"], login["accessToken"], auth_code
+        return login["member"]["id"], login["accessToken"], openid
 
     with ThreadPoolExecutor(16) as pool:
         return list(pool.map(sign_in, range(wanted)))
 
 
 def member_checkouts_lua(url: str, record: str, part: str, checkouts: list[tuple[str, int, str]]) -> str:
-    """The wrk script of a record of members' till checkouts. Every part's member codes are worked out now, the
-    warm-up's again: its codes would be stale after the run's preparation (a code is good for 30 to 60 s)."""
+    """The wrk script of a record of members' till checkouts. Every part's payment and member codes are made now,
+    the warm-up's again: those made before the run's preparation would be stale (a payment code is good for 60 s,
+    a member code for 30 to 60 s)."""
     from backend.members.code import MemberCodes
 
     MEMBER_CHECKOUTS.setdefault(record, {})[part] = checkouts
+    rows = [(prepared, row) for prepared, parts in MEMBER_CHECKOUTS[record].items() for row in parts]
+    progress(f"{record}: a payment code for each of {len(rows)} checkouts")
+    with ThreadPoolExecutor(16) as pool:
+        auth_codes = list(
+            pool.map(
+                lambda row: post_json(f"{url}/api/v1/sandbox/wallets/{row[1][0]}/payment-codes", {})["authCode"], rows
+            )
+        )
     codes, now = MemberCodes(RUN_SECRET["secret_key"]), time.time()
-    for prepared, rows in MEMBER_CHECKOUTS[record].items():
-        lines = [f"{auth} {codes.code_for(member, now=now)[0]} {coupon}" for auth, member, coupon in rows]
-        (OUT / f"{record}-{prepared}.txt").write_text("\n".join(lines) + "\n")
+    lines: dict[str, list[str]] = {}
+    for (prepared, (_, member, coupon)), auth in zip(rows, auth_codes, strict=True):
+        lines.setdefault(prepared, []).append(f"{auth} {codes.code_for(member, now=now)[0]} {coupon}")
+    for prepared, text in lines.items():
+        (OUT / f"{record}-{prepared}.txt").write_text("\n".join(text) + "\n")
     cashier = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
         "accessToken"
     ]
@@ -229,7 +239,7 @@ def prepare_coupon_checkouts(url: str, seconds: int, *, part: str = "run") -> st
     )
     with ThreadPoolExecutor(16) as pool:
         coupons = list(pool.map(lambda s: api_json(url, "/api/v1/me/coupons", s[1])["items"][0]["id"], signed))
-    checkouts = [(auth, member, str(coupon)) for (member, _, auth), coupon in zip(signed, coupons, strict=True)]
+    checkouts = [(openid, member, str(coupon)) for (member, _, openid), coupon in zip(signed, coupons, strict=True)]
     return member_checkouts_lua(url, "checkout-with-coupon", part, checkouts)
 
 
@@ -273,7 +283,7 @@ def prepare_tiered_checkouts(url: str, seconds: int, *, part: str = "run") -> st
         list(pool.map(buy, signed))
     held = api_json(url, "/api/v1/me/membership", signed[0][1])
     assert held["tier"]["code"] == "silver" and held["paid"] is not None, held
-    return member_checkouts_lua(url, "checkout-tiered-member", part, [(auth, m, "-") for m, _, auth in signed])
+    return member_checkouts_lua(url, "checkout-tiered-member", part, [(openid, m, "-") for m, _, openid in signed])
 
 
 MEMBER_CHECKOUT_LUA = (
@@ -1303,6 +1313,20 @@ WATCHED_SERIES = (
 )
 
 
+def orders_counted(url: str, kind: str, event: str) -> float:
+    """The server's count of orders of that kind and outcome (a checkout record checks that none failed)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "mall_orders_total" and sample.labels == {"kind": kind, "event": event}
+    )
+
+
 def scrape_metrics(url: str) -> None:
     """After the run: the server's /metrics, kept beside the records, with a line on what it counted."""
     from prometheus_client.parser import text_string_to_metric_families
@@ -1391,6 +1415,7 @@ def main() -> None:
         for scenario in scenarios:
             # The warm-up's requests first: the measured run's are then the freshest (payment codes expire).
             warm_up_lua = scenario.warm_up(url, WARM_UP_SECONDS + 2) if scenario.warm_up else None
+            failed_before = orders_counted(url, "till", "failed")
             lua = scenario.prepare(url, args.duration + 2) if scenario.prepare else None
             progress(
                 f"{scenario.name}: warming up, then {args.duration} s at {args.connections} connections"
@@ -1423,6 +1448,8 @@ def main() -> None:
                     cpu=load_cpu,
                     lua=lua,
                 )
+            if (failed := orders_counted(url, "till", "failed") - failed_before) > 0:
+                raise SystemExit(f"{scenario.name}: {failed:.0f} till payments failed: the record would measure them")
             progress(f"{scenario.name}: {results[scenario.name][0]:.0f} req/s")
         if args.only is None or {"groupbuy-flash-join", "groupbuy-sold-out"} & set(args.only):
             results.update(flash_sale(url, args, threads=threads, cpu=load_cpu))

@@ -115,6 +115,12 @@ def tier_reached(tiers: tuple[TierRecord, ...], growth_fen: int) -> tuple[TierRe
     return held, None
 
 
+def _held(tiers: tuple[TierRecord, ...], row: dict | None) -> TierRecord | None:
+    """The tier a member's row says they hold (None without a row, or while there is no ladder)."""
+    code = row["tier_code"] if row is not None else ""
+    return next((tier for tier in tiers if tier.code == code), None)
+
+
 def _tier_of(growth: str) -> str:
     """SQL: the code of the highest tier at or under `growth` ("" without a ladder)."""
     return (
@@ -222,7 +228,7 @@ async def standing(member_id: int, now: datetime) -> Standing:
     row = await _STANDING.run(member_id)
     growth = row["growth_fen"] if row is not None else 0
     tiers = await ladder()
-    held = next((tier for tier in tiers if row is not None and tier.code == row["tier_code"]), None)
+    held = _held(tiers, row)
     _, next_tier = tier_reached(tiers, held.min_growth if held is not None else -1)
     return Standing(growth_fen=growth, tier=held, next_tier=next_tier, paid=await paid_period(member_id, now))
 
@@ -237,7 +243,7 @@ async def earn_multiplier(member_id: int, now: datetime) -> int:
         return NO_MULTIPLIER
     multiplier = NO_MULTIPLIER
     row = await _STANDING.run(member_id)
-    tier = next((tier for tier in tiers if row is not None and tier.code == row["tier_code"]), None)
+    tier = _held(tiers, row)
     if tier is not None:
         multiplier = tier.points_multiplier_percent
     period = await paid_period(member_id, now)
@@ -253,7 +259,7 @@ async def tier_discount_percent(member_id: int) -> int:
     if not any(tier.discount_percent for tier in tiers):
         return 0
     row = await _STANDING.run(member_id)
-    tier = next((tier for tier in tiers if row is not None and tier.code == row["tier_code"]), None)
+    tier = _held(tiers, row)
     return tier.discount_percent if tier is not None else 0
 
 

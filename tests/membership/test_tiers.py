@@ -186,9 +186,11 @@ async def test_only_hq_sets_the_ladder(client, demo):
         response = await client.put(TIERS, headers=await staff_login(client, who), json={"tiers": LADDER})
         assert (response.status_code, response.json()["code"]) == (403, "auth.forbidden"), who
     member = await member_login(client, openid="oTierNosy00000000000000001")
-    assert (await client.put(TIERS, headers=member["headers"], json={"tiers": LADDER})).status_code in (401, 403)
+    refused = await client.put(TIERS, headers=member["headers"], json={"tiers": LADDER})
+    assert (refused.status_code, refused.json()["code"]) == (403, "auth.forbidden")  # a member is no staff
     assert (await client.put(TIERS, json={"tiers": LADDER})).status_code == 401
     assert (await client.get("/api/v1/me/membership")).status_code == 401
+    assert (await client.get(TIERS, headers=await staff_login(client, "hq"))).json()["tiers"] == []  # nothing set
 
 
 async def test_segments_and_coupon_values_follow_the_tier_held(client, demo):

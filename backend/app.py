@@ -35,6 +35,12 @@ from backend.groupbuy.controllers import (
     GroupBuySeatController,
     MyGroupBuyController,
 )
+from backend.hq.controllers import (
+    AdminAuditController,
+    AdminMembersController,
+    AdminOrdersController,
+    AdminReportController,
+)
 from backend.mall.controllers import MyMallOrdersController, PickupController, StoreMallOrdersController
 from backend.members.code import MemberCodes
 from backend.members.controllers import (
@@ -146,6 +152,10 @@ def create_app(
         MeController,
         StoreController,
         AdminStoreController,
+        AdminMembersController,
+        AdminOrdersController,
+        AdminAuditController,
+        AdminReportController,
         CashierStoreController,
         CashierMemberController,
         AdminMemberController,

@@ -4,9 +4,11 @@ from pathlib import Path
 
 from piccolo.conf.apps import AppConfig
 
+from backend.audit.tables import AuditEntry
 from backend.catalogue.tables import Category, Product, ProductImage, Sku, StoreInventory
 from backend.coupons.tables import Coupon, CouponCampaign, CouponIssue, CouponTemplate
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, MemberUnits, Seat
+from backend.hq.tables import ReportDay, StoreDay
 from backend.mall.tables import MallOrder, MallRefundLine
 from backend.members.tables import Member, MemberIdentity, MemberMerge
 from backend.membership.tables import MembershipPlan, MemberTag, PaidMembership, Segment, Tag, Tier
@@ -74,6 +76,9 @@ TABLES = [
     MembershipPlan,
     PaidMembership,
     MembershipPurchase,
+    AuditEntry,
+    StoreDay,
+    ReportDay,
 ]
 
 APP_CONFIG = AppConfig(

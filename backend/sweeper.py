@@ -8,6 +8,7 @@ from datetime import datetime
 
 from backend.core import metrics
 from backend.groupbuy import service as groupbuy
+from backend.hq import report
 from backend.payments import refunds
 from backend.payments import service as payments
 from backend.payments.policy import PaymentPolicy
@@ -30,6 +31,7 @@ async def sweep_once(
         "groups_failed": await groupbuy.fail_due_groups(provider=provider, policy=policy, now=now),
         "referral_rewards_released": await referrals.release_due(now=now),
         "plan_coupon_rounds": await plans.issue_due_coupons(now=now),
+        "report_days_written": await report.roll_up(now=now),
     }
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 from PIL import Image
 
+from backend.audit import service as audit
 from backend.catalogue.errors import (
     CategoryTooDeep,
     ImageNotFound,
@@ -26,6 +27,7 @@ from backend.core.clock import utcnow
 from backend.core.db import contains, is_unique_violation, write_transaction
 from backend.core.images import decode_upload, digest_of, jpeg
 from backend.core.recent import Recent
+from backend.core.schema import given
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +104,7 @@ async def create_category(data: CategoryCreate) -> CategoryRecord:
                 raise CategoryTooDeep(details={"maxDepth": MAX_DEPTH}, parent_id=data.parent_id)
             depth = parent.depth + 1
         rows = await Category.insert(Category(name=data.name, parent=data.parent_id, depth=depth, sort=data.sort))
+        await audit.record("category.create", "category", rows[0]["id"], after=given(data))
     logger.info("category created", extra={"category_id": rows[0]["id"]})
     category = await get_category(rows[0]["id"])
     assert category is not None
@@ -164,6 +167,7 @@ async def create_product(data: ProductCreate) -> ProductRecord:
                     for sku in data.skus
                 )
             )
+            await audit.record("product.create", "product", product_id, after=given(data))
     except Exception as error:
         if is_unique_violation(error):
             codes = [sku.code for sku in data.skus]
@@ -190,13 +194,11 @@ async def update_product(product_id: int, data: ProductUpdate) -> ProductRecord:
             changes[Product.category] = data.category_id
         if data.images is not msgspec.UNSET:
             changes[Product.images] = await _image_digests(data.images)
-        if changes:
-            changes[Product.updated_at] = utcnow()
-            updated = await Product.update(changes).where(Product.id == product_id).returning(Product.id)
-        else:
-            updated = await Product.select(Product.id).where(Product.id == product_id)
-        if not updated:
+        values = {column._meta.name: value for column, value in changes.items()}
+        if await audit.update_row(Product, product_id, values, action="product.update", entity="product") is None:
             raise ProductNotFound(product_id=product_id)
+        if changes:
+            await Product.update({Product.updated_at: utcnow()}).where(Product.id == product_id)
     _pages.forget()
     logger.info("product updated", extra={"product_id": product_id, "fields": len(changes)})
     product = await get_product(product_id)
@@ -296,6 +298,7 @@ async def save_image(data: bytes, *, max_bytes: int) -> ImageRecord:
         await ProductImage.insert(
             ProductImage(digest=digest, image=image, width=width, height=height, created_at=utcnow())
         ).on_conflict(target=ProductImage.digest, action="DO NOTHING")
+        await audit.record("product_image.upload", "product_image", digest, after={"width": width, "height": height})
     logger.info("product image saved", extra={"digest": digest, "bytes": len(image)})
     return ImageRecord(url=image_url(digest), width=width, height=height)
 
@@ -347,6 +350,14 @@ async def put_inventory(store_id: int, items: list[InventoryItem]) -> int:
                     StoreInventory.updated_at,
                 ],
             )
+        # What was set, not each row's before and after: a store's whole range is 5,000 rows in one request.
+        await audit.record(
+            "inventory.put",
+            "store_inventory",
+            store_id,
+            after={"items": len(items), "sku_ids": sku_ids},
+            store_id=store_id,
+        )
     _pages.forget()
     logger.info("store inventory set", extra={"store_id": store_id, "items": len(items)})
     return len(items)

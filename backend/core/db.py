@@ -8,6 +8,7 @@ Piccolo's internals; this module re-exports what the domains use of them.
 import asyncio
 import sqlite3
 from contextlib import AbstractContextManager, nullcontext
+from datetime import UTC, date, datetime
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,8 @@ from backend.settings import check_database_url, sqlite_path
 
 __all__ = [
     "Prepared",
+    "as_day",
+    "as_moment",
     "close_database",
     "contains",
     "engine_from_url",
@@ -34,6 +37,7 @@ __all__ = [
     "hold",
     "insert_row",
     "is_unique_violation",
+    "like",
     "open_database",
     "ping_database",
     "write_transaction",
@@ -63,13 +67,31 @@ def write_transaction() -> BaseTransaction:
     return engine.transaction()
 
 
-def contains(column: Column, text: str) -> Where:
-    """`column` holds `text` (LIKE's wildcards in it dropped, not escaped: the engines escape differently), case
-    aside: PostgreSQL's ILIKE folds any letter's case, SQLite's LIKE only ASCII's (Chinese has none)."""
+def like(text: str) -> tuple[str, str]:
+    """The operator and pattern that match a text holding `text` (LIKE's wildcards in it dropped, not escaped: the
+    engines escape differently), case aside: PostgreSQL's ILIKE folds any letter's case, SQLite's LIKE only ASCII's
+    (Chinese has none)."""
     word = " ".join(text.replace("%", " ").replace("_", " ").replace("\\", " ").split())
-    if isinstance(get_engine(), EmbeddedSQLiteEngine):
-        return column.like(f"%{word}%")
-    return column.ilike(f"%{word}%")
+    return ("LIKE" if isinstance(get_engine(), EmbeddedSQLiteEngine) else "ILIKE"), f"%{word}%"
+
+
+def contains(column: Column, text: str) -> Where:
+    """`column` holds `text` (see `like`)."""
+    operator, pattern = like(text)
+    return column.like(pattern) if operator == "LIKE" else column.ilike(pattern)
+
+
+def as_moment(value: Any) -> Any:
+    """A moment as a raw or aggregate query answers it: SQLite answers those as text (no declared type to convert)."""
+    if isinstance(value, str):
+        moment = datetime.fromisoformat(value)
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return value
+
+
+def as_day(value: Any) -> Any:
+    """A date as a raw or aggregate query answers it (see as_moment)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
 
 
 def heavy_reads() -> AbstractContextManager[None]:

@@ -61,6 +61,14 @@ class Unauthenticated(DomainError):
     default_message = "Sign in first: send Authorization: Bearer <accessToken>."
 
 
+class InvalidRequest(DomainError):
+    """A request well-formed field by field whose values make no sense together (or no date)."""
+
+    code = "request.invalid"
+    status_code = 422
+    default_message = "The request is not valid."
+
+
 class RateLimited(DomainError):
     code = "request.rate_limited"
     status_code = 429

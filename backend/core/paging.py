@@ -1,10 +1,13 @@
 """Cursor paging, newest first: the cursor is the last id of the page before."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated
 
 import msgspec
 from litestar.params import PathParameter, QueryParameter
+
+from backend.core.clock import business_day, day_bounds
+from backend.core.errors import InvalidRequest
 
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
@@ -44,3 +47,44 @@ def after_time(cursor: str | None) -> tuple[datetime, int] | None:
         return None
     micros, _, row_id = cursor.partition("_")
     return _EPOCH + int(micros) * _MICROSECOND, min(int(row_id), ID_MAX)
+
+
+# A window of time in a query (`from`, `to`): business days (2026-12-01, `to` included) or RFC 3339 moments with
+# their offset (`to` excluded).
+_MOMENT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([Tt ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?([Zz]|[+-][0-9]{2}:[0-9]{2}))?$"
+)
+Moment = Annotated[str | None, QueryParameter(pattern=_MOMENT)]
+From = Annotated[str | None, QueryParameter(name="from", pattern=_MOMENT)]
+
+
+def moment(text: str | None, *, end: bool) -> datetime | None:
+    """A window's `from` (end=False) or `to` (end=True) as a UTC moment: a business day's start, or for `to` the
+    next day's start (the day is included); a moment as it is given."""
+    if text is None:
+        return None
+    try:
+        if len(text) == 10:
+            since, until = day_bounds(date.fromisoformat(text))
+            return until if end else since
+        return datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
+    except ValueError:
+        raise InvalidRequest(
+            details={"fields": [{"field": "to" if end else "from", "message": "no such day"}]}
+        ) from None
+
+
+def business_days(since: str | None, until: str | None, *, default_days: int, longest: int) -> tuple[date, date]:
+    """A window of whole business days (`from` and `to` both included; default: the last `default_days`, today's
+    among them), at most `longest` days."""
+    today = business_day(datetime.now(UTC))
+    try:
+        last = date.fromisoformat(until[:10]) if until else today
+        first = date.fromisoformat(since[:10]) if since else last - timedelta(days=default_days - 1)
+    except ValueError:
+        raise InvalidRequest(details={"fields": [{"field": "from", "message": "no such day"}]}) from None
+    if first > last or (last - first).days >= longest:
+        raise InvalidRequest(
+            f"Ask for 1 to {longest} days, from before to.", details={"from": first.isoformat(), "to": last.isoformat()}
+        )
+    return first, last

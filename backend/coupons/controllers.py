@@ -1,7 +1,7 @@
 from datetime import datetime
 from typing import Annotated
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import JSONBody, QueryParameter
 
@@ -17,6 +17,7 @@ from backend.coupons.schemas import (
     ClaimableCoupons,
     CouponCampaignCreate,
     CouponCampaignOut,
+    CouponCampaignPatch,
     CouponCampaignsPage,
     CouponIssueCreate,
     CouponIssueOut,
@@ -73,6 +74,7 @@ def campaign_out(campaign: CampaignRecord) -> CouponCampaignOut:
         starts_at=campaign.starts_at,
         ends_at=campaign.ends_at,
         created_at=campaign.created_at,
+        closed_at=campaign.closed_at,
     )
 
 
@@ -173,6 +175,17 @@ class AdminCouponController(Controller):
     async def campaign(self, staff: NamedDependency[CurrentStaff], campaign_id: PathId) -> CouponCampaignOut:
         """A coupon campaign, with its counts and budget."""
         return campaign_out(await service.get_campaign(campaign_id))
+
+    @patch("/coupon-campaigns/{campaign_id:int}", operation_id="UpdateCouponCampaign", responses=openapi.errors(404))
+    async def update_campaign(
+        self, staff: NamedDependency[CurrentStaff], campaign_id: PathId, data: JSONBody[CouponCampaignPatch]
+    ) -> CouponCampaignOut:
+        """Edit or close a coupon campaign.
+
+        Moves a running campaign's end, changes its budget (never below what it has used), or ends it now with
+        `closed: true`: no coupons are issued or claimed from it from then, and those issued stay usable until
+        their own validity ends. An ended campaign is 422."""
+        return campaign_out(await service.update_campaign(campaign_id, data))
 
     @post(
         "/coupon-campaigns/{campaign_id:int}/issues",

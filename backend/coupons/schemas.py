@@ -100,6 +100,14 @@ class CouponCampaignCreate(Struct):
     reward_to: RewardTo | None = None  # referral_reward: who gets it (default both)
 
 
+class CouponCampaignPatch(Struct):
+    """What HQ changes on a running campaign: its end, its budget (null: none), or `closed: true` to end it now."""
+
+    ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    budget_fen: Annotated[int, msgspec.Meta(ge=1, le=10**12)] | None | msgspec.UnsetType = msgspec.UNSET
+    closed: bool | msgspec.UnsetType = msgspec.UNSET
+
+
 class CouponCampaignOut(Struct):
     id: int
     template_id: int
@@ -114,6 +122,7 @@ class CouponCampaignOut(Struct):
     starts_at: datetime
     ends_at: datetime
     created_at: datetime
+    closed_at: datetime | None = None  # closed early by HQ (its end moved to then)
 
 
 class CouponCampaignsPage(Struct):

@@ -17,10 +17,12 @@ from typing import Any
 import msgspec
 from piccolo.querystring import QueryString
 
+from backend.audit import service as audit
 from backend.catalogue.tables import Product, Sku
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, get_engine, heavy_reads, hold, insert_row, is_unique_violation, write_transaction
 from backend.core.recent import Recent
+from backend.core.schema import given
 from backend.coupons.errors import (
     CampaignInvalid,
     CampaignNotFound,
@@ -32,7 +34,7 @@ from backend.coupons.errors import (
     TemplateNotFound,
     WrongTrigger,
 )
-from backend.coupons.schemas import CouponCampaignCreate, CouponTemplateCreate, ValueRule
+from backend.coupons.schemas import CouponCampaignCreate, CouponCampaignPatch, CouponTemplateCreate, ValueRule
 from backend.coupons.tables import (
     Coupon,
     CouponCampaign,
@@ -161,7 +163,18 @@ async def create_template(data: CouponTemplateCreate, *, staff_id: int) -> Templ
         problems["productIds"] = f"no such products: {missing}"
     if problems:
         raise TemplateInvalid(details=problems)
-    template_id = await insert_row(
+    async with write_transaction():
+        template_id = await _insert_template(data, store_ids, product_ids, staff_id)
+        await audit.record("coupon_template.create", "coupon_template", template_id, after=given(data))
+    template = await get_template(template_id)
+    logger.info("coupon template created", extra={"template_id": template_id, "staff_id": staff_id})
+    return template
+
+
+async def _insert_template(
+    data: CouponTemplateCreate, store_ids: list[int], product_ids: list[int], staff_id: int
+) -> int:
+    return await insert_row(
         CouponTemplate,
         title=data.title,
         kind=data.kind,
@@ -180,9 +193,6 @@ async def create_template(data: CouponTemplateCreate, *, staff_id: int) -> Templ
         created_by=staff_id,
         created_at=utcnow(),
     )
-    template = await get_template(template_id)
-    logger.info("coupon template created", extra={"template_id": template_id, "staff_id": staff_id})
-    return template
 
 
 async def get_template(template_id: int) -> TemplateRecord:
@@ -215,6 +225,7 @@ class CampaignRecord:
     issued_count: int
     starts_at: datetime
     ends_at: datetime
+    closed_at: datetime | None
     created_at: datetime
 
     def runs(self, now: datetime) -> bool:
@@ -237,6 +248,7 @@ _CAMPAIGN_COLUMNS = (
     "issued_count",
     "starts_at",
     "ends_at",
+    "closed_at",
     "created_at",
 )
 
@@ -264,6 +276,7 @@ def _campaign_of(row: dict[str, Any]) -> CampaignRecord:
         issued_count=row["issued_count"],
         starts_at=row["starts_at"],
         ends_at=row["ends_at"],
+        closed_at=row["closed_at"],
         created_at=row["created_at"],
     )
 
@@ -333,7 +346,18 @@ async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> Campa
     if problems:
         raise CampaignInvalid(details=problems)
     reward_to = data.reward_to or (RewardTo.both if data.trigger is CouponTrigger.referral_reward else None)
-    campaign_id = await insert_row(
+    async with write_transaction():
+        campaign_id = await _insert_campaign(data, template, reward_to, staff_id)
+        await audit.record("coupon_campaign.create", "coupon_campaign", campaign_id, after=given(data))
+    _running.forget()
+    logger.info("coupon campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
+    return await get_campaign(campaign_id)
+
+
+async def _insert_campaign(
+    data: CouponCampaignCreate, template: TemplateRecord, reward_to: RewardTo | None, staff_id: int
+) -> int:
+    return await insert_row(
         CouponCampaign,
         template=template.id,
         trigger=data.trigger,
@@ -346,8 +370,44 @@ async def create_campaign(data: CouponCampaignCreate, *, staff_id: int) -> Campa
         created_by=staff_id,
         created_at=utcnow(),
     )
+
+
+async def update_campaign(
+    campaign_id: int, data: CouponCampaignPatch, *, now: datetime | None = None
+) -> CampaignRecord:
+    """HQ moves a campaign's end, changes its budget (never below what it has used), or closes it early
+    (`closed`: its end moves to now; the coupons issued stay usable to their own validity)."""
+    now = now or utcnow()
+    values = given(data)
+    closed = values.pop("closed", None)
+    async with write_transaction():
+        await hold(CouponCampaign, campaign_id, CouponCampaign.id)  # an issue under way waits: its budget is read
+        campaign = await get_campaign(campaign_id)
+        problems: dict[str, str] = {}
+        if campaign.ends_at <= now and (values or closed):
+            problems["endsAt"] = "the campaign has ended: it can no longer be changed"
+        elif "ends_at" in values:
+            ends_at = values["ends_at"]
+            if ends_at.tzinfo is None:
+                problems["endsAt"] = "give the time with its UTC offset"
+            elif ends_at <= max(now, campaign.starts_at):
+                problems["endsAt"] = "must be after startsAt and in the future (or close it)"
+            elif campaign.template.valid_until is not None and ends_at > campaign.template.valid_until:
+                problems["endsAt"] = "must not be after the template's validUntil"
+        if "budget_fen" in values and values["budget_fen"] is not None:
+            if campaign.template.face_fen is None:
+                problems["budgetFen"] = "a percent coupon without maxDiscountFen has no face value to count"
+            elif values["budget_fen"] < campaign.budget_used_fen:
+                problems["budgetFen"] = f"must not be below what is used already ({campaign.budget_used_fen})"
+        if problems:
+            raise CampaignInvalid(details=problems)
+        if closed:
+            values["ends_at"], values["closed_at"] = now, now
+            values["starts_at"] = min(campaign.starts_at, now - timedelta(microseconds=1))
+        action = "coupon_campaign.close" if closed else "coupon_campaign.update"
+        await audit.update_row(CouponCampaign, campaign_id, values, action=action, entity="coupon_campaign")
     _running.forget()
-    logger.info("coupon campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
+    logger.info("coupon campaign updated", extra={"campaign_id": campaign_id, "fields": sorted(values)})
     return await get_campaign(campaign_id)
 
 
@@ -780,6 +840,12 @@ async def issue(campaign_id: int, *, idempotency_key: str, staff_id: int) -> tup
                     created_by=staff_id,
                     created_at=now,
                     updated_at=now,
+                )
+                await audit.record(
+                    "coupon_campaign.issue",
+                    "coupon_campaign",
+                    campaign_id,
+                    after={"issue_id": issue_id, "key": idempotency_key},
                 )
         except Exception as error:
             if not is_unique_violation(error):

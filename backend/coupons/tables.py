@@ -102,6 +102,7 @@ class CouponCampaign(Table, tablename="coupon_campaign"):
     issued_count = Integer(default=0)
     starts_at = Timestamptz()
     ends_at = Timestamptz()
+    closed_at = Timestamptz(null=True, default=None)  # closed early by HQ (its end moved to then)
     created_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 

@@ -1,6 +1,7 @@
 from typing import Annotated, Any, Literal
 
-from litestar import Controller, Response, get, post
+import msgspec
+from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import Schema
 from litestar.openapi.spec.enums import OpenAPIType
@@ -15,8 +16,12 @@ from backend.core.responses import created
 from backend.groupbuy import service
 from backend.groupbuy.errors import SoldOut
 from backend.groupbuy.schemas import (
+    AdminCampaignOut,
+    AdminCampaignsPage,
+    CampaignCountsOut,
     CampaignCreate,
     CampaignOut,
+    CampaignPatch,
     DemandOut,
     DemandRow,
     DemandTotals,
@@ -30,7 +35,7 @@ from backend.groupbuy.schemas import (
     SeatsPage,
     SeatTaken,
 )
-from backend.groupbuy.service import CampaignRecord, GroupView, SeatView
+from backend.groupbuy.service import CampaignCounts, CampaignRecord, GroupView, SeatView
 from backend.members.auth import CurrentMember, ensure_active, provide_current_member, provide_signed_member
 from backend.payments.refunds import RefundRecord
 from backend.services import Services
@@ -60,7 +65,13 @@ def campaign_out(campaign: CampaignRecord) -> CampaignOut:
         virtual_fill=campaign.virtual_fill,
         virtual_fill_percent=campaign.virtual_fill_percent,
         created_at=campaign.created_at,
+        closed_at=campaign.closed_at,
     )
+
+
+def admin_campaign_out(campaign: CampaignRecord, counts: CampaignCounts) -> AdminCampaignOut:
+    shown = CampaignCountsOut(**{name: getattr(counts, name) for name in CampaignCounts.__slots__})
+    return AdminCampaignOut(**msgspec.structs.asdict(campaign_out(campaign)), counts=shown)
 
 
 def group_out(group: GroupView) -> GroupOut:
@@ -301,6 +312,32 @@ class AdminGroupBuyController(Controller):
                 ),
             )
         )
+
+    @get("/campaigns", operation_id="ListAllGroupBuyCampaigns")
+    async def list_campaigns(
+        self, staff: NamedDependency[CurrentStaff], limit: Limit = 20, cursor: Cursor = None
+    ) -> AdminCampaignsPage:
+        """Every group-buy campaign with its counts.
+
+        Running, ended or closed, newest first, each with its groups by status and the seats and units sold."""
+        rows = await service.list_campaigns(before_id=before(cursor), limit=limit)
+        counts = await service.campaign_counts([row.id for row in rows])
+        return AdminCampaignsPage(
+            items=[admin_campaign_out(row, counts[row.id]) for row in rows],
+            next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        )
+
+    @patch("/campaigns/{campaign_id:int}", operation_id="UpdateGroupBuyCampaign", responses=openapi.errors(404, 409))
+    async def update_campaign(
+        self, staff: NamedDependency[CurrentStaff], campaign_id: PathId, data: JSONBody[CampaignPatch]
+    ) -> AdminCampaignOut:
+        """Edit or close a group-buy campaign.
+
+        Renames it, moves its end later, or closes it early (`closed: true`): it opens no new groups from then
+        (409 `groupbuy.campaign_closed`), and the groups already forming run to their deadlines, filling or
+        failing and refunding as ever. `closed: false` opens it again."""
+        campaign = await service.update_campaign(campaign_id, data)
+        return admin_campaign_out(campaign, (await service.campaign_counts([campaign.id]))[campaign.id])
 
     @post("/campaigns", operation_id="CreateGroupBuyCampaign")
     async def create_campaign(

@@ -48,6 +48,15 @@ class CampaignCreate(Struct):
     sku_id: Id | None = None
 
 
+class CampaignPatch(Struct):
+    """What HQ changes on a campaign: its title, a later end, or `closed` (true: no new groups from now, the groups
+    forming run to their deadlines; false: open again)."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+    ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    closed: bool | msgspec.UnsetType = msgspec.UNSET
+
+
 class CampaignOut(Struct):
     id: int
     title: str
@@ -69,6 +78,24 @@ class CampaignOut(Struct):
     virtual_fill: bool
     virtual_fill_percent: int
     created_at: datetime
+    closed_at: datetime | None = None  # closed early by HQ
+
+
+class CampaignCountsOut(Struct):
+    groups_forming: int
+    groups_succeeded: int
+    groups_failed: int
+    seats_paid: int
+    units_sold: int
+
+
+class AdminCampaignOut(CampaignOut):
+    counts: CampaignCountsOut | None = None
+
+
+class AdminCampaignsPage(Struct):
+    items: list[AdminCampaignOut]
+    next_cursor: str | None
 
 
 class SeatCreate(Struct):

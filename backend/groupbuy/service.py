@@ -15,14 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from piccolo.columns.combination import Combinable
-from piccolo.query.functions.aggregate import Sum
+from piccolo.query.functions.aggregate import Count, Sum
 from piccolo.query.methods.select import Select
 
+from backend.audit import service as audit
 from backend.catalogue.tables import Sku
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import GATE_SHORT, KV
 from backend.core.pickup import new_pickup_code, normalise
+from backend.core.schema import given
 from backend.core.spreadsheet import BOM, text_cell
 from backend.coupons import service as coupons
 from backend.groupbuy.errors import (
@@ -43,7 +45,7 @@ from backend.groupbuy.errors import (
     SeatNotFound,
     SoldOut,
 )
-from backend.groupbuy.schemas import CampaignCreate
+from backend.groupbuy.schemas import CampaignCreate, CampaignPatch
 from backend.groupbuy.tables import Campaign, CampaignStore, Group, GroupStatus, MemberUnits, Seat, SeatStatus
 from backend.members import service as members
 from backend.orders import service as orders
@@ -95,6 +97,7 @@ class CampaignRecord:
     pickup_date: date
     virtual_fill: bool
     virtual_fill_percent: int
+    closed_at: datetime | None
     created_by: int | None
     created_at: datetime
     pickup_stores: tuple[StoreRecord, ...] = ()
@@ -243,6 +246,7 @@ async def create_campaign(data: CampaignCreate, *, staff_id: int) -> CampaignRec
         )
         for store_id in store_ids:
             await insert_row(CampaignStore, campaign=campaign_id, store=store_id)
+        await audit.record("groupbuy_campaign.create", "groupbuy_campaign", campaign_id, after=given(data))
     logger.info("group-buy campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
     return await get_campaign(campaign_id)
 
@@ -272,12 +276,91 @@ async def get_campaign(campaign_id: int) -> CampaignRecord:
     return (await _with_stores([campaign]))[0]
 
 
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    groups_forming: int = 0
+    groups_succeeded: int = 0
+    groups_failed: int = 0
+    seats_paid: int = 0  # seats paid for and not refunded (succeeded and picked up among them)
+    units_sold: int = 0
+
+
+_SOLD = (SeatStatus.paid, SeatStatus.succeeded, SeatStatus.picked_up)
+
+
+async def campaign_counts(campaign_ids: list[int]) -> dict[int, CampaignCounts]:
+    """Each campaign's groups by status and its seats and units sold, in two grouped reads."""
+    if not campaign_ids:
+        return {}
+    with heavy_reads():
+        groups = (
+            await Group.select(Group.campaign, Group.status, Count().as_alias("n"))
+            .where(Group.campaign.is_in(campaign_ids))
+            .group_by(Group.campaign, Group.status)
+        )
+        seats = (
+            await Seat.select(Seat.campaign, Count().as_alias("n"), Sum(Seat.quantity).as_alias("units"))
+            .where(Seat.campaign.is_in(campaign_ids) & Seat.status.is_in(list(_SOLD)))
+            .group_by(Seat.campaign)
+        )
+    by_status: dict[int, dict[str, int]] = {}
+    for row in groups:
+        by_status.setdefault(row["campaign"], {})[row["status"]] = int(row["n"])
+    sold = {row["campaign"]: (int(row["n"]), int(row["units"] or 0)) for row in seats}
+    return {
+        campaign_id: CampaignCounts(
+            groups_forming=by_status.get(campaign_id, {}).get(GroupStatus.forming.value, 0),
+            groups_succeeded=by_status.get(campaign_id, {}).get(GroupStatus.succeeded.value, 0),
+            groups_failed=by_status.get(campaign_id, {}).get(GroupStatus.failed.value, 0),
+            seats_paid=sold.get(campaign_id, (0, 0))[0],
+            units_sold=sold.get(campaign_id, (0, 0))[1],
+        )
+        for campaign_id in campaign_ids
+    }
+
+
+async def list_campaigns(*, before_id: int | None, limit: int) -> list[CampaignRecord]:
+    """Every campaign, running, ended or closed, newest first."""
+    query = Campaign.select().order_by(Campaign.id, ascending=False).limit(limit)
+    if before_id is not None:
+        query = query.where(Campaign.id < before_id)
+    return await _with_stores(await query)
+
+
+async def update_campaign(campaign_id: int, data: CampaignPatch, *, now: datetime | None = None) -> CampaignRecord:
+    """HQ renames a campaign, moves its end later, or closes it early (`closed`: no new groups from now; the groups
+    forming run to their deadlines) or opens it again."""
+    now = now or utcnow()
+    values = given(data)
+    closed = values.pop("closed", None)
+    async with write_transaction():
+        campaign = await _CAMPAIGN.run(campaign_id)
+        if campaign is None:
+            raise CampaignNotFound(campaign_id=campaign_id)
+        if "ends_at" in values:
+            if values["ends_at"].tzinfo is None:
+                raise CampaignInvalid("endsAt needs its time zone (for example +08:00).")
+            ends_at = values["ends_at"].astimezone(UTC)
+            if ends_at < campaign["ends_at"] or ends_at <= now:
+                raise CampaignInvalid(
+                    "A campaign's end moves later only (close it to stop it early).",
+                    details={"endsAt": campaign["ends_at"].isoformat()},
+                )
+            values["ends_at"] = ends_at
+        if closed is not None and closed != (campaign["closed_at"] is not None):
+            values["closed_at"] = now if closed else None
+        action = "groupbuy_campaign.close" if closed and "closed_at" in values else "groupbuy_campaign.update"
+        await audit.update_row(Campaign, campaign_id, values, action=action, entity="groupbuy_campaign")
+    logger.info("group-buy campaign updated", extra={"campaign_id": campaign_id, "fields": sorted(values)})
+    return await get_campaign(campaign_id)
+
+
 async def open_campaigns(*, now: datetime | None = None) -> list[CampaignRecord]:
     """Campaigns taking groups now, ending soonest first."""
     now = now or utcnow()
     rows = (
         await Campaign.select()
-        .where((Campaign.starts_at <= now) & (Campaign.ends_at > now))
+        .where((Campaign.starts_at <= now) & (Campaign.ends_at > now) & Campaign.closed_at.is_null())
         .order_by(Campaign.ends_at)
         .order_by(Campaign.id)
         .limit(200)
@@ -337,13 +420,15 @@ _PICKUP_STORE = Prepared(
 )
 
 
-async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime) -> CampaignRecord:
+async def _open_campaign(campaign_id: int, pickup_store_id: int, now: datetime, *, new_group: bool) -> CampaignRecord:
     row = await _CAMPAIGN.run(campaign_id)
     if row is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     campaign = CampaignRecord(**row)
     if not (campaign.starts_at <= now < campaign.ends_at):
         raise CampaignClosed(campaign_id=campaign_id)
+    if new_group and campaign.closed_at is not None:  # closed early: the groups forming still fill
+        raise CampaignClosed("HQ has closed this campaign: it opens no new groups.", campaign_id=campaign_id)
     if await _PICKUP_STORE.run(campaign_id, pickup_store_id) is None:
         raise PickupStoreInvalid(details={"pickupStoreId": pickup_store_id})
     return campaign
@@ -462,7 +547,7 @@ async def _take_seat(
     policy: PaymentPolicy,
 ) -> tuple[GroupView, SeatView, dict[str, str]]:
     now = utcnow()
-    campaign = await _open_campaign(campaign_id, pickup_store_id, now)
+    campaign = await _open_campaign(campaign_id, pickup_store_id, now, new_group=group_id is None)
     if group_id is None:  # a group lives its campaign's time limit, and never past the campaign's end
         group_ends = min(now + timedelta(minutes=campaign.group_ttl_minutes), campaign.ends_at)
     else:

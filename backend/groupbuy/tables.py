@@ -40,6 +40,8 @@ class Campaign(Table, tablename="groupbuy_campaign"):
     # With virtual fill: a group whose paid seats reach this share of its size by the deadline succeeds,
     # its empty seats counted as virtual, never as sold.
     virtual_fill_percent = Integer(default=80)
+    # Closed early by HQ: no new groups from then; the groups forming run to their deadlines.
+    closed_at = Timestamptz(null=True, default=None)
     created_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 

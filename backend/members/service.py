@@ -3,9 +3,13 @@
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+from piccolo.query.functions.aggregate import Count
+
+from backend.audit import service as audit
 from backend.core.clock import utcnow
-from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
+from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
 from backend.core.ratelimit import release_attempt, reserve_attempt
 from backend.core.recent import Recent
@@ -44,6 +48,64 @@ def mask_phone(phone: str) -> str:
     if phone.startswith("+86") and len(phone) == 14:
         return f"{phone[3:6]}****{phone[-4:]}"
     return "****" + phone[-4:] if len(phone) >= 8 else "****"
+
+
+def mask_identity(kind: IdentityKind, value: str) -> str:
+    """An identity as staff see it: a phone as mask_phone shows it; anything else its first and last few."""
+    if kind == IdentityKind.phone:
+        return mask_phone(value)
+    name = value.rpartition(":")[2]  # an openid's app id prefix is not shown
+    return f"{name[:4]}****{name[-4:]}" if len(name) > 10 else "****"
+
+
+@dataclass(frozen=True, slots=True)
+class IdentityRecord:
+    kind: IdentityKind
+    masked: str
+    created_at: datetime
+
+
+async def member_identities(member_id: int) -> list[IdentityRecord]:
+    rows = (
+        await MemberIdentity.select(MemberIdentity.kind, MemberIdentity.value, MemberIdentity.created_at)
+        .where(MemberIdentity.member == member_id)
+        .order_by(MemberIdentity.id)
+    )
+    records = []
+    for row in rows:
+        kind = IdentityKind(row["kind"])
+        records.append(IdentityRecord(kind, mask_identity(kind, row["value"]), row["created_at"]))
+    return records
+
+
+async def phones_masked(member_ids: list[int]) -> dict[int, str]:
+    """Each member's phone, masked, for those who have one."""
+    if not member_ids:
+        return {}
+    rows = await MemberIdentity.select(MemberIdentity.member, MemberIdentity.value).where(
+        MemberIdentity.member.is_in(member_ids) & (MemberIdentity.kind == IdentityKind.phone)
+    )
+    return {row["member"]: mask_phone(row["value"]) for row in rows}
+
+
+def phone_identity(text: str) -> str | None:
+    """The phone identity a typed number names (13800138000, +86 138 0013 8000), or None if it is not one."""
+    digits = "".join(text.split()).replace("-", "")
+    if digits.startswith("+86"):
+        digits = digits[3:]
+    elif digits.startswith("86") and len(digits) == 13:
+        digits = digits[2:]
+    return f"+86{digits}" if len(digits) == 11 and digits.isdigit() and digits[0] == "1" else None
+
+
+async def member_merges(member_id: int) -> list[dict[str, Any]]:
+    """The merges this member took part in (as the survivor or the one folded in), newest first."""
+    return (
+        await MemberMerge.select()
+        .where((MemberMerge.survivor == member_id) | (MemberMerge.merged == member_id))
+        .order_by(MemberMerge.id, ascending=False)
+        .limit(50)
+    )
 
 
 _BY_IDENTITY = Prepared(
@@ -402,6 +464,14 @@ async def merge_members(
                 seats_moved=moved.seats,
                 created_at=now,
             )
+            if staff_id is not None:  # HQ's merge; those of a shared phone or unionid are the shopper's doing
+                await audit.record(
+                    "member.merge",
+                    "member",
+                    merged_id,
+                    before={"status": "active", "merged_into": None},
+                    after={"status": "merged", "merged_into": survivor_id, "points_moved": moved.points},
+                )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -461,3 +531,15 @@ async def bind_phone(member_id: int, phone: WeChatPhone, *, app_id: str) -> int:
         )
     logger.info("phone bound", extra={"member_id": member_id})
     return member_id
+
+
+async def enrolments_by_store(since: datetime, until: datetime) -> dict[tuple[int, EnrolmentChannel], int]:
+    """How many members each store enrolled in [since, until), by channel (merged members included: they were new
+    when they came)."""
+    with heavy_reads():
+        rows = (
+            await Member.select(Member.enrolled_store, Member.enrolled_via, Count().as_alias("members"))
+            .where((Member.created_at >= since) & (Member.created_at < until) & Member.enrolled_store.is_not_null())
+            .group_by(Member.enrolled_store, Member.enrolled_via)
+        )
+    return {(row["enrolled_store"], EnrolmentChannel(row["enrolled_via"])): int(row["members"]) for row in rows}

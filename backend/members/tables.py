@@ -40,7 +40,7 @@ class Member(Table, tablename="member"):
     enrolled_store = ForeignKey(Store, null=True, on_delete=OnDelete.restrict)
     enrolled_via = Varchar(length=16, choices=EnrolmentChannel)
     merged_into = ForeignKey("self", null=True, on_delete=OnDelete.no_action)
-    created_at = Timestamptz(default=TimestamptzNow())
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)  # the store report counts a day's new members
     # Kept by `membership.tiers` in the transaction of every payment and refund: the fen paid less refunds, and
     # the rung of the tier ladder it reaches ("" while HQ has set no ladder).
     growth_fen = BigInt(default=0)

@@ -1,8 +1,6 @@
 """Tags on members and segments over them: HQ's tags, set by HQ or a store's manager; segments as rules that
 the database evaluates (see `segments`), counted, paged and exported."""
 
-import csv
-import io
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -12,9 +10,11 @@ from typing import Any
 import msgspec
 from piccolo.querystring import QueryString
 
+from backend.audit import service as audit
 from backend.core.clock import utcnow
 from backend.core.db import get_engine, heavy_reads, is_unique_violation, write_transaction
-from backend.core.spreadsheet import BOM, text_cell
+from backend.core.schema import given
+from backend.core.spreadsheet import streamed, text_cell
 from backend.members import merges
 from backend.members.errors import MemberNotFound
 from backend.members.service import mask_phone
@@ -80,6 +80,7 @@ async def create_tag(data: TagCreate, *, staff_id: int) -> TagRecord:
             rows = await Tag.insert(
                 Tag(name=data.name, group_name=data.group or "", created_at=utcnow(), created_by=staff_id)
             ).returning(*_TAG_COLUMNS)
+            await audit.record("tag.create", "tag", rows[0]["id"], after=given(data))
     except Exception as error:
         if is_unique_violation(error):
             raise TagNameTaken(details={"name": data.name, "group": data.group}) from None
@@ -103,21 +104,30 @@ async def member_tags(member_id: int) -> list[TagRecord]:
     return [_tag(row) for row in rows]
 
 
+def visible_sql(store_ids: frozenset[int] | None) -> tuple[str, list[Any]]:
+    """The condition (and its arguments) that the member row `m` is one of these stores' members: enrolled at one
+    of them, or with an order at one ("" and none for HQ's None: every member)."""
+    if store_ids is None:
+        return "", []
+    ids = sorted(store_ids)
+    if not ids:
+        return "1 = 0", []
+    return (
+        f'(m."enrolled_store" IN ({segments.marks(ids)}) OR EXISTS (SELECT 1 FROM "sale_order" o '
+        f'WHERE o."member" = m."id" AND o."store" IN ({segments.marks(ids)})))',
+        ids + ids,
+    )
+
+
 async def ensure_member_visible(member_id: int, store_ids: frozenset[int] | None) -> None:
     """The member exists and is active; for a store's staff (`store_ids`), is one of their stores' members:
     enrolled at one of them, or with an order at one. Anyone else's member does not exist for them."""
     sql = 'SELECT m."id" FROM "member" m WHERE m."id" = {} AND m."status" = {}'
     args: list[Any] = [member_id, MemberStatus.active.value]
-    if store_ids is not None:
-        ids = sorted(store_ids)
-        sql += (
-            f' AND (m."enrolled_store" IN ({segments.marks(ids)}) OR EXISTS (SELECT 1 FROM "sale_order" o '
-            f'WHERE o."member" = m."id" AND o."store" IN ({segments.marks(ids)})))'
-            if ids
-            else " AND 1 = 0"
-        )
-        args += ids + ids
-    if not await get_engine().run_querystring(QueryString(sql, *args)):
+    scope, scope_args = visible_sql(store_ids)
+    if scope:
+        sql += f" AND {scope}"
+    if not await get_engine().run_querystring(QueryString(sql, *args, *scope_args)):
         raise MemberNotFound(member_ids=[member_id])
 
 
@@ -137,9 +147,17 @@ async def add_member_tags(member_id: int, tag_ids: list[int], *, staff_id: int) 
         found = {row["id"] for row in await Tag.select(Tag.id).where(Tag.id.is_in(wanted))}
         if missing := [tag_id for tag_id in wanted if tag_id not in found]:
             raise UnknownTags(details={"tagIds": missing})
+        held_before = [row["tag"] for row in await MemberTag.select(MemberTag.tag).where(MemberTag.member == member_id)]
         await MemberTag.insert(
             *(MemberTag(member=member_id, tag=tag_id, created_at=now, created_by=staff_id) for tag_id in wanted)
         ).on_conflict(target=(MemberTag.tag, MemberTag.member), action="DO NOTHING")
+        await audit.record(
+            "member.tag",
+            "member",
+            member_id,
+            before={"tag_ids": sorted(held_before)},
+            after={"tag_ids": sorted(set(held_before) | set(wanted))},
+        )
     logger.info("member tagged", extra={"member_id": member_id, "tags": len(wanted), "staff_id": staff_id})
     return await member_tags(member_id)
 
@@ -149,7 +167,13 @@ async def remove_member_tag(member_id: int, tag_id: int) -> None:
     async with write_transaction():
         if not await Tag.exists().where(Tag.id == tag_id):
             raise TagNotFound(tag_id=tag_id)
-        await MemberTag.delete().where((MemberTag.member == member_id) & (MemberTag.tag == tag_id))
+        removed = (
+            await MemberTag.delete()
+            .where((MemberTag.member == member_id) & (MemberTag.tag == tag_id))
+            .returning(MemberTag.id)
+        )
+        if removed:
+            await audit.record("member.untag", "member", member_id, before={"tag_id": tag_id}, after={"tag_id": None})
 
 
 @merges.on_merge(merges.TAGS)
@@ -231,6 +255,7 @@ async def create_segment(data: SegmentCreate, *, staff_id: int) -> SegmentRecord
                 created_by=staff_id,
             )
         ).returning(*_SEGMENT_COLUMNS)
+        await audit.record("segment.create", "segment", rows[0]["id"], after={"name": data.name, "rules": rules})
     logger.info("segment created", extra={"segment_id": rows[0]["id"], "staff_id": staff_id})
     return _segment(rows[0])
 
@@ -298,21 +323,13 @@ CSV_HEADER = [
 CSV_BATCH = 2000
 
 
-async def members_csv(rules: SegmentRules, *, now: datetime) -> AsyncIterator[bytes]:
+def members_csv(rules: SegmentRules, *, now: datetime) -> AsyncIterator[bytes]:
     """Every matching member as CSV rows (UTF-8 with BOM), read a batch at a time: never all at once."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(CSV_HEADER)
-    yield (BOM + out.getvalue()).encode()
-    before_id: int | None = None
-    while True:
-        batch = await members_page(rules, now=now, limit=CSV_BATCH, before_id=before_id)
-        if not batch:
-            return
-        out.seek(0)
-        out.truncate()
-        for member in batch:
-            writer.writerow(
+
+    async def batches() -> AsyncIterator[list[list[Any]]]:
+        before_id: int | None = None
+        while batch := await members_page(rules, now=now, limit=CSV_BATCH, before_id=before_id):
+            yield [
                 [
                     member.id,
                     text_cell(member.nickname),
@@ -321,8 +338,10 @@ async def members_csv(rules: SegmentRules, *, now: datetime) -> AsyncIterator[by
                     member.enrolled_via.value,
                     member.created_at.isoformat(),
                 ]
-            )
-        yield out.getvalue().encode()
-        if len(batch) < CSV_BATCH:
-            return
-        before_id = batch[-1].id
+                for member in batch
+            ]
+            if len(batch) < CSV_BATCH:
+                return
+            before_id = batch[-1].id
+
+    return streamed(CSV_HEADER, batches())

@@ -16,8 +16,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
+import msgspec
 from piccolo.querystring import QueryString
 
+from backend.audit import service as audit
 from backend.core.db import Prepared, get_engine, write_transaction
 from backend.core.recent import Recent
 from backend.members import merges
@@ -146,6 +148,7 @@ async def set_ladder(tiers: list[TierIn], *, staff_id: int) -> tuple[tuple[TierR
     if problems:
         raise LadderInvalid(details=problems)
     async with write_transaction():
+        before = await Tier.select(*_TIER_COLUMNS).order_by(Tier.min_growth)
         await Tier.delete(force=True)
         if tiers:
             await Tier.insert(
@@ -164,6 +167,15 @@ async def set_ladder(tiers: list[TierIn], *, staff_id: int) -> tuple[tuple[TierR
         counted = await engine.run_querystring(QueryString(f'SELECT COUNT(*) AS "n" FROM "member" WHERE {_MISTIERED}'))
         await engine.run_querystring(
             QueryString(f'UPDATE "member" SET "tier_code" = {_tier_of(_MEMBER_GROWTH)} WHERE {_MISTIERED}')
+        )
+        after = sorted((msgspec.structs.asdict(tier) for tier in tiers), key=lambda tier: tier["min_growth"])
+        shown = [{name: row[name] for name in TierRecord.__slots__} for row in before]
+        await audit.record(
+            "tiers.set",
+            "tier_ladder",
+            "",
+            before={"tiers": shown, "members_retiered": None},
+            after={"tiers": after, "members_retiered": counted[0]["n"]},
         )
     _ladder.forget_everything()
     changed = counted[0]["n"]

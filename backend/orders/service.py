@@ -15,14 +15,16 @@ owed back, not the order's, and is counted on it (received, and refunded) once i
 import logging
 from dataclasses import dataclass, fields
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 from piccolo.columns import Column
+from piccolo.query.functions.aggregate import Count, Sum
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
 from backend.core import metrics
-from backend.core.db import Prepared, get_engine, insert_row
+from backend.core.db import Prepared, get_engine, heavy_reads, insert_row
 from backend.core.db import hold as db_hold
 from backend.core.paging import ID_MAX
 from backend.members import merges
@@ -30,7 +32,7 @@ from backend.members import service as members
 from backend.members.wechat import WeChatSession
 from backend.orders.outcomes import ClosedOrder, PaidOrder, RefundedOrder, on_closed, on_paid, on_refunded
 from backend.orders.tables import Order, OrderKind, OrderLine, OrderStatus
-from backend.stores.tables import Store
+from backend.stores.tables import StaffStore, Store
 
 logger = logging.getLogger(__name__)
 
@@ -237,7 +239,7 @@ class ChannelView:
 
 
 _views: list[ChannelView] = []
-_listing: dict[tuple[bool, bool], str] = {}
+_listing: dict[tuple[str, ...], str] = {}
 
 
 def show_channel(kind: OrderKind, table: type[Table], *, order: Column, **columns: Column) -> None:
@@ -259,8 +261,43 @@ class OrderView:
 _ORDER_COLUMNS = tuple(column._meta.db_column_name for column in Order.all_columns())
 
 
-def _listing_sql(*, by_kind: bool, before: bool) -> str:
-    sql = _listing.get((by_kind, before))
+# What a listing may be narrowed by, each a condition on the order with one argument, in this order.
+_FILTERS = {
+    "member": 'o."member" = {}',
+    "store": 'o."store" = {}',
+    "staff_scope": f'o."store" IN (SELECT "store" FROM "{StaffStore._meta.tablename}" WHERE "staff" = {{}})',
+    "kind": 'o."kind" = {}',
+    "status": 'o."status" = {}',
+    "since": 'o."created_at" >= {}',
+    "until": 'o."created_at" < {}',
+    "before": 'o."id" < {}',
+}
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    """Which orders a listing shows; a field left None does not narrow it. `staff_scope` names a staff account:
+    the orders of the stores it acts for."""
+
+    member: int | None = None
+    store: int | None = None
+    staff_scope: int | None = None
+    kind: OrderKind | None = None
+    status: OrderStatus | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before: int | None = None
+
+    def used(self) -> tuple[tuple[str, Any], ...]:
+        return tuple(
+            (name, value.value if isinstance(value, Enum) else value)
+            for name in _FILTERS
+            if (value := getattr(self, name)) is not None
+        )
+
+
+def _listing_sql(names: tuple[str, ...]) -> str:
+    sql = _listing.get(names)
     if sql is not None:
         return sql
     selected = [f'o."{name}"' for name in _ORDER_COLUMNS] + ['s."name" AS "store_name"']
@@ -272,12 +309,12 @@ def _listing_sql(*, by_kind: bool, before: bool) -> str:
             f'ON {alias}."{view.order_column._meta.db_column_name}" = o."id"'
         )
         selected += [f'{alias}."{column._meta.db_column_name}" AS "{alias}_{name}"' for name, column in view.columns]
-    where = ['o."member" = {}'] + (['o."kind" = {}'] if by_kind else []) + (['o."id" < {}'] if before else [])
+    where = " AND ".join(_FILTERS[name] for name in names) or "TRUE"
     sql = (
         f'SELECT {", ".join(selected)} FROM "{Order._meta.tablename}" o {" ".join(joins)} '
-        f'WHERE {" AND ".join(where)} ORDER BY o."id" DESC LIMIT {{}}'
+        f'WHERE {where} ORDER BY o."id" DESC LIMIT {{}}'
     )
-    _listing[(by_kind, before)] = sql
+    _listing[names] = sql
     return sql
 
 
@@ -293,24 +330,80 @@ def _view_of(record: Any) -> OrderView:
     return OrderView(OrderRecord.of(row), store_name, channel)
 
 
+async def list_orders(which: OrderFilter, *, limit: int) -> list[OrderView]:
+    """Orders of every channel, newest first, in one query: a member's, a store's, or the chain's."""
+    used = which.used()
+    sql = _listing_sql(tuple(name for name, _ in used))
+    rows = await get_engine().run_querystring(QueryString(sql, *(value for _, value in used), limit))
+    return [_view_of(row) for row in rows]
+
+
 async def member_orders(
     member_id: int, *, limit: int, before_id: int | None = None, kind: OrderKind | None = None
 ) -> list[OrderView]:
     """The member's orders of every channel (or of one kind), newest first, in one query."""
-    args: list[Any] = [member_id]
-    if kind is not None:
-        args.append(kind.value)
-    if before_id is not None:
-        args.append(before_id)
-    sql = _listing_sql(by_kind=kind is not None, before=before_id is not None)
-    rows = await get_engine().run_querystring(QueryString(sql, *args, limit))
-    return [_view_of(row) for row in rows]
+    return await list_orders(OrderFilter(member=member_id, kind=kind, before=before_id), limit=limit)
 
 
 async def member_order(member_id: int, order_id: int) -> OrderView | None:
     """One of the member's orders, as the list shows it; None when it is not theirs."""
     views = await member_orders(member_id, limit=1, before_id=order_id + 1 if order_id < ID_MAX else None)
     return views[0] if views and views[0].order.id == order_id else None
+
+
+@dataclass(slots=True)
+class StoreSales:
+    """A store's orders of one kind paid in a window: how many, the fen received, the coupons used and what they
+    took off, and the units on their lines (a group-buy seat's units)."""
+
+    store_id: int
+    kind: OrderKind
+    orders: int = 0
+    sales_fen: int = 0
+    coupons_used: int = 0
+    coupon_discount_fen: int = 0
+    units: int = 0
+
+
+async def sales_by_store(since: datetime, until: datetime, *, units_of: OrderKind | None = None) -> list[StoreSales]:
+    """Orders paid in [since, until), by store and kind (read by their paid_at index); with `units_of`, the units
+    on the lines of that kind's orders too."""
+    with heavy_reads():
+        rows = (
+            await Order.select(
+                Order.store,
+                Order.kind,
+                Count().as_alias("orders"),
+                Sum(Order.paid_fen).as_alias("sales"),
+                Count(Order.coupon_id).as_alias("coupons"),
+                Sum(Order.coupon_discount_fen).as_alias("coupon_discount"),
+            )
+            .where((Order.paid_at >= since) & (Order.paid_at < until))
+            .group_by(Order.store, Order.kind)
+        )
+        units = (
+            await OrderLine.select(OrderLine.order.store.as_alias("store"), Sum(OrderLine.quantity).as_alias("units"))
+            .where((OrderLine.order.paid_at >= since) & (OrderLine.order.paid_at < until))
+            .where(OrderLine.order.kind == units_of)
+            .group_by(OrderLine.order.store)
+            if units_of is not None
+            else []
+        )
+    sales = {
+        (row["store"], row["kind"]): StoreSales(
+            store_id=row["store"],
+            kind=OrderKind(row["kind"]),
+            orders=int(row["orders"]),
+            sales_fen=int(row["sales"] or 0),
+            coupons_used=int(row["coupons"] or 0),
+            coupon_discount_fen=int(row["coupon_discount"] or 0),
+        )
+        for row in rows
+    }
+    for row in units:
+        if (item := sales.get((row["store"], units_of.value if units_of else ""))) is not None:
+            item.units = int(row["units"] or 0)
+    return list(sales.values())
 
 
 # Outcomes, each inside the transaction that moves the money -----------------------------------------

@@ -17,10 +17,10 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from piccolo.query.functions.aggregate import Sum
+from piccolo.query.functions.aggregate import Count, Sum
 
 from backend.core.clock import utcnow
-from backend.core.db import insert_row, is_unique_violation, write_transaction
+from backend.core.db import heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
 from backend.orders import service as orders
 from backend.orders.service import OrderRecord
@@ -491,3 +491,21 @@ async def advance_due(*, provider: PaymentProvider, policy: PaymentPolicy, now: 
         elif answer.result is not None:
             await apply_result(row["id"], answer.result, policy=policy)
     return len(due)
+
+
+async def refunds_by_store(since: datetime, until: datetime) -> dict[int, tuple[int, int]]:
+    """Per store: (how many, fen) of the refunds asked for in [since, until) and not refused: money given back
+    from what the store's orders received (money that came after an order had closed, and went back, was never
+    received by the order, and is not counted)."""
+    with heavy_reads():
+        rows = (
+            await PaymentRefund.select(
+                PaymentRefund.order.store.as_alias("store"),
+                Count().as_alias("refunds"),
+                Sum(PaymentRefund.amount_fen).as_alias("fen"),
+            )
+            .where((PaymentRefund.created_at >= since) & (PaymentRefund.created_at < until))
+            .where((PaymentRefund.status != RefundStatus.failed) & (PaymentRefund.kind != RefundKind.late_payment))
+            .group_by(PaymentRefund.order.store)
+        )
+    return {row["store"]: (int(row["refunds"]), int(row["fen"] or 0)) for row in rows}

@@ -83,7 +83,7 @@ class PaymentRefund(Table, tablename="payment_refund"):
     refund_id = Varchar(length=64, default="")  # the provider's
     failure = Varchar(length=32, default="")  # ABNORMAL while processing: someone must finish it at WeChat Pay
     next_query_at = Timestamptz(null=True, default=None, index=True)
-    created_at = Timestamptz()
+    created_at = Timestamptz(index=True)  # the store report reads a day's refunds by it
     settled_at = Timestamptz(null=True, default=None)
 
     payment_refund_one_per_key = Unique([order, idempotency_key])

@@ -19,11 +19,12 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
-from zoneinfo import ZoneInfo
 
-from backend.core.clock import utcnow
+from backend.audit import service as audit
+from backend.core.clock import BUSINESS_TIME, utcnow
 from backend.core.db import Prepared, hold, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
+from backend.core.schema import given
 from backend.coupons import service as coupons
 from backend.coupons.tables import CouponTemplate
 from backend.members import merges
@@ -59,7 +60,6 @@ from backend.stores import service as stores
 
 logger = logging.getLogger(__name__)
 
-BUSINESS_TIME = ZoneInfo("Asia/Shanghai")  # a coupon day is the chain's calendar day
 REFUND_WITHIN = timedelta(days=7)
 CANCELLED_BY_SHOPPER = "CANCELLED"
 DUE_BATCH = 500
@@ -106,6 +106,7 @@ async def create_plan(data: PlanCreate, *, staff_id: int) -> PlanRecord:
                 created_at=utcnow(),
                 created_by=staff_id,
             )
+            await audit.record("membership_plan.create", "membership_plan", plan_id, after=given(data))
     except Exception as error:
         if not is_unique_violation(error):
             raise

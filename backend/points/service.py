@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 
 from piccolo.query.functions.aggregate import Sum
 
+from backend.audit import service as audit
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.idempotency import request_hash
@@ -126,6 +127,31 @@ async def upcoming_expiries(member_id: int, *, now: datetime, within: timedelta)
     for row in rows:
         grouped[row["expires_at"]] = grouped.get(row["expires_at"], 0) + row["remaining"]
     return [Expiring(points=points, expires_at=at) for at, points in grouped.items()]
+
+
+@dataclass(frozen=True, slots=True)
+class LotRecord:
+    id: int
+    store_id: int | None
+    points: int
+    remaining: int
+    expires_at: datetime
+
+
+async def open_lots(member_id: int, *, limit: int = 50) -> list[LotRecord]:
+    """The member's lots with points left, soonest to expire first (as they are spent)."""
+    rows = (
+        await PointsLot.select(
+            PointsLot.id, PointsLot.store, PointsLot.points, PointsLot.remaining, PointsLot.expires_at
+        )
+        .where((PointsLot.member == member_id) & PointsLot.expired_at.is_null() & (PointsLot.remaining > 0))
+        .order_by(PointsLot.expires_at)
+        .order_by(PointsLot.id)
+        .limit(limit)
+    )
+    return [
+        LotRecord(row["id"], row["store"], int(row["points"]), int(row["remaining"]), row["expires_at"]) for row in rows
+    ]
 
 
 def _entries(member_id: int) -> Any:
@@ -282,7 +308,7 @@ async def _entry(
     reverses: int | None = None,
     now: datetime,
 ) -> int:
-    return await insert_row(
+    entry_id = await insert_row(
         PointsEntry,
         member=member_id,
         kind=kind,
@@ -299,6 +325,10 @@ async def _entry(
         reason=reason,
         created_at=now,
     )
+    if kind is EntryKind.adjust:  # HQ's hand on the ledger
+        adjusted = {"delta": delta, "balance": after[0], "reason": reason, "entry_id": entry_id}
+        await audit.record("points.adjust", "member", member_id, before={"balance": after[0] - delta}, after=adjusted)
+    return entry_id
 
 
 async def _take_from_lots(member_id: int, points: int, *, entry_id: int, prefer_lot: int | None = None) -> None:
@@ -864,6 +894,44 @@ async def expire_due(*, now: datetime | None = None, limit: int = 500) -> int:
     return expired
 
 
+# How each kind of entry counts in a store's figures (a column of StoreLiability, and its sign); merges move points
+# between members, which is no store's doing.
+LIABILITY_COLUMNS = {
+    EntryKind.earn: ("earned", 1),
+    EntryKind.reward: ("earned", 1),
+    EntryKind.redeem: ("redeemed", -1),
+    EntryKind.reverse_redeem: ("redeemed", -1),
+    EntryKind.expire: ("expired", -1),
+    EntryKind.reverse_earn: ("reversed", -1),
+    EntryKind.debt_settle: ("reversed", -1),
+    EntryKind.adjust: ("adjusted", 1),
+}
+
+
+async def points_by_store(since: datetime, until: datetime) -> dict[int | None, StoreLiability]:
+    """Each store's points earned, redeemed, expired, reversed and adjusted by entries recorded in [since, until)
+    (HQ's own entries, with no store, are left out)."""
+    with heavy_reads():
+        sums = (
+            await PointsEntry.select(PointsEntry.store, PointsEntry.kind, Sum(PointsEntry.delta).as_alias("total"))
+            .where(
+                (PointsEntry.created_at >= since) & (PointsEntry.created_at < until) & PointsEntry.store.is_not_null()
+            )
+            .group_by(PointsEntry.store, PointsEntry.kind)
+        )
+    rows: dict[int | None, StoreLiability] = {}
+    _tally(sums, rows)
+    return rows
+
+
+def _tally(sums: list[dict[str, Any]], rows: dict[int | None, StoreLiability]) -> None:
+    """Add the sums of entries by (store, kind) into each store's figures."""
+    for item in sums:
+        if (column := LIABILITY_COLUMNS.get(EntryKind(item["kind"]))) is not None:
+            row = rows.setdefault(item["store"], StoreLiability(item["store"]))
+            setattr(row, column[0], getattr(row, column[0]) + column[1] * int(item["total"] or 0))
+
+
 async def liability_by_store() -> list[StoreLiability]:
     """Every store's liability (see StoreLiability), HQ's last."""
     with heavy_reads():
@@ -878,20 +946,7 @@ async def liability_by_store() -> list[StoreLiability]:
             .group_by(PointsLot.store)
         )
     rows: dict[int | None, StoreLiability] = {}
-    columns = {
-        EntryKind.earn: ("earned", 1),
-        EntryKind.reward: ("earned", 1),
-        EntryKind.redeem: ("redeemed", -1),
-        EntryKind.reverse_redeem: ("redeemed", -1),
-        EntryKind.expire: ("expired", -1),
-        EntryKind.reverse_earn: ("reversed", -1),
-        EntryKind.debt_settle: ("reversed", -1),
-        EntryKind.adjust: ("adjusted", 1),
-    }
-    for item in sums:
-        if (column := columns.get(EntryKind(item["kind"]))) is not None:  # merges move points, not liability
-            row = rows.setdefault(item["store"], StoreLiability(item["store"]))
-            setattr(row, column[0], getattr(row, column[0]) + column[1] * int(item["total"] or 0))
+    _tally(sums, rows)
     for item in lots:
         rows.setdefault(item["store"], StoreLiability(item["store"])).outstanding += int(item["total"] or 0)
     return sorted(rows.values(), key=lambda r: (r.store_id is None, r.store_id or 0))

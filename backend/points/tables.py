@@ -51,7 +51,7 @@ class PointsEntry(Table, tablename="points_entry"):
     idempotency_key = Varchar(length=96)
     request_hash = Varchar(length=64, default="")
     reason = Varchar(length=200, default="")
-    created_at = Timestamptz(default=TimestamptzNow())
+    created_at = Timestamptz(default=TimestamptzNow(), index=True)  # the store report reads a day's points by it
 
     one_entry_per_key = Unique([idempotency_key])
 

@@ -1,22 +1,27 @@
-from litestar import Controller, Response, get, post
+import msgspec
+from litestar import Controller, Response, get, patch, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from backend.core import openapi
 from backend.core.auth import caller
-from backend.core.paging import PathId
+from backend.core.paging import Cursor, Limit, PathId, before
 from backend.core.responses import created
 from backend.members.auth import CurrentMember, provide_current_member
 from backend.posters.templates import template_names
 from backend.referrals import service
 from backend.referrals.errors import OneTarget, UnknownScene
 from backend.referrals.schemas import (
+    AdminReferralCampaignOut,
+    AdminReferralCampaignsPage,
     LeaderboardOut,
     LeaderboardRow,
     MyReferral,
     MyReferralsOut,
+    ReferralCampaignCountsOut,
     ReferralCampaignCreate,
     ReferralCampaignOut,
+    ReferralCampaignPatch,
     ShareLinkCreate,
     ShareLinkOut,
     ShareOut,
@@ -38,7 +43,13 @@ def campaign_out(campaign: ReferralCampaignRecord) -> ReferralCampaignOut:
         daily_cap_per_referrer=campaign.daily_cap_per_referrer,
         poster_template=campaign.poster_template,
         created_at=campaign.created_at,
+        closed_at=campaign.closed_at,
     )
+
+
+def admin_campaign_out(campaign: ReferralCampaignRecord, counts: service.CampaignCounts) -> AdminReferralCampaignOut:
+    shown = ReferralCampaignCountsOut(**{name: getattr(counts, name) for name in service.CampaignCounts.__slots__})
+    return AdminReferralCampaignOut(**msgspec.structs.asdict(campaign_out(campaign)), counts=shown)
 
 
 def share_link_out(link: ShareLinkRecord, base_url: str) -> ShareLinkOut:
@@ -145,3 +156,29 @@ class AdminReferralController(Controller):
         HQ creates a referral campaign (points for referrer and referee, holding period, daily cap)."""
         campaign = campaign_out(await service.create_campaign(data, staff_id=staff.id, templates=template_names()))
         return created(campaign, f"/api/v1/referral-campaigns/{campaign.id}")
+
+    @get(operation_id="ListAllReferralCampaigns")
+    async def list_campaigns(
+        self, staff: NamedDependency[CurrentStaff], limit: Limit = 20, cursor: Cursor = None
+    ) -> AdminReferralCampaignsPage:
+        """Every referral campaign with its counts.
+
+        Running, ended or closed, newest first, each with its share links, the members brought in, those qualified
+        by a first paid order, and the reward points released."""
+        rows = await service.list_campaigns(before_id=before(cursor), limit=limit)
+        counts = await service.campaign_counts([row.id for row in rows])
+        return AdminReferralCampaignsPage(
+            items=[admin_campaign_out(row, counts[row.id]) for row in rows],
+            next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        )
+
+    @patch("/{campaign_id:int}", operation_id="UpdateReferralCampaign", responses=openapi.errors(404, 422))
+    async def update_campaign(
+        self, staff: NamedDependency[CurrentStaff], campaign_id: PathId, data: JSONBody[ReferralCampaignPatch]
+    ) -> AdminReferralCampaignOut:
+        """Edit or close a referral campaign.
+
+        Changes a running campaign's title, rewards, daily cap or end; `closed: true` ends it now (new share links
+        and referrals stop; rewards already earned are released as ever). An ended campaign is 422."""
+        campaign = await service.update_campaign(campaign_id, data)
+        return admin_campaign_out(campaign, (await service.campaign_counts([campaign.id]))[campaign.id])

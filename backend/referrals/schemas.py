@@ -21,6 +21,17 @@ class ReferralCampaignCreate(Struct):
     poster_template: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=r"^[a-z0-9_-]+$")] = "referral"
 
 
+class ReferralCampaignPatch(Struct):
+    """What HQ changes on a running campaign; `closed: true` ends it now."""
+
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | msgspec.UnsetType = msgspec.UNSET
+    ends_at: datetime | msgspec.UnsetType = msgspec.UNSET
+    referrer_points: Points | msgspec.UnsetType = msgspec.UNSET
+    referee_points: Points | msgspec.UnsetType = msgspec.UNSET
+    daily_cap_per_referrer: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | msgspec.UnsetType = msgspec.UNSET
+    closed: bool | msgspec.UnsetType = msgspec.UNSET
+
+
 class ReferralCampaignOut(Struct):
     id: int
     title: str
@@ -32,6 +43,23 @@ class ReferralCampaignOut(Struct):
     daily_cap_per_referrer: int
     poster_template: str
     created_at: datetime
+    closed_at: datetime | None = None  # closed early by HQ (its end moved to then)
+
+
+class ReferralCampaignCountsOut(Struct):
+    share_links: int
+    referrals: int
+    qualified: int
+    points_released: int
+
+
+class AdminReferralCampaignOut(ReferralCampaignOut):
+    counts: ReferralCampaignCountsOut | None = None
+
+
+class AdminReferralCampaignsPage(Struct):
+    items: list[AdminReferralCampaignOut]
+    next_cursor: str | None
 
 
 class ShareLinkCreate(Struct):

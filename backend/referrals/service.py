@@ -12,11 +12,14 @@ import string
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from backend.core.clock import utcnow
-from backend.core.db import Prepared, insert_row, is_unique_violation, write_transaction
+from piccolo.query.functions.aggregate import Count, Sum
+
+from backend.audit import service as audit
+from backend.core.clock import business_day, utcnow
+from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
 from backend.core.kv import KV
+from backend.core.schema import given
 from backend.coupons import service as coupons
 from backend.groupbuy.tables import Group
 from backend.members.tables import Member
@@ -44,7 +47,6 @@ from backend.referrals.tables import (
 logger = logging.getLogger(__name__)
 
 SCENE_ALPHABET = string.digits + string.ascii_letters
-BUSINESS_TIME = ZoneInfo("Asia/Shanghai")  # a referrer's daily cap counts the chain's business day
 MAX_CHAIN = 64  # referrers looked through for a cycle
 REWARD_SOURCE = "referral_reward"
 
@@ -60,6 +62,7 @@ class ReferralCampaignRecord:
     holding_period_days: int
     daily_cap_per_referrer: int
     poster_template: str
+    closed_at: datetime | None
     created_by: int | None
     created_at: datetime
 
@@ -139,7 +142,15 @@ async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> R
         problems["referrerPoints"] = "a campaign rewards someone"
     if problems:
         raise CampaignInvalid(details=problems)
-    campaign_id = await insert_row(
+    async with write_transaction():
+        campaign_id = await _insert_campaign(data, staff_id)
+        await audit.record("referral_campaign.create", "referral_campaign", campaign_id, after=given(data))
+    logger.info("referral campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
+    return await get_campaign(campaign_id)
+
+
+async def _insert_campaign(data: Any, staff_id: int) -> int:
+    return await insert_row(
         ReferralCampaign,
         title=data.title,
         starts_at=data.starts_at.astimezone(UTC),
@@ -152,8 +163,6 @@ async def create_campaign(data: Any, *, staff_id: int, templates: set[str]) -> R
         created_by=staff_id,
         created_at=utcnow(),
     )
-    logger.info("referral campaign created", extra={"campaign_id": campaign_id, "staff_id": staff_id})
-    return await get_campaign(campaign_id)
 
 
 _CAMPAIGN = Prepared(lambda campaign_id: ReferralCampaign.select().where(ReferralCampaign.id == campaign_id).first())
@@ -170,6 +179,94 @@ async def get_campaign(campaign_id: int) -> ReferralCampaignRecord:
     if campaign is None:
         raise CampaignNotFound(campaign_id=campaign_id)
     return ReferralCampaignRecord(**campaign)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignCounts:
+    share_links: int = 0
+    referrals: int = 0  # members brought in
+    qualified: int = 0  # of them, those whose first paid order counted
+    points_released: int = 0  # rewards posted to the ledger (to referrers and referees)
+
+
+async def list_campaigns(*, before_id: int | None, limit: int) -> list[ReferralCampaignRecord]:
+    """Every referral campaign, running, ended or closed, newest first."""
+    query = ReferralCampaign.select().order_by(ReferralCampaign.id, ascending=False).limit(limit)
+    if before_id is not None:
+        query = query.where(ReferralCampaign.id < before_id)
+    return [ReferralCampaignRecord(**row) for row in await query]
+
+
+async def campaign_counts(campaign_ids: list[int]) -> dict[int, CampaignCounts]:
+    if not campaign_ids:
+        return {}
+    with heavy_reads():
+        links = (
+            await ShareLink.select(ShareLink.campaign, Count().as_alias("n"))
+            .where(ShareLink.campaign.is_in(campaign_ids))
+            .group_by(ShareLink.campaign)
+        )
+        edges = (
+            await Referral.select(Referral.campaign, Referral.status, Count().as_alias("n"))
+            .where(Referral.campaign.is_in(campaign_ids) & (Referral.status != ReferralStatus.void))
+            .group_by(Referral.campaign, Referral.status)
+        )
+        released = (
+            await ReferralReward.select(
+                ReferralReward.referral.campaign.as_alias("campaign"), Sum(ReferralReward.points).as_alias("points")
+            )
+            .where(ReferralReward.referral.campaign.is_in(campaign_ids))
+            .where(ReferralReward.status == RewardStatus.released)
+            .group_by(ReferralReward.referral.campaign)
+        )
+    counts = {
+        campaign_id: {"share_links": 0, "referrals": 0, "qualified": 0, "points_released": 0}
+        for campaign_id in campaign_ids
+    }
+    for row in links:
+        counts[row["campaign"]]["share_links"] = int(row["n"])
+    for row in edges:
+        counts[row["campaign"]]["referrals"] += int(row["n"])
+        if row["status"] == ReferralStatus.qualified.value:
+            counts[row["campaign"]]["qualified"] += int(row["n"])
+    for row in released:
+        counts[row["campaign"]]["points_released"] = int(row["points"] or 0)
+    return {campaign_id: CampaignCounts(**values) for campaign_id, values in counts.items()}
+
+
+async def update_campaign(campaign_id: int, data: Any, *, now: datetime | None = None) -> ReferralCampaignRecord:
+    """HQ edits a campaign's title, rewards, cap or end, or closes it early (`closed`: its end moves to now; the
+    rewards already earned under it are released as ever)."""
+    now = now or utcnow()
+    values = given(data)
+    closed = values.pop("closed", None)
+    async with write_transaction():
+        campaign = await _CAMPAIGN.run(campaign_id)
+        if campaign is None:
+            raise CampaignNotFound(campaign_id=campaign_id)
+        if campaign["ends_at"] <= now and (values or closed):
+            raise CampaignInvalid(
+                "This campaign has ended: it can no longer be changed.",
+                details={"endsAt": campaign["ends_at"].isoformat()},
+            )
+        if "ends_at" in values:
+            if values["ends_at"].tzinfo is None:
+                raise CampaignInvalid(details={"endsAt": "give the time zone, for example 2026-12-01T10:00:00+08:00"})
+            values["ends_at"] = values["ends_at"].astimezone(UTC)
+            if values["ends_at"] <= max(now, campaign["starts_at"]):
+                raise CampaignInvalid(
+                    details={"endsAt": "must be after startsAt and in the future (close it to stop it now)"}
+                )
+        if closed:
+            values["ends_at"], values["closed_at"] = now, now
+            values["starts_at"] = min(campaign["starts_at"], now)
+        merged = {**campaign, **values}
+        if merged["referrer_points"] == 0 and merged["referee_points"] == 0:
+            raise CampaignInvalid(details={"referrerPoints": "a campaign rewards someone"})
+        action = "referral_campaign.close" if closed else "referral_campaign.update"
+        await audit.update_row(ReferralCampaign, campaign_id, values, action=action, entity="referral_campaign")
+    logger.info("referral campaign updated", extra={"campaign_id": campaign_id, "fields": sorted(values)})
+    return await get_campaign(campaign_id)
 
 
 # Share links -------------------------------------------------------------------------------------------
@@ -299,10 +396,6 @@ async def attribute(referee_id: int, scene: str, *, is_new: bool, now: datetime 
 
 
 # Rewards -----------------------------------------------------------------------------------------------
-
-
-def business_day(moment: datetime):
-    return moment.astimezone(BUSINESS_TIME).date()
 
 
 # Run by every paid order: prepared once.
@@ -537,6 +630,16 @@ async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[Leader
         LeaderboardEntry(rank=rank, nickname=mask_nickname(names.get(int(member), "")), referrals=score)
         for rank, (member, score) in enumerate(board, start=1)
     ]
+
+
+async def referrer_of(member_id: int) -> int | None:
+    """The member who brought this member in, if anyone did."""
+    row = (
+        await Referral.select(Referral.referrer)
+        .where((Referral.referee == member_id) & (Referral.status != ReferralStatus.void))
+        .first()
+    )
+    return row["referrer"] if row else None
 
 
 async def member_referrals(member_id: int) -> list[BroughtIn]:

@@ -24,6 +24,7 @@ class ReferralCampaign(Table, tablename="referral_campaign"):
     holding_period_days = Integer()
     daily_cap_per_referrer = Integer()
     poster_template = Varchar(length=40, default="referral")
+    closed_at = Timestamptz(null=True, default=None)  # closed early by HQ (its end moved to then)
     created_by = ForeignKey(Staff, null=True, on_delete=OnDelete.restrict)
     created_at = Timestamptz()
 

@@ -1,26 +1,32 @@
-from litestar import Controller, Request, Response, get, post
+from typing import Annotated
+
+from litestar import Controller, Request, Response, get, patch, post
 from litestar.di import NamedDependency
-from litestar.params import JSONBody
+from litestar.params import JSONBody, QueryParameter
 
 from backend.core import openapi
 from backend.core.auth import PrincipalKind, caller
 from backend.core.errors import NotFound
-from backend.core.paging import PathId
+from backend.core.paging import Cursor, Limit, PathId, before
 from backend.core.ratelimit import client_address
 from backend.core.responses import created
 from backend.services import Services
 from backend.stores import service
-from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
+from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin, provide_hq_or_manager
 from backend.stores.schemas import (
     StaffCreate,
     StaffLogin,
     StaffLoginOut,
     StaffOut,
+    StaffPage,
+    StaffPatch,
     StoreCreate,
     StoreDetailOut,
     StoreOut,
+    StorePatch,
 )
 from backend.stores.service import StaffRecord, StoreRecord
+from backend.stores.tables import StaffRole
 
 
 def store_out(store: StoreRecord) -> StoreOut:
@@ -61,6 +67,8 @@ def staff_out(staff: StaffRecord) -> StaffOut:
         role=staff.role,
         store_ids=list(staff.store_ids),
         display_name=staff.display_name,
+        active=staff.active,
+        created_at=staff.created_at,
     )
 
 
@@ -91,7 +99,7 @@ class StaffAuthController(Controller):
             window=services.settings.login_failure_window_seconds,
         )
         return StaffLoginOut(
-            access_token=services.tokens.issue(PrincipalKind.staff, staff.id),
+            access_token=services.tokens.issue(PrincipalKind.staff, staff.id, version=staff.token_version),
             expires_in=services.tokens.ttl(PrincipalKind.staff),
             staff=staff_out(staff),
         )
@@ -144,6 +152,55 @@ class AdminStoreController(Controller):
         if account is None:
             raise NotFound("No such staff account.", staff_id=staff_id)
         return staff_out(account)
+
+    @patch("/staff/{staff_id:int}", operation_id="UpdateStaff", responses=openapi.errors(404, 409))
+    async def update_staff(
+        self, staff: NamedDependency[CurrentStaff], staff_id: PathId, data: JSONBody[StaffPatch]
+    ) -> StaffOut:
+        """Edit a staff account.
+
+        Deactivates (`active: false`) or reactivates it, changes its role or its stores, or resets its password.
+        Deactivating it or resetting its password ends its sessions at once: its next request is 401. An HQ admin
+        cannot deactivate or demote themselves (409 `staff.cannot_change_self`)."""
+        return staff_out(await service.update_staff(staff_id, data, by_staff_id=staff.id))
+
+    @patch("/stores/{store_id:int}", operation_id="UpdateStore", responses=openapi.errors(404, 422))
+    async def update_store(
+        self, staff: NamedDependency[CurrentStaff], store_id: PathId, data: JSONBody[StorePatch]
+    ) -> StoreDetailOut:
+        """Edit a store.
+
+        Changes the fields sent; `active: false` deactivates the store: it leaves the store list, and its tills,
+        mall and pickups take no new orders (its orders, members and points stay as they are)."""
+        return store_detail_out(await service.update_store(store_id, data))
+
+    @get("/stores", operation_id="ListAllStores", dependencies={"staff": caller(provide_hq_or_manager)})
+    async def list_stores(self, staff: NamedDependency[CurrentStaff]) -> list[StoreDetailOut]:
+        """Every store, open or not.
+
+        HQ reads every store; a store manager their own."""
+        return [store_detail_out(row) for row in await service.list_stores(staff.scope)]
+
+    @get("/staff", operation_id="ListStaff", dependencies={"staff": caller(provide_hq_or_manager)})
+    async def list_staff(
+        self,
+        staff: NamedDependency[CurrentStaff],
+        role: Annotated[StaffRole | None, QueryParameter()] = None,
+        active: Annotated[bool | None, QueryParameter()] = None,
+        limit: Limit = 50,
+        cursor: Cursor = None,
+    ) -> StaffPage:
+        """Staff accounts.
+
+        Newest first, by role and whether active; HQ reads every account, a store manager those acting for their
+        stores. `nextCursor` pages on."""
+        rows = await service.list_staff(
+            store_ids=staff.scope, role=role, active=active, before_id=before(cursor), limit=limit
+        )
+        return StaffPage(
+            items=[staff_out(row) for row in rows],
+            next_cursor=str(rows[-1].id) if len(rows) == limit else None,
+        )
 
 
 class CashierStoreController(Controller):

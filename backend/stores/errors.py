@@ -40,3 +40,9 @@ class InvalidCredentials(DomainError):
 class TooManyLoginFailures(RateLimited):
     code = "auth.too_many_attempts"
     default_message = "Too many failed sign-ins; wait and try again."
+
+
+class CannotChangeSelf(DomainError):
+    code = "staff.cannot_change_self"
+    status_code = 409
+    default_message = "You cannot deactivate your own account or change your own role; ask another HQ admin."

@@ -38,6 +38,9 @@ class Staff(Table, tablename="staff"):
     role = Varchar(length=32, choices=StaffRole)
     display_name = Varchar(length=64, default="")
     active = Boolean(default=True)
+    # Named by every token issued to the account; raised when its password is reset or it is deactivated, so
+    # that every token issued before stops at once.
+    token_version = Integer(default=0)
     created_at = Timestamptz(default=TimestamptzNow())
 
 

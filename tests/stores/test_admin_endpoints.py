@@ -96,6 +96,8 @@ async def test_hq_creates_staff_who_can_sign_in_for_their_stores(client, demo):
         "role": "cashier",
         "storeIds": sorted([demo["S002"], demo["S003"]]),
         "displayName": "",
+        "active": True,
+        "createdAt": response.json()["createdAt"],
     }
     stored = await Staff.select(Staff.password_hash).where(Staff.username == "cashier9").first()
     assert stored["password_hash"].startswith("$argon2id$")

@@ -37,6 +37,8 @@ async def test_staff_profile_names_role_and_stores(client, demo):
         "role": "store_manager",
         "storeIds": [demo["S001"]],
         "displayName": "",
+        "active": True,
+        "createdAt": None,
     }
 
 

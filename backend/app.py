@@ -14,6 +14,8 @@ from litestar.di import Provide
 from litestar.logging import LoggingConfig
 from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.template.config import TemplateConfig
 
 from backend.cashier.controllers import CashierOrderController, StorePaymentController
 from backend.cashier.service import CheckoutPolicy
@@ -35,6 +37,9 @@ from backend.groupbuy.controllers import (
     GroupBuySeatController,
     MyGroupBuyController,
 )
+from backend.hq.console.controllers import TEMPLATES as CONSOLE_TEMPLATES
+from backend.hq.console.controllers import ConsoleController
+from backend.hq.console.controllers import static_files as console_static
 from backend.hq.controllers import (
     AdminAuditController,
     AdminMembersController,
@@ -156,6 +161,8 @@ def create_app(
         AdminOrdersController,
         AdminAuditController,
         AdminReportController,
+        ConsoleController,
+        console_static,
         CashierStoreController,
         CashierMemberController,
         AdminMemberController,
@@ -233,6 +240,7 @@ def create_app(
         exception_handlers=EXCEPTION_HANDLERS,
         before_request=authorise(services),
         request_class=StrictBodyRequest,
+        template_config=TemplateConfig(directory=CONSOLE_TEMPLATES, engine=JinjaTemplateEngine),
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="Mall API",

@@ -1,4 +1,5 @@
-"""python -m backend serve | migrate | check-config | seed-demo | seed-members | create-store | create-staff"""
+"""python -m backend serve | migrate | check-config | seed-demo | seed-members | seed-orders | roll-up-reports |
+create-store | create-staff"""
 
 import argparse
 import asyncio
@@ -27,6 +28,10 @@ from backend.core.metrics import prepare_multiprocess
 from backend.groupbuy import service as groupbuy
 from backend.groupbuy.schemas import CampaignCreate
 from backend.groupbuy.tables import Campaign
+from backend.hq import report
+from backend.members import service as members
+from backend.members.tables import EnrolmentChannel, IdentityKind, Member
+from backend.members.wechat import WeChatSession
 from backend.membership.tables import Tag
 from backend.referrals import service as referrals
 from backend.referrals.schemas import ReferralCampaignCreate
@@ -117,7 +122,10 @@ def demo_password(env: dict[str, str], var_dir: Path) -> tuple[str, bool]:
     return password, True
 
 
-async def seed_demo(password: str) -> list[str]:
+DEMO_MEMBER = ("oDemoMember000000000000001", "+8613800138000", "王小明")  # openid, phone, nickname
+
+
+async def seed_demo(password: str, *, app_id: str) -> list[str]:
     """Create the demo stores and staff that are missing; never touches what exists."""
     created = []
     try:
@@ -152,9 +160,25 @@ async def seed_demo(password: str) -> list[str]:
             created.append(f"staff {username}")
         created += await _seed_campaigns(ids)
         created += await _seed_range(ids)
+        created += await _seed_member(ids, app_id)
     finally:
         await close_database()
     return created
+
+
+async def _seed_member(store_ids: dict[str, int], app_id: str) -> list[str]:
+    """A member HQ can find by phone, enrolled in the mini-program at S001, when nobody holds the phone yet."""
+    openid, phone, nickname = DEMO_MEMBER
+    if await members.member_by_identity(IdentityKind.phone, phone) is not None:
+        return []
+    member_id, _ = await members.find_or_enrol_wechat_member(
+        WeChatSession(app_id=app_id, openid=openid, unionid=None),
+        channel=EnrolmentChannel.miniprogram,
+        store_id=store_ids.get("S001"),
+    )
+    await members.attach_identity(member_id, IdentityKind.phone, phone)
+    await Member.update({Member.nickname: nickname}).where(Member.id == member_id)
+    return [f"member {nickname} ({members.mask_phone(phone)})"]
 
 
 async def _seed_campaigns(store_ids: dict[str, int]) -> list[str]:
@@ -328,6 +352,144 @@ async def seed_members(count: int) -> str:
     return f"{count} members seeded in {seconds:.1f} s (tag {tag_id}: {name} / {group})"
 
 
+REPORT_STORE_PREFIX = "RPT"  # the stores `seed-orders` adds: RPT0001 ...
+
+
+async def seed_orders(*, stores_count: int, orders: int, days: int, members_count: int) -> str:
+    """A chain's last `days` days for the store report's benchmark, on PostgreSQL, in set-based statements:
+    `stores_count` stores, `members_count` members enrolled at them over the window (a third each by till, mini-program
+    and referral), and `orders` paid orders spread over the stores and the window (60% till, 15% store code, 10%
+    group-buy seats of 1 to 3 units, 10% mall, 5% membership), every tenth with a coupon, each earning points (an
+    entry per order), one in fifty partly refunded (with its trade and refund)."""
+    started = time.perf_counter()
+    engine = get_engine()
+    if not isinstance(engine, PostgresEngine):
+        raise SystemExit("seed-orders seeds PostgreSQL (the store report's benchmark): set DATABASE_URL")
+    now = utcnow()
+    minutes = days * 24 * 60
+
+    async def run(sql: str, *args: object) -> None:
+        await engine.run_querystring(QueryString(sql, *args))
+
+    async def largest_id(table: str) -> int:
+        rows = await engine.run_querystring(QueryString(f'SELECT COALESCE(MAX("id"), 0) AS "n" FROM "{table}"'))
+        return rows[0]["n"]
+
+    try:
+        await run(
+            'INSERT INTO "store" ("code", "name", "address", "opening_hours", "points_per_yuan", "delivery_radius_m", '
+            '"landing_text", "welcome_text", "landing_url", "active", "created_at") '
+            f"SELECT '{REPORT_STORE_PREFIX}' || LPAD(s.i::text, 4, '0'), '报表门店 ' || s.i, '', '', 1, 0, '', '', '', "
+            "TRUE, CAST({} AS timestamptz) - interval '400 days' FROM generate_series(1, {}) AS s(i) "
+            'ON CONFLICT ("code") DO NOTHING',
+            now,
+            stores_count,
+        )
+        async with write_transaction():
+            await run(
+                'CREATE TEMP TABLE "seed_store" ON COMMIT DROP AS SELECT "id", ROW_NUMBER() OVER (ORDER BY "id") - 1 '
+                f'AS "n" FROM "store" WHERE "code" LIKE \'{REPORT_STORE_PREFIX}%\''
+            )
+            base = (await engine.run_querystring(QueryString('SELECT COALESCE(MAX("id"), 0) AS "n" FROM "member"')))[0][
+                "n"
+            ]
+            await run(
+                'INSERT INTO "member" ("nickname", "avatar_url", "status", "enrolled_store", "enrolled_via", '
+                '"merged_into", "created_at", "growth_fen", "tier_code") '
+                "SELECT 'rpt-' || s.i, '', 'active', st.\"id\", CASE s.i % 3 WHEN 0 THEN 'cashier' "
+                "WHEN 1 THEN 'miniprogram' ELSE 'referral' END, NULL, "
+                "CAST({} AS timestamptz) - ((CAST(s.i AS BIGINT) * 7919) % {}) * interval '1 minute', 0, '' "
+                'FROM generate_series(1, {}) AS s(i) JOIN "seed_store" st ON st."n" = s.i % {}',
+                now,
+                minutes,
+                members_count,
+                stores_count,
+            )
+            first_order = (
+                await engine.run_querystring(QueryString('SELECT COALESCE(MAX("id"), 0) AS "n" FROM "sale_order"'))
+            )[0]["n"]
+            await run(
+                'INSERT INTO "sale_order" ("kind", "store", "staff", "member", "status", "amount_fen", "discount_fen", '
+                '"payable_fen", "paid_fen", "refunded_fen", "points_redeemed", "points_earned", "coupon_id", '
+                '"coupon_discount_fen", "member_enrolled", "tier_discount_fen", "member_price_saved_fen", '
+                '"points_multiplier_percent", "scene", "out_trade_no", "pay_by", "idempotency_key", "request_hash", '
+                '"failure_reason", "created_at", "paid_at") '
+                "SELECT o.kind, o.store, NULL, o.member, 'paid', o.amount, o.coupon, o.amount - o.coupon, "
+                "o.amount - o.coupon, 0, 0, (o.amount - o.coupon) / 100, "
+                "CASE WHEN o.coupon > 0 THEN o.i END, o.coupon, "
+                "FALSE, 0, 0, 100, '', 'RPT' || o.i, o.at, 'rpt-' || o.i, '', '', o.at, o.at FROM ("
+                'SELECT s.i, st."id" AS store, {} + 1 + (CAST(s.i AS BIGINT) * 104729) % {} AS member, '
+                "CASE WHEN s.i % 20 < 12 THEN 'till' WHEN s.i % 20 < 15 THEN 'store_code' WHEN s.i % 20 < 17 "
+                "THEN 'groupbuy' WHEN s.i % 20 < 19 THEN 'mall' ELSE 'membership' END AS kind, "
+                "500 + (CAST(s.i AS BIGINT) * 37) % 20000 AS amount, "
+                "CASE WHEN s.i % 10 = 0 THEN 300 ELSE 0 END AS coupon, "
+                "CAST({} AS timestamptz) - ((CAST(s.i AS BIGINT) * 15485863) % {}) * interval '1 minute' AS at "
+                "FROM generate_series(1, {}) AS s(i) "
+                'JOIN "seed_store" st ON st."n" = (CAST(s.i AS BIGINT) * 7919) % {}) o',
+                base,
+                members_count,
+                now,
+                minutes,
+                orders,
+                stores_count,
+            )
+            await run(
+                'INSERT INTO "sale_order_line" '
+                '("order", "sku_id", "title", "quantity", "unit_price_fen", "amount_fen") '
+                'SELECT "id", NULL, \'拼团席位\', 1 + "id" % 3, "amount_fen", "amount_fen" * (1 + "id" % 3) '
+                'FROM "sale_order" WHERE "id" > {} AND "kind" = \'groupbuy\'',
+                first_order,
+            )
+            await run(
+                'INSERT INTO "points_entry" ("member", "kind", "delta", "debt_delta", "balance_after", "debt_after", '
+                '"store", "source_type", "source_id", "reverses", "idempotency_key", "request_hash", "reason", '
+                '"created_at") '
+                'SELECT "member", \'earn\', "points_earned", 0, "points_earned", 0, "store", \'order\', '
+                'CAST("id" AS TEXT), NULL, \'rpt-earn-\' || "id", \'\', \'\', "paid_at" FROM "sale_order" '
+                'WHERE "id" > {} AND "points_earned" > 0',
+                first_order,
+            )
+            await run(
+                'INSERT INTO "payment_trade" ("order", "out_trade_no", "method", "amount_fen", "status", '
+                '"transaction_id", "payer_openid", "failure", "next_query_at", "expires_at", "created_at", "paid_at") '
+                "SELECT \"id\", \"out_trade_no\", 'micropay', \"paid_fen\", 'paid', 'rpt' || \"id\", '', '', NULL, "
+                '"paid_at", "paid_at", "paid_at" FROM "sale_order" WHERE "id" > {} AND "id" % 50 = 0',
+                first_order,
+            )
+            await run(
+                'INSERT INTO "payment_refund" ("order", "trade", "kind", "staff", "out_refund_no", "idempotency_key", '
+                '"request_hash", "amount_fen", "reason", "status", "refund_id", "failure", "next_query_at", '
+                '"created_at", "settled_at") '
+                "SELECT t.\"order\", t.\"id\", 'requested', NULL, 'RPTR' || t.\"order\", 'rpt-refund', '', "
+                "t.\"amount_fen\" / 2, '', 'succeeded', '', '', NULL, t.\"paid_at\" + interval '1 hour', "
+                't."paid_at" + interval \'1 hour\' FROM "payment_trade" t WHERE t."out_trade_no" LIKE \'RPT%\' '
+                'AND t."order" > {}',
+                first_order,
+            )
+            await run(
+                'UPDATE "sale_order" SET "refunded_fen" = "paid_fen" / 2, "status" = \'partially_refunded\' '
+                'WHERE "id" > {} AND "id" % 50 = 0',
+                first_order,
+            )
+        await engine.run_ddl(
+            'ANALYZE "store", "member", "sale_order", "sale_order_line", "points_entry", "payment_refund"'
+        )
+    finally:
+        await close_database()
+    seconds = time.perf_counter() - started
+    return f"{orders} orders at {stores_count} stores over {days} days seeded in {seconds:.1f} s"
+
+
+async def roll_up_reports() -> str:
+    """Write the store report's days that have ended (as the sweeper does, without its limit per round)."""
+    started = time.perf_counter()
+    try:
+        written = await report.roll_up(limit=report.MAX_DAYS * 10)
+    finally:
+        await close_database()
+    return f"{written} days of the store report written in {time.perf_counter() - started:.1f} s"
+
+
 async def create_store(args: argparse.Namespace) -> None:
     try:
         row = await stores.create_store(StoreCreate(code=args.code, name=args.name, address=args.address))
@@ -381,6 +543,14 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("seed-demo", help="create the demo stores and staff (idempotent)")
     seed = commands.add_parser("seed-members", help="add members with tags and orders, for a benchmark")
     seed.add_argument("--count", type=int, required=True)
+    orders = commands.add_parser(
+        "seed-orders", help="add a chain's stores, members and orders (PostgreSQL), for a benchmark"
+    )
+    orders.add_argument("--stores", type=int, default=500)
+    orders.add_argument("--orders", type=int, default=5_000_000)
+    orders.add_argument("--days", type=int, default=90)
+    orders.add_argument("--members", type=int, default=500_000)
+    commands.add_parser("roll-up-reports", help="write the store report's days that have ended (as the sweeper does)")
     store = commands.add_parser("create-store", help="create a store")
     store.add_argument("--code", required=True)
     store.add_argument("--name", required=True)
@@ -405,12 +575,22 @@ def main(argv: list[str] | None = None) -> None:
             check_config(settings)
         elif args.command == "seed-demo":
             password, generated = demo_password(dict(os.environ), settings.var_dir)
-            created = asyncio.run(seed_demo(password))
+            created = asyncio.run(seed_demo(password, app_id=settings.wechat_app_id))
             print("demo data: " + (", ".join(created) if created else "already present"))
             if generated:
                 print(f"demo staff password (generated, kept in var/demo_password): {password}")
         elif args.command == "seed-members":
             print(asyncio.run(seed_members(args.count)))
+        elif args.command == "seed-orders":
+            print(
+                asyncio.run(
+                    seed_orders(
+                        stores_count=args.stores, orders=args.orders, days=args.days, members_count=args.members
+                    )
+                )
+            )
+        elif args.command == "roll-up-reports":
+            print(asyncio.run(roll_up_reports()))
         elif args.command == "create-store":
             asyncio.run(create_store(args))
         elif args.command == "create-staff":

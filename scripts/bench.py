@@ -135,9 +135,9 @@ end
 RUN_SECRET: dict[str, str] = {}
 
 
-def api_json(url: str, path: str, token: str) -> dict:
+def api_json(url: str, path: str, token: str, *, timeout: float = 10) -> dict:
     request = urllib.request.Request(f"{url}{path}", headers={"authorization": f"Bearer {token}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read())
 
 
@@ -453,6 +453,61 @@ def segment_count(url: str, env: dict[str, str]) -> tuple[float, float, float]:
     times.sort()
     median = times[len(times) // 2]
     progress(f"segment-count-1m: {count:,} members counted in {median:.2f} s (median of {SEGMENT_RUNS})")
+    return 1 / median, median * 1000, times[-1] * 1000
+
+
+REPORT_STORES, REPORT_ORDERS, REPORT_DAYS, REPORT_MEMBERS, REPORT_RUNS = 500, 5_000_000, 90, 500_000, 5
+
+
+def report_stores(url: str, env: dict[str, str]) -> tuple[float, float, float]:
+    """The store report over 90 days of 500 stores with 5,000,000 orders (PostgreSQL): the chain seeded by set-based
+    SQL, the ended days written as the sweeper writes them, then HQ's report of the 90 days read REPORT_RUNS times:
+    reports a second, the median and the slowest in ms. Before the days are written, one read of the last 7 days
+    shows what working a day out from the rows costs."""
+
+    def cli(*command: str) -> str:
+        return subprocess.run(
+            [PYTHON, "-m", "backend", *command], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+
+    progress(f"report-stores-90d: seeding {REPORT_ORDERS:,} orders at {REPORT_STORES} stores over {REPORT_DAYS} days")
+    progress(
+        "report-stores-90d: "
+        + cli(
+            "seed-orders",
+            "--stores",
+            str(REPORT_STORES),
+            "--orders",
+            str(REPORT_ORDERS),
+            "--days",
+            str(REPORT_DAYS),
+            "--members",
+            str(REPORT_MEMBERS),
+        )
+    )
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+
+    def read(days: int) -> tuple[float, dict]:
+        today = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600))
+        first = time.strftime("%Y-%m-%d", time.gmtime(time.time() + 8 * 3600 - (days - 1) * 86400))
+        start = time.perf_counter()
+        body = api_json(url, f"/api/v1/admin/reports/stores?from={first}&to={today}", hq, timeout=300)
+        return time.perf_counter() - start, body
+
+    cold, body = read(7)
+    progress(f"report-stores-90d: 7 days worked out from the rows ({body['writtenDays']} written): {cold:.2f} s")
+    progress("report-stores-90d: " + cli("roll-up-reports"))
+    times = []
+    for _ in range(REPORT_RUNS):
+        took, body = read(REPORT_DAYS)
+        times.append(took)
+    assert body["writtenDays"] >= REPORT_DAYS - 1 and body["totals"]["orders"] >= REPORT_ORDERS * 0.95, body["totals"]
+    times.sort()
+    median = times[len(times) // 2]
+    progress(
+        f"report-stores-90d: {len(body['rows']):,} store-days, {body['totals']['orders']:,} orders, "
+        f"in {median:.2f} s (median of {REPORT_RUNS})"
+    )
     return 1 / median, median * 1000, times[-1] * 1000
 
 
@@ -997,6 +1052,22 @@ def prepare_cold(image_format: str) -> Callable[[str, int], str]:
     return prepare
 
 
+DEMO_PHONE = "13800138000"  # the demo member's (seed-demo)
+
+
+def prepare_member_search(url: str, seconds: int) -> str:
+    """HQ finding the demo member by the full phone number, as the console's search asks for it."""
+    hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})["accessToken"]
+    found = api_json(url, f"/api/v1/admin/members?q={DEMO_PHONE}", hq)
+    if [item["phoneMasked"] for item in found["items"]] != ["138****8000"]:
+        raise SystemExit(f"admin-member-search: the demo member is missing (seed-demo): {found}")
+    return (
+        f'wrk.method = "GET"\nwrk.headers["Authorization"] = "Bearer {hq}"\n'
+        f'wrk.path = "/api/v1/admin/members?q={DEMO_PHONE}"\n'
+        "function request() return wrk.format(nil, wrk.path) end\n"
+    )
+
+
 def prepare_cached(url: str, seconds: int) -> str:
     """One member's poster, drawn once before the run: every request is answered from the cache."""
     first = poster_pairs(url).read_text().splitlines()[0]
@@ -1108,6 +1179,13 @@ SCENARIOS = [
         prepare=prepare_mall_orders,
         warm_up=lambda url, seconds: prepare_mall_orders(url, seconds, part="warm-up"),
         describes="a two-line pickup order: prices, stock taken by guarded updates, the order, its JSAPI trade",
+    ),
+    Scenario(
+        "admin-member-search",
+        "GET",
+        "/api/v1/admin/members?q={phone}",
+        prepare=prepare_member_search,
+        describes="HQ finds a member by the full phone number: the identity's index, the member's row, its phone",
     ),
     Scenario(
         "poster-cold-jpeg",
@@ -1466,6 +1544,11 @@ def main() -> None:
                 results["segment-count-1m"] = segment_count(url, env)
             else:
                 progress("segment-count-1m: PostgreSQL's, measured with --deployment scale-out")
+        if args.only is None or "report-stores-90d" in args.only:
+            if args.deployment == "scale-out":
+                results["report-stores-90d"] = report_stores(url, env)
+            else:
+                progress("report-stores-90d: PostgreSQL's, measured with --deployment scale-out")
         if args.only is None or "poster-bare-pillow-jpeg" in args.only:
             progress(
                 f"poster-bare-pillow-jpeg: {args.duration} s of the referral template in bare Pillow, one thread"

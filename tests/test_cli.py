@@ -15,12 +15,18 @@ from backend.stores.tables import Staff, StaffStore, Store
 ROOT = Path(__file__).resolve().parent.parent
 
 
-async def test_seed_demo_twice_gives_the_same_data(client):
-    first = await seed_demo("demo-password-123")
-    # and a referral and a group-buy campaign, and the fruit range stocked at every store
-    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF) + 4
-    assert first[-4:] == ["referral campaign", "group-buy campaign", "10 products", "stock at 3 stores"]
-    assert await seed_demo("a-different-password") == []
+async def test_seed_demo_twice_gives_the_same_data(client, settings):
+    first = await seed_demo("demo-password-123", app_id=settings.wechat_app_id)
+    # and a referral and a group-buy campaign, the fruit range stocked at every store, and a member with a phone
+    assert len(first) == len(DEMO_STORES) + len(DEMO_STAFF) + 5
+    assert first[-5:] == [
+        "referral campaign",
+        "group-buy campaign",
+        "10 products",
+        "stock at 3 stores",
+        "member 王小明 (138****8000)",
+    ]
+    assert await seed_demo("a-different-password", app_id=settings.wechat_app_id) == []
     assert sorted(r["code"] for r in await Store.select(Store.code)) == ["S001", "S002", "S003"]
     assert await Staff.count() == 4 and await StaffStore.count() == 3
     response = await client.post(
@@ -37,6 +43,14 @@ async def test_seed_demo_twice_gives_the_same_data(client):
     durian = (await client.get(f"/api/v1/stores/{s002}/products", params={"q": "榴莲"})).json()["items"]
     assert sorted(p["title"] for p in durian) == ["猫山王榴莲", "金枕榴莲"]
     assert durian[-1]["skus"][0]["priceFen"] == 19900 - 100  # S002's own price
+
+    # HQ finds the demo member by phone.
+    hq = await client.post("/api/v1/auth/staff/login", json={"username": "hq", "password": "demo-password-123"})
+    headers = {"Authorization": f"Bearer {hq.json()['accessToken']}"}
+    found = (await client.get("/api/v1/admin/members", headers=headers, params={"q": "13800138000"})).json()
+    assert [(m["nickname"], m["phoneMasked"], m["enrolledVia"]) for m in found["items"]] == [
+        ("王小明", "138****8000", "miniprogram")
+    ]
 
 
 def test_demo_password_is_generated_once_or_taken_from_the_environment(tmp_path):

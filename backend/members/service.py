@@ -122,7 +122,7 @@ async def member_by_identity(kind: IdentityKind, value: str) -> int | None:
     return row["member"] if row else None
 
 
-async def _attach_identity(member_id: int, kind: IdentityKind, value: str) -> None:
+async def attach_identity(member_id: int, kind: IdentityKind, value: str) -> None:
     """Record another name of a member; a name another member already holds is left where it is."""
     try:
         async with write_transaction():
@@ -174,7 +174,7 @@ async def find_or_enrol_wechat_member(
         if member_id is not None:
             for kind, value in names:
                 if held[kind] is None:
-                    await _attach_identity(member_id, kind, value)
+                    await attach_identity(member_id, kind, value)
             return member_id, False
         try:
             async with write_transaction():

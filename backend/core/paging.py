@@ -68,10 +68,13 @@ def moment(text: str | None, *, end: bool) -> datetime | None:
             since, until = day_bounds(date.fromisoformat(text))
             return until if end else since
         return datetime.fromisoformat(text.replace("z", "Z")).astimezone(UTC)
-    except ValueError:
+    except (ValueError, OverflowError):  # no such day, or one past what a moment can be
         raise InvalidRequest(
             details={"fields": [{"field": "to" if end else "from", "message": "no such day"}]}
         ) from None
+
+
+EARLIEST_DAY, LATEST_DAY = date(2000, 1, 1), date(2999, 12, 31)  # the days a report may ask about
 
 
 def business_days(since: str | None, until: str | None, *, default_days: int, longest: int) -> tuple[date, date]:
@@ -83,6 +86,8 @@ def business_days(since: str | None, until: str | None, *, default_days: int, lo
         first = date.fromisoformat(since[:10]) if since else last - timedelta(days=default_days - 1)
     except ValueError:
         raise InvalidRequest(details={"fields": [{"field": "from", "message": "no such day"}]}) from None
+    if not (EARLIEST_DAY <= first and last <= LATEST_DAY):
+        raise InvalidRequest(f"Ask for days from {EARLIEST_DAY} to {LATEST_DAY}.")
     if first > last or (last - first).days >= longest:
         raise InvalidRequest(
             f"Ask for 1 to {longest} days, from before to.", details={"from": first.isoformat(), "to": last.isoformat()}

@@ -188,6 +188,30 @@ def _local(moment_: Any) -> str:
     return moment_.astimezone(BUSINESS_TIME).isoformat(timespec="seconds") if moment_ is not None else ""
 
 
+def order_filter(
+    staff: CurrentStaff,
+    store_id: int | None,
+    kind: OrderKind | None,
+    status: OrderStatus | None,
+    since: str | None,
+    until: str | None,
+    *,
+    before_id: int | None = None,
+) -> orders.OrderFilter:
+    """The orders a listing asks for, within the caller's stores (another store is 404)."""
+    if store_id is not None:
+        staff.ensure_store(store_id)
+    return orders.OrderFilter(
+        store=store_id,
+        staff_scope=None if staff.is_hq else staff.id,
+        kind=kind,
+        status=status,
+        since=moment(since, end=False),
+        until=moment(until, end=True),
+        before=before_id,
+    )
+
+
 class AdminOrdersController(Controller):
     path = "/api/v1/admin/orders"
     tags = ["HQ"]
@@ -211,20 +235,10 @@ class AdminOrdersController(Controller):
         Every channel's orders, newest first, by store, kind, status and when they were placed (`from` and `to`:
         business days, both included, or moments); HQ's of every store, a store manager's of their stores (another
         store is 404). `?format=csv`: every matching order as a spreadsheet (UTF-8 with BOM), streamed."""
-        if store_id is not None:
-            staff.ensure_store(store_id)
-        which = orders.OrderFilter(
-            store=store_id,
-            staff_scope=None if staff.is_hq else staff.id,
-            kind=kind,
-            status=status,
-            since=moment(from_, end=False),
-            until=moment(to, end=True),
-            before=before(cursor),
-        )
+        which = order_filter(staff, store_id, kind, status, from_, to, before_id=before(cursor))
         if format_ == "csv":
             return Stream(
-                spreadsheet.streamed(ORDERS_CSV_HEADER, _order_rows(which)),
+                spreadsheet.streamed(ORDERS_CSV_HEADER, order_rows(which)),
                 media_type="text/csv",
                 headers=spreadsheet.attachment("orders.csv"),
             )
@@ -233,7 +247,7 @@ class AdminOrdersController(Controller):
         return Response(OrdersPage(items=items, next_cursor=str(items[-1].id) if len(views) > limit else None))
 
 
-async def _order_rows(which: orders.OrderFilter) -> AsyncIterator[list[list[Any]]]:
+async def order_rows(which: orders.OrderFilter) -> AsyncIterator[list[list[Any]]]:
     while views := await orders.list_orders(which, limit=CSV_BATCH):
         yield [
             [

@@ -133,7 +133,15 @@ async def test_yesterdays_orders_come_as_a_spreadsheet(till, demo):
 
 @pytest.mark.parametrize(
     "params",
-    [{"from": "2026-13-01"}, {"from": "yesterday"}, {"to": "2026-02-30"}, {"status": "lost"}, {"cursor": "-1"}],
+    [
+        {"from": "2026-13-01"},
+        {"from": "yesterday"},
+        {"to": "2026-02-30"},
+        {"to": "9999-12-31"},  # a day whose end no moment can name
+        {"from": "0001-01-01T00:00:00+14:00"},
+        {"status": "lost"},
+        {"cursor": "-1"},
+    ],
 )
 async def test_bad_order_filters_are_422(client, demo, params):
     response = await client.get("/api/v1/admin/orders", headers=await staff_login(client, "hq"), params=params)

@@ -101,7 +101,13 @@ async def test_a_store_manager_reads_their_stores_and_the_csv(till, demo):  # no
 
 @pytest.mark.parametrize(
     "params",
-    [{"from": "2026-12-10", "to": "2026-12-01"}, {"from": "2024-01-01", "to": "2026-01-01"}, {"from": "2026-02-30"}],
+    [
+        {"from": "2026-12-10", "to": "2026-12-01"},
+        {"from": "2024-01-01", "to": "2026-01-01"},
+        {"from": "2026-02-30"},
+        {"from": "9999-12-30", "to": "9999-12-31"},
+        {"from": "0001-01-01", "to": "0001-01-02"},
+    ],
 )
 async def test_a_window_that_is_no_window_is_422(client, demo, params):
     response = await client.get("/api/v1/admin/reports/stores", headers=await staff_login(client, "hq"), params=params)

@@ -23,14 +23,14 @@ from backend.core import spreadsheet
 from backend.core.auth import PrincipalKind
 from backend.core.clock import business_day, utcnow
 from backend.core.errors import DomainError, Forbidden, InvalidRequest, Unauthenticated
-from backend.core.paging import PathId, business_days, moment
+from backend.core.paging import PathId, business_days
 from backend.core.ratelimit import client_address
 from backend.coupons import service as coupons
 from backend.coupons.schemas import CouponCampaignPatch
 from backend.groupbuy import service as groupbuy
 from backend.groupbuy.schemas import CampaignPatch
 from backend.hq import charts, report, service
-from backend.hq.controllers import ORDERS_CSV_HEADER, _order_rows
+from backend.hq.controllers import ORDERS_CSV_HEADER, order_filter, order_rows
 from backend.hq.report import Figures
 from backend.orders import service as orders
 from backend.orders.tables import OrderKind, OrderStatus
@@ -168,16 +168,7 @@ class ConsoleController(Controller):
             status = OrderStatus(params["status"]) if params["status"] else None
         except ValueError:
             raise InvalidRequest("No such store, kind or status.") from None
-        if store_id is not None:
-            staff.ensure_store(store_id)
-        which = orders.OrderFilter(
-            store=store_id,
-            staff_scope=None if staff.is_hq else staff.id,
-            kind=kind,
-            status=status,
-            since=moment(params["from"] or None, end=False),
-            until=moment(params["to"] or None, end=True),
-        )
+        which = order_filter(staff, store_id, kind, status, params["from"] or None, params["to"] or None)
         return which, params
 
     @get("/orders")
@@ -205,7 +196,7 @@ class ConsoleController(Controller):
         staff, _ = await _staff(request, services)
         which, _ = self._order_filter(request, staff)
         return Stream(
-            spreadsheet.streamed(ORDERS_CSV_HEADER, _order_rows(which)),
+            spreadsheet.streamed(ORDERS_CSV_HEADER, order_rows(which)),
             media_type="text/csv",
             headers=spreadsheet.attachment("orders.csv"),
         )

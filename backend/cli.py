@@ -358,9 +358,10 @@ REPORT_STORE_PREFIX = "RPT"  # the stores `seed-orders` adds: RPT0001 ...
 async def seed_orders(*, stores_count: int, orders: int, days: int, members_count: int) -> str:
     """A chain's last `days` days for the store report's benchmark, on PostgreSQL, in set-based statements:
     `stores_count` stores, `members_count` members enrolled at them over the window (a third each by till, mini-program
-    and referral), and `orders` paid orders spread over the stores and the window (60% till, 15% store code, 10%
-    group-buy seats of 1 to 3 units, 10% mall, 5% membership), every tenth with a coupon, each earning points (an
-    entry per order), one in fifty partly refunded (with its trade and refund)."""
+    and referral), and `orders` paid orders spread over the stores and the window, in the order of their times as a
+    live table holds them (60% till, 15% store code, 10% group-buy seats of 1 to 3 units, 10% mall, 5% membership),
+    every tenth with a coupon, each earning points (an entry per order), one in fifty partly refunded (with its trade
+    and refund)."""
     started = time.perf_counter()
     engine = get_engine()
     if not isinstance(engine, PostgresEngine):
@@ -423,13 +424,16 @@ async def seed_orders(*, stores_count: int, orders: int, days: int, members_coun
                 "THEN 'groupbuy' WHEN s.i % 20 < 19 THEN 'mall' ELSE 'membership' END AS kind, "
                 "500 + (CAST(s.i AS BIGINT) * 37) % 20000 AS amount, "
                 "CASE WHEN s.i % 10 = 0 THEN 300 ELSE 0 END AS coupon, "
-                "CAST({} AS timestamptz) - ((CAST(s.i AS BIGINT) * 15485863) % {}) * interval '1 minute' AS at "
+                "CAST({} AS timestamptz) - (CAST({} AS BIGINT) - s.i) * CAST({} AS INTEGER) * interval '1 minute' "
+                "/ CAST({} AS DOUBLE PRECISION) AS at "
                 "FROM generate_series(1, {}) AS s(i) "
                 'JOIN "seed_store" st ON st."n" = (CAST(s.i AS BIGINT) * 7919) % {}) o',
                 base,
                 members_count,
                 now,
+                orders,
                 minutes,
+                orders,
                 orders,
                 stores_count,
             )

@@ -1,5 +1,4 @@
 from collections.abc import AsyncIterator
-from datetime import date
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Response, get
@@ -16,21 +15,19 @@ from backend.core.clock import BUSINESS_TIME
 from backend.core.paging import Cursor, From, Limit, Moment, PathId, before, business_days, moment, query_id
 from backend.core.spreadsheet import text_cell
 from backend.hq import report, service
-from backend.hq.report import FIGURES, Figures
+from backend.hq.report import FIGURES
 from backend.hq.schemas import (
     AuditEntryOut,
     AuditPage,
     DayTotalOut,
-    FiguresOut,
+    Figures,
     IdentityOut,
-    KindFiguresOut,
     LotOut,
     MemberPageOut,
     MemberPointsOut,
     MemberRowOut,
     MembersPage,
     MergeOut,
-    NewMembersOut,
     StoreDayOut,
     StoreReportOut,
     StoreTotalOut,
@@ -310,32 +307,6 @@ class AdminAuditController(Controller):
         )
 
 
-def figures_out(figures: Figures) -> FiguresOut:
-    return FiguresOut(
-        orders=figures.orders,
-        sales_fen=figures.sales_fen,
-        by_kind={
-            kind.value: KindFiguresOut(
-                orders=getattr(figures, f"{kind.value}_orders"), sales_fen=getattr(figures, f"{kind.value}_sales_fen")
-            )
-            for kind in OrderKind
-        },
-        refunds=figures.refunds,
-        refunds_fen=figures.refunds_fen,
-        new_members=NewMembersOut(
-            cashier=figures.new_members_cashier,
-            miniprogram=figures.new_members_miniprogram,
-            referral=figures.new_members_referral,
-        ),
-        points_earned=figures.points_earned,
-        points_redeemed=figures.points_redeemed,
-        points_expired=figures.points_expired,
-        coupons_used=figures.coupons_used,
-        coupon_discount_fen=figures.coupon_discount_fen,
-        groupbuy_units=figures.groupbuy_units,
-    )
-
-
 REPORT_CSV_HEADER = ["日期 day", "门店编码 store code", "门店 store", *FIGURES]
 
 
@@ -382,13 +353,9 @@ class AdminReportController(Controller):
                 media_type="text/csv",
                 headers=spreadsheet.attachment(f"stores-{since.isoformat()}-{until.isoformat()}.csv"),
             )
-        by_store: dict[int, Figures] = {}
-        by_day: dict[date, Figures] = {}
         totals = Figures()
-        for row in found.rows:
-            by_store.setdefault(row.store_id, Figures()).add(row.figures)
-            by_day.setdefault(row.day, Figures()).add(row.figures)
-            totals.add(row.figures)
+        for figures in found.by_day.values():
+            totals = totals.plus(figures)
         days = [since.fromordinal(ordinal) for ordinal in range(since.toordinal(), until.toordinal() + 1)]
         return Response(
             StoreReportOut(
@@ -401,7 +368,7 @@ class AdminReportController(Controller):
                         store_id=row.store_id,
                         store_code=names[row.store_id].code,
                         store_name=names[row.store_id].name,
-                        figures=figures_out(row.figures),
+                        figures=row.figures,
                     )
                     for row in found.rows
                 ],
@@ -410,11 +377,11 @@ class AdminReportController(Controller):
                         store_id=store_id,
                         store_code=names[store_id].code,
                         store_name=names[store_id].name,
-                        figures=figures_out(figures),
+                        figures=figures,
                     )
-                    for store_id, figures in sorted(by_store.items(), key=lambda item: -item[1].sales_fen)
+                    for store_id, figures in sorted(found.by_store.items(), key=lambda item: -item[1].sales_fen)
                 ],
-                by_day=[DayTotalOut(day=day, figures=figures_out(by_day.get(day, Figures()))) for day in days],
-                totals=figures_out(totals),
+                by_day=[DayTotalOut(day=day, figures=found.by_day.get(day, Figures())) for day in days],
+                totals=totals,
             )
         )

@@ -7,13 +7,17 @@ transaction; the report reads those, and works out from the rows only the days n
 """
 
 import logging
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
+from msgspec.structs import astuple
 from piccolo.query.functions.aggregate import Max, Min
+from piccolo.querystring import QueryString
 
 from backend.core.clock import business_day, day_bounds, utcnow
-from backend.core.db import as_day, as_moment, heavy_reads, is_unique_violation, write_transaction
+from backend.core.db import as_day, as_moment, get_engine, heavy_reads, is_unique_violation, write_transaction
+from backend.hq.schemas import COLUMNS, KINDS, Figures
 from backend.hq.tables import ReportDay, StoreDay
 from backend.members import service as members
 from backend.members.tables import EnrolmentChannel, Member
@@ -29,56 +33,14 @@ DAYS_PER_ROUND = 7  # days a sweeper round writes at most, so that a round stays
 MAX_DAYS = 366  # the longest report
 
 
-@dataclass(slots=True)
-class Figures:
-    """One store's day (the columns of StoreDay)."""
-
-    till_orders: int = 0
-    till_sales_fen: int = 0
-    store_code_orders: int = 0
-    store_code_sales_fen: int = 0
-    groupbuy_orders: int = 0
-    groupbuy_sales_fen: int = 0
-    mall_orders: int = 0
-    mall_sales_fen: int = 0
-    membership_orders: int = 0
-    membership_sales_fen: int = 0
-    refunds: int = 0
-    refunds_fen: int = 0
-    new_members_cashier: int = 0
-    new_members_miniprogram: int = 0
-    new_members_referral: int = 0
-    points_earned: int = 0
-    points_redeemed: int = 0
-    points_expired: int = 0
-    coupons_used: int = 0
-    coupon_discount_fen: int = 0
-    groupbuy_units: int = 0
-
-    def add(self, other: "Figures") -> None:
-        for name in FIGURES:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def any(self) -> bool:
-        return any(getattr(self, name) for name in FIGURES)
-
-    @property
-    def orders(self) -> int:
-        return sum(getattr(self, f"{kind.value}_orders") for kind in OrderKind)
-
-    @property
-    def sales_fen(self) -> int:
-        return sum(getattr(self, f"{kind.value}_sales_fen") for kind in OrderKind)
-
-
-FIGURES = tuple(item.name for item in fields(Figures))
+FIGURES = COLUMNS  # StoreDay's, in their order
 
 
 @dataclass(slots=True)
 class StoreDayRow:
     store_id: int
     day: date
-    figures: Figures = field(default_factory=Figures)
+    figures: Figures
 
 
 async def figures_of(day: date) -> dict[int, Figures]:
@@ -108,7 +70,7 @@ async def figures_of(day: date) -> dict[int, Figures]:
                 moved.redeemed,
                 moved.expired,
             )
-    return {store_id: figures for store_id, figures in found.items() if figures.any()}
+    return {store_id: figures.totalled() for store_id, figures in found.items() if any(astuple(figures))}
 
 
 # Writing the days that have ended ---------------------------------------------------------------------------
@@ -172,36 +134,60 @@ class Report:
     since: date
     until: date
     rows: list[StoreDayRow]  # the store-days with anything in them, by day then store
+    by_store: dict[int, Figures]  # each store's sums over the window
+    by_day: dict[date, Figures]  # the stores' sums per day (the days with anything in them)
     written_days: int  # of the days asked for, those read from StoreDay (the others worked out from the rows)
 
 
+_ORDERS = " + ".join(f'"{kind}_orders"' for kind in KINDS)
+_SALES = " + ".join(f'"{kind}_sales_fen"' for kind in KINDS)
+_COLUMNS = ", ".join([_ORDERS, _SALES, *(f'"{name}"' for name in FIGURES)])  # in Figures' order
+_SUMS = ", ".join(f"SUM({column})" for column in [_ORDERS, _SALES, *(f'"{name}"' for name in FIGURES)])
+
+
+def _figures(values: Any) -> Figures:
+    """Figures from a row's values after its first (the store or the day), in their order."""
+    return Figures(*(int(value) for value in list(values)[1:]))
+
+
 async def store_report(since: date, until: date, *, store_ids: frozenset[int] | None) -> Report:
-    """Each store's days from `since` to `until` (both included); a store manager's (`store_ids`) stores only."""
+    """Each store's days from `since` to `until` (both included), and their sums by store and by day; a store
+    manager's (`store_ids`) stores only. The days written are read (their sums added up by the database), the
+    others worked out from their rows."""
+    where, args = '"day" >= {} AND "day" <= {}', [since, until]
+    if store_ids is not None:
+        ids = sorted(store_ids) or [0]
+        where += f' AND "store" IN ({", ".join("{}" for _ in ids)})'
+        args += ids
+    engine = get_engine()
+
+    async def read(sql: str) -> list[dict[str, Any]]:
+        return await engine.run_querystring(QueryString(sql, *args))
+
     with heavy_reads():
         written = {
             as_day(row["day"])
             for row in await ReportDay.select(ReportDay.day).where((ReportDay.day >= since) & (ReportDay.day <= until))
         }
-        query = (
-            StoreDay.select()
-            .where((StoreDay.day >= since) & (StoreDay.day <= until))
-            .order_by(StoreDay.day)
-            .order_by(StoreDay.store)
-        )
-        if store_ids is not None:
-            query = query.where(StoreDay.store.is_in(sorted(store_ids) or [0]))
-        rows = [
-            StoreDayRow(row["store"], as_day(row["day"]), Figures(**{name: int(row[name]) for name in FIGURES}))
-            for row in await query.output(load_json=False)
-        ]
+        table = StoreDay._meta.tablename
+        listed = await read(f'SELECT "store", "day", {_COLUMNS} FROM "{table}" WHERE {where} ORDER BY "day", "store"')
+        rows = [StoreDayRow(row["store"], as_day(row["day"]), Figures(*list(row.values())[2:])) for row in listed]
+        by_store = {
+            row["store"]: _figures(row.values())
+            for row in await read(f'SELECT "store", {_SUMS} FROM "{table}" WHERE {where} GROUP BY "store"')
+        }
+        by_day = {
+            as_day(row["day"]): _figures(row.values())
+            for row in await read(f'SELECT "day", {_SUMS} FROM "{table}" WHERE {where} GROUP BY "day"')
+        }
     day = since
     while day <= until:
         if day not in written:
-            rows += [
-                StoreDayRow(store_id, day, figures)
-                for store_id, figures in sorted((await figures_of(day)).items())
-                if store_ids is None or store_id in store_ids
-            ]
+            for store_id, figures in sorted((await figures_of(day)).items()):
+                if store_ids is None or store_id in store_ids:
+                    rows.append(StoreDayRow(store_id, day, figures))
+                    by_store[store_id] = by_store.get(store_id, Figures()).plus(figures)
+                    by_day[day] = by_day.get(day, Figures()).plus(figures)
         day += timedelta(days=1)
     rows.sort(key=lambda row: (row.day, row.store_id))
-    return Report(since=since, until=until, rows=rows, written_days=len(written))
+    return Report(since, until, rows, by_store, by_day, written_days=len(written))

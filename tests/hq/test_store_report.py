@@ -52,9 +52,10 @@ async def test_a_day_reads_the_same_worked_out_from_the_rows_and_once_written(ti
     rows = {(row["day"], row["storeCode"]): row["figures"] for row in worked_out["rows"]}
     s001_yesterday = rows[(yesterday.isoformat(), "S001")]
     assert (s001_yesterday["orders"], s001_yesterday["salesFen"]) == (2, 8000)
-    assert s001_yesterday["byKind"]["till"] == {"orders": 2, "salesFen": 8000}
+    assert (s001_yesterday["tillOrders"], s001_yesterday["tillSalesFen"], s001_yesterday["mallOrders"]) == (2, 8000, 0)
     assert (s001_yesterday["refunds"], s001_yesterday["refundsFen"]) == (1, 1000)
-    assert s001_yesterday["newMembers"] == {"cashier": 2, "miniprogram": 0, "referral": 0}
+    new_members = [s001_yesterday[f"newMembers{channel}"] for channel in ("Cashier", "Miniprogram", "Referral")]
+    assert new_members == [2, 0, 0]
     assert s001_yesterday["pointsEarned"] == 160  # 2 a yuan; the refund took some back, which is not earning
     assert rows[(params["to"], "S001")]["salesFen"] == 700 and rows[(params["to"], "S002")]["salesFen"] == 2000
     assert worked_out["totals"]["salesFen"] == 8000 + 700 + 2000 and worked_out["totals"]["orders"] == 4

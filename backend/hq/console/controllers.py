@@ -31,7 +31,6 @@ from backend.groupbuy import service as groupbuy
 from backend.groupbuy.schemas import CampaignPatch
 from backend.hq import charts, report, service
 from backend.hq.controllers import ORDERS_CSV_HEADER, order_filter, order_rows
-from backend.hq.report import Figures
 from backend.orders import service as orders
 from backend.orders.tables import OrderKind, OrderStatus
 from backend.referrals import service as referrals
@@ -271,11 +270,9 @@ class ConsoleController(Controller):
         days = [since + timedelta(days=n) for n in range((until - since).days + 1)]
         index = {day: n for n, day in enumerate(days)}
         per_store: dict[int, list[int]] = {}
-        totals: dict[int, Figures] = {}
         new_members = {channel: [0] * len(days) for channel in ("cashier", "miniprogram", "referral")}
         for row in found.rows:
             per_store.setdefault(row.store_id, [0] * len(days))[index[row.day]] = row.figures.sales_fen
-            totals.setdefault(row.store_id, Figures()).add(row.figures)
             for channel, values in new_members.items():
                 values[index[row.day]] += getattr(row.figures, f"new_members_{channel}")
         ranked = sorted(per_store, key=lambda store_id: -sum(per_store[store_id]))
@@ -302,7 +299,7 @@ class ConsoleController(Controller):
             today=business_day(utcnow()),
             sales_chart=sales,
             members_chart=members,
-            rows=[(names[store_id], totals[store_id]) for store_id in ranked],
+            rows=[(names[store_id], found.by_store[store_id]) for store_id in ranked],
             yuan=_yuan,
         )
 

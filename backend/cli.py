@@ -424,8 +424,8 @@ async def seed_orders(*, stores_count: int, orders: int, days: int, members_coun
                 "THEN 'groupbuy' WHEN s.i % 20 < 19 THEN 'mall' ELSE 'membership' END AS kind, "
                 "500 + (CAST(s.i AS BIGINT) * 37) % 20000 AS amount, "
                 "CASE WHEN s.i % 10 = 0 THEN 300 ELSE 0 END AS coupon, "
-                "CAST({} AS timestamptz) - (CAST({} AS BIGINT) - s.i) * CAST({} AS INTEGER) * interval '1 minute' "
-                "/ CAST({} AS DOUBLE PRECISION) AS at "
+                "CAST({} AS timestamptz) - ((CAST({} AS DOUBLE PRECISION) - s.i) * CAST({} AS INTEGER) "
+                "/ CAST({} AS DOUBLE PRECISION)) * interval '1 minute' AS at "
                 "FROM generate_series(1, {}) AS s(i) "
                 'JOIN "seed_store" st ON st."n" = (CAST(s.i AS BIGINT) * 7919) % {}) o',
                 base,

@@ -466,9 +466,10 @@ def report_stores(url: str, env: dict[str, str]) -> tuple[float, float, float]:
     shows what working a day out from the rows costs."""
 
     def cli(*command: str) -> str:
-        return subprocess.run(
-            [PYTHON, "-m", "backend", *command], env=env, cwd=ROOT, check=True, capture_output=True, text=True
-        ).stdout.strip()
+        done = subprocess.run([PYTHON, "-m", "backend", *command], env=env, cwd=ROOT, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"report-stores-90d: {command[0]} failed:\n{done.stderr[-2000:]}")
+        return done.stdout.strip()
 
     progress(f"report-stores-90d: seeding {REPORT_ORDERS:,} orders at {REPORT_STORES} stores over {REPORT_DAYS} days")
     progress(

@@ -8,11 +8,11 @@ from typing import Any
 from piccolo.querystring import QueryString
 
 from backend.core.clock import utcnow
-from backend.core.db import as_moment, get_engine, like
+from backend.core.db import Prepared, as_moment, get_engine, like
 from backend.members import service as members
 from backend.members.code import MemberCodes
 from backend.members.errors import MemberNotFound
-from backend.members.tables import IdentityKind
+from backend.members.tables import IdentityKind, Member, MemberStatus
 from backend.membership import service as membership
 from backend.membership import standing
 from backend.orders import service as orders
@@ -87,17 +87,15 @@ async def _members(
     limit: int,
 ) -> list[MemberRow]:
     where, args = [], []
-    if search.by == "phone":
-        member_id = await members.member_by_identity(IdentityKind.phone, members.phone_identity(q or "") or "")
-        if member_id is None:
+    phone = members.phone_identity(q or "") if search.by == "phone" else None
+    if search.by in ("phone", "member_code", "id"):
+        member_id = await members.member_by_identity(IdentityKind.phone, phone) if phone else search.member_id
+        if not member_id:
             return []
+        if store_ids is None and tag_id is None and before_id is None:  # HQ's look-up of one member: prepared
+            return await _one_member(member_id, active_only=search.by != "id", phone=phone)
         where.append('m."id" = {}')
         args.append(member_id)
-    elif search.by in ("member_code", "id"):
-        if not search.member_id:
-            return []
-        where.append('m."id" = {}')
-        args.append(search.member_id)
     elif search.by == "nickname":
         operator, pattern = like(search.nickname)
         where.append(f'm."nickname" {operator} {{}}')
@@ -118,20 +116,47 @@ async def _members(
     sql = f'SELECT {SEARCH_COLUMNS} FROM "member" m WHERE {condition} ORDER BY m."id" DESC LIMIT {{}}'
     rows = [dict(row) for row in await get_engine().run_querystring(QueryString(sql, *args, limit))]
     phones = await members.phones_masked([row["id"] for row in rows])
-    return [
-        MemberRow(
-            id=row["id"],
-            nickname=row["nickname"],
-            status=row["status"],
-            phone_masked=phones.get(row["id"]),
-            enrolled_store_id=row["enrolled_store"],
-            enrolled_via=row["enrolled_via"],
-            tier_code=row["tier_code"],
-            growth_fen=int(row["growth_fen"]),
-            created_at=as_moment(row["created_at"]),
+    return [_row(row, phones.get(row["id"])) for row in rows]
+
+
+_ONE = Prepared(
+    lambda member_id: (
+        Member.select(
+            Member.id,
+            Member.nickname,
+            Member.status,
+            Member.enrolled_store,
+            Member.enrolled_via,
+            Member.created_at,
+            Member.tier_code,
+            Member.growth_fen,
         )
-        for row in rows
-    ]
+        .where(Member.id == member_id)
+        .first()
+    )
+)
+
+
+async def _one_member(member_id: int, *, active_only: bool, phone: str | None) -> list[MemberRow]:
+    row = await _ONE.run(member_id)
+    if row is None or (active_only and row["status"] != MemberStatus.active.value):
+        return []
+    masked = members.mask_phone(phone) if phone else (await members.phones_masked([member_id])).get(member_id)
+    return [_row(row, masked)]
+
+
+def _row(row: dict[str, Any], phone_masked: str | None) -> MemberRow:
+    return MemberRow(
+        id=row["id"],
+        nickname=row["nickname"],
+        status=row["status"],
+        phone_masked=phone_masked,
+        enrolled_store_id=row["enrolled_store"],
+        enrolled_via=row["enrolled_via"],
+        tier_code=row["tier_code"],
+        growth_fen=int(row["growth_fen"]),
+        created_at=as_moment(row["created_at"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

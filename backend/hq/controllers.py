@@ -75,7 +75,7 @@ class AdminMembersController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": caller(provide_hq_or_manager)}
 
-    @get(operation_id="SearchMembers")
+    @get(operation_id="SearchMembers", responses=openapi.errors(404))
     async def search(
         self,
         staff: NamedDependency[CurrentStaff],
@@ -214,7 +214,7 @@ class AdminOrdersController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": caller(provide_hq_or_manager)}
 
-    @get(operation_id="ListAllOrders", operation_class=CSV_ANSWER)
+    @get(operation_id="ListAllOrders", operation_class=CSV_ANSWER, responses=openapi.errors(404, 422))
     async def list_orders(
         self,
         staff: NamedDependency[CurrentStaff],
@@ -315,7 +315,7 @@ class AdminReportController(Controller):
     tags = ["HQ"]
     dependencies = {"staff": caller(provide_hq_or_manager)}
 
-    @get("/stores", operation_id="GetStoreReport", operation_class=CSV_ANSWER, responses=openapi.errors(422))
+    @get("/stores", operation_id="GetStoreReport", operation_class=CSV_ANSWER, responses=openapi.errors(404, 422))
     async def stores_report(
         self,
         staff: NamedDependency[CurrentStaff],

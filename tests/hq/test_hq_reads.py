@@ -94,8 +94,9 @@ async def test_a_store_manager_sees_their_stores_rows_and_a_cashier_none(till, d
     assert other.status_code == 404 and other.json()["code"] == "members.not_found"
     orders = (await till.get("/api/v1/admin/orders", headers=manager)).json()["items"]
     assert [o["id"] for o in orders] == [ours["id"]]
-    elsewhere = await till.get("/api/v1/admin/orders", headers=manager, params={"storeId": demo["S002"]})
-    assert elsewhere.status_code == 404
+    for path in ("/api/v1/admin/orders", "/api/v1/admin/members"):
+        elsewhere = await till.get(path, headers=manager, params={"storeId": demo["S002"]})
+        assert elsewhere.status_code == 404, path
     report = await till.get("/api/v1/admin/reports/stores", headers=manager)
     assert {row["storeId"] for row in report.json()["rows"]} == {demo["S001"]}
     staff = (await till.get("/api/v1/admin/staff", headers=manager)).json()["items"]

@@ -331,7 +331,8 @@ async def update_staff(staff_id: int, data: StaffPatch, *, by_staff_id: int) -> 
         }
         if password_hash is not None:
             before["password"], after["password"] = None, "(reset)"
-        await audit.record("staff.update", "staff", staff_id, before=before, after=after)
+        if audit.changes(before, after):  # a patch that changed nothing records nothing
+            await audit.record("staff.update", "staff", staff_id, before=before, after=after)
     _staff.forget(staff_id)
     logger.info("staff updated", extra={"staff_id": staff_id, "sessions_ended": ends_sessions})
     account = await get_staff(staff_id)

@@ -57,7 +57,9 @@ class MyMallOrdersController(Controller):
     tags = ["Shopper"]
     dependencies = {"member": caller(provide_current_member)}
 
-    @post(operation_id="PlaceMallOrder", responses=openapi.replayed(MallOrderPlaced) | openapi.errors(409, 502, 503))
+    @post(
+        operation_id="PlaceMallOrder", responses=openapi.replayed(MallOrderPlaced) | openapi.errors(404, 409, 502, 503)
+    )
     async def place(
         self,
         services: NamedDependency[Services],

@@ -24,13 +24,11 @@ from backend.core import openapi
 from backend.core.auth import caller
 from backend.core.errors import NotFound
 from backend.core.images import IMMUTABLE, UPLOAD_MEDIA_TYPES, is_digest, read_upload
-from backend.core.paging import Cursor, Limit, PathId, before, query_id
+from backend.core.paging import SEARCH_WORD, Cursor, Limit, PathId, before, query_id
 from backend.core.responses import created
 from backend.stores import service as stores
 from backend.stores.auth import CurrentStaff, provide_current_staff, provide_hq_admin
 from backend.stores.tables import StaffRole
-
-SEARCH_WORD = r"^[^\x00-\x1f\x7f]+$"  # no control characters: PostgreSQL cannot hold a NUL, no title has the others
 
 
 def category_out(category: CategoryRecord) -> CategoryOut:

@@ -12,6 +12,9 @@ from backend.core.errors import InvalidRequest
 Limit = Annotated[int, QueryParameter(ge=1, le=100)]
 Cursor = Annotated[str | None, QueryParameter(pattern=r"^[0-9]{1,18}$")]
 
+# A word searched for in a query: no control characters (PostgreSQL cannot hold a NUL, no text of ours has the others).
+SEARCH_WORD = r"^[^\x00-\x1f\x7f]*$"
+
 # Every table's id is a Serial: 32 bits on PostgreSQL. A number past it names nothing, and must not be
 # sent to the database, which refuses it as a parameter of that type.
 ID_MAX = 2**31 - 1

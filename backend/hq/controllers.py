@@ -12,7 +12,18 @@ from backend.audit import service as audit
 from backend.core import openapi, spreadsheet
 from backend.core.auth import caller
 from backend.core.clock import BUSINESS_TIME
-from backend.core.paging import Cursor, From, Limit, Moment, PathId, before, business_days, moment, query_id
+from backend.core.paging import (
+    SEARCH_WORD,
+    Cursor,
+    From,
+    Limit,
+    Moment,
+    PathId,
+    before,
+    business_days,
+    moment,
+    query_id,
+)
 from backend.core.spreadsheet import text_cell
 from backend.hq import report, service
 from backend.hq.report import FIGURES
@@ -80,7 +91,7 @@ class AdminMembersController(Controller):
         self,
         staff: NamedDependency[CurrentStaff],
         services: NamedDependency[Services],
-        q: Annotated[str | None, QueryParameter(max_length=64, pattern=r"^[^\x00-\x1f\x7f]*$")] = None,
+        q: Annotated[str | None, QueryParameter(max_length=64, pattern=SEARCH_WORD)] = None,
         store_id: Annotated[int | None, query_id("storeId")] = None,
         tag_id: Annotated[int | None, query_id("tagId")] = None,
         limit: Limit = 20,

@@ -16,9 +16,9 @@ from backend.core.db import get_engine, heavy_reads, is_unique_violation, write_
 from backend.core.schema import given
 from backend.core.spreadsheet import streamed, text_cell
 from backend.members import merges
+from backend.members import service as members
 from backend.members.errors import MemberNotFound
-from backend.members.service import mask_phone
-from backend.members.tables import EnrolmentChannel, IdentityKind, Member, MemberIdentity, MemberStatus
+from backend.members.tables import EnrolmentChannel, Member, MemberStatus
 from backend.membership import segments, standing
 from backend.membership.errors import (
     NoRules,
@@ -288,22 +288,12 @@ async def members_page(
     sql, args = segments.page_sql(rules, now=now, limit=limit, before_id=before_id)
     with heavy_reads():
         rows = await get_engine().run_querystring(QueryString(sql, *args))
-        ids = [row["id"] for row in rows]
-        phones = {
-            row["member"]: row["value"]
-            for row in (
-                await MemberIdentity.select(MemberIdentity.member, MemberIdentity.value).where(
-                    MemberIdentity.member.is_in(ids) & (MemberIdentity.kind == IdentityKind.phone)
-                )
-                if ids
-                else []
-            )
-        }
+        phones = await members.phones_masked([row["id"] for row in rows])
     return [
         SegmentMember(
             id=row["id"],
             nickname=row["nickname"],
-            phone_masked=mask_phone(phones[row["id"]]) if row["id"] in phones else None,
+            phone_masked=phones.get(row["id"]),
             enrolled_store_id=row["enrolled_store"],
             enrolled_via=EnrolmentChannel(row["enrolled_via"]),
             created_at=row["created_at"],

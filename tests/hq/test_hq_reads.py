@@ -154,7 +154,7 @@ async def test_a_search_word_with_control_characters_is_422(client, demo):
     assert response.status_code == 422 and response.json()["code"] == "request.invalid"
 
 
-def test_a_member_code_is_read_without_its_key_being_needed_twice():
+def test_a_member_code_names_its_member_only_while_it_is_current():
     from backend.hq.service import read_search
     from backend.members.code import MemberCodes
 

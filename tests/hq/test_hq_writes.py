@@ -339,4 +339,5 @@ async def test_concurrent_edits_of_one_staff_account_each_leave_an_entry(client,
     entries = (await audit_of(client, hq, entity="staff", entityId=str(demo["cashier1"])))[:-1]  # not its creation
     # Each change read what the one before it wrote: the befores and afters chain with no gap.
     chain = [entry["changes"]["display_name"] for entry in reversed(entries)]
+    assert len(chain) == len(names)
     assert chain[0][0] == "" and all(earlier[1] == later[0] for earlier, later in zip(chain, chain[1:], strict=False))

@@ -150,6 +150,10 @@ class Settings:
     login_failure_window_seconds: int = 900
     max_body_bytes: int = 1_048_576
     db_pool_size: int = 20
+    db_connect_timeout_seconds: float = 2.0
+    db_pool_timeout_seconds: float = 10.0
+    db_statement_timeout_seconds: float = 2.0
+    db_heavy_statement_timeout_seconds: float = 120.0
     redis_pool_size: int = 64
     member_lookup_failure_limit: int = 10
     member_lookup_failure_window_seconds: int = 300
@@ -254,6 +258,14 @@ class Settings:
             ),
             max_body_bytes=_int(env, "MAX_BODY_BYTES", cls.max_body_bytes, minimum=1024),
             db_pool_size=_int(env, "DB_POOL_SIZE", cls.db_pool_size, minimum=1),
+            db_connect_timeout_seconds=_seconds(env, "DB_CONNECT_TIMEOUT_SECONDS", cls.db_connect_timeout_seconds),
+            db_pool_timeout_seconds=_seconds(env, "DB_POOL_TIMEOUT_SECONDS", cls.db_pool_timeout_seconds),
+            db_statement_timeout_seconds=_seconds(
+                env, "DB_STATEMENT_TIMEOUT_SECONDS", cls.db_statement_timeout_seconds
+            ),
+            db_heavy_statement_timeout_seconds=_seconds(
+                env, "DB_HEAVY_STATEMENT_TIMEOUT_SECONDS", cls.db_heavy_statement_timeout_seconds
+            ),
             redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
             member_lookup_failure_limit=_int(
                 env, "MEMBER_LOOKUP_FAILURE_LIMIT", cls.member_lookup_failure_limit, minimum=1

@@ -270,6 +270,7 @@ async def member_login(client: httpx.AsyncClient, **wechat: str) -> dict:
 @dataclass
 class ServedProcess:
     base: str  # http://127.0.0.1:PORT
+    process: subprocess.Popen
     lines: list[str] = field(default_factory=list)  # its stderr's lines, once it has stopped
 
 
@@ -284,7 +285,7 @@ def served_process(port: int, **env: str) -> Iterator[ServedProcess]:
         stderr=subprocess.PIPE,
         text=True,
     )
-    served = ServedProcess(f"http://127.0.0.1:{port}")
+    served = ServedProcess(f"http://127.0.0.1:{port}", server)
     try:
         for _ in range(300):
             try:

@@ -1,13 +1,15 @@
 """One way to reach the database, whichever engine the deployment runs on.
 
 The domains import everything database from here. The embedded engine and the prepared-query
-layer (`Prepared`, `insert_row`) live in `backend.core.sqlite`, the one package that leans on
-Piccolo's internals; this module re-exports what the domains use of them.
+layer (`Prepared`, `insert_row`) live in `backend.core.sqlite`, the scale-out engine in
+`backend.core.postgres`: the places that lean on Piccolo's internals; this module re-exports what
+the domains use of them.
 """
 
 import asyncio
 import sqlite3
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -20,10 +22,12 @@ from piccolo.engine.sqlite import TransactionType
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
+from backend.core import postgres
+from backend.core.postgres import ScaleOutEngine, Timeouts
 from backend.core.sqlite.engine import EmbeddedSQLiteEngine
 from backend.core.sqlite.engine import heavy_reads as sqlite_heavy_reads
 from backend.core.sqlite.prepared import Prepared, get_engine, insert_row
-from backend.settings import check_database_url, sqlite_path
+from backend.settings import Settings, check_database_url, sqlite_path
 
 __all__ = [
     "Prepared",
@@ -44,12 +48,20 @@ __all__ = [
 ]
 
 
-def engine_from_url(url: str) -> Engine:
+def engine_from_url(url: str, settings: Settings | None = None) -> Engine:
     if check_database_url(url) == "sqlite":
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return EmbeddedSQLiteEngine(str(path))
-    return PostgresEngine(config={"dsn": url})
+    timeouts = Timeouts()
+    if settings is not None:
+        timeouts = Timeouts(
+            connect=settings.db_connect_timeout_seconds,
+            acquire=settings.db_pool_timeout_seconds,
+            statement=settings.db_statement_timeout_seconds,
+            heavy_statement=settings.db_heavy_statement_timeout_seconds,
+        )
+    return ScaleOutEngine(config={"dsn": url}, timeouts=timeouts)
 
 
 async def hold(table: type[Table], row_id: int, column: Column) -> Any:
@@ -94,9 +106,16 @@ def as_day(value: Any) -> Any:
     return date.fromisoformat(value) if isinstance(value, str) else value
 
 
-def heavy_reads() -> AbstractContextManager[None]:
-    """Mark reads that may scan many rows (reports): the embedded engine runs them off the event loop."""
-    return sqlite_heavy_reads() if isinstance(get_engine(), EmbeddedSQLiteEngine) else nullcontext()
+@contextmanager
+def heavy_reads() -> Iterator[None]:
+    """Mark reads that may scan many rows (reports): the embedded engine runs them off the event loop, the
+    scale-out one gives them the longer statement timeout (DB_HEAVY_STATEMENT_TIMEOUT_SECONDS)."""
+    token = postgres.heavy.set(True)
+    try:
+        with sqlite_heavy_reads():
+            yield
+    finally:
+        postgres.heavy.reset(token)
 
 
 async def open_database(*, pool_size: int) -> None:

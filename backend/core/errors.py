@@ -12,6 +12,7 @@ from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from redis.exceptions import RedisError
 
 from backend.core import metrics
+from backend.core.postgres import UNAVAILABLE
 from backend.core.requestid import request_id_of
 
 logger = logging.getLogger(__name__)
@@ -79,12 +80,33 @@ class RateLimited(DomainError):
         self.retry_after = retry_after
 
 
+class Unavailable(DomainError):
+    """A dependency is not answering: the request changed nothing it could not finish, and may be sent again."""
+
+    code = "service.unavailable"
+    status_code = 503
+    default_message = "A dependency is not answering; retry shortly."
+    retry_after = 1
+
+
+class KVUnavailable(Unavailable):
+    code = "kv.unavailable"
+    default_message = "The shared store (Redis) is not answering; retry shortly."
+
+
+class DatabaseUnavailable(Unavailable):
+    code = "database.unavailable"
+    default_message = "The database is not answering; retry shortly."
+
+
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
     return {"code": code, "message": message, "details": details or {}}
 
 
 def domain_error_handler(_: Request, exc: DomainError) -> Response[dict[str, Any]]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited) else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited | Unavailable) else None
+    if isinstance(exc, Unavailable):
+        metrics.ERRORS.labels("kv" if isinstance(exc, KVUnavailable) else "database").inc()
     return Response(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=headers)
 
 
@@ -132,6 +154,11 @@ def _dependency_of(error: BaseException) -> str | None:
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    if isinstance(exc, RedisError):
+        return domain_error_handler(request, KVUnavailable())
+    if isinstance(exc, UNAVAILABLE):
+        logger.warning("the database did not answer", extra={"error": repr(exc), "path": request.url.path})
+        return domain_error_handler(request, DatabaseUnavailable())
     if (dependency := _dependency_of(exc)) is not None:
         metrics.ERRORS.labels(dependency).inc()
     request_id = request_id_of(request.scope)

@@ -3,13 +3,27 @@
 Two implementations with the same semantics: `MemoryKV` for the embedded
 deployment (one process) and `RedisKV` for the scale-out one. Nothing that must
 survive a restart lives only here; the database stays the source of truth.
+
+A KV that does not answer raises `KVUnavailable` (503 `kv.unavailable`), and each use
+decides what that means, said where it is used and in the README:
+- fails open (the request goes on without the KV): the per-client rate limit, the poster
+  limit, the group-buy stock gate and group-campaign cache (the database's guarded update
+  decides alone), the referral leaderboard (read from the database), the WeChat access token;
+- fails closed (503, nothing changed): the member-code replay guard and the staff-login and
+  member-lookup failure counters, which guard secrets.
 """
 
 import asyncio
+import functools
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
+from typing import ParamSpec, TypeVar
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
+
+from backend.core.errors import KVUnavailable
 
 # Decrement by n only when at least n is left; answer the new value or -1.
 # A missing key answers -2 so that callers rebuild it from the database.
@@ -205,6 +219,23 @@ class MemoryKV(KV):
         self._data.clear()
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _answering(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """Redis refusing, resetting or timing out (down, restarting, overloaded) becomes KVUnavailable."""
+
+    @functools.wraps(operation)
+    async def call(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await operation(*args, **kwargs)
+        except RedisError as error:
+            raise KVUnavailable() from error
+
+    return call
+
+
 class RedisKV(KV):
     """KV on a real Redis; every operation is one round trip and atomic on the server."""
 
@@ -225,41 +256,53 @@ class RedisKV(KV):
         self._pop_if_equal = self.redis.register_script(_POP_IF_EQUAL)
         self._board_put = self.redis.register_script(_BOARD_PUT)
 
+    @_answering
     async def get(self, key: str) -> bytes | None:
         return await self.redis.get(key)
 
+    @_answering
     async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None:
         await self.redis.set(key, value, px=None if expires_in is None else int(expires_in * 1000))
 
+    @_answering
     async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool:
         return bool(await self.redis.set(key, value, px=int(expires_in * 1000), nx=True))
 
+    @_answering
     async def pop(self, key: str) -> bytes | None:
         return await self.redis.getdel(key)
 
+    @_answering
     async def pop_if_equal(self, key: str, value: bytes) -> bool:
         return bool(await self._pop_if_equal(keys=[key], args=[value]))
 
+    @_answering
     async def delete(self, key: str) -> None:
         await self.redis.delete(key)
 
+    @_answering
     async def incr(self, key: str, *, expires_in: float) -> int:
         return int(await self._incr_window(keys=[key], args=[int(expires_in * 1000)]))
 
+    @_answering
     async def ttl(self, key: str) -> float | None:
         left = await self.redis.pttl(key)
         return left / 1000 if left >= 0 else None
 
+    @_answering
     async def decr_if_enough(self, key: str, amount: int) -> int:
         return int(await self._decr_if_enough(keys=[key], args=[amount]))
 
+    @_answering
     async def give_back(self, key: str, amount: int) -> int:
         return int(await self._give_back(keys=[key], args=[amount]))
 
+    @_answering
     async def board_put(self, key: str, scores: dict[str, int], *, expires_in: float) -> bool:
         flat = [part for member, score in scores.items() if score > 0 for part in (score, member)]
         return bool(await self._board_put(keys=[key], args=[int(expires_in * 1000), *flat]))
 
+    @_answering
     async def board_top(self, key: str, count: int) -> list[tuple[str, int]] | None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.exists(key)

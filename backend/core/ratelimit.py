@@ -15,10 +15,9 @@ from collections.abc import Sequence
 
 import msgspec
 from litestar.types import ASGIApp, Receive, Scope, Send
-from redis.exceptions import RedisError
 
 from backend.core import metrics
-from backend.core.errors import error_body
+from backend.core.errors import KVUnavailable, error_body
 from backend.core.kv import KV
 
 logger = logging.getLogger(__name__)
@@ -78,12 +77,12 @@ class RateLimitMiddleware:
             retry_after = await hit_window(
                 self.kv, f"mall:core:rl:{client_address(scope)}", limit=self.limit, window=WINDOW_SECONDS
             )
-        except RedisError as error:
+        except KVUnavailable as error:
             retry_after = None
             metrics.ERRORS.labels("kv").inc()
             if (now := time.monotonic()) - self._logged_at >= _LOG_EVERY_SECONDS:
                 self._logged_at = now
-                logger.warning("rate limit not applied: the KV did not answer", extra={"error": repr(error)})
+                logger.warning("rate limit not applied: the KV did not answer", extra={"error": repr(error.__cause__)})
         if retry_after is None:
             await self.app(scope, receive, send)
             return

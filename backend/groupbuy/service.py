@@ -11,6 +11,7 @@ import io
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -22,6 +23,7 @@ from backend.audit import service as audit
 from backend.catalogue.tables import Sku
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.errors import KVUnavailable
 from backend.core.kv import GATE_SHORT, KV
 from backend.core.pickup import new_pickup_code, normalise
 from backend.core.schema import given
@@ -462,7 +464,17 @@ def _gate_key(campaign_id: int) -> str:
 
 
 async def _pass_gate(kv: KV, campaign_id: int, quantity: int) -> bool:
-    """Take `quantity` units at the gate; False means sold out, answered without asking the database."""
+    """Take `quantity` units at the gate; False means sold out, answered without asking the database.
+
+    The gate fails open: with the KV down, every request goes on to the database, whose guarded update on
+    the campaign's stock decides alone (slower, never oversold); a KV back up empty rebuilds it from there."""
+    try:
+        return await _gate(kv, campaign_id, quantity)
+    except KVUnavailable:
+        return True
+
+
+async def _gate(kv: KV, campaign_id: int, quantity: int) -> bool:
     key = _gate_key(campaign_id)
     for _ in range(3):
         left = await kv.decr_if_enough(key, quantity)
@@ -480,12 +492,14 @@ async def _pass_gate(kv: KV, campaign_id: int, quantity: int) -> bool:
 async def _campaign_for(kv: KV, group_id: int) -> int:
     """A group's campaign, which never changes: kept in the KV, so a sold-out join needs no database."""
     key = f"mall:groupbuy:group_campaign:{group_id}"
-    if (cached := await kv.get(key)) is not None:
-        return int(cached)
+    with suppress(KVUnavailable):  # fails open: the database answers
+        if (cached := await kv.get(key)) is not None:
+            return int(cached)
     row = await _GROUP_CAMPAIGN.run(group_id)
     if row is None:
         raise GroupNotFound(group_id=group_id)
-    await kv.set(key, str(row["campaign"]).encode(), expires_in=24 * 3600)
+    with suppress(KVUnavailable):
+        await kv.set(key, str(row["campaign"]).encode(), expires_in=24 * 3600)
     return row["campaign"]
 
 
@@ -528,10 +542,12 @@ async def take_seat(
             policy=policy,
         )
     except SoldOut:
-        await kv.delete(_gate_key(campaign_id))  # the gate let through what the database had not: rebuild it
+        with suppress(KVUnavailable):  # a gate the KV still holds lapses within GATE_TTL_SECONDS
+            await kv.delete(_gate_key(campaign_id))  # the gate let through what the database had not: rebuild it
         raise
     except BaseException:
-        await kv.give_back(_gate_key(campaign_id), quantity)
+        with suppress(KVUnavailable):
+            await kv.give_back(_gate_key(campaign_id), quantity)
         raise
 
 

@@ -3,11 +3,13 @@
 The sandbox answers the same two protocols (`backend.sandbox.wechat`)."""
 
 import logging
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import httpx
 
+from backend.core.errors import KVUnavailable
 from backend.core.kv import KV
 from backend.members.errors import (
     InvalidLoginCode,
@@ -97,8 +99,10 @@ class WeChatPhoneNumbers:
             raise WeChatUnavailable() from None
 
     async def _access_token(self, *, fresh: bool = False) -> str:
-        if not fresh and (cached := await self._kv.get(self._token_key)):
-            return cached.decode()
+        if not fresh:
+            with suppress(KVUnavailable):  # fails open: a token asked of WeChat anew serves as well
+                if cached := await self._kv.get(self._token_key):
+                    return cached.decode()
         body = await self._call(
             "GET",
             "/cgi-bin/token",
@@ -108,7 +112,8 @@ class WeChatPhoneNumbers:
             logger.warning("access token refused", extra={"errcode": body.get("errcode")})
             raise WeChatUnavailable()
         lifetime = max(60, int(body.get("expires_in", 7200)) - 300)
-        await self._kv.set(self._token_key, body["access_token"].encode(), expires_in=lifetime)
+        with suppress(KVUnavailable):
+            await self._kv.set(self._token_key, body["access_token"].encode(), expires_in=lifetime)
         return body["access_token"]
 
     async def phone_number(self, code: str) -> WeChatPhone:

@@ -6,6 +6,7 @@ from litestar.params import FromPath, QueryParameter
 
 from backend.core import metrics, openapi
 from backend.core.auth import caller
+from backend.core.errors import KVUnavailable
 from backend.core.images import IMMUTABLE, UPLOAD_MEDIA_TYPES, is_digest, read_upload
 from backend.core.paging import query_id
 from backend.core.ratelimit import hit_window
@@ -45,9 +46,11 @@ class PosterController(Controller):
         member's share link. Served from a cache keyed by everything that changes its pixels, with an ETag."""
         if (campaign_id is None) == (group_id is None):
             raise OneTarget(details={"campaignId": "or groupId, exactly one"})
-        wait = await hit_window(
-            services.kv, f"mall:posters:rate:{member.id}", limit=services.settings.poster_limit_per_minute, window=60
-        )
+        try:
+            limit = services.settings.poster_limit_per_minute
+            wait = await hit_window(services.kv, f"mall:posters:rate:{member.id}", limit=limit, window=60)
+        except KVUnavailable:  # fails open: the limit spares the CPU; a poster without it is still one member's
+            wait = None
         if wait is not None:
             raise PosterLimited(retry_after=wait, member_id=member.id)
         plan = await service.plan(

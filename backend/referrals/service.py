@@ -18,6 +18,7 @@ from piccolo.query.functions.aggregate import Count, Sum
 from backend.audit import service as audit
 from backend.core.clock import business_day, utcnow
 from backend.core.db import Prepared, heavy_reads, insert_row, is_unique_violation, write_transaction
+from backend.core.errors import KVUnavailable
 from backend.core.kv import KV
 from backend.core.schema import given
 from backend.coupons import service as coupons
@@ -616,10 +617,14 @@ async def leaderboard(kv: KV, campaign_id: int, *, top: int = 50) -> list[Leader
     """Referrers by qualified referrals (held, released or over the cap; never undone ones)."""
     await get_campaign(campaign_id)
     key = await _board_key(campaign_id)
-    board = await kv.board_top(key, top)
-    if board is None:
-        await kv.board_put(key, await _board_from_database(campaign_id), expires_in=LEADERBOARD_TTL_SECONDS)
-        board = await kv.board_top(key, top) or []
+    try:
+        board = await kv.board_top(key, top)
+        if board is None:
+            await kv.board_put(key, await _board_from_database(campaign_id), expires_in=LEADERBOARD_TTL_SECONDS)
+            board = await kv.board_top(key, top) or []
+    except KVUnavailable:  # fails open: counted from the database, as a missing board is
+        scores = await _board_from_database(campaign_id)
+        board = sorted(scores.items(), key=lambda item: (-item[1], item[0]))[:top]
     names = {
         row["id"]: row["nickname"]
         for row in await Member.select(Member.id, Member.nickname).where(

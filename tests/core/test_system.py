@@ -3,12 +3,11 @@
 import asyncio
 import os
 import shutil
-import subprocess
-import tempfile
 
 import pytest
 
 from backend.settings import Settings
+from tests.servers import RedisProcess
 
 
 async def test_health_and_schema(documented_client):
@@ -36,39 +35,13 @@ async def test_ready_when_database_answers(client, settings):
     assert ("redis" in response.json()["checks"]) == bool(settings.redis_url)
 
 
-class RedisProcess:
-    """A real redis-server of the test's own, so that it can be stopped and started again."""
-
-    def __init__(self, port: int, directory: str) -> None:
-        self.port, self.directory = port, directory
-
-    def start(self) -> None:
-        subprocess.run(
-            [
-                shutil.which("redis-server"),
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--daemonize",
-                "yes",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                self.directory,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        subprocess.run(
-            [shutil.which("redis-cli"), "-p", str(self.port), "shutdown", "nosave"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+@pytest.fixture
+def redis_process(unused_tcp_port):
+    assert shutil.which("redis-server"), "scripts/test installs redis-server"
+    process = RedisProcess(unused_tcp_port)
+    process.start()
+    yield process
+    process.stop()
 
 
 async def wait_for_status(client, status: int) -> dict:
@@ -78,15 +51,6 @@ async def wait_for_status(client, status: int) -> dict:
             return response.json()
         await asyncio.sleep(0.1)
     raise AssertionError(f"/readyz never answered {status}: {response.text}")
-
-
-@pytest.fixture
-def redis_process(unused_tcp_port):
-    assert shutil.which("redis-server"), "scripts/test installs redis-server"
-    process = RedisProcess(unused_tcp_port, tempfile.mkdtemp())
-    process.start()
-    yield process
-    process.stop()
 
 
 async def test_readiness_follows_redis_down_and_back(make_client, redis_process):

@@ -25,6 +25,7 @@ from piccolo.query.proxy import Proxy
 from piccolo.querystring import QueryString
 from piccolo.table import Table
 
+from backend.core.postgres import ScaleOutEngine
 from backend.core.sqlite.engine import EmbeddedSQLiteEngine
 
 
@@ -43,6 +44,7 @@ def get_engine() -> Engine:
 class _Insert:
     template: str  # Piccolo placeholders, for any engine
     compiled: str  # the same with SQLite's `?` placeholders
+    numbered: str  # the same with PostgreSQL's `$n` placeholders
     positions: dict[str, int]  # column name -> its argument
     fixed: tuple[Any, ...]  # every column's default value, _PER_ROW where it is evaluated for each row
     per_row: tuple[tuple[int, Default], ...]  # (argument, Default) for those
@@ -70,6 +72,7 @@ def _insert_for(table: type[Table]) -> _Insert:
     return _Insert(
         template=f"{head} ({', '.join('{}' for _ in columns)}) {tail}",
         compiled=f"{placeholders} {tail}",
+        numbered=f"{head} ({', '.join(f'${n}' for n in range(1, len(columns) + 1))}) {tail}",
         positions={column._meta.name: position for position, column in enumerate(columns)},
         fixed=fixed,
         per_row=per_row,
@@ -105,6 +108,8 @@ async def insert_row(table: type[Table], **values: Any) -> int:
         if insert.by_rowid is not None:  # SQLite keeps a RETURNING row in a table of its own first
             return await engine.insert_compiled(insert.by_rowid, args)
         rows = await engine.run_compiled(insert.compiled, args)
+    elif isinstance(engine, ScaleOutEngine):
+        rows = await engine.run_compiled(insert.numbered, args)
     else:
         rows = await engine.run_querystring(QueryString(insert.template, *args))
     return rows[0][insert.primary_key]
@@ -143,7 +148,7 @@ class _Plan:
     args: tuple[Any, ...]
     slots: tuple[tuple[int, int], ...]  # (position in args, argument index)
     first: bool  # `.first()`: the first row or None
-    as_they_are: bool  # Piccolo's processing would answer the engine's rows unchanged: skipped
+    plain: bool  # Piccolo's processing would answer the engine's rows as plain dicts: done here instead
 
 
 class Prepared(Generic[R]):
@@ -176,8 +181,8 @@ class Prepared(Generic[R]):
         slots = tuple((position, arg.index) for position, arg in enumerate(args) if isinstance(arg, _Slot))
         if {index for _, index in slots} != set(range(self._arity)):
             raise TypeError("every argument of a prepared query must be bound as a parameter")
-        as_they_are = isinstance(engine, EmbeddedSQLiteEngine) and _rows_as_they_are(query)
-        self._plan = _Plan(engine, query, sql, tuple(args), slots, first, as_they_are)
+        plain = isinstance(engine, EmbeddedSQLiteEngine | ScaleOutEngine) and _rows_as_they_are(query)
+        self._plan = _Plan(engine, query, sql, tuple(args), slots, first, plain)
         return self._plan
 
     async def run(self, *values: Any) -> R:
@@ -191,20 +196,24 @@ class Prepared(Generic[R]):
             args[position] = value.value if isinstance(value, Enum) else value
         if isinstance(engine, EmbeddedSQLiteEngine):
             raw = await engine.run_compiled(plan.sql, args)
+            rows = raw if plan.plain else await plan.query._process_results(raw)
+        elif isinstance(engine, ScaleOutEngine):
+            raw = await engine.run_compiled(plan.sql, args)
+            rows = [dict(row) for row in raw] if plan.plain else await plan.query._process_results(raw)
         else:
             raw = await engine.run_querystring(_Compiled(plan.sql, args))
-        rows = raw if plan.as_they_are else await plan.query._process_results(raw)
+            rows = await plan.query._process_results(raw)
         if plan.first:
             return rows[0] if rows else None
         return rows
 
 
 def _rows_as_they_are(query: Query) -> bool:
-    """Whether Piccolo's `_process_results` would answer the SQLite engine's rows unchanged.
+    """Whether Piccolo's `_process_results` would answer the engine's rows as plain dicts.
 
-    On SQLite it keeps the rows as the engine made them, then for a select loads JSON, fills in
-    many-to-many columns, nests or makes objects only where the query asks; an update's rows it
-    keeps as they are.
+    It makes dicts of the rows (on SQLite the engine made them so already), then for a select loads
+    JSON, fills in many-to-many columns, nests or makes objects only where the query asks; an
+    update's rows it keeps as they are.
     """
     if type(query) is Update:
         return True

@@ -428,5 +428,5 @@ async def test_the_embedded_engine_skips_processing_for_plain_selects_and_update
     nested = Prepared(lambda crate_id: Crate.select(Crate.shelf.name).where(Crate.id == crate_id).output(nested=True))
     for prepared in (plain, nested):
         await prepared.run(1)
-    assert plain._plan is not None and plain._plan.as_they_are
-    assert nested._plan is not None and not nested._plan.as_they_are
+    assert plain._plan is not None and plain._plan.plain
+    assert nested._plan is not None and not nested._plan.plain

@@ -7,7 +7,8 @@ import os
 import secrets
 import sys
 import time
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -355,13 +356,26 @@ async def seed_members(count: int) -> str:
 REPORT_STORE_PREFIX = "RPT"  # the stores `seed-orders` adds: RPT0001 ...
 
 
-async def seed_orders(*, stores_count: int, orders: int, days: int, members_count: int) -> str:
+SEED_BATCH_ORDERS = 500_000  # orders a seeding transaction writes, with their lines, entries, trades and refunds
+
+
+async def seed_orders(
+    *,
+    stores_count: int,
+    orders: int,
+    days: int,
+    members_count: int,
+    ledger: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> str:
     """A chain's last `days` days for the store report's benchmark, on PostgreSQL, in set-based statements:
     `stores_count` stores, `members_count` members enrolled at them over the window (a third each by till, mini-program
     and referral), and `orders` paid orders spread over the stores and the window, in the order of their times as a
     live table holds them (60% till, 15% store code, 10% group-buy seats of 1 to 3 units, 10% mall, 5% membership),
     every tenth with a coupon, each earning points (an entry per order), one in fifty partly refunded (with its trade
-    and refund)."""
+    and refund). The orders go in by batches of SEED_BATCH_ORDERS, one transaction each; `progress` hears how many
+    orders each batch wrote. `ledger`: the rest of what a live database holds for them too (a WeChat identity and a
+    points account per member, a points lot per earning), for sizing it."""
     started = time.perf_counter()
     engine = get_engine()
     if not isinstance(engine, PostgresEngine):
@@ -376,6 +390,10 @@ async def seed_orders(*, stores_count: int, orders: int, days: int, members_coun
         rows = await engine.run_querystring(QueryString(f'SELECT COALESCE(MAX("id"), 0) AS "n" FROM "{table}"'))
         return rows[0]["n"]
 
+    stores_of_the_chain = (
+        'CREATE TEMP TABLE "seed_store" ON COMMIT DROP AS SELECT "id", ROW_NUMBER() OVER (ORDER BY "id") - 1 '
+        f'AS "n" FROM "store" WHERE "code" LIKE \'{REPORT_STORE_PREFIX}%\''
+    )
     try:
         await run(
             'INSERT INTO "store" ("code", "name", "address", "opening_hours", "points_per_yuan", "delivery_radius_m", '
@@ -387,13 +405,8 @@ async def seed_orders(*, stores_count: int, orders: int, days: int, members_coun
             stores_count,
         )
         async with write_transaction():
-            await run(
-                'CREATE TEMP TABLE "seed_store" ON COMMIT DROP AS SELECT "id", ROW_NUMBER() OVER (ORDER BY "id") - 1 '
-                f'AS "n" FROM "store" WHERE "code" LIKE \'{REPORT_STORE_PREFIX}%\''
-            )
-            base = (await engine.run_querystring(QueryString('SELECT COALESCE(MAX("id"), 0) AS "n" FROM "member"')))[0][
-                "n"
-            ]
+            await run(stores_of_the_chain)
+            base = await largest_id("member")
             await run(
                 'INSERT INTO "member" ("nickname", "avatar_url", "status", "enrolled_store", "enrolled_via", '
                 '"merged_into", "created_at", "growth_fen", "tier_code") '
@@ -406,82 +419,133 @@ async def seed_orders(*, stores_count: int, orders: int, days: int, members_coun
                 members_count,
                 stores_count,
             )
-            first_order = (
-                await engine.run_querystring(QueryString('SELECT COALESCE(MAX("id"), 0) AS "n" FROM "sale_order"'))
-            )[0]["n"]
-            await run(
-                'INSERT INTO "sale_order" ("kind", "store", "staff", "member", "status", "amount_fen", "discount_fen", '
-                '"payable_fen", "paid_fen", "refunded_fen", "points_redeemed", "points_earned", "coupon_id", '
-                '"coupon_discount_fen", "member_enrolled", "tier_discount_fen", "member_price_saved_fen", '
-                '"points_multiplier_percent", "scene", "out_trade_no", "pay_by", "idempotency_key", "request_hash", '
-                '"failure_reason", "created_at", "paid_at") '
-                "SELECT o.kind, o.store, NULL, o.member, 'paid', o.amount, o.coupon, o.amount - o.coupon, "
-                "o.amount - o.coupon, 0, 0, (o.amount - o.coupon) / 100, "
-                "CASE WHEN o.coupon > 0 THEN o.i END, o.coupon, "
-                "FALSE, 0, 0, 100, '', 'RPT' || o.i, o.at, 'rpt-' || o.i, '', '', o.at, o.at FROM ("
-                'SELECT s.i, st."id" AS store, {} + 1 + (CAST(s.i AS BIGINT) * 104729) % {} AS member, '
-                "CASE WHEN s.i % 20 < 12 THEN 'till' WHEN s.i % 20 < 15 THEN 'store_code' WHEN s.i % 20 < 17 "
-                "THEN 'groupbuy' WHEN s.i % 20 < 19 THEN 'mall' ELSE 'membership' END AS kind, "
-                "500 + (CAST(s.i AS BIGINT) * 37) % 20000 AS amount, "
-                "CASE WHEN s.i % 10 = 0 THEN 300 ELSE 0 END AS coupon, "
-                "CAST({} AS timestamptz) - ((CAST({} AS DOUBLE PRECISION) - s.i) * CAST({} AS INTEGER) "
-                "/ CAST({} AS DOUBLE PRECISION)) * interval '1 minute' AS at "
-                "FROM generate_series(1, {}) AS s(i) "
-                'JOIN "seed_store" st ON st."n" = (CAST(s.i AS BIGINT) * 7919) % {}) o',
-                base,
-                members_count,
-                now,
-                orders,
-                minutes,
-                orders,
-                orders,
-                stores_count,
-            )
-            await run(
-                'INSERT INTO "sale_order_line" '
-                '("order", "sku_id", "title", "quantity", "unit_price_fen", "amount_fen") '
-                'SELECT "id", NULL, \'拼团席位\', 1 + "id" % 3, "amount_fen", "amount_fen" * (1 + "id" % 3) '
-                'FROM "sale_order" WHERE "id" > {} AND "kind" = \'groupbuy\'',
-                first_order,
-            )
-            await run(
-                'INSERT INTO "points_entry" ("member", "kind", "delta", "debt_delta", "balance_after", "debt_after", '
-                '"store", "source_type", "source_id", "reverses", "idempotency_key", "request_hash", "reason", '
-                '"created_at") '
-                'SELECT "member", \'earn\', "points_earned", 0, "points_earned", 0, "store", \'order\', '
-                'CAST("id" AS TEXT), NULL, \'rpt-earn-\' || "id", \'\', \'\', "paid_at" FROM "sale_order" '
-                'WHERE "id" > {} AND "points_earned" > 0',
-                first_order,
-            )
-            await run(
-                'INSERT INTO "payment_trade" ("order", "out_trade_no", "method", "amount_fen", "status", '
-                '"transaction_id", "payer_openid", "failure", "next_query_at", "expires_at", "created_at", "paid_at") '
-                "SELECT \"id\", \"out_trade_no\", 'micropay', \"paid_fen\", 'paid', 'rpt' || \"id\", '', '', NULL, "
-                '"paid_at", "paid_at", "paid_at" FROM "sale_order" WHERE "id" > {} AND "id" % 50 = 0',
-                first_order,
-            )
-            await run(
-                'INSERT INTO "payment_refund" ("order", "trade", "kind", "staff", "out_refund_no", "idempotency_key", '
-                '"request_hash", "amount_fen", "reason", "status", "refund_id", "failure", "next_query_at", '
-                '"created_at", "settled_at") '
-                "SELECT t.\"order\", t.\"id\", 'requested', NULL, 'RPTR' || t.\"order\", 'rpt-refund', '', "
-                "t.\"amount_fen\" / 2, '', 'succeeded', '', '', NULL, t.\"paid_at\" + interval '1 hour', "
-                't."paid_at" + interval \'1 hour\' FROM "payment_trade" t WHERE t."out_trade_no" LIKE \'RPT%\' '
-                'AND t."order" > {}',
-                first_order,
-            )
-            await run(
-                'UPDATE "sale_order" SET "refunded_fen" = "paid_fen" / 2, "status" = \'partially_refunded\' '
-                'WHERE "id" > {} AND "id" % 50 = 0',
-                first_order,
-            )
-        await engine.run_ddl(
-            'ANALYZE "store", "member", "sale_order", "sale_order_line", "points_entry", "payment_refund"'
-        )
+            if ledger:
+                await run(
+                    'INSERT INTO "member_identity" ("member", "kind", "value", "created_at") '
+                    "SELECT \"id\", 'wechat_openid', 'oRpt' || LPAD(\"id\"::text, 24, '0'), \"created_at\" "
+                    'FROM "member" WHERE "id" > {}',
+                    base,
+                )
+        for low in range(0, orders, SEED_BATCH_ORDERS):
+            high = min(orders, low + SEED_BATCH_ORDERS)
+            async with write_transaction():
+                await run(stores_of_the_chain)
+                await _seed_order_batch(
+                    run, await largest_id("sale_order"), await largest_id("points_entry"), ledger=ledger,
+                    numbers=(low + 1, high), base=base, members_count=members_count, now=now, orders=orders,
+                    minutes=minutes, stores_count=stores_count,
+                )  # fmt: skip
+            if progress is not None:
+                progress(high - low)
+        if ledger:
+            async with write_transaction():
+                await run(
+                    'INSERT INTO "points_account" ("member", "balance", "debt", "updated_at") '
+                    'SELECT m."id", COALESCE(e."points", 0), 0, {} FROM "member" m LEFT JOIN '
+                    '(SELECT "member", SUM("delta") AS "points" FROM "points_entry" WHERE "member" > {} '
+                    'GROUP BY "member") e ON e."member" = m."id" WHERE m."id" > {} ON CONFLICT ("member") DO NOTHING',
+                    now,
+                    base,
+                    base,
+                )
+        tables = ["store", "member", "sale_order", "sale_order_line", "points_entry", "payment_trade", "payment_refund"]
+        if ledger:
+            tables += ["member_identity", "points_account", "points_lot"]
+        await engine.run_ddl("ANALYZE " + ", ".join(f'"{table}"' for table in tables))
     finally:
         await close_database()
     seconds = time.perf_counter() - started
     return f"{orders} orders at {stores_count} stores over {days} days seeded in {seconds:.1f} s"
+
+
+async def _seed_order_batch(
+    run: Callable[..., Awaitable[None]],
+    first_order: int,
+    first_entry: int,
+    *,
+    numbers: tuple[int, int],
+    base: int,
+    members_count: int,
+    now: datetime,
+    orders: int,
+    minutes: int,
+    stores_count: int,
+    ledger: bool,
+) -> None:
+    """Orders `numbers` (the first and last, of 1..orders) of `seed_orders`, with what hangs on them."""
+    await run(
+        'INSERT INTO "sale_order" ("kind", "store", "staff", "member", "status", "amount_fen", "discount_fen", '
+        '"payable_fen", "paid_fen", "refunded_fen", "points_redeemed", "points_earned", "coupon_id", '
+        '"coupon_discount_fen", "member_enrolled", "tier_discount_fen", "member_price_saved_fen", '
+        '"points_multiplier_percent", "scene", "out_trade_no", "pay_by", "idempotency_key", "request_hash", '
+        '"failure_reason", "created_at", "paid_at") '
+        "SELECT o.kind, o.store, NULL, o.member, 'paid', o.amount, o.coupon, o.amount - o.coupon, "
+        "o.amount - o.coupon, 0, 0, (o.amount - o.coupon) / 100, "
+        "CASE WHEN o.coupon > 0 THEN o.i END, o.coupon, "
+        "FALSE, 0, 0, 100, '', 'RPT' || o.i, o.at, 'rpt-' || o.i, '', '', o.at, o.at FROM ("
+        'SELECT s.i, st."id" AS store, {} + 1 + (CAST(s.i AS BIGINT) * 104729) % {} AS member, '
+        "CASE WHEN s.i % 20 < 12 THEN 'till' WHEN s.i % 20 < 15 THEN 'store_code' WHEN s.i % 20 < 17 "
+        "THEN 'groupbuy' WHEN s.i % 20 < 19 THEN 'mall' ELSE 'membership' END AS kind, "
+        "500 + (CAST(s.i AS BIGINT) * 37) % 20000 AS amount, "
+        "CASE WHEN s.i % 10 = 0 THEN 300 ELSE 0 END AS coupon, "
+        "CAST({} AS timestamptz) - ((CAST({} AS DOUBLE PRECISION) - s.i) * CAST({} AS INTEGER) "
+        "/ CAST({} AS DOUBLE PRECISION)) * interval '1 minute' AS at "
+        "FROM generate_series(CAST({} AS BIGINT), CAST({} AS BIGINT)) AS s(i) "
+        'JOIN "seed_store" st ON st."n" = (CAST(s.i AS BIGINT) * 7919) % {}) o',
+        base,
+        members_count,
+        now,
+        orders,
+        minutes,
+        orders,
+        *numbers,
+        stores_count,
+    )
+    await run(
+        'INSERT INTO "sale_order_line" '
+        '("order", "sku_id", "title", "quantity", "unit_price_fen", "amount_fen") '
+        'SELECT "id", NULL, \'拼团席位\', 1 + "id" % 3, "amount_fen", "amount_fen" * (1 + "id" % 3) '
+        'FROM "sale_order" WHERE "id" > {} AND "kind" = \'groupbuy\'',
+        first_order,
+    )
+    await run(
+        'INSERT INTO "points_entry" ("member", "kind", "delta", "debt_delta", "balance_after", "debt_after", '
+        '"store", "source_type", "source_id", "reverses", "idempotency_key", "request_hash", "reason", '
+        '"created_at") '
+        'SELECT "member", \'earn\', "points_earned", 0, "points_earned", 0, "store", \'order\', '
+        'CAST("id" AS TEXT), NULL, \'rpt-earn-\' || "id", \'\', \'\', "paid_at" FROM "sale_order" '
+        'WHERE "id" > {} AND "points_earned" > 0',
+        first_order,
+    )
+    if ledger:
+        await run(
+            'INSERT INTO "points_lot" ("member", "entry", "store", "points", "remaining", "expires_at", '
+            '"expired_at") SELECT "member", "id", "store", "delta", "delta", "created_at" + interval \'1 year\', '
+            'NULL FROM "points_entry" WHERE "id" > {}',
+            first_entry,
+        )
+    await run(
+        'INSERT INTO "payment_trade" ("order", "out_trade_no", "method", "amount_fen", "status", '
+        '"transaction_id", "payer_openid", "failure", "next_query_at", "expires_at", "created_at", "paid_at") '
+        "SELECT \"id\", \"out_trade_no\", 'micropay', \"paid_fen\", 'paid', 'rpt' || \"id\", '', '', NULL, "
+        '"paid_at", "paid_at", "paid_at" FROM "sale_order" WHERE "id" > {} AND "id" % 50 = 0',
+        first_order,
+    )
+    await run(
+        'INSERT INTO "payment_refund" ("order", "trade", "kind", "staff", "out_refund_no", "idempotency_key", '
+        '"request_hash", "amount_fen", "reason", "status", "refund_id", "failure", "next_query_at", '
+        '"created_at", "settled_at") '
+        "SELECT t.\"order\", t.\"id\", 'requested', NULL, 'RPTR' || t.\"order\", 'rpt-refund', '', "
+        "t.\"amount_fen\" / 2, '', 'succeeded', '', '', NULL, t.\"paid_at\" + interval '1 hour', "
+        't."paid_at" + interval \'1 hour\' FROM "payment_trade" t WHERE t."out_trade_no" LIKE \'RPT%\' '
+        'AND t."order" > {}',
+        first_order,
+    )
+    await run(
+        'UPDATE "sale_order" SET "refunded_fen" = "paid_fen" / 2, "status" = \'partially_refunded\' '
+        'WHERE "id" > {} AND "id" % 50 = 0',
+        first_order,
+    )
 
 
 async def roll_up_reports() -> str:
@@ -554,6 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     orders.add_argument("--orders", type=int, default=5_000_000)
     orders.add_argument("--days", type=int, default=90)
     orders.add_argument("--members", type=int, default=500_000)
+    orders.add_argument("--ledger", action="store_true", help="identities, points accounts and lots too, for sizing")
     commands.add_parser("roll-up-reports", help="write the store report's days that have ended (as the sweeper does)")
     store = commands.add_parser("create-store", help="create a store")
     store.add_argument("--code", required=True)
@@ -589,7 +654,11 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 asyncio.run(
                     seed_orders(
-                        stores_count=args.stores, orders=args.orders, days=args.days, members_count=args.members
+                        stores_count=args.stores,
+                        orders=args.orders,
+                        days=args.days,
+                        members_count=args.members,
+                        ledger=args.ledger,
                     )
                 )
             )

@@ -27,9 +27,12 @@ import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
+
+import asyncpg
 
 if TYPE_CHECKING:
     from backend.sandbox.keys import SandboxKeys
@@ -64,6 +67,9 @@ def post_json(url: str, body: dict, headers: dict[str, str] | None = None, *, ti
         return json.loads(response.read())
 
 
+ISSUE_SECONDS = 20
+
+
 def prepare_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
     """Checkouts at the till, each by a new shopper (a new sandbox wallet) who is enrolled on payment."""
     token = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
@@ -73,16 +79,20 @@ def prepare_checkouts(url: str, seconds: int, *, part: str = "run") -> str:
         s["id"] for s in json.loads(urllib.request.urlopen(f"{url}/api/v1/stores").read()) if s["code"] == "S001"
     )
     wanted = 4_000 * seconds  # far more than the till can take in that time
-    progress(f"checkout-micropay: issuing {wanted} sandbox payment codes for the {part}, one wallet each")
+    progress(f"checkout-micropay: issuing up to {wanted} sandbox payment codes for the {part}, one wallet each")
+    # A code lives 60 s: issuing stops after ISSUE_SECONDS, so that the first is still good when the last is used.
+    # Issuing one is one INSERT, a checkout some ten statements: what is issued by then outlasts the run.
+    deadline = time.monotonic() + ISSUE_SECONDS
+
+    def issue(i: int) -> str | None:
+        if time.monotonic() > deadline:
+            return None
+        return post_json(f"{url}/api/v1/sandbox/wallets/oBench{part[0]}{i:021d}/payment-codes", {})["authCode"]
+
     with ThreadPoolExecutor(16) as pool:
-        codes = list(
-            pool.map(
-                lambda i: post_json(f"{url}/api/v1/sandbox/wallets/oBench{part[0]}{i:021d}/payment-codes", {})[
-                    "authCode"
-                ],
-                range(wanted),
-            )
-        )
+        codes = [code for code in pool.map(issue, range(wanted)) if code is not None]
+    if len(codes) < wanted:
+        progress(f"checkout-micropay: {len(codes)} codes issued in {ISSUE_SECONDS} s")
     codes_file = OUT / f"payment-codes-{part}.txt"
     codes_file.write_text("\n".join(codes) + "\n")
     return (
@@ -454,6 +464,199 @@ def segment_count(url: str, env: dict[str, str]) -> tuple[float, float, float]:
     median = times[len(times) // 2]
     progress(f"segment-count-1m: {count:,} members counted in {median:.2f} s (median of {SEGMENT_RUNS})")
     return 1 / median, median * 1000, times[-1] * 1000
+
+
+SHAPE_CAPTURES = 2  # checkouts captured: a parameter that differs between them is the checkout's own
+_LOGGED = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+ \[(\d+)\] (\w+):  (.*)$")
+_MOMENT = re.compile(r"'\d{4}-\d\d-\d\d \d\d:\d\d:[\d.]+[+-]\d\d(:\d\d)?'")
+_PARAMETER = re.compile(r"\$(\d+) = (NULL|'(?:[^']|'')*')")
+
+
+def _logged_statements(lines: list[str]) -> list[tuple[str, dict[int, str]]]:
+    """(SQL, {n: literal}) of each statement PostgreSQL logged (log_statement = all), in order."""
+    entries: list[list[str]] = []  # [kind, message] with continuation lines joined
+    for line in lines:
+        if match := _LOGGED.match(line):
+            entries.append([match.group(2), match.group(3)])
+        elif entries:
+            entries[-1][1] += "\n" + line.removeprefix("\t")
+    statements: list[tuple[str, dict[int, str]]] = []
+    for kind, message in entries:
+        if kind == "LOG" and message.startswith("statement: "):
+            statements.append((message.removeprefix("statement: "), {}))
+        elif kind == "LOG" and message.startswith("execute "):
+            statements.append((message.split(": ", 1)[1], {}))
+        elif kind == "DETAIL" and message.startswith("parameters: ") and statements:
+            statements[-1][1].update((int(n), value) for n, value in _PARAMETER.findall(message))
+    return [(sql, params) for sql, params in statements if not sql.startswith(("ALTER SYSTEM", "SELECT pg_reload"))]
+
+
+def _shape_checkout(url: str, store_id: int, n: int) -> dict:
+    """A checkout's body, by a new payer with a payment code of their own."""
+    tag = secrets.token_hex(8)
+    code = post_json(f"{url}/api/v1/sandbox/wallets/oShape{tag}{n:06d}/payment-codes", {})["authCode"]
+    return {"storeId": store_id, "amountFen": 1234, "authCode": code, "idempotencyKey": f"bench-shape-{tag}-{n}"}
+
+
+async def _capture_checkouts(url: str, dsn: str, log: Path) -> list[list[tuple[str, dict[int, str]]]]:
+    """The statements of SHAPE_CAPTURES checkouts, as PostgreSQL logged them; each capture is one checkout alone
+    (the token and store looked up first; a capture that a sweeper pass ran into is taken again)."""
+    token = post_json(f"{url}/api/v1/auth/staff/login", {"username": "cashier1", "password": DEMO_PASSWORD})[
+        "accessToken"
+    ]
+    store_id, auth = store_id_of(url), {"Authorization": f"Bearer {token}"}
+    post_json(f"{url}/api/v1/cashier/orders", _shape_checkout(url, store_id, 0), auth)  # the caches hold the staff
+    connection = await asyncpg.connect(dsn)
+    captures = []
+    try:
+        for n in range(1, 20):
+            body = _shape_checkout(url, store_id, n)
+            offset = log.stat().st_size
+            await connection.execute("ALTER SYSTEM SET log_statement = 'all'")
+            await connection.execute("SELECT pg_reload_conf()")
+            await asyncio.sleep(0.3)  # every backend has read the new setting
+            answer = await asyncio.to_thread(post_json, f"{url}/api/v1/cashier/orders", body, auth)
+            await connection.execute("ALTER SYSTEM RESET log_statement")
+            await connection.execute("SELECT pg_reload_conf()")
+            await asyncio.sleep(0.3)
+            assert answer["status"] == "paid", answer
+            with log.open(errors="replace") as file:
+                file.seek(offset)
+                statements = _logged_statements(file.read().splitlines())
+            if captures and [sql for sql, _ in statements] != [sql for sql, _ in captures[0]]:
+                continue  # something else ran meanwhile (the sweeper): take it again
+            captures.append(statements)
+            if len(captures) == SHAPE_CAPTURES:
+                return captures
+    finally:
+        await connection.close()
+    raise SystemExit("pgbench-checkout-shape: no two checkouts sent the same statements")
+
+
+def _parameter_columns(sql: str) -> tuple[str | None, dict[int, str]]:
+    """The table a statement writes or reads first, and the column each `$n` is given for (where it says)."""
+    table = re.match(r'(?:INSERT INTO|UPDATE|SELECT .*? FROM) "(\w+)"', sql, re.S)
+    columns: dict[int, str] = {}
+    if insert := re.match(r'INSERT INTO "\w+" \(([^)]*)\) VALUES \(([^)]*)\)', sql):
+        names = [name.strip().strip('"') for name in insert.group(1).split(",")]
+        for name, value in zip(names, insert.group(2).split(","), strict=False):
+            if placeholder := re.fullmatch(r"\s*\$(\d+)\s*", value):
+                columns[int(placeholder.group(1))] = name
+    for name, n in re.findall(r'"(\w+)" = \$(\d+)', sql):
+        columns.setdefault(int(n), name)
+    return (table.group(1) if table else None), columns
+
+
+async def _producers(dsn: str, captures: list[list[tuple[str, dict[int, str]]]]) -> dict[tuple[int, int], int]:
+    """(statement, parameter) -> the earlier INSERT ... RETURNING "id" whose row that parameter names, in every
+    capture: the ids a checkout makes and then refers to (its order, trade, member, entry). The column's foreign
+    key says which table's id it is."""
+    inserts = {
+        i: match.group(1)
+        for i, (sql, _) in enumerate(captures[0])
+        if (match := re.match(r'INSERT INTO "(\w+)" .* RETURNING "id"$', sql, re.S))
+    }
+    connection = await asyncpg.connect(dsn)
+    try:
+        references = {
+            (row["source"], row["column"]): row["target"]
+            for row in await connection.fetch(
+                """SELECT c.conrelid::regclass::text AS source, a.attname AS column,
+                          c.confrelid::regclass::text AS target
+                   FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+                   WHERE c.contype = 'f'"""
+            )
+        }
+        found: dict[tuple[int, int], int] = {}
+        for i, (sql, params) in enumerate(captures[0]):
+            table, columns = _parameter_columns(sql)
+            for n in params:
+                values = [capture[i][1].get(n) for capture in captures]
+                if len(set(values)) == 1 or not all(v and re.fullmatch(r"'\d{1,9}'", v) for v in values):
+                    continue  # the same in every checkout, or no id
+                column = columns.get(n)
+                target = table if column == "id" else references.get((table, column))
+                candidates = sorted((k for k in inserts if k < i and inserts[k] in (target, None)), reverse=True)
+                if target is not None:
+                    candidates = [k for k in candidates if inserts[k] == target] or candidates
+                for producer in candidates:
+                    counts = [
+                        await connection.fetchval(
+                            f'SELECT count(*) FROM "{inserts[producer]}" WHERE id = $1', int(v.strip("'"))
+                        )
+                        for v in values
+                    ]
+                    if all(counts):
+                        found[(i, n)] = producer
+                        break
+        return found
+    finally:
+        await connection.close()
+
+
+def _pgbench_script(captures: list[list[tuple[str, dict[int, str]]]], producers: dict[tuple[int, int], int]) -> str:
+    r"""The captured checkout as a pgbench script: a parameter equal in every capture stays as sent, an id made by
+    the checkout is the one this transaction made (`\gset`), any other parameter of the checkout's own (a trade
+    number, an openid, an idempotency key) is made unique per transaction."""
+    used = set(producers.values())
+    lines = ["\\set unique random(1, 999999999999999)"]
+    for i, (sql, params) in enumerate(captures[0]):
+
+        def literal(match: re.Match, i: int = i, params: dict[int, str] = params) -> str:
+            n = int(match.group(1))
+            values = {capture[i][1].get(n) for capture in captures}
+            if (i, n) in producers:
+                return f":s{producers[(i, n)]}_id"
+            if _MOMENT.fullmatch(params[n]):  # pgbench would read the colons of a time as variables
+                moment = datetime.fromisoformat(params[n].strip("'"))
+                return f"to_timestamp({moment.timestamp():.6f})"
+            if len(values) > 1 and params[n].startswith("'"):
+                prefix = params[n].strip("'")[:12].replace(":", "")
+                return f"('{prefix}' || CAST(:unique AS text))"
+            if ":" in params[n]:
+                raise SystemExit(f"pgbench-checkout-shape: a colon in {params[n]} would read as a variable")
+            return params[n]
+
+        statement = re.sub(r"\$(\d+)\b", literal, sql).replace("\n", " ").rstrip(";")
+        lines.append(statement + ";")
+        if i in used:
+            lines.append(f"\\gset s{i}_")
+    return "\n".join(lines) + "\n"
+
+
+def pgbench_checkout_shape(url: str, args: argparse.Namespace) -> tuple[float, float, float]:
+    """pgbench on the same PostgreSQL, with the same client count, running the statements one checkout sends,
+    captured from the server's log (log_statement = all): transactions a second, p50 and p99 in ms."""
+    dsn, log, pgbench = os.environ["BENCH_DATABASE_URL"], Path(os.environ["BENCH_PG_LOG"]), os.environ["BENCH_PGBENCH"]
+    captures = asyncio.run(_capture_checkouts(url, dsn, log))
+    script = _pgbench_script(captures, asyncio.run(_producers(dsn, captures)))
+    (OUT / "checkout-shape.sql").write_text(script)
+    statements = len(captures[0])
+    progress(f"pgbench-checkout-shape: {statements} statements captured ({OUT / 'checkout-shape.sql'})")
+    run_dir = Path(tempfile.mkdtemp(prefix="pgbench-", dir=OUT))
+    command = [
+        pgbench,
+        "-n",
+        "-M",
+        "prepared",
+        "-c",
+        str(args.connections),
+        "-j",
+        "2",
+        "-f",
+        str(OUT / "checkout-shape.sql"),
+    ]
+    command += ["-l", "--log-prefix", str(run_dir / "tx"), dsn]
+    subprocess.run([*command[:1], "-T", str(WARM_UP_SECONDS), *command[1:]], check=True, capture_output=True)
+    for old in run_dir.glob("tx*"):
+        old.unlink()
+    out = subprocess.run(
+        [*command[:1], "-T", str(args.duration), *command[1:]], check=True, capture_output=True, text=True
+    )
+    tps = float(re.search(r"tps = ([\d.]+)", out.stdout).group(1))
+    latencies = sorted(int(line.split()[2]) for path in run_dir.glob("tx*") for line in path.open())
+    shutil.rmtree(run_dir)
+    return tps, latencies[len(latencies) // 2] / 1000, latencies[int(len(latencies) * 0.99)] / 1000
 
 
 REPORT_STORES, REPORT_ORDERS, REPORT_DAYS, REPORT_MEMBERS, REPORT_RUNS = 500, 5_000_000, 90, 500_000, 5
@@ -1541,6 +1744,9 @@ def main() -> None:
                 url, args, threads=threads, cpu=load_cpu, var_dir=var_dir, secret_key=secret_key
             )
             progress(f"groupbuy-seat-pay: {results['groupbuy-seat-pay'][0]:.0f} notifications acknowledged/s")
+        if args.deployment == "scale-out" and (args.only is None or "pgbench-checkout-shape" in args.only):
+            results["pgbench-checkout-shape"] = pgbench_checkout_shape(url, args)
+            progress(f"pgbench-checkout-shape: {results['pgbench-checkout-shape'][0]:.0f} transactions/s")
         if args.only is None or "inventory-upsert-5000" in args.only:
             results["inventory-upsert-5000"] = inventory_upsert(url)
             progress(f"inventory-upsert-5000: {results['inventory-upsert-5000'][1] / 1000:.2f} s (median)")

@@ -366,6 +366,7 @@ async def seed_orders(
     days: int,
     members_count: int,
     ledger: bool = False,
+    app_id: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> str:
     """A chain's last `days` days for the store report's benchmark, on PostgreSQL, in set-based statements:
@@ -374,8 +375,8 @@ async def seed_orders(
     live table holds them (60% till, 15% store code, 10% group-buy seats of 1 to 3 units, 10% mall, 5% membership),
     every tenth with a coupon, each earning points (an entry per order), one in fifty partly refunded (with its trade
     and refund). The orders go in by batches of SEED_BATCH_ORDERS, one transaction each; `progress` hears how many
-    orders each batch wrote. `ledger`: the rest of what a live database holds for them too (a WeChat identity and a
-    points account per member, a points lot per earning), for sizing it."""
+    orders each batch wrote. `ledger`: the rest of what a live database holds for them too (a WeChat identity of the
+    mini-program `app_id` and a points account per member, a points lot per earning), for sizing it."""
     started = time.perf_counter()
     engine = get_engine()
     if not isinstance(engine, PostgresEngine):
@@ -422,8 +423,9 @@ async def seed_orders(
             if ledger:
                 await run(
                     'INSERT INTO "member_identity" ("member", "kind", "value", "created_at") '
-                    "SELECT \"id\", 'wechat_openid', 'oRpt' || LPAD(\"id\"::text, 24, '0'), \"created_at\" "
+                    "SELECT \"id\", 'wechat_openid', {} || 'oRpt' || LPAD(\"id\"::text, 24, '0'), \"created_at\" "
                     'FROM "member" WHERE "id" > {}',
+                    members.openid_value(app_id, ""),  # the openid oRpt000...<id> of that mini-program
                     base,
                 )
         for low in range(0, orders, SEED_BATCH_ORDERS):
@@ -662,6 +664,7 @@ def main(argv: list[str] | None = None) -> None:
                         days=args.days,
                         members_count=args.members,
                         ledger=args.ledger,
+                        app_id=settings.wechat_app_id,
                     )
                 )
             )

@@ -80,7 +80,8 @@ class HotPaths:
         self.hq = post_json(f"{url}/api/v1/auth/staff/login", {"username": "hq", "password": DEMO_PASSWORD})[
             "accessToken"
         ]
-        self.shopper = sign_in(url, shopper_openid)[1]
+        self.shopper = sign_in(url, shopper_openid)[1]  # the reads' member
+        self.payer = sign_in(url, f"oCapPayer{secrets.token_hex(8)}")[1]  # the store-code payments' own
         now = datetime.now(UTC)
         self.campaign = post_json(
             f"{url}/api/v1/admin/groupbuy/campaigns",
@@ -114,7 +115,7 @@ class HotPaths:
         return "POST", "/api/v1/cashier/orders", body, self.cashier
 
     def store_payment(self) -> Request:
-        return "POST", f"/api/v1/stores/{self.store}/payments", {"amountFen": 2000}, self.shopper
+        return "POST", f"/api/v1/stores/{self.store}/payments", {"amountFen": 2000}, self.payer
 
     def seat(self) -> Request:
         _, token = sign_in(self.url, f"oCapSeat{secrets.token_hex(6)}{self._next():06d}")
@@ -303,6 +304,8 @@ def main() -> None:
         paths = HotPaths(url, seeded)
         mine = api_json(url, "/api/v1/me/orders?limit=20", paths.shopper)
         progress(f"the seeded shopper {seeded} has {len(mine['items'])} orders on their first page")
+        if not mine["items"]:
+            raise SystemExit("the seeded shopper has no orders: the seed's identities are not the app's")
         result["seeded"] = {"latency": time_paths(url, paths, args.samples)}
         result["plans"] = asyncio.run(plans(url, dsn, log, paths))
     finally:
@@ -316,11 +319,13 @@ async def _a_seeded_member(dsn: str) -> str:
     """The openid of the seeded member with the most orders (of the first thousand): the heaviest reader."""
     connection = await asyncpg.connect(dsn)
     try:
-        return await connection.fetchval(
+        value = await connection.fetchval(
             "SELECT i.value FROM member_identity i JOIN (SELECT member, count(*) AS n FROM sale_order "
-            "WHERE member IN (SELECT member FROM member_identity WHERE value LIKE 'oRpt%' ORDER BY member LIMIT 1000) "
+            "WHERE member IN (SELECT member FROM member_identity WHERE value LIKE '%:oRpt%' "
+            "ORDER BY member LIMIT 1000) "
             "GROUP BY member ORDER BY n DESC LIMIT 1) o ON o.member = i.member WHERE i.kind = 'wechat_openid'"
         )
+        return value.split(":", 1)[1]  # the identity is the mini-program's app id and the openid
     finally:
         await connection.close()
 

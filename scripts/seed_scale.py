@@ -9,6 +9,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from backend.cli import seed_orders  # noqa: E402  (the project, run from scripts/)
+from backend.settings import Settings  # noqa: E402
 
 
 def main() -> None:
@@ -26,6 +27,7 @@ def main() -> None:
                 days=args.days,
                 members_count=args.members,
                 ledger=True,
+                app_id=Settings.from_env().wechat_app_id,
                 progress=bar.update,
             )
         )

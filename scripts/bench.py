@@ -1496,14 +1496,16 @@ def wrk_output(
                 ],
                 cpu,
             ),
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
             timeout=seconds + 30,
-        ).stdout
+        )
     finally:
         os.unlink(script.name)
-    return out
+    if out.returncode != 0:
+        raise SystemExit(f"{scenario.name}: wrk failed ({out.returncode}):\n{out.stderr[-2000:]}{out.stdout[-2000:]}")
+    return out.stdout
 
 
 def wrk_figures(out: str) -> tuple[float, float, float]:

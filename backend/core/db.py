@@ -53,14 +53,13 @@ def engine_from_url(url: str, settings: Settings | None = None) -> Engine:
         path = sqlite_path(url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return EmbeddedSQLiteEngine(str(path))
-    timeouts = Timeouts()
-    if settings is not None:
-        timeouts = Timeouts(
-            connect=settings.db_connect_timeout_seconds,
-            acquire=settings.db_pool_timeout_seconds,
-            statement=settings.db_statement_timeout_seconds,
-            heavy_statement=settings.db_heavy_statement_timeout_seconds,
-        )
+    settings = settings or Settings()  # the defaults, where no environment was read
+    timeouts = Timeouts(
+        connect=settings.db_connect_timeout_seconds,
+        acquire=settings.db_pool_timeout_seconds,
+        statement=settings.db_statement_timeout_seconds,
+        heavy_statement=settings.db_heavy_statement_timeout_seconds,
+    )
     return ScaleOutEngine(config={"dsn": url}, timeouts=timeouts)
 
 

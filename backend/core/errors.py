@@ -104,7 +104,7 @@ def error_body(code: str, message: str, details: dict[str, Any] | None = None) -
 
 
 def domain_error_handler(_: Request, exc: DomainError) -> Response[dict[str, Any]]:
-    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, RateLimited | Unavailable) else None
+    headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, (RateLimited, Unavailable)) else None
     if isinstance(exc, Unavailable):
         metrics.ERRORS.labels("kv" if isinstance(exc, KVUnavailable) else "database").inc()
     return Response(error_body(exc.code, exc.message, exc.details), status_code=exc.status_code, headers=headers)

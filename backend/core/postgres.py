@@ -38,12 +38,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class Timeouts:
-    """Seconds each wait on PostgreSQL may take (settings DB_*_TIMEOUT_SECONDS; see the README)."""
+    """Seconds each wait on PostgreSQL may take (settings DB_*_TIMEOUT_SECONDS, whose defaults are the README's)."""
 
-    connect: float = 2.0
-    acquire: float = 10.0  # a burst queues for the pool; the database not answering is the other waits' part
-    statement: float = 2.0
-    heavy_statement: float = 120.0
+    connect: float
+    acquire: float  # a burst queues for the pool; the database not answering is the other waits' part
+    statement: float
+    heavy_statement: float
     idle_in_transaction: float = 30.0
 
 
@@ -189,9 +189,9 @@ class ScaleOutTransaction(PostgresTransaction):
 
 
 class ScaleOutEngine(PostgresEngine):
-    def __init__(self, config: dict[str, Any], *, timeouts: Timeouts | None = None) -> None:
+    def __init__(self, config: dict[str, Any], *, timeouts: Timeouts) -> None:
         super().__init__(config=config)
-        self.timeouts = timeouts or Timeouts()
+        self.timeouts = timeouts
         self.pool: Pool | None = None  # type: ignore[assignment]
 
     async def start_connection_pool(self, **kwargs: Any) -> None:

@@ -334,7 +334,8 @@ def test_a_worker_killed_in_the_middle_of_checkouts_and_refunds_leaves_every_ord
             asyncio.run(checkouts_and_refunds_then_kill())
         assert interrupted, "the kill came after every request had been answered"
         left = asyncio.run(books_balance(database.url))
-        assert left["open_trades"] > 0 and left["refunds_processing"] > 0  # outcomes nobody knows yet
+        # The crash left outcomes nobody knows yet (which refunds were in flight depends on the moment of the kill)
+        assert left["open_trades"] + left["refunds_processing"] > 0, left
 
         time.sleep(1.2)  # their deadlines pass while the worker is down
         with served_process(unused_tcp_port_factory(), **(env | {"SWEEP_INTERVAL_SECONDS": "3600"})) as served:

@@ -31,7 +31,11 @@ LATENCY = Histogram(
 )
 ORDERS = Counter("mall_orders", "Orders placed and their outcomes recorded, by kind.", ["kind", "event"])
 ERRORS = Counter("mall_dependency_errors", "Requests that failed on a dependency, by which.", ["dependency"])
-POSTER_CACHE = Counter("mall_poster_cache", "Poster requests by whether the image was in the cache.", ["result"])
+POSTER_CACHE = Counter(
+    "mall_poster_cache",
+    "Poster requests by where the image came from: hit, miss (drawn), joined (a drawing under way), not_modified.",
+    ["result"],
+)
 SWEEPS = Counter("mall_sweeper_runs", "Sweeper passes, by outcome.", ["outcome"])
 
 _requests: dict[tuple[str, str, int], object] = {}

@@ -100,6 +100,12 @@ class Recent(Generic[K, V]):
         else:
             self._answers.pop(key, None)
 
+    def forget_if(self, matches: Callable[[K], bool]) -> None:
+        """Forget every answer whose key `matches` (and any load under way, as `forget` does)."""
+        self._generation += 1
+        for key in [key for key in self._answers if matches(key)]:
+            del self._answers[key]
+
     @classmethod
     def forget_everything(cls) -> None:
         """Every Recent in the process starts empty (a wiped database: ids are given out again)."""

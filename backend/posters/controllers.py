@@ -66,11 +66,8 @@ class PosterController(Controller):
         if etag in request.headers.get("if-none-match", ""):
             metrics.POSTER_CACHE.labels("not_modified").inc()
             return Response(b"", status_code=304, headers=headers, media_type=MEDIA_TYPES[format_])
-        data = services.posters.get(plan.key)
-        metrics.POSTER_CACHE.labels("hit" if data is not None else "miss").inc()
-        if data is None:
-            data = await service.draw(plan, format_)
-            services.posters.put(plan.key, data)
+        data, source = await services.posters.get_or_draw(plan.key, lambda: service.draw(plan, format_))
+        metrics.POSTER_CACHE.labels(source).inc()
         return Response(data, media_type=MEDIA_TYPES[format_], headers=headers)
 
     @post(

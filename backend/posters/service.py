@@ -6,8 +6,8 @@ import functools
 import hashlib
 import json
 import os
-import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,6 +19,7 @@ from PIL import Image, ImageOps
 from backend.core.clock import utcnow
 from backend.core.db import Prepared, write_transaction
 from backend.core.images import decode_upload, digest_of, is_digest, jpeg
+from backend.core.recent import Recent
 from backend.groupbuy.tables import Group
 from backend.members.tables import Member
 from backend.posters.errors import AvatarNotFound
@@ -52,23 +53,49 @@ class PosterPlan:
 
 
 class PosterCache:
-    """The most recently served posters, by key, within a byte budget, and the recent plans; one per app."""
+    """The most recently served posters, by key, within a byte budget, and the recent plans; one per app.
+
+    A poster asked for again while it is being planned or drawn waits for that plan or drawing instead of
+    starting its own: a burst for one poster (a share sheet opened, a worker that has not drawn it yet)
+    costs one drawing, not one per request."""
 
     def __init__(self, *, plan_seconds: float = 2.0, max_bytes: int = 128 * 1024 * 1024) -> None:
         self._items: OrderedDict[str, bytes] = OrderedDict()
         self._bytes, self._max = 0, max_bytes
-        self.plan_seconds = plan_seconds
-        self.plans: dict[tuple[int, int | None, int | None, str, str], tuple[float, PosterPlan]] = {}
+        self._drawing: dict[str, asyncio.Future[bytes]] = {}
+        self.plans: Recent[tuple[int, int | None, int | None, str, str], PosterPlan] = Recent(
+            plan_seconds, size=50_000, coalesce=True
+        )
 
     def forget_member(self, member_id: int) -> None:
-        for key in [key for key in self.plans if key[0] == member_id]:
-            self.plans.pop(key, None)
+        self.plans.forget_if(lambda key: key[0] == member_id)
 
     def get(self, key: str) -> bytes | None:
         data = self._items.get(key)
         if data is not None:
             self._items.move_to_end(key)
         return data
+
+    async def get_or_draw(self, key: str, draw: Callable[[], Awaitable[bytes]]) -> tuple[bytes, str]:
+        """The poster's bytes, and where they came from: `hit` (the cache), `miss` (drawn for this request) or
+        `joined` (a drawing already under way for `key`, waited for).
+
+        The drawing runs as a task of its own: a request that gives up waiting (its client went away) leaves
+        it to finish for the others and the cache."""
+        data = self.get(key)
+        if data is not None:
+            return data, "hit"
+        drawing, source = self._drawing.get(key), "joined"
+        if drawing is None:
+            drawing, source = asyncio.ensure_future(draw()), "miss"
+            self._drawing[key] = drawing
+            drawing.add_done_callback(functools.partial(self._drawn, key))
+        return await asyncio.shield(drawing), source
+
+    def _drawn(self, key: str, drawing: asyncio.Future[bytes]) -> None:
+        del self._drawing[key]
+        if not drawing.cancelled() and drawing.exception() is None:
+            self.put(key, drawing.result())
 
     def put(self, key: str, data: bytes) -> None:
         if key in self._items or len(data) > self._max:
@@ -150,18 +177,12 @@ async def plan(
 ) -> PosterPlan:
     """What the poster will show and its key; read from the database at most every `cache.plan_seconds` per
     member, target and format (a member opening the share sheet asks for the same poster several times)."""
-    key = (member_id, campaign_id, group_id, image_format, base_url)
-    now = time.monotonic()
-    known = cache.plans.get(key)
-    if known is not None and known[0] > now:
-        return known[1]
-    planned = await _plan(
-        member_id, campaign_id=campaign_id, group_id=group_id, base_url=base_url, image_format=image_format
+    return await cache.plans.read(
+        (member_id, campaign_id, group_id, image_format, base_url),
+        lambda: _plan(
+            member_id, campaign_id=campaign_id, group_id=group_id, base_url=base_url, image_format=image_format
+        ),
     )
-    if len(cache.plans) >= 50_000:
-        cache.plans.clear()
-    cache.plans[key] = (now + cache.plan_seconds, planned)
-    return planned
 
 
 async def _plan(

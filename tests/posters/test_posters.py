@@ -1,5 +1,6 @@
 """Posters: every shipped template's QR decodes (zbar) in PNG and JPEG; Chinese is drawn; uploads are safe."""
 
+import asyncio
 import io
 import struct
 import zlib
@@ -210,3 +211,58 @@ async def test_drawing_runs_off_the_event_loop(client, demo):
     # Two turns of the loop while drawing show it was never held for the whole drawing; the same drawing on
     # the loop starves it (a third turn was too many to ask of a loaded machine).
     assert drawing.ticks >= 2 and with_loop_blocked.ticks <= 1
+
+
+async def test_a_burst_for_one_poster_plans_and_draws_it_once(client, demo, monkeypatch):
+    from backend.posters import service
+
+    drawings = []
+
+    def counted_render(job, image_format):
+        drawings.append(job.url)
+        return render.render(job, image_format)
+
+    monkeypatch.setattr(service, "render", counted_render)
+    campaign = await new_campaign(client)
+    member = await member_login(client, openid="oPoster00000000000000000008")
+    answers = await asyncio.gather(*(poster(client, member, "png", campaignId=campaign["id"]) for _ in range(12)))
+    assert [answer.status_code for answer in answers] == [200] * 12
+    assert len({answer.content for answer in answers}) == 1 and len({answer.headers["etag"] for answer in answers}) == 1
+    assert len(drawings) == 1  # the other eleven waited for the one drawing
+    assert decode(answers[0].content) == [drawings[0]]
+
+
+async def test_a_drawing_outlives_a_request_that_gave_up_on_it():
+    from backend.posters.service import PosterCache
+
+    cache, release = PosterCache(), asyncio.Event()
+
+    async def draw() -> bytes:
+        await release.wait()
+        return b"poster"
+
+    first = asyncio.ensure_future(cache.get_or_draw("k", draw))
+    second = asyncio.ensure_future(cache.get_or_draw("k", draw))
+    await asyncio.sleep(0)
+    first.cancel()  # its client went away mid-drawing
+    release.set()
+    assert await second == (b"poster", "joined")
+    assert first.cancelled() and cache.get("k") == b"poster"
+    assert await cache.get_or_draw("k", draw) == (b"poster", "hit")
+
+
+async def test_forgetting_a_member_replans_only_their_posters():
+    from backend.posters.service import PosterCache
+
+    cache, loads = PosterCache(plan_seconds=60), []
+
+    async def load(name):
+        loads.append(name)
+        return name
+
+    for member_id in (1, 2):
+        await cache.plans.read((member_id, 5, None, "png", "u"), lambda member_id=member_id: load(member_id))
+    cache.forget_member(1)
+    for member_id in (1, 2):
+        await cache.plans.read((member_id, 5, None, "png", "u"), lambda member_id=member_id: load(member_id))
+    assert loads == [1, 2, 1]

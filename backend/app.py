@@ -118,7 +118,7 @@ def create_app(
     without its OpenAPI document and `/schema` pages, for the many apps the tests build that never read them
     (building and checking the document is half of what building an app costs)."""
     settings = settings or get_settings()
-    kv = kv or kv_from_url(settings.redis_url, pool_size=settings.redis_pool_size)
+    kv = kv or kv_from_url(settings.redis_url)
     http = httpx.AsyncClient(headers={"User-Agent": "mall-backend"}, verify=_tls())
 
     @asynccontextmanager

@@ -154,7 +154,6 @@ class Settings:
     db_pool_timeout_seconds: float = 10.0
     db_statement_timeout_seconds: float = 2.0
     db_heavy_statement_timeout_seconds: float = 120.0
-    redis_pool_size: int = 64
     member_lookup_failure_limit: int = 10
     member_lookup_failure_window_seconds: int = 300
     checkout_max_amount_fen: int = 5_000_000
@@ -266,7 +265,6 @@ class Settings:
             db_heavy_statement_timeout_seconds=_seconds(
                 env, "DB_HEAVY_STATEMENT_TIMEOUT_SECONDS", cls.db_heavy_statement_timeout_seconds
             ),
-            redis_pool_size=_int(env, "REDIS_POOL_SIZE", cls.redis_pool_size, minimum=1),
             member_lookup_failure_limit=_int(
                 env, "MEMBER_LOOKUP_FAILURE_LIMIT", cls.member_lookup_failure_limit, minimum=1
             ),

@@ -9,11 +9,11 @@ import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
-from redis.exceptions import RedisError
 
 from backend.core import metrics
 from backend.core.postgres import UNAVAILABLE
 from backend.core.requestid import request_id_of
+from backend.core.resp import CommandError
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response[dict[st
 
 def _dependency_of(error: BaseException) -> str | None:
     """Which dependency failed, when the error is one of theirs: the KV (Redis) or the database."""
-    if isinstance(error, RedisError):
+    if isinstance(error, CommandError):
         return "kv"
     if isinstance(error, sqlite3.Error | asyncpg.PostgresError | asyncpg.InterfaceError):
         return "database"
@@ -154,7 +154,7 @@ def _dependency_of(error: BaseException) -> str | None:
 
 
 def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    if isinstance(exc, RedisError):
+    if isinstance(exc, CommandError):
         return domain_error_handler(request, KVUnavailable())
     if isinstance(exc, UNAVAILABLE):
         logger.warning("the database did not answer", extra={"error": repr(exc), "path": request.url.path})

@@ -20,14 +20,13 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-from redis.asyncio import BlockingConnectionPool, Redis
-from redis.exceptions import RedisError
-
 from backend.core.errors import KVUnavailable
+from backend.core.resp import CommandError, RedisConnection, Script
 
 # Decrement by n only when at least n is left; answer the new value or -1.
 # A missing key answers -2 so that callers rebuild it from the database.
-_DECR_IF_ENOUGH = """
+_DECR_IF_ENOUGH = Script(
+    """
 local current = redis.call('GET', KEYS[1])
 if not current then return -2 end
 current = tonumber(current)
@@ -35,25 +34,32 @@ local n = tonumber(ARGV[1])
 if current < n then return -1 end
 return redis.call('DECRBY', KEYS[1], n)
 """
+)
 
 # DEL only when the key holds exactly this value: one holder of a pass spends it, nobody else can.
-_POP_IF_EQUAL = """
+_POP_IF_EQUAL = Script(
+    """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+)
 
 # INCRBY only when the gate exists: a missing gate is rebuilt from the database, never guessed.
-_GIVE_BACK = """
+_GIVE_BACK = Script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -2 end
 return redis.call('INCRBY', KEYS[1], ARGV[1])
 """
+)
 
 # INCR that sets the expiry only when the counter is born, so a window never slides.
-_INCR_WINDOW = """
+_INCR_WINDOW = Script(
+    """
 local value = redis.call('INCR', KEYS[1])
 if value == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return value
 """
+)
 
 GATE_MISSING = -2
 GATE_SHORT = -1
@@ -230,108 +236,104 @@ def _answering(operation: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]
     async def call(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return await operation(*args, **kwargs)
-        except RedisError as error:
+        except (OSError, CommandError) as error:  # ConnectionError and TimeoutError are OSErrors
             raise KVUnavailable() from error
 
     return call
 
 
 class RedisKV(KV):
-    """KV on a real Redis; every operation is one round trip and atomic on the server."""
+    """KV on a real Redis; every operation is one command (or one MULTI) and atomic on the server, sent on the
+    process's one pipelined connection (`backend.core.resp`)."""
 
-    def __init__(self, url: str, *, pool_size: int, timeout: float = 2.0) -> None:
-        # Waiters block for a slot instead of failing past the pool size; the wait is
-        # bounded so that a dead Redis surfaces as an error, not a hang.
-        pool = BlockingConnectionPool.from_url(
-            url,
-            max_connections=pool_size,
-            timeout=timeout,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
-        self.redis = Redis(connection_pool=pool)
-        self._decr_if_enough = self.redis.register_script(_DECR_IF_ENOUGH)
-        self._incr_window = self.redis.register_script(_INCR_WINDOW)
-        self._give_back = self.redis.register_script(_GIVE_BACK)
-        self._pop_if_equal = self.redis.register_script(_POP_IF_EQUAL)
-        self._board_put = self.redis.register_script(_BOARD_PUT)
+    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+        # Every wait is bounded: a dead or paused Redis surfaces as an error within `timeout`, not a hang.
+        self.redis = RedisConnection(url, timeout=timeout)
 
     @_answering
     async def get(self, key: str) -> bytes | None:
-        return await self.redis.get(key)
+        return await self.redis.execute("GET", key)
 
     @_answering
     async def set(self, key: str, value: bytes, *, expires_in: float | None = None) -> None:
-        await self.redis.set(key, value, px=None if expires_in is None else int(expires_in * 1000))
+        if expires_in is None:
+            await self.redis.execute("SET", key, value)
+        else:
+            await self.redis.execute("SET", key, value, "PX", int(expires_in * 1000))
 
     @_answering
     async def set_if_absent(self, key: str, value: bytes, *, expires_in: float) -> bool:
-        return bool(await self.redis.set(key, value, px=int(expires_in * 1000), nx=True))
+        return await self.redis.execute("SET", key, value, "PX", int(expires_in * 1000), "NX") is not None
 
     @_answering
     async def pop(self, key: str) -> bytes | None:
-        return await self.redis.getdel(key)
+        return await self.redis.execute("GETDEL", key)
 
     @_answering
     async def pop_if_equal(self, key: str, value: bytes) -> bool:
-        return bool(await self._pop_if_equal(keys=[key], args=[value]))
+        return bool(await self.redis.run(_POP_IF_EQUAL, [key], [value]))
 
     @_answering
     async def delete(self, key: str) -> None:
-        await self.redis.delete(key)
+        await self.redis.execute("DEL", key)
 
     @_answering
     async def incr(self, key: str, *, expires_in: float) -> int:
-        return int(await self._incr_window(keys=[key], args=[int(expires_in * 1000)]))
+        return int(await self.redis.run(_INCR_WINDOW, [key], [int(expires_in * 1000)]))
 
     @_answering
     async def ttl(self, key: str) -> float | None:
-        left = await self.redis.pttl(key)
+        left = await self.redis.execute("PTTL", key)
         return left / 1000 if left >= 0 else None
 
     @_answering
     async def decr_if_enough(self, key: str, amount: int) -> int:
-        return int(await self._decr_if_enough(keys=[key], args=[amount]))
+        return int(await self.redis.run(_DECR_IF_ENOUGH, [key], [amount]))
 
     @_answering
     async def give_back(self, key: str, amount: int) -> int:
-        return int(await self._give_back(keys=[key], args=[amount]))
+        return int(await self.redis.run(_GIVE_BACK, [key], [amount]))
 
     @_answering
     async def board_put(self, key: str, scores: dict[str, int], *, expires_in: float) -> bool:
         flat = [part for member, score in scores.items() if score > 0 for part in (score, member)]
-        return bool(await self._board_put(keys=[key], args=[int(expires_in * 1000), *flat]))
+        return bool(await self.redis.run(_BOARD_PUT, [key], [int(expires_in * 1000), *flat]))
 
     @_answering
     async def board_top(self, key: str, count: int) -> list[tuple[str, int]] | None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.exists(key)
-            pipe.zrevrange(key, 0, count, withscores=True)  # one more: the placeholder may be among them
-            exists, rows = await pipe.execute()
+        *_, (exists, flat) = await self.redis.execute_together(
+            ("MULTI",),
+            ("EXISTS", key),
+            ("ZREVRANGE", key, 0, count, "WITHSCORES"),  # one more: the placeholder may be among them
+            ("EXEC",),
+        )
         if not exists:
             return None
+        rows = zip(flat[::2], flat[1::2], strict=True)
         # Redis orders equal scores by member descending; the board's order is by member ascending.
         return sorted(((m.decode(), int(s)) for m, s in rows if m), key=lambda item: (-item[1], item[0]))[:count]
 
     async def ping(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.redis.ping(), 1.0))
+            return await asyncio.wait_for(self.redis.execute("PING"), 1.0) == b"PONG"
         except Exception:
             return False
 
     async def close(self) -> None:
-        await self.redis.aclose(close_connection_pool=True)
+        await self.redis.close()
 
 
 # An empty board is kept as a placeholder member scored 0, so "exists" means "built".
-_BOARD_PUT = """
+_BOARD_PUT = Script(
+    """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 redis.call('ZADD', KEYS[1], 0, '')
 for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return 1
 """
+)
 
 
-def kv_from_url(redis_url: str | None, *, pool_size: int) -> KV:
-    return RedisKV(redis_url, pool_size=pool_size) if redis_url else MemoryKV()
+def kv_from_url(redis_url: str | None) -> KV:
+    return RedisKV(redis_url) if redis_url else MemoryKV()

@@ -17,7 +17,7 @@ def kinds() -> list:
 
 @pytest.fixture(params=kinds())
 async def kv(request):
-    store = MemoryKV() if request.param == "memory" else RedisKV(os.environ["TEST_REDIS_URL"], pool_size=20)
+    store = MemoryKV() if request.param == "memory" else RedisKV(os.environ["TEST_REDIS_URL"])
     yield store
     await store.close()
 

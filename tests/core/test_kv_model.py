@@ -85,7 +85,7 @@ async def run(kv, operations: list[tuple]) -> list:
 def implementations() -> list:
     found = [lambda: MemoryKV()]
     if os.environ.get("TEST_REDIS_URL"):
-        found.append(lambda: RedisKV(os.environ["TEST_REDIS_URL"], pool_size=4))
+        found.append(lambda: RedisKV(os.environ["TEST_REDIS_URL"]))
     return found
 
 

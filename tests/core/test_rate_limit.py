@@ -25,7 +25,7 @@ async def test_zero_disables_the_limit(make_client):
 
 async def test_a_kv_that_does_not_answer_lets_requests_through_counted_as_kv_errors(unused_tcp_port):
     # A real Redis client aimed where nothing listens: every call is refused, as when Redis is down.
-    kv = RedisKV(f"redis://127.0.0.1:{unused_tcp_port}/0", pool_size=2, timeout=0.5)
+    kv = RedisKV(f"redis://127.0.0.1:{unused_tcp_port}/0", timeout=0.5)
     served: list[int] = []
 
     async def app(scope, receive, send):

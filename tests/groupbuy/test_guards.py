@@ -15,7 +15,7 @@ async def test_the_stock_guard_alone_never_sells_more_than_is_left(client, demo,
     async with without_constraint(Campaign, "campaign_stock_in_range"):
         campaign = await new_campaign(client, demo, stock=5, groupSize=3, perMemberLimit=2)
         members = await shoppers(client, 6, prefix="oStockGuard")
-        kv = kv_from_url(settings.redis_url, pool_size=4)
+        kv = kv_from_url(settings.redis_url)
         await kv.set(service._gate_key(campaign["id"]), b"1000", expires_in=60)  # the gate lets everything by
 
         async def take(member) -> str:
@@ -49,7 +49,7 @@ async def test_the_seat_guard_alone_never_fills_a_group_past_its_size(client, de
         campaign = await new_campaign(client, demo, groupSize=3, stock=100)
         members = await shoppers(client, 9, prefix="oSeatGuard")
         group = (await open_group(client, members[0], campaign["id"], demo["S001"])).json()["group"]
-        kv = kv_from_url(settings.redis_url, pool_size=4)
+        kv = kv_from_url(settings.redis_url)
 
         async def join(member) -> str:
             try:

@@ -217,7 +217,7 @@ async def test_the_stock_gate_turns_sold_out_requests_away_and_heals_from_the_da
 ):
     campaign = await new_campaign(client, demo, stock=3, groupSize=3, perMemberLimit=1)
     members = await shoppers(client, 6, prefix="oGate")
-    kv = kv_from_url(settings.redis_url, pool_size=4)
+    kv = kv_from_url(settings.redis_url)
     gate = service._gate_key(campaign["id"])
     call = {
         "campaign_id": campaign["id"],

@@ -1347,7 +1347,7 @@ SCENARIOS = [
         "POST",
         "/api/v1/sandbox/wechat/login-codes",
         "{}",
-        describes="one INSERT in a write transaction (a sandbox login code)",
+        describes="one INSERT, a transaction of its own (a sandbox login code)",
     ),
     Scenario(
         "checkout-micropay",

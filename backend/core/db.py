@@ -71,7 +71,10 @@ async def hold(table: type[Table], row_id: int, column: Column) -> Any:
 
 
 def write_transaction() -> BaseTransaction:
-    """`async with write_transaction():` opens a transaction that will write; on SQLite it takes the lock up front."""
+    """`async with write_transaction():` opens a transaction that will write; on SQLite it takes the lock up front.
+
+    A lone statement needs none: PostgreSQL runs it as a transaction of its own in one round trip (BEGIN and
+    COMMIT around it would be two more), and the embedded engine takes the write lock for it all the same."""
     engine = get_engine()
     if isinstance(engine, EmbeddedSQLiteEngine):
         return engine.transaction(transaction_type=TransactionType.immediate)

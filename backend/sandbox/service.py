@@ -34,58 +34,54 @@ class LoginCode:
 
 async def issue_login_code(*, openid: str | None, unionid: str | None) -> LoginCode:
     issued = LoginCode(code=secrets.token_urlsafe(24), openid=openid or new_openid(), unionid=unionid)
-    async with write_transaction():
-        await insert_row(
-            SandboxLoginCode,
-            code=issued.code,
-            openid=issued.openid,
-            unionid=issued.unionid,
-            expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS),
-        )
+    await insert_row(
+        SandboxLoginCode,
+        code=issued.code,
+        openid=issued.openid,
+        unionid=issued.unionid,
+        expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS),
+    )
     return issued
 
 
 async def redeem_login_code(code: str) -> tuple[str, str | None] | None:
     """Spend a login code once; answer (openid, unionid), or None for an unknown, used or expired code."""
-    async with write_transaction():
-        rows = (
-            await SandboxLoginCode.update({SandboxLoginCode.used_at: utcnow()})
-            .where(
-                (SandboxLoginCode.code == code)
-                & SandboxLoginCode.used_at.is_null()
-                & (SandboxLoginCode.expires_at > utcnow())
-            )
-            .returning(SandboxLoginCode.openid, SandboxLoginCode.unionid)
+    rows = (
+        await SandboxLoginCode.update({SandboxLoginCode.used_at: utcnow()})
+        .where(
+            (SandboxLoginCode.code == code)
+            & SandboxLoginCode.used_at.is_null()
+            & (SandboxLoginCode.expires_at > utcnow())
         )
+        .returning(SandboxLoginCode.openid, SandboxLoginCode.unionid)
+    )
     return (rows[0]["openid"], rows[0]["unionid"]) if rows else None
 
 
 async def issue_phone_code(*, phone: str, country_code: str, app_id: str) -> str:
     code = secrets.token_urlsafe(24)
-    async with write_transaction():
-        await insert_row(
-            SandboxPhoneCode,
-            code=code,
-            country_code=country_code,
-            phone=phone,
-            app_id=app_id,
-            expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS),
-        )
+    await insert_row(
+        SandboxPhoneCode,
+        code=code,
+        country_code=country_code,
+        phone=phone,
+        app_id=app_id,
+        expires_at=utcnow() + timedelta(seconds=LOGIN_CODE_TTL_SECONDS),
+    )
     return code
 
 
 async def redeem_phone_code(code: str) -> dict[str, str] | None:
     """Spend a phone code once; answer the phone and the watermark app id, or None."""
-    async with write_transaction():
-        rows = (
-            await SandboxPhoneCode.update({SandboxPhoneCode.used_at: utcnow()})
-            .where(
-                (SandboxPhoneCode.code == code)
-                & SandboxPhoneCode.used_at.is_null()
-                & (SandboxPhoneCode.expires_at > utcnow())
-            )
-            .returning(SandboxPhoneCode.country_code, SandboxPhoneCode.phone, SandboxPhoneCode.app_id)
+    rows = (
+        await SandboxPhoneCode.update({SandboxPhoneCode.used_at: utcnow()})
+        .where(
+            (SandboxPhoneCode.code == code)
+            & SandboxPhoneCode.used_at.is_null()
+            & (SandboxPhoneCode.expires_at > utcnow())
         )
+        .returning(SandboxPhoneCode.country_code, SandboxPhoneCode.phone, SandboxPhoneCode.app_id)
+    )
     return rows[0] if rows else None
 
 
@@ -99,14 +95,13 @@ async def issue_payment_code(*, openid: str, scenario: SandboxScenario) -> str:
     for _ in range(5):
         code = "13" + _digits(16)
         try:
-            async with write_transaction():
-                await insert_row(
-                    SandboxPaymentCode,
-                    auth_code=code,
-                    openid=openid,
-                    scenario=scenario,
-                    expires_at=utcnow() + timedelta(seconds=PAYMENT_CODE_TTL_SECONDS),
-                )
+            await insert_row(
+                SandboxPaymentCode,
+                auth_code=code,
+                openid=openid,
+                scenario=scenario,
+                expires_at=utcnow() + timedelta(seconds=PAYMENT_CODE_TTL_SECONDS),
+            )
             return code
         except Exception as error:
             if not is_unique_violation(error):
@@ -228,19 +223,18 @@ async def create_prepay(*, out_trade_no: str, amount_fen: int, openid: str, expi
     """The JSAPI order: answers its prepay_id; the same out_trade_no again answers the same prepay_id."""
     prepay_id = "wx" + secrets.token_hex(16)
     try:
-        async with write_transaction():
-            await insert_row(
-                SandboxTrade,
-                out_trade_no=out_trade_no,
-                transaction_id=_transaction_id(),
-                trade_type=SandboxTradeType.jsapi,
-                prepay_id=prepay_id,
-                openid=openid,
-                amount_fen=amount_fen,
-                scenario=SandboxScenario.success,
-                state="NOTPAY",
-                expires_at=utcnow() + timedelta(seconds=expires_in_seconds),
-            )
+        await insert_row(
+            SandboxTrade,
+            out_trade_no=out_trade_no,
+            transaction_id=_transaction_id(),
+            trade_type=SandboxTradeType.jsapi,
+            prepay_id=prepay_id,
+            openid=openid,
+            amount_fen=amount_fen,
+            scenario=SandboxScenario.success,
+            state="NOTPAY",
+            expires_at=utcnow() + timedelta(seconds=expires_in_seconds),
+        )
     except Exception as error:
         if not is_unique_violation(error):
             raise
@@ -253,27 +247,25 @@ async def create_prepay(*, out_trade_no: str, amount_fen: int, openid: str, expi
 
 async def pay_prepay(out_trade_no: str) -> dict | None:
     """The shopper confirms wx.requestPayment: the trade is paid, unless it is closed, expired or paid already."""
-    async with write_transaction():
-        rows = (
-            await SandboxTrade.update({SandboxTrade.state: "SUCCESS"})
-            .where(
-                (SandboxTrade.out_trade_no == out_trade_no)
-                & (SandboxTrade.trade_type == SandboxTradeType.jsapi)
-                & (SandboxTrade.state == "NOTPAY")
-                & (SandboxTrade.expires_at > utcnow())
-            )
-            .returning(*SandboxTrade.all_columns())
+    rows = (
+        await SandboxTrade.update({SandboxTrade.state: "SUCCESS"})
+        .where(
+            (SandboxTrade.out_trade_no == out_trade_no)
+            & (SandboxTrade.trade_type == SandboxTradeType.jsapi)
+            & (SandboxTrade.state == "NOTPAY")
+            & (SandboxTrade.expires_at > utcnow())
         )
+        .returning(*SandboxTrade.all_columns())
+    )
     return rows[0] if rows else None
 
 
 async def close_trade(out_trade_no: str) -> CloseOutcome:
-    async with write_transaction():
-        closed = (
-            await SandboxTrade.update({SandboxTrade.state: "CLOSED"})
-            .where((SandboxTrade.out_trade_no == out_trade_no) & SandboxTrade.state.is_in(["NOTPAY", "USERPAYING"]))
-            .returning(SandboxTrade.id)
-        )
+    closed = (
+        await SandboxTrade.update({SandboxTrade.state: "CLOSED"})
+        .where((SandboxTrade.out_trade_no == out_trade_no) & SandboxTrade.state.is_in(["NOTPAY", "USERPAYING"]))
+        .returning(SandboxTrade.id)
+    )
     if closed:
         return CloseOutcome.closed
     trade = await find_trade(out_trade_no)

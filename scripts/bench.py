@@ -1673,6 +1673,10 @@ def main() -> None:
         "ACCESS_LOG": "false",
         "RATE_LIMIT_PER_MINUTE": str(10**9),
         "POSTER_LIMIT_PER_MINUTE": str(10**9),
+        # One cashier at one till sends all 50 connections' member-code checkouts: on the scale-out deployment
+        # their places in the till's lookup counter (taken before the code is checked, given back after) are
+        # held concurrently and would pass the limit that guards against guessing. Still counted, never full.
+        "MEMBER_LOOKUP_FAILURE_LIMIT": str(10**9),
         "DEMO_PASSWORD": DEMO_PASSWORD,
         "PAYMENT_PROVIDER": "sandbox",
         # Stated, not found: the bench seals WeChat Pay's notifications with the sandbox keys kept under this

@@ -122,9 +122,9 @@ class RedisConnection:
         self._ssl = ssl.create_default_context() if parts.scheme == "rediss" else None
         path = parts.path.strip("/")
         self._setup: list[bytes] = []
-        if parts.password is not None:
-            username, password = unquote(parts.username or "default"), unquote(parts.password)
-            self._setup.append(pack("AUTH", username, password))
+        if parts.password is not None:  # redis://user:password@host (an ACL user) or redis://:password@host
+            names = (unquote(parts.username),) if parts.username else ()
+            self._setup.append(pack("AUTH", *names, unquote(parts.password)))
         if path and int(path) != 0:
             self._setup.append(pack("SELECT", int(path)))
         self.timeout = timeout

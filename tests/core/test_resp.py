@@ -125,3 +125,21 @@ async def test_a_redis_that_is_gone_answers_at_once_and_one_started_again_is_use
         assert await kv.get("mall:test:g") is None  # started empty, and answering
     finally:
         await kv.close()
+
+
+async def test_a_password_in_the_url_signs_the_connection_in(redis_process):
+    admin = Redis(port=redis_process.port)
+    await admin.config_set("requirepass", "s3cret-pass")
+    right = RedisKV(f"redis://:s3cret-pass@127.0.0.1:{redis_process.port}/0")
+    wrong = RedisKV(f"redis://:not-it@127.0.0.1:{redis_process.port}/0")
+    try:
+        await right.set("mall:test:auth", b"1")
+        assert await right.get("mall:test:auth") == b"1"
+        with pytest.raises(KVUnavailable):  # refused on connecting: a wrong password is Redis not serving us
+            await wrong.get("mall:test:auth")
+    finally:
+        await right.close()
+        await wrong.close()
+        await admin.execute_command("AUTH", "s3cret-pass")
+        await admin.config_set("requirepass", "")
+        await admin.aclose()

@@ -592,6 +592,9 @@ def serve(settings: Settings) -> None:
     # Scale-out: uvloop, whose sockets to PostgreSQL and Redis cost less Python (two scale-out runs each:
     # write-one-insert 0.16 and 0.12 of the ceiling against 0.13 and 0.12, poster-cached 0.26 and 0.24
     # against 0.21 and 0.22, groupbuy-sold-out 0.28 and 0.31 against 0.13 and 0.34).
+    # The server is uvicorn: granian 2.8 (ASGI, uvloop, 2 workers) served less in back-to-back scale-out runs
+    # (write-one-insert 3,395 against 3,625 req/s, poster-cached 5,633 against 6,737, groupbuy-sold-out 6,219
+    # against 7,357, at the same ceiling).
     uvicorn.run(
         "backend.app:create_served_app",
         factory=True,

@@ -53,6 +53,7 @@ from backend.sandbox.provider import SandboxProvider  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.stores import service as stores  # noqa: E402
 from backend.stores.schemas import StaffCreate, StoreCreate  # noqa: E402
+from tests.servers import RedisProcess  # noqa: E402
 
 SCALE_OUT = bool(os.environ.get("TEST_REDIS_URL"))
 
@@ -298,6 +299,15 @@ def served_process(port: int, **env: str) -> Iterator[ServedProcess]:
         server.send_signal(signal.SIGINT)
         _, err = server.communicate(timeout=30)
         served.lines = err.splitlines()
+
+
+@pytest.fixture
+def redis_process(unused_tcp_port):
+    """A real redis-server of the test's own, to stop, kill or pause."""
+    process = RedisProcess(unused_tcp_port)
+    process.start()
+    yield process
+    process.stop()
 
 
 class Ticker:

@@ -13,17 +13,8 @@ from redis.asyncio import Redis
 from backend.core.errors import KVUnavailable
 from backend.core.kv import RedisKV
 from backend.core.resp import CommandError, RedisConnection
-from tests.servers import RedisProcess
 
 pytestmark = pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="a real redis-server")
-
-
-@pytest.fixture
-def redis_process(unused_tcp_port):
-    process = RedisProcess(unused_tcp_port)
-    process.start()
-    yield process
-    process.stop()
 
 
 async def test_concurrent_commands_share_one_connection_and_each_gets_its_own_reply(redis_process):

@@ -4,7 +4,7 @@ the rows the sweeper wrote once a day has ended; both ways answer the same figur
 import asyncio
 import csv
 import io
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -18,6 +18,12 @@ from backend.points.tables import PointsEntry
 from tests.cashier.test_refunds import refund
 from tests.conftest import staff_login
 from tests.hq.test_hq_reads import checkout, till  # noqa: F401  (the fixture)
+
+
+def into_today() -> datetime:
+    """Two hours into today's business day: yesterday ended more than an hour before, today has not ended, at any
+    hour the test runs (now + 2 h would cross into tomorrow after 22:00 of the business day's time zone)."""
+    return day_bounds(business_day(utcnow()))[0] + timedelta(hours=2)
 
 
 async def move_to(day, order_ids: list[int], member_ids: list[int]) -> None:
@@ -64,8 +70,8 @@ async def test_a_day_reads_the_same_worked_out_from_the_rows_and_once_written(ti
     assert today["id"] and c["id"]
 
     # The sweeper writes the days that have ended (yesterday, once an hour has passed since), once.
-    assert await report.roll_up(now=utcnow() + timedelta(hours=2)) >= 1
-    assert await report.roll_up(now=utcnow() + timedelta(hours=2)) == 0
+    assert await report.roll_up(now=into_today()) >= 1
+    assert await report.roll_up(now=into_today()) == 0
     assert await ReportDay.exists().where(ReportDay.day == yesterday)
     written = await get_report(till, hq, **params)
     assert written["writtenDays"] == 1
@@ -76,7 +82,7 @@ async def test_two_workers_write_a_day_once(till, demo):  # noqa: F811
     a = await checkout(till, demo, "cashier1", "S001", "oReportRace0000000000001", "report-race-1")
     day = business_day(utcnow()) - timedelta(days=3)
     await move_to(day, [a["id"]], [a["memberId"]])
-    later = utcnow() + timedelta(hours=2)
+    later = into_today()
     written = await asyncio.gather(*(report.roll_up(now=later) for _ in range(4)))
     assert sum(written) == 3  # three days ended since: each written by one of the workers
     assert await ReportDay.count() == 3

@@ -37,14 +37,6 @@ pytestmark = pytest.mark.skipif(not SCALE_OUT, reason="the scale-out deployment'
 ANSWERED = {201, 409, 503}  # a seat, sold out, or kv.unavailable: never a 500, never a hang
 
 
-@pytest.fixture
-def redis_process(unused_tcp_port):
-    process = RedisProcess(unused_tcp_port)
-    process.start()
-    yield process
-    process.stop()
-
-
 def on_redis(settings: Settings, redis: RedisProcess, **changes: object) -> Settings:
     return replace(settings, redis_url=redis.url, **changes)
 

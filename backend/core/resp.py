@@ -134,16 +134,12 @@ class RedisConnection:
         self._closed = False
 
     async def execute(self, *parts: bytes | str | int) -> Any:
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connected()
+        protocol = self._live() or await self._connected()
         return await protocol.send(pack(*parts))
 
     async def execute_together(self, *commands: tuple[bytes | str | int, ...]) -> list[Any]:
         """Commands sent back to back, nothing of another request's between them (MULTI ... EXEC is one)."""
-        protocol = self._protocol
-        if protocol is None or protocol.lost is not None:
-            protocol = await self._connected()
+        protocol = self._live() or await self._connected()
         futures = [protocol.send(pack(*command)) for command in commands]
         return list(await asyncio.gather(*futures))
 
@@ -154,6 +150,10 @@ class RedisConnection:
             if not str(error).startswith("NOSCRIPT"):
                 raise
             return await self.execute("EVAL", script.source, len(keys), *keys, *args)
+
+    def _live(self) -> _Protocol | None:
+        protocol = self._protocol
+        return protocol if protocol is not None and protocol.lost is None else None
 
     async def _connected(self) -> _Protocol:
         if self._closed:

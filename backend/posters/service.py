@@ -175,7 +175,7 @@ async def plan(
     image_format: str,
     cache: "PosterCache",
 ) -> PosterPlan:
-    """What the poster will show and its key; read from the database at most every `cache.plan_seconds` per
+    """What the poster will show and its key; read from the database at most every `plan_seconds` (the cache's) per
     member, target and format (a member opening the share sheet asks for the same poster several times)."""
     return await cache.plans.read(
         (member_id, campaign_id, group_id, image_format, base_url),

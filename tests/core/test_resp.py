@@ -17,44 +17,39 @@ from backend.core.resp import CommandError, RedisConnection
 pytestmark = pytest.mark.skipif(not os.environ.get("TEST_REDIS_URL"), reason="a real redis-server")
 
 
-async def test_concurrent_commands_share_one_connection_and_each_gets_its_own_reply(redis_process):
+@pytest.fixture
+async def connection(redis_process):
     connection = RedisConnection(redis_process.url, timeout=2)
-    try:
-        await asyncio.gather(*(connection.execute("SET", f"k{n}", f"v{n}") for n in range(500)))
-        replies = await asyncio.gather(*(connection.execute("GET", f"k{n}") for n in range(500)))
-        assert replies == [f"v{n}".encode() for n in range(500)]
-        clients = await connection.execute("CLIENT", "LIST")
-        assert clients.count(b"cmd=") == 1  # every one of those commands went over one connection
-    finally:
-        await connection.close()
+    yield connection
+    await connection.close()
 
 
-async def test_a_request_that_gave_up_leaves_the_order_of_replies_intact(redis_process):
-    connection = RedisConnection(redis_process.url, timeout=2)
-    try:
-        await connection.execute("SET", "a", "1")
-        await connection.execute("SET", "b", "2")
-        slow = asyncio.ensure_future(connection.execute("GET", "a"))
-        after = asyncio.ensure_future(connection.execute("GET", "b"))
-        await asyncio.sleep(0)
-        slow.cancel()
-        assert await after == b"2"  # not the reply owed to the request that was cancelled
-        assert await connection.execute("GET", "a") == b"1"
-    finally:
-        await connection.close()
+async def test_concurrent_commands_share_one_connection_and_each_gets_its_own_reply(connection):
+    await asyncio.gather(*(connection.execute("SET", f"k{n}", f"v{n}") for n in range(500)))
+    replies = await asyncio.gather(*(connection.execute("GET", f"k{n}") for n in range(500)))
+    assert replies == [f"v{n}".encode() for n in range(500)]
+    clients = await connection.execute("CLIENT", "LIST")
+    assert clients.count(b"cmd=") == 1  # every one of those commands went over one connection
 
 
-async def test_an_error_reply_is_the_commands_own_and_the_connection_goes_on(redis_process):
-    connection = RedisConnection(redis_process.url, timeout=2)
-    try:
-        await connection.execute("SET", "s", "text")
-        wrong, right = await asyncio.gather(
-            connection.execute("INCR", "s"), connection.execute("GET", "s"), return_exceptions=True
-        )
-        assert isinstance(wrong, CommandError) and "not an integer" in str(wrong)
-        assert right == b"text"
-    finally:
-        await connection.close()
+async def test_a_request_that_gave_up_leaves_the_order_of_replies_intact(connection):
+    await connection.execute("SET", "a", "1")
+    await connection.execute("SET", "b", "2")
+    slow = asyncio.ensure_future(connection.execute("GET", "a"))
+    after = asyncio.ensure_future(connection.execute("GET", "b"))
+    await asyncio.sleep(0)
+    slow.cancel()
+    assert await after == b"2"  # not the reply owed to the request that was cancelled
+    assert await connection.execute("GET", "a") == b"1"
+
+
+async def test_an_error_reply_is_the_commands_own_and_the_connection_goes_on(connection):
+    await connection.execute("SET", "s", "text")
+    wrong, right = await asyncio.gather(
+        connection.execute("INCR", "s"), connection.execute("GET", "s"), return_exceptions=True
+    )
+    assert isinstance(wrong, CommandError) and "not an integer" in str(wrong)
+    assert right == b"text"
 
 
 async def test_the_url_selects_the_database(redis_process):
